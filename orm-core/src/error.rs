@@ -1,0 +1,287 @@
+//! The error type of orm-core.
+
+use std::fmt;
+
+use crate::entity::EntityMeta;
+use crate::value::{FromSqlError, SqlType};
+
+/// A boxed driver error.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// `Result` with [`Error`] as the default error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// What went wrong, for callers that branch on the cause.
+///
+/// ```
+/// use orm_core::ErrorKind;
+/// assert_eq!(ErrorKind::UniqueViolation.to_string(), "unique constraint violated");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// A `UNIQUE` or primary-key constraint.
+    UniqueViolation,
+    /// A foreign-key constraint.
+    ForeignKeyViolation,
+    /// A `NOT NULL` constraint.
+    NotNullViolation,
+    /// A `CHECK` constraint.
+    CheckViolation,
+    /// The database is locked by another writer and the busy timeout ran out.
+    Busy,
+    /// The connection could not be opened or was lost.
+    Connection,
+    /// A value read from the database does not fit the field.
+    Conversion,
+    /// A column name that the entity does not have.
+    UnknownColumn,
+    /// A value of the wrong type for its column.
+    TypeMismatch,
+    /// A row that was expected is not there.
+    NotFound,
+    /// An optimistic-concurrency check failed: someone else changed or deleted the row.
+    StaleData,
+    /// The object was deleted, or its session is gone.
+    ObjectDeleted,
+    /// The call is not valid in the current state.
+    InvalidState,
+    /// Any other database error.
+    Database,
+}
+
+impl fmt::Display for ErrorKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            ErrorKind::UniqueViolation => "unique constraint violated",
+            ErrorKind::ForeignKeyViolation => "foreign key constraint violated",
+            ErrorKind::NotNullViolation => "NOT NULL constraint violated",
+            ErrorKind::CheckViolation => "CHECK constraint violated",
+            ErrorKind::Busy => "database is busy",
+            ErrorKind::Connection => "connection error",
+            ErrorKind::Conversion => "value conversion failed",
+            ErrorKind::UnknownColumn => "unknown column",
+            ErrorKind::TypeMismatch => "type mismatch",
+            ErrorKind::NotFound => "row not found",
+            ErrorKind::StaleData => "stale data",
+            ErrorKind::ObjectDeleted => "object deleted",
+            ErrorKind::InvalidState => "invalid state",
+            ErrorKind::Database => "database error",
+        })
+    }
+}
+
+/// Errors of orm-core. Every variant names what it can: entity, table, column and the
+/// placeholder SQL (bound values are never inlined into messages).
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The database rejected a statement.
+    #[error("{kind} on `{table}`{}: {message}\n  SQL: {sql}", entity_suffix(*.entity))]
+    Database {
+        /// The cause, classified.
+        kind: ErrorKind,
+        /// The entity whose statement failed, if any.
+        entity: Option<&'static str>,
+        /// The table (or `-` when the statement has none).
+        table: String,
+        /// Placeholder SQL.
+        sql: String,
+        /// The driver's message.
+        message: String,
+        /// The driver error.
+        #[source]
+        source: BoxError,
+    },
+    /// A database could not be opened.
+    #[error("cannot open database `{target}`: {source}")]
+    Open {
+        /// What was being opened (path or URL with the password removed).
+        target: String,
+        /// The driver error.
+        #[source]
+        source: BoxError,
+    },
+    /// A value read from the database does not fit a field.
+    #[error("cannot read column `{column}` of `{table}` into {entity}::{field}: {source}")]
+    Conversion {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// Column.
+        column: &'static str,
+        /// Field.
+        field: &'static str,
+        /// What was wrong.
+        #[source]
+        source: FromSqlError,
+    },
+    /// A column name the entity does not have.
+    #[error("{entity} (table `{table}`) has no column `{column}`; its columns are: {known}")]
+    UnknownColumn {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// The name given.
+        column: String,
+        /// The known columns, comma separated.
+        known: String,
+    },
+    /// A value of the wrong type, or NULL for a NOT NULL column, caught before any SQL.
+    #[error("column `{column}` of {entity} (table `{table}`) takes {expected}, got {found}")]
+    TypeMismatch {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// Column.
+        column: &'static str,
+        /// The column's type (with `NOT NULL` when it is one).
+        expected: String,
+        /// What was given.
+        found: String,
+    },
+    /// A row that was expected is not there.
+    #[error("no row of {entity} (table `{table}`) with key {key}")]
+    NotFound {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// The key looked for.
+        key: String,
+    },
+    /// An optimistic-concurrency check found the row changed or deleted by someone else.
+    #[error(
+        "stale data: {entity} (table `{table}`) with key {key} was changed or deleted by \
+         another writer since it was loaded; {operation} matched no row"
+    )]
+    StaleData {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// Key of the row.
+        key: String,
+        /// `UPDATE` or `DELETE`.
+        operation: &'static str,
+    },
+    /// The call does not fit the state of the connection or object.
+    #[error("{message}")]
+    InvalidState {
+        /// What is wrong and how to fix it.
+        message: String,
+    },
+}
+
+fn entity_suffix(entity: Option<&'static str>) -> String {
+    entity.map(|e| format!(" ({e})")).unwrap_or_default()
+}
+
+impl Error {
+    /// The cause, for branching without parsing text.
+    ///
+    /// ```
+    /// use orm_core::{Error, ErrorKind};
+    /// let e = Error::InvalidState { message: "no".into() };
+    /// assert_eq!(e.kind(), ErrorKind::InvalidState);
+    /// ```
+    pub fn kind(&self) -> ErrorKind {
+        match self {
+            Error::Database { kind, .. } => *kind,
+            Error::Open { .. } => ErrorKind::Connection,
+            Error::Conversion { .. } => ErrorKind::Conversion,
+            Error::UnknownColumn { .. } => ErrorKind::UnknownColumn,
+            Error::TypeMismatch { .. } => ErrorKind::TypeMismatch,
+            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::StaleData { .. } => ErrorKind::StaleData,
+            Error::InvalidState { .. } => ErrorKind::InvalidState,
+        }
+    }
+
+    /// The placeholder SQL of the failed statement, if a statement failed.
+    pub fn sql(&self) -> Option<&str> {
+        match self {
+            Error::Database { sql, .. } => Some(sql),
+            _ => None,
+        }
+    }
+
+    pub(crate) fn conversion(
+        meta: &'static EntityMeta,
+        index: usize,
+        source: FromSqlError,
+    ) -> Self {
+        let column = &meta.columns[index];
+        Error::Conversion {
+            entity: meta.name,
+            table: meta.table,
+            column: column.name,
+            field: column.field,
+            source,
+        }
+    }
+
+    /// An unknown column of `meta`.
+    pub fn unknown_column(meta: &'static EntityMeta, column: &str) -> Self {
+        Error::UnknownColumn {
+            entity: meta.name,
+            table: meta.table,
+            column: column.to_owned(),
+            known: meta
+                .columns
+                .iter()
+                .map(|c| c.name)
+                .collect::<Vec<_>>()
+                .join(", "),
+        }
+    }
+
+    /// A value that does not fit column `index` of `meta`.
+    pub fn type_mismatch(meta: &'static EntityMeta, index: usize, found: String) -> Self {
+        let c = &meta.columns[index];
+        Error::TypeMismatch {
+            entity: meta.name,
+            table: meta.table,
+            column: c.name,
+            expected: describe_type(c.sql_type, c.nullable),
+            found,
+        }
+    }
+}
+
+/// Turns "no row" into `Ok(None)`, as rusqlite's and diesel's `optional()` do.
+///
+/// ```
+/// use orm_core::{Error, OptionalExt, Result};
+/// let r: Result<i32> = Err(Error::NotFound { entity: "E", table: "e", key: "1".into() });
+/// assert_eq!(r.optional().unwrap(), None);
+/// ```
+pub trait OptionalExt<T> {
+    /// `Ok(None)` for [`ErrorKind::NotFound`], the rest unchanged.
+    ///
+    /// # Errors
+    /// Any error other than "not found".
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExt<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// The SQL type a column expects, named for messages.
+pub(crate) fn describe_type(ty: SqlType, nullable: bool) -> String {
+    if nullable {
+        format!("{ty} or NULL")
+    } else {
+        format!("{ty} NOT NULL")
+    }
+}

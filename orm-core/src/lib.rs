@@ -1,0 +1,54 @@
+//! Metadata, values, SQL building and backends of the `orm` unit-of-work ORM.
+//!
+//! `orm-core` knows entities and statements, never sessions. Most users depend on
+//! `orm-session`, which re-exports what is here.
+//!
+//! ```
+//! use orm_core::{Connection, Entity};
+//!
+//! #[derive(Entity, Debug, Clone, PartialEq)]
+//! #[orm(table = "customer")]
+//! struct Customer {
+//!     #[orm(primary_key, auto_increment)]
+//!     id: Option<i64>,
+//!     name: String,
+//!     #[orm(column = "descr")]
+//!     description: Option<String>,
+//! }
+//!
+//! # fn main() -> orm_core::Result<()> {
+//! let conn = Connection::open_sqlite_memory()?;
+//! conn.create_table::<Customer>()?;
+//! let rows = (0..250).map(|i| Customer { id: None, name: format!("c{i}"), description: None });
+//! assert_eq!(conn.insert_many(rows)?, 250);
+//! let first = conn.find::<Customer>(&1.into())?.expect("row 1");
+//! assert_eq!(first.name, "c0");
+//! assert_eq!(conn.count(Some(Customer::NAME.like("c1%")))?, 111);
+//! # Ok(()) }
+//! ```
+
+extern crate self as orm_core;
+
+mod connection;
+mod entity;
+mod error;
+mod filter;
+mod sql;
+mod sqlite;
+mod value;
+
+pub use connection::{Connection, InsertOptions, SqliteOptions};
+pub use entity::{
+    AsEntity, Column, ColumnMeta, Entity, EntityMeta, Generated, RowValues, assign, read_column,
+};
+pub use error::{BoxError, Error, ErrorKind, OptionalExt, Result};
+pub use filter::{CmpOp, Condition, Filter, Order, SelectSpec};
+pub use orm_derive::Entity;
+pub use sql::Backend;
+pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};
+
+/// Re-exports for generated code. Not a public API.
+#[doc(hidden)]
+pub mod __private {
+    pub use uuid::Uuid;
+}

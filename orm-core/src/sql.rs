@@ -1,0 +1,360 @@
+//! Statement building. All SQL text is produced here, by sea-query, and cached per
+//! (backend, entity, statement kind, column set, batch size).
+
+use std::any::TypeId;
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock};
+
+use parking_lot::RwLock;
+use sea_query::{
+    Alias, ColumnDef, Condition as SqCondition, DeleteStatement, Expr, ExprTrait, Index,
+    InsertStatement, PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder, Table,
+    UpdateStatement,
+};
+
+use crate::entity::{EntityMeta, Generated};
+use crate::filter::{CmpOp, Condition, Order, SelectSpec};
+use crate::value::{SqlType, Value};
+
+/// The SQL dialect of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum Backend {
+    /// SQLite (embedded).
+    Sqlite,
+    /// PostgreSQL.
+    Postgres,
+}
+
+/// The kinds of cached statement.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub(crate) enum Kind {
+    /// `INSERT INTO t (cols) VALUES (…), (…)`: `batch` rows.
+    Insert,
+    /// `SELECT all FROM t WHERE key = ?`.
+    SelectByKey,
+    /// `SELECT cols FROM t WHERE key = ?`.
+    SelectColumnsByKey,
+    /// `UPDATE t SET cols = ? WHERE key = ? [AND version = ?]`.
+    UpdateByKey,
+    /// `DELETE FROM t WHERE key = ? [AND version = ?]`.
+    DeleteByKey,
+}
+
+#[derive(PartialEq, Eq, Hash)]
+struct CacheKey {
+    backend: Backend,
+    entity: TypeId,
+    kind: Kind,
+    columns: Box<[u16]>,
+    batch: usize,
+    check_version: bool,
+}
+
+static CACHE: LazyLock<RwLock<HashMap<CacheKey, Arc<str>>>> = LazyLock::new(Default::default);
+
+/// A cached statement text: built once per shape for the whole process.
+pub(crate) struct Shape<'a> {
+    pub backend: Backend,
+    pub entity: TypeId,
+    pub meta: &'static EntityMeta,
+    pub kind: Kind,
+    pub columns: &'a [usize],
+    pub batch: usize,
+    pub check_version: bool,
+}
+
+impl Shape<'_> {
+    /// The SQL text of this shape, from the cache or built now.
+    pub fn sql(&self) -> Arc<str> {
+        let columns: Box<[u16]> = self
+            .columns
+            .iter()
+            .map(|&c| u16::try_from(c).unwrap_or(u16::MAX))
+            .collect();
+        let key = CacheKey {
+            backend: self.backend,
+            entity: self.entity,
+            kind: self.kind,
+            columns,
+            batch: self.batch,
+            check_version: self.check_version,
+        };
+        if let Some(sql) = CACHE.read().get(&key) {
+            return Arc::clone(sql);
+        }
+        let sql: Arc<str> = self.build().into();
+        CACHE.write().entry(key).or_insert(sql).clone()
+    }
+
+    fn build(&self) -> String {
+        let m = self.meta;
+        let version = if self.check_version {
+            m.version_column()
+        } else {
+            None
+        };
+        match self.kind {
+            Kind::Insert => {
+                let mut q = Query::insert();
+                q.into_table(table(m))
+                    .columns(self.columns.iter().map(|&c| col(m, c)));
+                for _ in 0..self.batch {
+                    q.values_panic(self.columns.iter().map(|_| Expr::val(0_i64)));
+                }
+                insert_sql(&q, self.backend)
+            }
+            Kind::SelectByKey | Kind::SelectColumnsByKey => {
+                let mut q = Query::select();
+                if self.kind == Kind::SelectByKey {
+                    q.columns((0..m.columns.len()).map(|c| col(m, c)));
+                } else {
+                    q.columns(self.columns.iter().map(|&c| col(m, c)));
+                }
+                q.from(table(m))
+                    .and_where(Expr::col(col(m, m.primary_key)).eq(0_i64));
+                select_sql(&q, self.backend)
+            }
+            Kind::UpdateByKey => {
+                let mut q = Query::update();
+                q.table(table(m));
+                for &c in self.columns {
+                    q.value(col(m, c), Expr::val(0_i64));
+                }
+                if let Some(v) = version {
+                    q.value(col(m, v), Expr::col(col(m, v)).add(1_i64));
+                }
+                q.and_where(Expr::col(col(m, m.primary_key)).eq(0_i64));
+                if let Some(v) = version {
+                    q.and_where(Expr::col(col(m, v)).eq(0_i64));
+                }
+                update_sql(&q, self.backend)
+            }
+            Kind::DeleteByKey => {
+                let mut q = Query::delete();
+                q.from_table(table(m))
+                    .and_where(Expr::col(col(m, m.primary_key)).eq(0_i64));
+                if let Some(v) = version {
+                    q.and_where(Expr::col(col(m, v)).eq(0_i64));
+                }
+                delete_sql(&q, self.backend)
+            }
+        }
+    }
+}
+
+/// Identifiers are passed as owned strings: sea-query escapes quote characters only in
+/// owned identifiers, and every identifier must be quoted and escaped (R3).
+fn table(m: &EntityMeta) -> Alias {
+    Alias::new(m.table.to_owned())
+}
+
+fn col(m: &EntityMeta, index: usize) -> Alias {
+    Alias::new(m.columns[index].name.to_owned())
+}
+
+fn insert_sql(q: &InsertStatement, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder).0,
+        Backend::Postgres => q.build(PostgresQueryBuilder).0,
+    }
+}
+
+fn select_sql(q: &SelectStatement, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder).0,
+        Backend::Postgres => q.build(PostgresQueryBuilder).0,
+    }
+}
+
+fn update_sql(q: &UpdateStatement, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder).0,
+        Backend::Postgres => q.build(PostgresQueryBuilder).0,
+    }
+}
+
+fn delete_sql(q: &DeleteStatement, backend: Backend) -> String {
+    match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder).0,
+        Backend::Postgres => q.build(PostgresQueryBuilder).0,
+    }
+}
+
+/// `CREATE TABLE IF NOT EXISTS` and `CREATE INDEX IF NOT EXISTS` statements for an entity.
+pub(crate) fn create_table(m: &EntityMeta, backend: Backend) -> Vec<String> {
+    let mut t = Table::create();
+    t.table(table(m)).if_not_exists();
+    for (i, c) in m.columns.iter().enumerate() {
+        let mut def = ColumnDef::new(col(m, i));
+        match (c.sql_type, backend) {
+            (SqlType::I32, _) => def.integer(),
+            (SqlType::I64, _) => def.big_integer(),
+            (SqlType::F64, _) => def.double(),
+            (SqlType::Bool, _) => def.boolean(),
+            (SqlType::Text, _) => def.text(),
+            (SqlType::Blob, Backend::Sqlite) => def.blob(),
+            (SqlType::Blob, Backend::Postgres) => def.custom(Alias::new("bytea")),
+            (SqlType::Uuid, Backend::Sqlite) => def.blob(),
+            (SqlType::Uuid, Backend::Postgres) => def.uuid(),
+        };
+        if c.primary_key {
+            def.primary_key();
+            if c.generated == Generated::AutoIncrement && backend == Backend::Postgres {
+                def.extra("GENERATED BY DEFAULT AS IDENTITY");
+            }
+        } else if !c.nullable {
+            def.not_null();
+        }
+        if c.unique && !c.primary_key {
+            def.unique_key();
+        }
+        t.col(&mut def);
+    }
+    let mut out = vec![match backend {
+        Backend::Sqlite => t.build(SqliteQueryBuilder),
+        Backend::Postgres => t.build(PostgresQueryBuilder),
+    }];
+    for (i, c) in m.columns.iter().enumerate().filter(|(_, c)| c.index) {
+        let mut idx = Index::create();
+        idx.if_not_exists()
+            .name(format!("ix_{}_{}", m.table, c.name))
+            .table(table(m))
+            .col(col(m, i));
+        out.push(match backend {
+            Backend::Sqlite => idx.build(SqliteQueryBuilder),
+            Backend::Postgres => idx.build(PostgresQueryBuilder),
+        });
+    }
+    out
+}
+
+/// `DROP TABLE IF EXISTS`.
+pub(crate) fn drop_table(m: &EntityMeta, backend: Backend) -> String {
+    let mut t = Table::drop();
+    t.table(table(m)).if_exists();
+    match backend {
+        Backend::Sqlite => t.build(SqliteQueryBuilder),
+        Backend::Postgres => t.build(PostgresQueryBuilder),
+    }
+}
+
+/// Builds a `SELECT` of whole entities. Returns the SQL and the values to bind, in order.
+///
+/// Operands are handed to sea-query as numbered tags (`BigInt(i)`), and the tags sea-query
+/// returns are mapped back to the real values: whatever order sea-query emits placeholders
+/// in, the values follow it, and no value changes type on the way.
+pub(crate) fn select(m: &EntityMeta, spec: &SelectSpec, backend: Backend) -> (String, Vec<Value>) {
+    let mut operands = Vec::new();
+    let mut q = Query::select();
+    q.columns((0..m.columns.len()).map(|c| col(m, c)))
+        .from(table(m));
+    if let Some(filter) = &spec.filter {
+        q.cond_where(condition(m, filter, &mut operands));
+    }
+    for &(c, order) in &spec.order {
+        let o = match order {
+            Order::Asc => sea_query::Order::Asc,
+            Order::Desc => sea_query::Order::Desc,
+        };
+        q.order_by(col(m, c), o);
+    }
+    if let Some(l) = spec.limit {
+        q.limit(l);
+    }
+    if let Some(o) = spec.offset {
+        q.offset(o);
+    }
+    let (sql, tags) = match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder),
+        Backend::Postgres => q.build(PostgresQueryBuilder),
+    };
+    (sql, untag(tags, &operands))
+}
+
+/// Builds `SELECT COUNT(*)` with a filter.
+pub(crate) fn count(
+    m: &EntityMeta,
+    filter: Option<&Condition>,
+    backend: Backend,
+) -> (String, Vec<Value>) {
+    let mut operands = Vec::new();
+    let mut q = Query::select();
+    q.expr(Expr::cust("COUNT(*)")).from(table(m));
+    if let Some(filter) = filter {
+        q.cond_where(condition(m, filter, &mut operands));
+    }
+    let (sql, tags) = match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder),
+        Backend::Postgres => q.build(PostgresQueryBuilder),
+    };
+    (sql, untag(tags, &operands))
+}
+
+fn tag(operands: &mut Vec<Value>, v: Value) -> Expr {
+    let i = i64::try_from(operands.len()).unwrap_or(i64::MAX);
+    operands.push(v);
+    Expr::val(i)
+}
+
+fn untag(tags: sea_query::Values, operands: &[Value]) -> Vec<Value> {
+    tags.0
+        .into_iter()
+        .map(|t| match t {
+            sea_query::Value::BigInt(Some(i)) => usize::try_from(i)
+                .ok()
+                .and_then(|i| operands.get(i).cloned())
+                .unwrap_or(Value::I64(i)),
+            sea_query::Value::BigUnsigned(Some(u)) => {
+                Value::I64(i64::try_from(u).unwrap_or(i64::MAX))
+            }
+            sea_query::Value::Unsigned(Some(u)) => Value::I64(i64::from(u)),
+            sea_query::Value::Int(Some(i)) => Value::I32(i),
+            _ => Value::Null,
+        })
+        .collect()
+}
+
+fn condition(m: &EntityMeta, c: &Condition, operands: &mut Vec<Value>) -> SqCondition {
+    let leaf = match c {
+        Condition::And(all) => {
+            return all.iter().fold(SqCondition::all(), |acc, c| {
+                acc.add(condition(m, c, operands))
+            });
+        }
+        Condition::Or(any) => {
+            return any.iter().fold(SqCondition::any(), |acc, c| {
+                acc.add(condition(m, c, operands))
+            });
+        }
+        Condition::Not(inner) => {
+            return SqCondition::all().add(condition(m, inner, operands)).not();
+        }
+        Condition::Compare { column, op, value } => {
+            let lhs = Expr::col(col(m, *column));
+            let rhs = tag(operands, value.clone());
+            match op {
+                CmpOp::Eq => lhs.eq(rhs),
+                CmpOp::Ne => lhs.ne(rhs),
+                CmpOp::Lt => lhs.lt(rhs),
+                CmpOp::Le => lhs.lte(rhs),
+                CmpOp::Gt => lhs.gt(rhs),
+                CmpOp::Ge => lhs.gte(rhs),
+            }
+        }
+        Condition::Like { column, pattern } => {
+            let rhs = tag(operands, Value::Text(pattern.clone()));
+            Expr::col(col(m, *column)).binary(sea_query::BinOper::Like, rhs)
+        }
+        Condition::In { column, values } if values.is_empty() => {
+            let _ = column;
+            Expr::cust("1 = 0")
+        }
+        Condition::In { column, values } => {
+            let tags: Vec<Expr> = values.iter().map(|v| tag(operands, v.clone())).collect();
+            Expr::col(col(m, *column)).is_in(tags)
+        }
+        Condition::IsNull { column } => Expr::col(col(m, *column)).is_null(),
+    };
+    SqCondition::all().add(leaf)
+}

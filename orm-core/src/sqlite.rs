@@ -1,0 +1,153 @@
+//! SQLite through rusqlite: value binding and decoding, error mapping.
+
+use std::borrow::Cow;
+
+use rusqlite::ffi;
+use rusqlite::types::{ToSqlOutput, ValueRef as RValueRef};
+
+use crate::entity::RowValues;
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::value::{FromSqlError, SqlType, Value, ValueRef};
+
+impl rusqlite::ToSql for ValueRef<'_> {
+    #[inline]
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            ValueRef::Null => RValueRef::Null,
+            ValueRef::I32(v) => RValueRef::Integer(i64::from(*v)),
+            ValueRef::I64(v) => RValueRef::Integer(*v),
+            ValueRef::F64(v) => RValueRef::Real(*v),
+            ValueRef::Bool(v) => RValueRef::Integer(i64::from(*v)),
+            ValueRef::Text(v) => RValueRef::Text(v.as_bytes()),
+            ValueRef::Blob(v) => RValueRef::Blob(v),
+            ValueRef::Uuid(v) => RValueRef::Blob(v.as_bytes()),
+        }))
+    }
+}
+
+impl rusqlite::ToSql for Value {
+    #[inline]
+    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        Ok(ToSqlOutput::Borrowed(match self {
+            Value::Null => RValueRef::Null,
+            Value::I32(v) => RValueRef::Integer(i64::from(*v)),
+            Value::I64(v) => RValueRef::Integer(*v),
+            Value::F64(v) => RValueRef::Real(*v),
+            Value::Bool(v) => RValueRef::Integer(i64::from(*v)),
+            Value::Text(v) => RValueRef::Text(v.as_bytes()),
+            Value::Blob(v) => RValueRef::Blob(v),
+            Value::Uuid(v) => RValueRef::Blob(v.as_bytes()),
+        }))
+    }
+}
+
+fn found(v: RValueRef<'_>) -> String {
+    match v {
+        RValueRef::Null => "NULL".into(),
+        RValueRef::Integer(i) => format!("integer {i}"),
+        RValueRef::Real(r) => format!("real {r}"),
+        RValueRef::Text(t) => format!("text of {} bytes", t.len()),
+        RValueRef::Blob(b) => format!("blob of {} bytes", b.len()),
+    }
+}
+
+/// Decodes a SQLite value as the column type the entity declares.
+pub(crate) fn decode(v: RValueRef<'_>, ty: SqlType) -> Result<ValueRef<'_>, FromSqlError> {
+    let wrong = || FromSqlError::WrongType {
+        expected: ty,
+        found: found(v),
+    };
+    Ok(match (ty, v) {
+        (_, RValueRef::Null) => ValueRef::Null,
+        (SqlType::I64, RValueRef::Integer(i)) => ValueRef::I64(i),
+        (SqlType::I32, RValueRef::Integer(i)) => {
+            ValueRef::I32(i32::try_from(i).map_err(|_| FromSqlError::Invalid {
+                message: format!("{i} does not fit in i32"),
+            })?)
+        }
+        (SqlType::F64, RValueRef::Real(r)) => ValueRef::F64(r),
+        #[allow(clippy::cast_precision_loss)]
+        (SqlType::F64, RValueRef::Integer(i)) => ValueRef::F64(i as f64),
+        (SqlType::Bool, RValueRef::Integer(0)) => ValueRef::Bool(false),
+        (SqlType::Bool, RValueRef::Integer(1)) => ValueRef::Bool(true),
+        (SqlType::Text, RValueRef::Text(t)) => {
+            ValueRef::Text(Cow::Borrowed(std::str::from_utf8(t).map_err(|e| {
+                FromSqlError::Invalid {
+                    message: format!("invalid UTF-8: {e}"),
+                }
+            })?))
+        }
+        (SqlType::Blob, RValueRef::Blob(b)) => ValueRef::Blob(Cow::Borrowed(b)),
+        (SqlType::Uuid, RValueRef::Blob(b)) => ValueRef::Uuid(uuid::Uuid::from_slice(b).map_err(
+            |e| FromSqlError::Invalid {
+                message: format!("not a UUID: {e}"),
+            },
+        )?),
+        (SqlType::Uuid, RValueRef::Text(t)) => ValueRef::Uuid(
+            std::str::from_utf8(t)
+                .ok()
+                .and_then(|s| uuid::Uuid::parse_str(s).ok())
+                .ok_or_else(wrong)?,
+        ),
+        _ => return Err(wrong()),
+    })
+}
+
+/// Decodes a SQLite value by its storage class, for raw queries.
+pub(crate) fn decode_any(v: RValueRef<'_>) -> Value {
+    match v {
+        RValueRef::Null => Value::Null,
+        RValueRef::Integer(i) => Value::I64(i),
+        RValueRef::Real(r) => Value::F64(r),
+        RValueRef::Text(t) => Value::Text(String::from_utf8_lossy(t).into_owned()),
+        RValueRef::Blob(b) => Value::Blob(b.to_vec()),
+    }
+}
+
+impl RowValues for rusqlite::Row<'_> {
+    #[inline]
+    fn value(&self, index: usize, ty: SqlType) -> Result<ValueRef<'_>, FromSqlError> {
+        let v = self.get_ref(index).map_err(|e| FromSqlError::Invalid {
+            message: e.to_string(),
+        })?;
+        decode(v, ty)
+    }
+}
+
+/// Classifies a rusqlite error.
+pub(crate) fn kind_of(e: &rusqlite::Error) -> ErrorKind {
+    match e {
+        rusqlite::Error::SqliteFailure(f, _) => match f.extended_code {
+            ffi::SQLITE_CONSTRAINT_UNIQUE | ffi::SQLITE_CONSTRAINT_PRIMARYKEY => {
+                ErrorKind::UniqueViolation
+            }
+            ffi::SQLITE_CONSTRAINT_NOTNULL => ErrorKind::NotNullViolation,
+            ffi::SQLITE_CONSTRAINT_FOREIGNKEY => ErrorKind::ForeignKeyViolation,
+            ffi::SQLITE_CONSTRAINT_CHECK => ErrorKind::CheckViolation,
+            _ if f.code == rusqlite::ErrorCode::DatabaseBusy
+                || f.code == rusqlite::ErrorCode::DatabaseLocked =>
+            {
+                ErrorKind::Busy
+            }
+            _ if f.code == rusqlite::ErrorCode::CannotOpen => ErrorKind::Connection,
+            _ => ErrorKind::Database,
+        },
+        _ => ErrorKind::Database,
+    }
+}
+
+pub(crate) fn map_error(
+    e: rusqlite::Error,
+    entity: Option<&'static str>,
+    table: &str,
+    sql: &str,
+) -> Error {
+    Error::Database {
+        kind: kind_of(&e),
+        entity,
+        table: table.to_owned(),
+        sql: sql.to_owned(),
+        message: e.to_string(),
+        source: BoxError::from(e),
+    }
+}

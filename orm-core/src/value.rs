@@ -1,0 +1,534 @@
+//! Values that cross the boundary between Rust fields and SQL columns.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use uuid::Uuid;
+
+/// The SQL type family of a column, as the ORM understands it.
+///
+/// Every [`Field`] names one. The backend maps it to a concrete column type in DDL
+/// (`INTEGER`, `BIGINT`, `TEXT`, …) and uses it to decode what the driver returns.
+///
+/// ```
+/// use orm_core::{Field, SqlType};
+/// assert_eq!(<Option<String> as Field>::SQL_TYPE, SqlType::Text);
+/// assert_eq!(SqlType::I64.to_string(), "i64");
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum SqlType {
+    /// 32-bit signed integer.
+    I32,
+    /// 64-bit signed integer.
+    I64,
+    /// 64-bit IEEE float.
+    F64,
+    /// Boolean (an integer 0/1 on SQLite).
+    Bool,
+    /// UTF-8 text.
+    Text,
+    /// Arbitrary bytes.
+    Blob,
+    /// A UUID (16 bytes on SQLite, `uuid` on PostgreSQL).
+    Uuid,
+}
+
+impl fmt::Display for SqlType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            SqlType::I32 => "i32",
+            SqlType::I64 => "i64",
+            SqlType::F64 => "f64",
+            SqlType::Bool => "bool",
+            SqlType::Text => "text",
+            SqlType::Blob => "blob",
+            SqlType::Uuid => "uuid",
+        })
+    }
+}
+
+/// An owned SQL value.
+///
+/// Used where a value must outlive the struct it came from: dirty-tracking snapshots, bulk
+/// mappings, filter operands.
+///
+/// ```
+/// use orm_core::Value;
+/// let v = Value::from("hello");
+/// assert_eq!(v, Value::Text("hello".into()));
+/// assert!(Value::Null.is_null());
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Value {
+    /// SQL `NULL`.
+    Null,
+    /// A 32-bit integer.
+    I32(i32),
+    /// A 64-bit integer.
+    I64(i64),
+    /// A 64-bit float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Text.
+    Text(String),
+    /// Bytes.
+    Blob(Vec<u8>),
+    /// A UUID.
+    Uuid(Uuid),
+}
+
+impl Value {
+    /// Borrows this value.
+    pub fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::I32(v) => ValueRef::I32(*v),
+            Value::I64(v) => ValueRef::I64(*v),
+            Value::F64(v) => ValueRef::F64(*v),
+            Value::Bool(v) => ValueRef::Bool(*v),
+            Value::Text(v) => ValueRef::Text(Cow::Borrowed(v)),
+            Value::Blob(v) => ValueRef::Blob(Cow::Borrowed(v)),
+            Value::Uuid(v) => ValueRef::Uuid(*v),
+        }
+    }
+
+    /// True for [`Value::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, Value::Null)
+    }
+
+    /// The SQL type of this value, or `None` for `NULL`.
+    pub fn sql_type(&self) -> Option<SqlType> {
+        self.as_ref().sql_type()
+    }
+}
+
+/// A borrowed SQL value: what an entity hands out when it is bound into a statement.
+///
+/// Text and bytes borrow from the struct's fields, so binding a row copies nothing on the
+/// way to the driver. A user [`Field`] type whose SQL form has to be computed can return
+/// an owned `Cow`.
+///
+/// ```
+/// use orm_core::{Field, ValueRef};
+/// let name = String::from("Ada");
+/// assert_eq!(name.to_sql(), ValueRef::Text("Ada".into()));
+/// ```
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum ValueRef<'a> {
+    /// SQL `NULL`.
+    Null,
+    /// A 32-bit integer.
+    I32(i32),
+    /// A 64-bit integer.
+    I64(i64),
+    /// A 64-bit float.
+    F64(f64),
+    /// A boolean.
+    Bool(bool),
+    /// Text.
+    Text(Cow<'a, str>),
+    /// Bytes.
+    Blob(Cow<'a, [u8]>),
+    /// A UUID.
+    Uuid(Uuid),
+}
+
+impl ValueRef<'_> {
+    /// Copies this value into an owned [`Value`].
+    pub fn to_owned_value(&self) -> Value {
+        match self {
+            ValueRef::Null => Value::Null,
+            ValueRef::I32(v) => Value::I32(*v),
+            ValueRef::I64(v) => Value::I64(*v),
+            ValueRef::F64(v) => Value::F64(*v),
+            ValueRef::Bool(v) => Value::Bool(*v),
+            ValueRef::Text(v) => Value::Text(v.to_string()),
+            ValueRef::Blob(v) => Value::Blob(v.to_vec()),
+            ValueRef::Uuid(v) => Value::Uuid(*v),
+        }
+    }
+
+    /// True for [`ValueRef::Null`].
+    pub fn is_null(&self) -> bool {
+        matches!(self, ValueRef::Null)
+    }
+
+    /// The SQL type of this value, or `None` for `NULL`.
+    pub fn sql_type(&self) -> Option<SqlType> {
+        Some(match self {
+            ValueRef::Null => return None,
+            ValueRef::I32(_) => SqlType::I32,
+            ValueRef::I64(_) => SqlType::I64,
+            ValueRef::F64(_) => SqlType::F64,
+            ValueRef::Bool(_) => SqlType::Bool,
+            ValueRef::Text(_) => SqlType::Text,
+            ValueRef::Blob(_) => SqlType::Blob,
+            ValueRef::Uuid(_) => SqlType::Uuid,
+        })
+    }
+
+    /// Compares with an owned value without allocating. Floats compare bitwise, so a NaN
+    /// that was loaded and not touched is not reported as a change.
+    pub fn same_as(&self, other: &Value) -> bool {
+        match (self, other) {
+            (ValueRef::Null, Value::Null) => true,
+            (ValueRef::I32(a), Value::I32(b)) => a == b,
+            (ValueRef::I64(a), Value::I64(b)) => a == b,
+            (ValueRef::F64(a), Value::F64(b)) => a.to_bits() == b.to_bits(),
+            (ValueRef::Bool(a), Value::Bool(b)) => a == b,
+            (ValueRef::Text(a), Value::Text(b)) => a.as_ref() == b.as_str(),
+            (ValueRef::Blob(a), Value::Blob(b)) => a.as_ref() == b.as_slice(),
+            (ValueRef::Uuid(a), Value::Uuid(b)) => a == b,
+            _ => false,
+        }
+    }
+
+    /// A short description of the value for error messages (never the whole text or blob).
+    pub fn describe(&self) -> String {
+        match self {
+            ValueRef::Null => "NULL".into(),
+            ValueRef::Text(t) => format!("text of {} bytes", t.len()),
+            ValueRef::Blob(b) => format!("blob of {} bytes", b.len()),
+            other => format!("{other:?}"),
+        }
+    }
+}
+
+/// Why a SQL value could not become a Rust field.
+///
+/// Returned by [`Field::from_sql`]; the caller adds the entity and column and turns it
+/// into [`Error::Conversion`](crate::Error::Conversion).
+///
+/// ```
+/// use orm_core::{Field, FromSqlError, ValueRef};
+/// assert!(matches!(i32::from_sql(ValueRef::Null), Err(FromSqlError::UnexpectedNull)));
+/// ```
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum FromSqlError {
+    /// NULL where the field cannot hold one (use `Option<T>`).
+    #[error("NULL found but the field is not an Option")]
+    UnexpectedNull,
+    /// The value has another type.
+    #[error("expected {expected}, found {found}")]
+    WrongType {
+        /// The type the field wants.
+        expected: SqlType,
+        /// What the database sent.
+        found: String,
+    },
+    /// The value has the right type but does not fit (an integer out of range, invalid UTF-8,
+    /// a UUID that is not 16 bytes, a user type rejecting it).
+    #[error("{message}")]
+    Invalid {
+        /// What is wrong.
+        message: String,
+    },
+}
+
+impl FromSqlError {
+    fn wrong(expected: SqlType, found: &ValueRef<'_>) -> Self {
+        FromSqlError::WrongType {
+            expected,
+            found: found.describe(),
+        }
+    }
+}
+
+/// A Rust type that can be stored in one column.
+///
+/// Implemented for `i32`, `i64`, `f64`, `bool`, `String`, `Vec<u8>`, `uuid::Uuid` and
+/// `Option<T>` of each (`Option` makes the column nullable). Implement it for your own types
+/// to map them onto one of those SQL types:
+///
+/// ```
+/// use std::borrow::Cow;
+/// use orm_core::{Field, FromSqlError, SqlType, ValueRef};
+///
+/// #[derive(Debug, PartialEq)]
+/// struct Email(String);
+///
+/// impl Field for Email {
+///     const SQL_TYPE: SqlType = SqlType::Text;
+///     fn to_sql(&self) -> ValueRef<'_> {
+///         ValueRef::Text(Cow::Borrowed(&self.0))
+///     }
+///     fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+///         let text = String::from_sql(value)?;
+///         if text.contains('@') {
+///             Ok(Email(text))
+///         } else {
+///             Err(FromSqlError::Invalid { message: format!("`{text}` is not an e-mail address") })
+///         }
+///     }
+/// }
+///
+/// assert_eq!(Email::from_sql(ValueRef::Text("a@b".into())), Ok(Email("a@b".into())));
+/// assert!(Email::from_sql(ValueRef::Text("nope".into())).is_err());
+/// ```
+///
+/// `Option<Email>` then works too.
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be stored in a column",
+    label = "unsupported field type",
+    note = "supported types: i32, i64, f64, bool, String, Vec<u8>, uuid::Uuid and Option of each",
+    note = "for your own type, implement `orm_core::Field` (see its documentation)"
+)]
+pub trait Field: Sized {
+    /// The SQL type of the column.
+    const SQL_TYPE: SqlType;
+    /// Whether the column accepts NULL (true only for `Option<T>`).
+    const NULLABLE: bool = false;
+
+    /// The value to bind for this field.
+    fn to_sql(&self) -> ValueRef<'_>;
+
+    /// Builds the field from a value read from the database.
+    ///
+    /// # Errors
+    /// [`FromSqlError`] when the value is NULL, of another type, or out of range.
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError>;
+}
+
+macro_rules! copy_field {
+    ($t:ty, $variant:ident, $sql:ident) => {
+        impl Field for $t {
+            const SQL_TYPE: SqlType = SqlType::$sql;
+            #[inline]
+            fn to_sql(&self) -> ValueRef<'_> {
+                ValueRef::$variant(*self)
+            }
+            #[inline]
+            fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+                match value {
+                    ValueRef::$variant(v) => Ok(v),
+                    ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+                    other => Err(FromSqlError::wrong(SqlType::$sql, &other)),
+                }
+            }
+        }
+    };
+}
+
+copy_field!(i64, I64, I64);
+copy_field!(f64, F64, F64);
+copy_field!(bool, Bool, Bool);
+copy_field!(Uuid, Uuid, Uuid);
+
+impl Field for i32 {
+    const SQL_TYPE: SqlType = SqlType::I32;
+    #[inline]
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::I32(*self)
+    }
+    #[inline]
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        match value {
+            ValueRef::I32(v) => Ok(v),
+            ValueRef::I64(v) => i32::try_from(v).map_err(|_| FromSqlError::Invalid {
+                message: format!("{v} does not fit in i32"),
+            }),
+            ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+            other => Err(FromSqlError::wrong(SqlType::I32, &other)),
+        }
+    }
+}
+
+impl Field for String {
+    const SQL_TYPE: SqlType = SqlType::Text;
+    #[inline]
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Text(Cow::Borrowed(self))
+    }
+    #[inline]
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        match value {
+            ValueRef::Text(v) => Ok(v.into_owned()),
+            ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+            other => Err(FromSqlError::wrong(SqlType::Text, &other)),
+        }
+    }
+}
+
+impl Field for Vec<u8> {
+    const SQL_TYPE: SqlType = SqlType::Blob;
+    #[inline]
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Blob(Cow::Borrowed(self))
+    }
+    #[inline]
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        match value {
+            ValueRef::Blob(v) => Ok(v.into_owned()),
+            ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+            other => Err(FromSqlError::wrong(SqlType::Blob, &other)),
+        }
+    }
+}
+
+impl<T: Field> Field for Option<T> {
+    const SQL_TYPE: SqlType = T::SQL_TYPE;
+    const NULLABLE: bool = true;
+    #[inline]
+    fn to_sql(&self) -> ValueRef<'_> {
+        match self {
+            Some(v) => v.to_sql(),
+            None => ValueRef::Null,
+        }
+    }
+    #[inline]
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        match value {
+            ValueRef::Null => Ok(None),
+            v => T::from_sql(v).map(Some),
+        }
+    }
+}
+
+/// A Rust value that may be compared with, or assigned to, a column whose field type is `T`.
+///
+/// This is what makes `Customer::NAME.eq("Ada")` compile while `Customer::NAME.eq(3)` does
+/// not: `&str` binds to `String` columns, `T` binds to `T` and `Option<T>` columns.
+///
+/// ```
+/// use orm_core::{Bind, Value};
+/// assert_eq!(<&str as Bind<String>>::into_value("x"), Value::Text("x".into()));
+/// assert_eq!(<i64 as Bind<Option<i64>>>::into_value(7), Value::I64(7));
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "a `{Self}` cannot be used as a value of a `{T}` column",
+    label = "wrong value type for this column"
+)]
+pub trait Bind<T> {
+    /// Converts into an owned SQL value.
+    fn into_value(self) -> Value;
+}
+
+impl<T: Field> Bind<T> for T {
+    fn into_value(self) -> Value {
+        self.to_sql().to_owned_value()
+    }
+}
+
+impl<T: Field> Bind<Option<T>> for T {
+    fn into_value(self) -> Value {
+        self.to_sql().to_owned_value()
+    }
+}
+
+impl Bind<String> for &str {
+    fn into_value(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl Bind<Option<String>> for &str {
+    fn into_value(self) -> Value {
+        Value::Text(self.to_owned())
+    }
+}
+
+impl Bind<Vec<u8>> for &[u8] {
+    fn into_value(self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+
+impl Bind<Option<Vec<u8>>> for &[u8] {
+    fn into_value(self) -> Value {
+        Value::Blob(self.to_vec())
+    }
+}
+
+macro_rules! value_from {
+    ($t:ty, $variant:ident) => {
+        impl From<$t> for Value {
+            fn from(v: $t) -> Self {
+                Value::$variant(v.into())
+            }
+        }
+    };
+}
+value_from!(i32, I32);
+value_from!(i64, I64);
+value_from!(f64, F64);
+value_from!(bool, Bool);
+value_from!(String, Text);
+value_from!(&str, Text);
+value_from!(Vec<u8>, Blob);
+value_from!(&[u8], Blob);
+value_from!(Uuid, Uuid);
+
+impl<T: Into<Value>> From<Option<T>> for Value {
+    fn from(v: Option<T>) -> Self {
+        v.map_or(Value::Null, Into::into)
+    }
+}
+
+/// A primary-key value, hashable so that it can index the identity map.
+///
+/// Floats cannot be keys.
+///
+/// ```
+/// use orm_core::{Key, ValueRef};
+/// assert_eq!(Key::from_value(&ValueRef::I32(5)), Some(Key::Int(5)));
+/// assert_eq!(Key::from_value(&ValueRef::Null), None);
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[non_exhaustive]
+pub enum Key {
+    /// Any integer key (i32 keys widen to i64).
+    Int(i64),
+    /// A text key.
+    Text(String),
+    /// A byte-string key.
+    Bytes(Vec<u8>),
+    /// A UUID key.
+    Uuid(Uuid),
+    /// A boolean key (unusual, but allowed).
+    Bool(bool),
+}
+
+impl Key {
+    /// The key of a value, or `None` if the value is NULL or a float.
+    pub fn from_value(v: &ValueRef<'_>) -> Option<Key> {
+        Some(match v {
+            ValueRef::I32(i) => Key::Int(i64::from(*i)),
+            ValueRef::I64(i) => Key::Int(*i),
+            ValueRef::Text(t) => Key::Text(t.to_string()),
+            ValueRef::Blob(b) => Key::Bytes(b.to_vec()),
+            ValueRef::Uuid(u) => Key::Uuid(*u),
+            ValueRef::Bool(b) => Key::Bool(*b),
+            ValueRef::Null | ValueRef::F64(_) => return None,
+        })
+    }
+
+    /// The key as a value of the given column type, for binding.
+    pub fn to_value(&self, ty: SqlType) -> Value {
+        match (self, ty) {
+            (Key::Int(i), SqlType::I32) => i32::try_from(*i).map_or(Value::I64(*i), Value::I32),
+            (Key::Int(i), _) => Value::I64(*i),
+            (Key::Text(t), _) => Value::Text(t.clone()),
+            (Key::Bytes(b), _) => Value::Blob(b.clone()),
+            (Key::Uuid(u), _) => Value::Uuid(*u),
+            (Key::Bool(b), _) => Value::Bool(*b),
+        }
+    }
+}
+
+impl fmt::Display for Key {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Key::Int(i) => write!(f, "{i}"),
+            Key::Text(t) => write!(f, "{t:?}"),
+            Key::Bytes(b) => write!(f, "<{} bytes>", b.len()),
+            Key::Uuid(u) => write!(f, "{u}"),
+            Key::Bool(b) => write!(f, "{b}"),
+        }
+    }
+}
