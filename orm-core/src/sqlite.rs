@@ -9,6 +9,26 @@ use crate::entity::RowValues;
 use crate::error::{BoxError, Error, ErrorKind};
 use crate::value::{FromSqlError, SqlType, Value, ValueRef};
 
+/// SQLite stores NaN as NULL. Refuse it rather than lose the value silently.
+#[derive(Debug)]
+struct NanError;
+
+impl std::fmt::Display for NanError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("NaN cannot be stored in SQLite (it would become NULL)")
+    }
+}
+impl std::error::Error for NanError {}
+
+#[inline]
+fn real(v: f64) -> rusqlite::Result<RValueRef<'static>> {
+    if v.is_nan() {
+        Err(rusqlite::Error::ToSqlConversionFailure(Box::new(NanError)))
+    } else {
+        Ok(RValueRef::Real(v))
+    }
+}
+
 impl rusqlite::ToSql for ValueRef<'_> {
     #[inline]
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
@@ -16,7 +36,7 @@ impl rusqlite::ToSql for ValueRef<'_> {
             ValueRef::Null => RValueRef::Null,
             ValueRef::I32(v) => RValueRef::Integer(i64::from(*v)),
             ValueRef::I64(v) => RValueRef::Integer(*v),
-            ValueRef::F64(v) => RValueRef::Real(*v),
+            ValueRef::F64(v) => real(*v)?,
             ValueRef::Bool(v) => RValueRef::Integer(i64::from(*v)),
             ValueRef::Text(v) => RValueRef::Text(v.as_bytes()),
             ValueRef::Blob(v) => RValueRef::Blob(v),
@@ -32,7 +52,7 @@ impl rusqlite::ToSql for Value {
             Value::Null => RValueRef::Null,
             Value::I32(v) => RValueRef::Integer(i64::from(*v)),
             Value::I64(v) => RValueRef::Integer(*v),
-            Value::F64(v) => RValueRef::Real(*v),
+            Value::F64(v) => real(*v)?,
             Value::Bool(v) => RValueRef::Integer(i64::from(*v)),
             Value::Text(v) => RValueRef::Text(v.as_bytes()),
             Value::Blob(v) => RValueRef::Blob(v),
@@ -132,6 +152,7 @@ pub(crate) fn kind_of(e: &rusqlite::Error) -> ErrorKind {
             _ if f.code == rusqlite::ErrorCode::CannotOpen => ErrorKind::Connection,
             _ => ErrorKind::Database,
         },
+        rusqlite::Error::ToSqlConversionFailure(_) => ErrorKind::TypeMismatch,
         _ => ErrorKind::Database,
     }
 }
