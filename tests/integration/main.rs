@@ -1,6 +1,11 @@
 //! Integration tests: one binary, one module per behaviour. Each test names the DESIGN.md
 //! behaviour it covers (S…, B…, R…).
 
+#![allow(
+    clippy::cast_possible_wrap,
+    clippy::cast_possible_truncation,
+    clippy::cast_sign_loss
+)]
 mod core_insert;
 mod ddl;
 mod errors;
