@@ -118,12 +118,12 @@ impl From<i32> for Key {
 }
 impl From<&str> for Key {
     fn from(v: &str) -> Self {
-        Key::Text(v.to_owned())
+        Key::Text(v.into())
     }
 }
 impl From<String> for Key {
     fn from(v: String) -> Self {
-        Key::Text(v)
+        Key::Text(v.into_boxed_str())
     }
 }
 impl From<uuid::Uuid> for Key {

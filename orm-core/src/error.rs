@@ -46,6 +46,10 @@ pub enum ErrorKind {
     ObjectDeleted,
     /// The call is not valid in the current state.
     InvalidState,
+    /// The object is not attached to a live session (expunged, closed, or never added).
+    Detached,
+    /// A query expected at most one row and found more.
+    MultipleRows,
     /// Any other database error.
     Database,
 }
@@ -66,6 +70,8 @@ impl fmt::Display for ErrorKind {
             ErrorKind::StaleData => "stale data",
             ErrorKind::ObjectDeleted => "object deleted",
             ErrorKind::InvalidState => "invalid state",
+            ErrorKind::Detached => "object detached",
+            ErrorKind::MultipleRows => "multiple rows",
             ErrorKind::Database => "database error",
         })
     }
@@ -168,6 +174,38 @@ pub enum Error {
         /// `UPDATE` or `DELETE`.
         operation: &'static str,
     },
+    /// An expired object was read, and its row no longer exists.
+    #[error(
+        "{entity} (table `{table}`) with key {key} was expired and its row no longer exists \
+         (deleted by another transaction?)"
+    )]
+    ObjectDeleted {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// Key of the vanished row.
+        key: String,
+    },
+    /// The object needs its session, and it has none.
+    #[error(
+        "cannot {operation} {entity}: the object is not attached to a live session \
+         (it was expunged, its session closed or dropped, or it was never added)"
+    )]
+    Detached {
+        /// Entity.
+        entity: &'static str,
+        /// What was attempted.
+        operation: &'static str,
+    },
+    /// More than one row where at most one was expected.
+    #[error("expected at most one row of {entity} (table `{table}`), found more than one")]
+    MultipleRows {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+    },
     /// The call does not fit the state of the connection or object.
     #[error("{message}")]
     InvalidState {
@@ -198,6 +236,9 @@ impl Error {
             Error::NotFound { .. } => ErrorKind::NotFound,
             Error::StaleData { .. } => ErrorKind::StaleData,
             Error::InvalidState { .. } => ErrorKind::InvalidState,
+            Error::ObjectDeleted { .. } => ErrorKind::ObjectDeleted,
+            Error::Detached { .. } => ErrorKind::Detached,
+            Error::MultipleRows { .. } => ErrorKind::MultipleRows,
         }
     }
 

@@ -485,9 +485,9 @@ pub enum Key {
     /// Any integer key (i32 keys widen to i64).
     Int(i64),
     /// A text key.
-    Text(String),
+    Text(Box<str>),
     /// A byte-string key.
-    Bytes(Vec<u8>),
+    Bytes(Box<[u8]>),
     /// A UUID key.
     Uuid(Uuid),
     /// A boolean key (unusual, but allowed).
@@ -500,8 +500,8 @@ impl Key {
         Some(match v {
             ValueRef::I32(i) => Key::Int(i64::from(*i)),
             ValueRef::I64(i) => Key::Int(*i),
-            ValueRef::Text(t) => Key::Text(t.to_string()),
-            ValueRef::Blob(b) => Key::Bytes(b.to_vec()),
+            ValueRef::Text(t) => Key::Text(t.as_ref().into()),
+            ValueRef::Blob(b) => Key::Bytes(b.as_ref().into()),
             ValueRef::Uuid(u) => Key::Uuid(*u),
             ValueRef::Bool(b) => Key::Bool(*b),
             ValueRef::Null | ValueRef::F64(_) => return None,
@@ -513,8 +513,8 @@ impl Key {
         match (self, ty) {
             (Key::Int(i), SqlType::I32) => i32::try_from(*i).map_or(Value::I64(*i), Value::I32),
             (Key::Int(i), _) => Value::I64(*i),
-            (Key::Text(t), _) => Value::Text(t.clone()),
-            (Key::Bytes(b), _) => Value::Blob(b.clone()),
+            (Key::Text(t), _) => Value::Text(t.to_string()),
+            (Key::Bytes(b), _) => Value::Blob(b.to_vec()),
             (Key::Uuid(u), _) => Value::Uuid(*u),
             (Key::Bool(b), _) => Value::Bool(*b),
         }

@@ -1,0 +1,898 @@
+//! `Session`: identity map, unit-of-work flush, transactions, expiry.
+
+use std::collections::HashSet;
+use std::sync::{Arc, Weak};
+
+use orm_core::{Connection, Entity, Error, ErrorKind, Key, Result, SelectSpec};
+use parking_lot::Mutex;
+
+use crate::engine::Engine;
+use crate::handle::{
+    AnyHandle, Erased, Expired, Handle, IdentityMap, Maps, Meta, Object, ObjectState,
+};
+use crate::query::Query;
+
+const FLUSH_SAVEPOINT: &str = "orm_flush";
+
+/// What the session state lock protects.
+pub(crate) struct State {
+    conn: Option<Connection>,
+    pub(crate) maps: Maps,
+    /// Added, not flushed, in `add` order.
+    pending: Vec<Arc<dyn Erased>>,
+    /// Marked by `delete`, not flushed.
+    deleted: Vec<Arc<dyn Erased>>,
+    /// Deleted by a flush of the current transaction (restored by rollback).
+    deleted_in_tx: Vec<Arc<dyn Erased>>,
+    autoflush: bool,
+    expire_on_commit: bool,
+    closed: bool,
+}
+
+impl State {
+    /// The session's connection, checked out of the engine on first use.
+    pub(crate) fn conn(&mut self, engine: &Engine) -> Result<&Connection> {
+        match self.conn {
+            Some(ref c) => Ok(c),
+            None => Ok(self.conn.insert(engine.connect()?)),
+        }
+    }
+}
+
+/// The part of a session that its handles can reach (through a `Weak`) to reload
+/// themselves and to report writes.
+pub(crate) struct Shared {
+    engine: Engine,
+    pub(crate) state: Mutex<State>,
+    /// Objects written through a handle since their last flush. Locked only briefly and
+    /// never while taking another lock (lock order: state → value → meta → modified).
+    modified: Mutex<Vec<Arc<dyn Erased>>>,
+}
+
+impl Shared {
+    pub(crate) fn register_modified(&self, obj: Arc<dyn Erased>) {
+        self.modified.lock().push(obj);
+    }
+
+    pub(crate) fn reload<E: Entity>(&self, obj: &Object<E>) -> Result<()> {
+        let mut st = self.state.lock();
+        let conn = st.conn(&self.engine)?;
+        obj.reload(conn)
+    }
+
+    fn take_modified(&self) -> Vec<Arc<dyn Erased>> {
+        let all = std::mem::take(&mut *self.modified.lock());
+        let mut seen = HashSet::with_capacity(all.len());
+        all.into_iter()
+            .filter(|o| seen.insert(Arc::as_ptr(o).cast::<()>()))
+            .collect()
+    }
+
+    fn flush_locked(&self, st: &mut State) -> Result<()> {
+        let modified = self.take_modified();
+        if st.pending.is_empty() && st.deleted.is_empty() && modified.is_empty() {
+            return Ok(());
+        }
+        let pending = std::mem::take(&mut st.pending);
+        let deleted = std::mem::take(&mut st.deleted);
+        match self.flush_statements(st, &pending, &modified, &deleted) {
+            Ok((keys, updated)) => {
+                tracing::debug!(
+                    target: "orm::session",
+                    new = pending.len(),
+                    dirty = updated.len(),
+                    deleted = deleted.len(),
+                    "flush"
+                );
+                for (obj, (key, generated)) in pending.iter().zip(keys) {
+                    if generated {
+                        obj.set_key(&key);
+                    }
+                    {
+                        let mut m = obj.meta();
+                        m.state = ObjectState::Persistent;
+                        m.key = Some(key);
+                        m.new_in_tx = true;
+                        m.key_generated = generated;
+                    }
+                    Arc::clone(obj).attach(&mut st.maps);
+                }
+                for obj in &updated {
+                    obj.updated();
+                }
+                for obj in &modified {
+                    obj.meta().registered = false;
+                }
+                for obj in &deleted {
+                    obj.remove_from(&mut st.maps);
+                    let mut m = obj.meta();
+                    m.state = ObjectState::Deleted;
+                    m.marked_delete = false;
+                }
+                st.deleted_in_tx.extend(deleted);
+                Ok(())
+            }
+            Err(e) => {
+                st.pending = pending;
+                st.deleted = deleted;
+                self.modified.lock().extend(modified);
+                Err(e)
+            }
+        }
+    }
+
+    /// Sends inserts, then updates, then deletes, inside a savepoint: all or nothing.
+    #[allow(clippy::type_complexity)]
+    fn flush_statements(
+        &self,
+        st: &mut State,
+        pending: &[Arc<dyn Erased>],
+        modified: &[Arc<dyn Erased>],
+        deleted: &[Arc<dyn Erased>],
+    ) -> Result<(Vec<(Key, bool)>, Vec<Arc<dyn Erased>>)> {
+        for obj in pending.iter().chain(modified) {
+            obj.check_free("flush")?;
+        }
+        let mut updates = Vec::new();
+        for obj in modified {
+            let eligible = {
+                let m = obj.meta();
+                m.state == ObjectState::Persistent && !m.marked_delete && m.snapshot.is_some()
+            };
+            if eligible {
+                let cols = obj.changes()?;
+                if !cols.is_empty() {
+                    updates.push((Arc::clone(obj), cols));
+                }
+            }
+        }
+        if pending.is_empty() && updates.is_empty() && deleted.is_empty() {
+            return Ok((Vec::new(), Vec::new()));
+        }
+        let conn = st.conn(&self.engine)?;
+        if !conn.in_transaction() {
+            conn.begin()?;
+        }
+        conn.savepoint(FLUSH_SAVEPOINT)?;
+        let run = || -> Result<Vec<(Key, bool)>> {
+            let mut keys = Vec::with_capacity(pending.len());
+            for obj in pending {
+                keys.push(obj.insert(conn)?);
+            }
+            for (obj, cols) in &updates {
+                obj.update(conn, cols)?;
+            }
+            for obj in deleted {
+                obj.delete(conn)?;
+            }
+            Ok(keys)
+        };
+        match run() {
+            Ok(keys) => {
+                conn.release(FLUSH_SAVEPOINT)?;
+                Ok((keys, updates.into_iter().map(|(o, _)| o).collect()))
+            }
+            Err(e) => {
+                if let Err(undo) = conn.rollback_to(FLUSH_SAVEPOINT) {
+                    tracing::warn!(target: "orm::session", error = %undo, "rolling back a failed flush failed");
+                }
+                Err(e)
+            }
+        }
+    }
+
+    fn rollback_locked(&self, st: &mut State) -> Result<()> {
+        let result = match &st.conn {
+            Some(conn) => conn.rollback(),
+            None => Ok(()),
+        };
+        for obj in std::mem::take(&mut st.pending) {
+            obj.meta().detach(ObjectState::Transient);
+        }
+        for obj in std::mem::take(&mut st.deleted) {
+            obj.meta().marked_delete = false;
+        }
+        st.maps.retain(&mut |obj| {
+            let (new, generated) = {
+                let m = obj.meta();
+                (m.new_in_tx, m.key_generated)
+            };
+            if new {
+                if generated {
+                    obj.clear_generated_key();
+                }
+                let mut m = obj.meta();
+                m.detach(ObjectState::Transient);
+                m.key = None;
+                m.key_generated = false;
+                false
+            } else {
+                obj.meta().expire_all();
+                true
+            }
+        });
+        for obj in std::mem::take(&mut st.deleted_in_tx) {
+            {
+                let mut m = obj.meta();
+                m.state = ObjectState::Persistent;
+                m.expire_all();
+            }
+            obj.attach(&mut st.maps);
+        }
+        self.modified.lock().clear();
+        result
+    }
+
+    fn shutdown(&self) -> Result<()> {
+        let mut st = self.state.lock();
+        if st.closed {
+            return Ok(());
+        }
+        st.closed = true;
+        let result = self.rollback_locked(&mut st);
+        st.maps
+            .for_each(&mut |obj| obj.meta().detach(ObjectState::Detached));
+        st.maps.clear();
+        if let Some(conn) = st.conn.take() {
+            self.engine.release(conn);
+        }
+        result
+    }
+
+    fn check_open(st: &State) -> Result<()> {
+        if st.closed {
+            Err(Error::InvalidState {
+                message: "the session is closed".into(),
+            })
+        } else {
+            Ok(())
+        }
+    }
+}
+
+/// A unit of work: an identity map of the objects it loaded or added, the changes made to
+/// them, and a database transaction that it flushes them into.
+///
+/// Semantics follow SQLAlchemy's `Session` (DESIGN.md S1–S12):
+///
+/// - one object per row ([`get`](Self::get) and queries return pointer-equal handles);
+/// - changes made through [`Handle::write`] are found at flush without any call;
+/// - [`flush`](Self::flush) sends inserts, updates, deletes, all or nothing;
+/// - [`commit`](Self::commit) flushes, commits and (by default) expires every object;
+/// - [`rollback`](Self::rollback) undoes the transaction and puts objects back as they were;
+/// - expired objects reload on their next access.
+///
+/// On SQLite the transaction begins at the session's first write (`BEGIN IMMEDIATE`, taking
+/// the write lock); until then each read sees the latest committed data.
+///
+/// ```
+/// use orm_session::prelude::*;
+///
+/// #[derive(Entity, Debug, Clone)]
+/// struct Customer {
+///     #[orm(primary_key, auto_increment)]
+///     id: Option<i64>,
+///     name: String,
+/// }
+///
+/// # fn main() -> orm_session::Result<()> {
+/// let engine = Engine::sqlite_memory()?;
+/// engine.create_table::<Customer>()?;
+/// let session = engine.session();
+/// let ada = session.add(Customer { id: None, name: "Ada".into() })?;
+/// session.commit()?;                       // INSERT, COMMIT; `ada` now has its key
+/// let id = ada.read()?.id.expect("assigned");
+///
+/// let same = session.get::<Customer>(id)?.expect("row");
+/// assert!(same == ada);                     // one object per row
+/// same.write()?.name = "Ada Lovelace".into();
+/// assert_eq!(session.dirty_objects()?.len(), 1);
+/// session.commit()?;                       // UPDATE "customer" SET "name" = ? WHERE "id" = ?
+///
+/// let found = session.query::<Customer>().filter(Customer::NAME.like("Ada%")).one()?;
+/// assert!(found == ada);
+/// # Ok(()) }
+/// ```
+pub struct Session {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let st = self.shared.state.lock();
+        f.debug_struct("Session")
+            .field("tracked", &st.maps.len())
+            .field("pending", &st.pending.len())
+            .field("deleted", &st.deleted.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Session {
+    pub(crate) fn new(engine: Engine, expire_on_commit: bool, autoflush: bool) -> Self {
+        Session {
+            shared: Arc::new(Shared {
+                engine,
+                state: Mutex::new(State {
+                    conn: None,
+                    maps: Maps::default(),
+                    pending: Vec::new(),
+                    deleted: Vec::new(),
+                    deleted_in_tx: Vec::new(),
+                    autoflush,
+                    expire_on_commit,
+                    closed: false,
+                }),
+                modified: Mutex::new(Vec::new()),
+            }),
+        }
+    }
+
+    /// The engine this session came from.
+    pub fn engine(&self) -> &Engine {
+        &self.shared.engine
+    }
+
+    /// Whether commit expires every object.
+    pub fn expire_on_commit(&self) -> bool {
+        self.shared.state.lock().expire_on_commit
+    }
+
+    /// Changes `expire_on_commit` for this session.
+    pub fn set_expire_on_commit(&self, on: bool) {
+        self.shared.state.lock().expire_on_commit = on;
+    }
+
+    /// Whether queries flush pending changes first.
+    pub fn autoflush(&self) -> bool {
+        self.shared.state.lock().autoflush
+    }
+
+    /// Changes autoflush for this session.
+    pub fn set_autoflush(&self, on: bool) {
+        self.shared.state.lock().autoflush = on;
+    }
+
+    fn owned<E: Entity>(&self, h: &Handle<E>, operation: &'static str) -> Result<()> {
+        if h.obj.meta.lock().belongs_to(&self.shared) {
+            Ok(())
+        } else {
+            Err(Error::InvalidState {
+                message: format!(
+                    "cannot {operation} {}: the object is not in this session",
+                    E::META.name
+                ),
+            })
+        }
+    }
+
+    /// Adds a new object; it is inserted at the next flush. Returns its handle (pending).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when an object with the same (user-assigned) key is already in
+    /// the session, or the session is closed.
+    pub fn add<E: Entity>(&self, value: E) -> Result<Handle<E>> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        self.add_locked(&mut st, value)
+    }
+
+    fn add_locked<E: Entity>(&self, st: &mut State, value: E) -> Result<Handle<E>> {
+        if let Some(key) = value.key()
+            && st.maps.get::<E>(&key).is_some()
+        {
+            return Err(duplicate::<E>(&key));
+        }
+        let h = Handle::with_meta(
+            value,
+            Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared)),
+        );
+        st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
+        Ok(h)
+    }
+
+    /// Adds many new objects, in order (B1). Flush inserts them with statements prepared
+    /// once and writes every generated key back into its own object.
+    ///
+    /// # Errors
+    /// As [`add`](Self::add); on error none of them is added.
+    pub fn add_all<E: Entity>(
+        &self,
+        values: impl IntoIterator<Item = E>,
+    ) -> Result<Vec<Handle<E>>> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        let before = st.pending.len();
+        let mut out = Vec::new();
+        for v in values {
+            match self.add_locked(&mut st, v) {
+                Ok(h) => out.push(h),
+                Err(e) => {
+                    for obj in st.pending.drain(before..) {
+                        obj.meta().detach(ObjectState::Transient);
+                    }
+                    return Err(e);
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// Adds an existing handle: a transient one becomes pending; a detached one with a key
+    /// becomes persistent in this session again (its values kept, to be reloaded when
+    /// expired).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when it belongs to a live session, or its key is taken here.
+    pub fn add_handle<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        let state = h.state();
+        let mut m = h.obj.meta.lock();
+        match state {
+            ObjectState::Transient => {
+                m.state = ObjectState::Pending;
+                m.session = Arc::downgrade(&self.shared);
+                drop(m);
+                st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
+                Ok(())
+            }
+            ObjectState::Detached if m.key.is_some() => {
+                let key = m.key.clone().unwrap_or(Key::Int(0));
+                if st.maps.get::<E>(&key).is_some() {
+                    return Err(duplicate::<E>(&key));
+                }
+                m.state = ObjectState::Persistent;
+                m.session = Arc::downgrade(&self.shared);
+                drop(m);
+                st.maps.typed::<E>().insert(key, Arc::clone(&h.obj));
+                Ok(())
+            }
+            other => Err(Error::InvalidState {
+                message: format!(
+                    "cannot add {} in state {other:?}: it belongs to a session",
+                    E::META.name
+                ),
+            }),
+        }
+    }
+
+    /// The object of `E` with this primary key: from the identity map without SQL when it is
+    /// there and not expired, else loaded (after an autoflush).
+    ///
+    /// # Errors
+    /// Database and conversion errors.
+    pub fn get<E: Entity>(&self, key: impl Into<Key>) -> Result<Option<Handle<E>>> {
+        let key = key.into();
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        if let Some(obj) = st.maps.get::<E>(&key) {
+            let (expired, marked) = {
+                let m = obj.meta.lock();
+                (m.expired, m.marked_delete)
+            };
+            if marked {
+                return Ok(None);
+            }
+            if expired == Expired::No {
+                return Ok(Some(Handle { obj }));
+            }
+            let conn = st.conn(&self.shared.engine)?;
+            return match obj.reload(conn) {
+                Ok(()) => Ok(Some(Handle { obj })),
+                Err(e) if e.kind() == ErrorKind::ObjectDeleted => {
+                    st.maps.typed::<E>().remove(&key);
+                    obj.meta.lock().detach(ObjectState::Detached);
+                    Ok(None)
+                }
+                Err(e) => Err(e),
+            };
+        }
+        if st.autoflush {
+            self.shared.flush_locked(&mut st)?;
+        }
+        let row = st.conn(&self.shared.engine)?.find::<E>(&key)?;
+        match row {
+            Some(row) => merge(
+                st.maps.typed::<E>(),
+                row,
+                false,
+                &Arc::downgrade(&self.shared),
+            )
+            .map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// Loads rows of `E` matching `spec` and merges them into the identity map.
+    pub(crate) fn load<E: Entity>(
+        &self,
+        spec: &SelectSpec,
+        populate_existing: bool,
+    ) -> Result<Vec<Handle<E>>> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        if st.autoflush {
+            self.shared.flush_locked(&mut st)?;
+        }
+        st.conn(&self.shared.engine)?;
+        let State { conn, maps, .. } = &mut *st;
+        let Some(conn) = conn.as_ref() else {
+            return Ok(Vec::new());
+        };
+        let map = maps.typed::<E>();
+        let weak = Arc::downgrade(&self.shared);
+        let mut out = Vec::new();
+        conn.select_each::<E>(spec, |row| {
+            out.push(merge(map, row, populate_existing, &weak)?);
+            Ok(())
+        })?;
+        Ok(out)
+    }
+
+    /// `SELECT COUNT(*)` with autoflush.
+    pub(crate) fn count<E: Entity>(&self, filter: Option<&orm_core::Condition>) -> Result<u64> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        if st.autoflush {
+            self.shared.flush_locked(&mut st)?;
+        }
+        st.conn(&self.shared.engine)?.count_where::<E>(filter)
+    }
+
+    /// A query of `E`; see [`Query`].
+    pub fn query<E: Entity>(&self) -> Query<'_, E> {
+        Query::new(self)
+    }
+
+    /// Marks an object for deletion at the next flush (S11). A pending object is simply
+    /// taken out of the session (it becomes transient).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when the object is not in this session.
+    pub fn delete<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
+        self.owned(h, "delete")?;
+        let mut st = self.shared.state.lock();
+        let state = h.obj.meta.lock().state;
+        match state {
+            ObjectState::Pending => {
+                st.pending.retain(|o| {
+                    !std::ptr::eq(Arc::as_ptr(o).cast::<()>(), Arc::as_ptr(&h.obj).cast())
+                });
+                h.obj.meta.lock().detach(ObjectState::Transient);
+            }
+            ObjectState::Persistent => {
+                let mut m = h.obj.meta.lock();
+                if !m.marked_delete {
+                    m.marked_delete = true;
+                    drop(m);
+                    st.deleted.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
+                }
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Sends all pending work: inserts (in `add` order), then updates of changed columns,
+    /// then deletes, inside the session's transaction and a savepoint. On error nothing of
+    /// the flush stays in the database and the session's objects are as before.
+    ///
+    /// # Errors
+    /// The database error (naming entity, table and the placeholder SQL);
+    /// [`Error::StaleData`] for a version mismatch; [`Error::InvalidState`] when a guard on a
+    /// flushed object is alive.
+    pub fn flush(&self) -> Result<()> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        self.shared.flush_locked(&mut st)
+    }
+
+    /// Flushes and commits. With `expire_on_commit`, every object is expired afterwards, so
+    /// the next access reloads it. The session stays usable.
+    ///
+    /// # Errors
+    /// As [`flush`](Self::flush), or the COMMIT's error (the transaction then stays open:
+    /// call [`rollback`](Self::rollback)).
+    pub fn commit(&self) -> Result<()> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        self.shared.flush_locked(&mut st)?;
+        if let Some(conn) = &st.conn
+            && conn.in_transaction()
+        {
+            conn.commit()?;
+        }
+        tracing::debug!(target: "orm::session", tracked = st.maps.len(), "commit");
+        for obj in std::mem::take(&mut st.deleted_in_tx) {
+            obj.meta().detach(ObjectState::Detached);
+        }
+        let expire = st.expire_on_commit;
+        st.maps.for_each(&mut |obj| {
+            let mut m = obj.meta();
+            m.new_in_tx = false;
+            m.key_generated = false;
+            if expire {
+                m.expire_all();
+            }
+        });
+        if expire {
+            self.shared.modified.lock().clear();
+        }
+        Ok(())
+    }
+
+    /// Rolls back the transaction. Every persistent object is expired; objects added in the
+    /// transaction (pending or flushed) go back to transient, losing generated keys; objects
+    /// deleted in it are persistent again (S9).
+    ///
+    /// # Errors
+    /// The ROLLBACK's error; the session's objects are reset all the same.
+    pub fn rollback(&self) -> Result<()> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        tracing::debug!(target: "orm::session", tracked = st.maps.len(), "rollback");
+        self.shared.rollback_locked(&mut st)
+    }
+
+    /// Expires an object: its next access reloads it; unflushed changes to it are discarded.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when it is not persistent in this session.
+    pub fn expire<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
+        self.persistent(h, "expire")?;
+        h.obj.meta.lock().expire_all();
+        Ok(())
+    }
+
+    /// Expires some columns of an object (by column name).
+    ///
+    /// # Errors
+    /// [`Error::UnknownColumn`] for a name `E` does not have; as [`expire`](Self::expire).
+    pub fn expire_attrs<E: Entity>(&self, h: &Handle<E>, columns: &[&str]) -> Result<()> {
+        self.persistent(h, "expire")?;
+        let mut mask = 0u64;
+        let mut all = false;
+        for name in columns {
+            let c = E::META
+                .column_index(name)
+                .ok_or_else(|| Error::unknown_column(E::META, name))?;
+            if c >= 64 {
+                all = true;
+            } else {
+                mask |= 1 << c;
+            }
+        }
+        let mut m = h.obj.meta.lock();
+        m.expired = match (m.expired, all) {
+            (Expired::All, _) | (_, true) => {
+                m.snapshot = None;
+                m.registered = false;
+                Expired::All
+            }
+            (Expired::Columns(old), false) => Expired::Columns(old | mask),
+            (Expired::No, false) => Expired::Columns(mask),
+        };
+        // Unflushed changes to those columns are discarded by the reload, which also brings
+        // the snapshot up to date for them.
+        Ok(())
+    }
+
+    /// Expires every persistent object of the session (S7, S10).
+    pub fn expire_all(&self) {
+        let st = self.shared.state.lock();
+        st.maps.for_each(&mut |obj| obj.meta().expire_all());
+        self.shared.modified.lock().clear();
+    }
+
+    /// Reloads an object now (S8), discarding unflushed changes.
+    ///
+    /// # Errors
+    /// [`Error::ObjectDeleted`] when its row is gone; as [`expire`](Self::expire).
+    pub fn refresh<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
+        self.expire(h)?;
+        self.shared.reload(&h.obj)
+    }
+
+    fn persistent<E: Entity>(&self, h: &Handle<E>, operation: &'static str) -> Result<()> {
+        self.owned(h, operation)?;
+        let state = h.obj.meta.lock().state;
+        if state == ObjectState::Persistent {
+            Ok(())
+        } else {
+            Err(Error::InvalidState {
+                message: format!(
+                    "cannot {operation} {}: it is {state:?}, not persistent",
+                    E::META.name
+                ),
+            })
+        }
+    }
+
+    /// Takes an object out of the session: a pending one becomes transient, a persistent or
+    /// deleted one detached. Its values stay readable.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when it is not in this session.
+    pub fn expunge<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
+        self.owned(h, "expunge")?;
+        let mut st = self.shared.state.lock();
+        let ptr = Arc::as_ptr(&h.obj).cast::<()>();
+        let same = |o: &Arc<dyn Erased>| std::ptr::eq(Arc::as_ptr(o).cast::<()>(), ptr);
+        let state = h.obj.meta.lock().state;
+        if state == ObjectState::Pending {
+            st.pending.retain(|o| !same(o));
+            h.obj.meta.lock().detach(ObjectState::Transient);
+        } else {
+            (h.obj.as_ref() as &dyn Erased).remove_from(&mut st.maps);
+            st.deleted.retain(|o| !same(o));
+            st.deleted_in_tx.retain(|o| !same(o));
+            h.obj.meta.lock().detach(ObjectState::Detached);
+        }
+        Ok(())
+    }
+
+    /// Takes every object out of the session.
+    pub fn expunge_all(&self) {
+        let mut st = self.shared.state.lock();
+        for obj in std::mem::take(&mut st.pending) {
+            obj.meta().detach(ObjectState::Transient);
+        }
+        st.maps
+            .for_each(&mut |obj| obj.meta().detach(ObjectState::Detached));
+        st.maps.clear();
+        for obj in std::mem::take(&mut st.deleted_in_tx) {
+            obj.meta().detach(ObjectState::Detached);
+        }
+        st.deleted.clear();
+        self.shared.modified.lock().clear();
+    }
+
+    /// Rolls back what is not committed, detaches every object and gives the connection
+    /// back to the engine.
+    ///
+    /// # Errors
+    /// The ROLLBACK's error (the session is closed all the same).
+    pub fn close(self) -> Result<()> {
+        self.shared.shutdown()
+    }
+
+    /// Whether the object has changes a flush would send (pending objects always do).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when a write guard on it is alive.
+    pub fn is_modified<E: Entity>(&self, h: &Handle<E>) -> Result<bool> {
+        match h.obj.meta.lock().state {
+            ObjectState::Pending => return Ok(true),
+            ObjectState::Persistent => {}
+            _ => return Ok(false),
+        }
+        Ok(!(h.obj.as_ref() as &dyn Erased).changes()?.is_empty())
+    }
+
+    /// Objects added and not flushed yet, in `add` order.
+    pub fn new_objects(&self) -> Vec<AnyHandle> {
+        let st = self.shared.state.lock();
+        st.pending
+            .iter()
+            .map(|o| AnyHandle { obj: Arc::clone(o) })
+            .collect()
+    }
+
+    /// Persistent objects with changes a flush would send.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when a write guard on one of them is alive.
+    pub fn dirty_objects(&self) -> Result<Vec<AnyHandle>> {
+        let candidates: Vec<Arc<dyn Erased>> = {
+            let m = self.shared.modified.lock();
+            let mut seen = HashSet::new();
+            m.iter()
+                .filter(|o| seen.insert(Arc::as_ptr(o).cast::<()>()))
+                .cloned()
+                .collect()
+        };
+        let mut out = Vec::new();
+        for obj in candidates {
+            let persistent = obj.meta().state == ObjectState::Persistent;
+            if persistent && !obj.changes()?.is_empty() {
+                out.push(AnyHandle { obj });
+            }
+        }
+        Ok(out)
+    }
+
+    /// Objects marked for deletion and not flushed yet.
+    pub fn deleted_objects(&self) -> Vec<AnyHandle> {
+        let st = self.shared.state.lock();
+        st.deleted
+            .iter()
+            .map(|o| AnyHandle { obj: Arc::clone(o) })
+            .collect()
+    }
+
+    /// Whether the handle's object is in this session (pending or persistent).
+    pub fn contains<E: Entity>(&self, h: &Handle<E>) -> bool {
+        let m = h.obj.meta.lock();
+        m.belongs_to(&self.shared)
+            && matches!(m.state, ObjectState::Pending | ObjectState::Persistent)
+    }
+
+    /// How many objects the identity map holds.
+    pub fn identity_len(&self) -> usize {
+        self.shared.state.lock().maps.len()
+    }
+
+    /// Runs `f` on the session's connection, inside its transaction if one is open (raw SQL
+    /// that should see the session's flushed changes).
+    ///
+    /// # Errors
+    /// The error of `f`; [`Error::Open`] if no connection can be had.
+    pub fn with_connection<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        f(st.conn(&self.shared.engine)?)
+    }
+}
+
+impl Drop for Session {
+    fn drop(&mut self) {
+        let uncommitted = {
+            let st = self.shared.state.lock();
+            !st.closed
+                && (!st.pending.is_empty()
+                    || !st.deleted.is_empty()
+                    || st.conn.as_ref().is_some_and(Connection::in_transaction))
+        };
+        if uncommitted {
+            tracing::warn!(target: "orm::session", "session dropped with uncommitted work; rolling back");
+        }
+        if let Err(e) = self.shared.shutdown() {
+            tracing::warn!(target: "orm::session", error = %e, "rollback while dropping a session failed");
+        }
+    }
+}
+
+fn duplicate<E: Entity>(key: &Key) -> Error {
+    Error::InvalidState {
+        message: format!(
+            "an object of {} (table `{}`) with key {key} is already in this session; \
+             use `get` to obtain it",
+            E::META.name,
+            E::META.table
+        ),
+    }
+}
+
+/// Merges a loaded row into the identity map: an object already there is returned as it is
+/// (its unflushed changes kept) unless it is expired or `populate_existing` asks for the
+/// row's values.
+fn merge<E: Entity>(
+    map: &mut IdentityMap<E>,
+    row: E,
+    populate_existing: bool,
+    session: &Weak<Shared>,
+) -> Result<Handle<E>> {
+    let Some(key) = row.key() else {
+        return Err(Error::InvalidState {
+            message: format!("a row of {} has a NULL primary key", E::META.name),
+        });
+    };
+    if let Some(obj) = map.get(&key) {
+        let expired = obj.meta.lock().expired;
+        match (populate_existing, expired) {
+            (true, _) | (false, Expired::All) => obj.overwrite(row, true)?,
+            (false, Expired::Columns(_)) => obj.overwrite(row, false)?,
+            (false, Expired::No) => {}
+        }
+        return Ok(Handle {
+            obj: Arc::clone(obj),
+        });
+    }
+    let h = Handle::with_meta(
+        row,
+        Meta::new(ObjectState::Persistent, Some(key.clone()), session.clone()),
+    );
+    map.insert(key, Arc::clone(&h.obj));
+    Ok(h)
+}
