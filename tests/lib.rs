@@ -106,3 +106,46 @@ impl Default for TempDb {
         Self::new()
     }
 }
+
+/// Entities shared by the session tests.
+pub mod model {
+    use orm_session::Entity;
+
+    /// The benchmark's customer.
+    #[derive(Entity, Debug, Clone, PartialEq)]
+    #[orm(table = "customer")]
+    pub struct Customer {
+        /// Database-generated key.
+        #[orm(primary_key, auto_increment)]
+        pub id: Option<i64>,
+        /// Name.
+        #[orm(unique)]
+        pub name: String,
+        /// Description.
+        #[orm(column = "descr")]
+        pub description: Option<String>,
+        /// Age.
+        pub age: i32,
+    }
+
+    impl Customer {
+        /// A new, unsaved customer.
+        pub fn new(name: &str, age: i32) -> Self {
+            Customer {
+                id: None,
+                name: name.to_owned(),
+                description: None,
+                age,
+            }
+        }
+    }
+}
+
+/// An engine on a fresh in-memory database with the `customer` table.
+pub fn memory_engine() -> orm_session::Engine {
+    let engine = orm_session::Engine::sqlite_memory().expect("in-memory engine");
+    engine
+        .create_table::<model::Customer>()
+        .expect("create table");
+    engine
+}

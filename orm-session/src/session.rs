@@ -181,7 +181,10 @@ impl Shared {
         }
     }
 
-    fn rollback_locked(&self, st: &mut State) -> Result<()> {
+    /// ROLLBACK, then put the objects back as they were before the transaction. With
+    /// `expire`, objects that stay persistent are expired (rollback); without, they keep
+    /// their loaded values (close, which detaches them next).
+    fn rollback_locked(&self, st: &mut State, expire: bool) -> Result<()> {
         let result = match &st.conn {
             Some(conn) => conn.rollback(),
             None => Ok(()),
@@ -207,7 +210,9 @@ impl Shared {
                 m.key_generated = false;
                 false
             } else {
-                obj.meta().expire_all();
+                if expire {
+                    obj.meta().expire_all();
+                }
                 true
             }
         });
@@ -215,7 +220,9 @@ impl Shared {
             {
                 let mut m = obj.meta();
                 m.state = ObjectState::Persistent;
-                m.expire_all();
+                if expire {
+                    m.expire_all();
+                }
             }
             obj.attach(&mut st.maps);
         }
@@ -229,7 +236,7 @@ impl Shared {
             return Ok(());
         }
         st.closed = true;
-        let result = self.rollback_locked(&mut st);
+        let result = self.rollback_locked(&mut st, false);
         st.maps
             .for_each(&mut |obj| obj.meta().detach(ObjectState::Detached));
         st.maps.clear();
@@ -632,7 +639,7 @@ impl Session {
         let mut st = self.shared.state.lock();
         Shared::check_open(&st)?;
         tracing::debug!(target: "orm::session", tracked = st.maps.len(), "rollback");
-        self.shared.rollback_locked(&mut st)
+        self.shared.rollback_locked(&mut st, true)
     }
 
     /// Expires an object: its next access reloads it; unflushed changes to it are discarded.

@@ -6,8 +6,16 @@
     clippy::cast_possible_truncation,
     clippy::cast_sign_loss
 )]
+mod autoflush;
 mod core_insert;
 mod ddl;
+mod dirty_tracking;
 mod errors;
+mod expiry;
+mod flush;
 mod hostile_input;
+mod identity_map;
 mod mapping;
+mod query;
+mod rollback;
+mod threads;

@@ -1,0 +1,131 @@
+//! S3 dirty tracking.
+
+use orm_session::prelude::*;
+use orm_tests::model::Customer;
+use orm_tests::{SqlLog, memory_engine};
+
+// S3
+#[test]
+fn s3_changing_one_of_three_fields_updates_that_column_only() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let h = s.add(Customer {
+        description: Some("d".into()),
+        ..Customer::new("ann", 30)
+    })?;
+    s.commit()?;
+    let _ = h.read()?; // reload after commit
+
+    let (log, _g) = SqlLog::start();
+    h.write()?.age = 31;
+    assert!(s.is_modified(&h)?);
+    assert_eq!(s.dirty_objects()?.len(), 1);
+    s.flush()?;
+    let updates = log.starting_with("UPDATE");
+    assert_eq!(
+        updates,
+        vec![r#"UPDATE "customer" SET "age" = ? WHERE "id" = ?"#.to_owned()]
+    );
+    assert!(!s.is_modified(&h)?);
+    s.commit()?;
+    let fresh = engine.connect()?.find::<Customer>(&1.into())?.expect("row");
+    assert_eq!(fresh.age, 31);
+    assert_eq!(fresh.description.as_deref(), Some("d"));
+    Ok(())
+}
+
+// S3
+#[test]
+fn s3_a_change_reverted_sends_nothing() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let h = s.add(Customer::new("ben", 40))?;
+    s.commit()?;
+    let (log, _g) = SqlLog::start();
+    h.write()?.age = 41;
+    h.write()?.age = 40;
+    {
+        let mut w = h.write()?;
+        w.name = "other".into();
+        w.name = "ben".into();
+    }
+    assert!(!s.is_modified(&h)?);
+    assert!(s.dirty_objects()?.is_empty());
+    s.flush()?;
+    assert!(
+        log.starting_with("UPDATE").is_empty(),
+        "{:?}",
+        log.statements()
+    );
+    Ok(())
+}
+
+// S3
+#[test]
+fn s3_objects_only_read_carry_no_snapshot_and_are_never_dirty() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    s.add_all((0..10).map(|i| Customer::new(&format!("c{i}"), i)))?;
+    s.commit()?;
+    let all = s.query::<Customer>().all()?;
+    let total: i32 = all
+        .iter()
+        .map(|h| h.read().map(|c| c.age))
+        .sum::<Result<i32>>()?;
+    assert_eq!(total, 45);
+    assert!(s.dirty_objects()?.is_empty());
+    Ok(())
+}
+
+// S3
+#[test]
+fn s3_several_changes_to_several_objects_flush_once_each() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    s.add_all((0..3).map(|i| Customer::new(&format!("c{i}"), i)))?;
+    s.commit()?;
+    let all = s
+        .query::<Customer>()
+        .order_by(Customer::ID, Order::Asc)
+        .all()?;
+    let (log, _g) = SqlLog::start();
+    for h in &all {
+        h.write()?.age += 100;
+        h.write()?.description = Some("x".into());
+    }
+    s.flush()?;
+    let updates = log.starting_with("UPDATE");
+    assert_eq!(updates.len(), 3);
+    assert!(
+        updates
+            .iter()
+            .all(|u| u == r#"UPDATE "customer" SET "descr" = ?, "age" = ? WHERE "id" = ?"#)
+    );
+    Ok(())
+}
+
+// S3
+#[test]
+fn s3_flush_refuses_while_a_write_guard_is_alive() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let h = s.add(Customer::new("gus", 1))?;
+    s.commit()?;
+    let mut guard = h.write()?;
+    guard.age = 2;
+    let err = s.flush().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.to_string().contains("guard"), "{err}");
+    drop(guard);
+    s.commit()?;
+    assert_eq!(
+        engine
+            .connect()?
+            .find::<Customer>(&1.into())?
+            .expect("row")
+            .age,
+        2,
+        "the change survived"
+    );
+    Ok(())
+}

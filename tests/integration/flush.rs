@@ -1,0 +1,146 @@
+//! S4 flush order and atomicity, S11 delete, B1 keys.
+
+use orm_session::prelude::*;
+use orm_tests::model::Customer;
+use orm_tests::{SqlLog, memory_engine};
+
+// S4
+#[test]
+fn s4_one_flush_sends_inserts_then_updates_then_deletes() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let a = s.add(Customer::new("a", 1))?;
+    let b = s.add(Customer::new("b", 2))?;
+    s.commit()?;
+    let _ = (a.read()?, b.read()?);
+
+    let (log, _g) = SqlLog::start();
+    s.delete(&a)?; // requested first
+    b.write()?.age = 20; // then an update
+    let c = s.add(Customer::new("c", 3))?; // then an insert
+    let d = s.add(Customer::new("d", 4))?;
+    s.flush()?;
+    let kinds: Vec<String> = log
+        .statements()
+        .into_iter()
+        .filter_map(|sql| sql.split_whitespace().next().map(str::to_owned))
+        .filter(|w| ["INSERT", "UPDATE", "DELETE"].contains(&w.as_str()))
+        .collect();
+    assert_eq!(kinds, ["INSERT", "INSERT", "UPDATE", "DELETE"]);
+    assert_eq!(c.key(), Some(Key::Int(3)), "inserts keep the order of add");
+    assert_eq!(d.key(), Some(Key::Int(4)));
+    Ok(())
+}
+
+// S4, R1
+#[test]
+fn s4_a_failing_flush_leaves_the_database_and_the_session_as_before() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let a = s.add(Customer::new("a", 1))?;
+    s.commit()?;
+    a.write()?.age = 99;
+    let fresh = s.add(Customer::new("fresh", 2))?;
+    let dup = s.add(Customer::new("a", 3))?; // unique violation on name
+    let err = s.flush().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::UniqueViolation);
+    let msg = err.to_string();
+    assert!(
+        msg.contains("Customer") && msg.contains("`customer`") && msg.contains("UNIQUE"),
+        "{msg}"
+    );
+
+    // Nothing of the flush is in the database, seen from the session's own transaction.
+    let rows =
+        s.with_connection(|c| c.query_values("SELECT name, age FROM customer ORDER BY id", &[]))?;
+    assert_eq!(rows, vec![vec![Value::Text("a".into()), Value::I64(1)]]);
+    // The session's objects are as before: still pending, still dirty, no keys.
+    assert_eq!(fresh.state(), ObjectState::Pending);
+    assert_eq!(fresh.read()?.id, None);
+    assert!(s.is_modified(&a)?);
+    assert_eq!(s.new_objects().len(), 2);
+
+    // Fix the problem and flush again: everything goes through.
+    s.expunge(&dup)?;
+    s.commit()?;
+    let conn = engine.connect()?;
+    assert_eq!(conn.count::<Customer>(None)?, 2);
+    assert_eq!(conn.find::<Customer>(&1.into())?.expect("a").age, 99);
+    Ok(())
+}
+
+// S4, S9
+#[test]
+fn s4_after_a_failed_flush_rollback_makes_the_session_consistent() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    s.add(Customer::new("a", 1))?;
+    s.add(Customer::new("a", 2))?;
+    assert!(s.flush().is_err());
+    s.rollback()?;
+    assert!(s.new_objects().is_empty());
+    let ok = s.add(Customer::new("b", 1))?;
+    s.commit()?;
+    assert_eq!(ok.read()?.id, Some(1));
+    Ok(())
+}
+
+// S11
+#[test]
+fn s11_delete_removes_the_row_and_the_identity() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let h = s.add(Customer::new("gone", 1))?;
+    s.commit()?;
+    s.delete(&h)?;
+    assert!(
+        s.get::<Customer>(1)?.is_none(),
+        "marked for deletion: not handed out"
+    );
+    s.commit()?;
+    assert_eq!(engine.connect()?.count::<Customer>(None)?, 0);
+    assert_eq!(s.identity_len(), 0);
+    // Deleting a pending object just takes it out.
+    let p = s.add(Customer::new("p", 1))?;
+    s.delete(&p)?;
+    assert_eq!(p.state(), ObjectState::Transient);
+    s.commit()?;
+    assert_eq!(engine.connect()?.count::<Customer>(None)?, 0);
+    Ok(())
+}
+
+// B1
+#[test]
+fn b1_every_added_object_gets_the_key_of_its_own_row() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let handles = s.add_all((0..10_000).map(|i| Customer::new(&format!("customer {i}"), i)))?;
+    s.commit()?;
+    let conn = engine.connect()?;
+    for (i, h) in handles.iter().enumerate() {
+        let key = h.key().expect("persistent");
+        let mine = h.read()?.clone();
+        let row = conn.find::<Customer>(&key)?.expect("own row");
+        assert_eq!(row, mine, "object {i}");
+        assert_eq!(row.name, format!("customer {i}"));
+    }
+    assert_eq!(s.identity_len(), 10_000);
+    Ok(())
+}
+
+// B1
+#[test]
+fn b1_flush_statements_are_prepared_once() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    s.add_all((0..50).map(|i| Customer::new(&format!("c{i}"), i)))?;
+    let (log, _g) = SqlLog::start();
+    s.flush()?;
+    let inserts = log.starting_with("INSERT");
+    assert_eq!(inserts.len(), 50);
+    assert!(
+        inserts.iter().all(|i| i == &inserts[0]),
+        "one statement text, one prepared statement"
+    );
+    Ok(())
+}

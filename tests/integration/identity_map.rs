@@ -1,0 +1,147 @@
+//! S1 identity, S2 states.
+
+use orm_session::prelude::*;
+use orm_tests::model::Customer;
+use orm_tests::{SqlLog, memory_engine};
+
+// S1
+#[test]
+fn s1_get_and_query_return_the_same_object_and_second_get_sends_no_sql() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    s.add(Customer::new("ada", 36))?;
+    s.commit()?;
+
+    let (log, _g) = SqlLog::start();
+    let a = s.get::<Customer>(1)?.expect("row 1");
+    let after_first = log.statements().len();
+    assert!(
+        after_first >= 1,
+        "the first get of an expired object reloads it"
+    );
+    let b = s.get::<Customer>(1)?.expect("row 1");
+    assert_eq!(
+        log.statements().len(),
+        after_first,
+        "second get sends no SQL: {:?}",
+        log.statements()
+    );
+    let c = s
+        .query::<Customer>()
+        .filter(Customer::NAME.eq("ada"))
+        .one()?;
+    assert!(Handle::ptr_eq(&a, &b) && a == c, "one object per row");
+    // Also true for objects loaded first by a query.
+    let s2 = engine.session();
+    let q = s2.query::<Customer>().all()?;
+    log.clear();
+    let g = s2.get::<Customer>(1)?.expect("row");
+    assert!(log.statements().is_empty(), "{:?}", log.statements());
+    assert!(q[0] == g);
+    Ok(())
+}
+
+// S1
+#[test]
+fn s1_adding_a_second_object_for_a_known_key_is_refused() -> Result<()> {
+    #[derive(Entity, Debug, Clone)]
+    struct Tag {
+        #[orm(primary_key)]
+        name: String,
+    }
+    let engine = memory_engine();
+    engine.create_table::<Tag>()?;
+    let s = engine.session();
+    s.add(Tag { name: "x".into() })?;
+    s.flush()?;
+    let err = s.add(Tag { name: "x".into() }).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.to_string().contains("already in this session"), "{err}");
+    Ok(())
+}
+
+// S2
+#[test]
+fn s2_states_from_transient_to_detached() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let h = Handle::new(Customer::new("bob", 1));
+    assert_eq!(h.state(), ObjectState::Transient);
+    s.add_handle(&h)?;
+    assert_eq!(h.state(), ObjectState::Pending);
+    assert!(s.contains(&h));
+    s.flush()?;
+    assert_eq!(h.state(), ObjectState::Persistent);
+    assert_eq!(h.key(), Some(Key::Int(1)));
+    s.delete(&h)?;
+    assert_eq!(
+        h.state(),
+        ObjectState::Persistent,
+        "still persistent until flush"
+    );
+    assert_eq!(s.deleted_objects().len(), 1);
+    s.flush()?;
+    assert_eq!(h.state(), ObjectState::Deleted);
+    s.commit()?;
+    assert_eq!(h.state(), ObjectState::Detached);
+
+    let other = s.add(Customer::new("carl", 2))?;
+    s.commit()?;
+    s.expunge(&other)?;
+    assert_eq!(other.state(), ObjectState::Detached);
+    assert!(!s.contains(&other));
+
+    let kept = s
+        .get::<Customer>(other.key().expect("key"))?
+        .expect("its row");
+    assert!(
+        kept != other,
+        "an expunged object is no longer the session's object for its row"
+    );
+    drop(s);
+    assert_eq!(
+        kept.state(),
+        ObjectState::Detached,
+        "end of session detaches"
+    );
+    Ok(())
+}
+
+// S2
+#[test]
+fn s2_a_detached_handle_can_be_added_back() -> Result<()> {
+    let engine = memory_engine();
+    let s1 = engine.session();
+    let h = s1.add(Customer::new("dora", 3))?;
+    s1.commit()?;
+    let _ = h.read()?; // load before the session goes
+    s1.close()?;
+    assert_eq!(h.state(), ObjectState::Detached);
+    assert_eq!(
+        h.read()?.name,
+        "dora",
+        "a detached, loaded object stays readable"
+    );
+
+    let s2 = engine.session();
+    s2.add_handle(&h)?;
+    assert_eq!(h.state(), ObjectState::Persistent);
+    h.write()?.age = 4;
+    s2.commit()?;
+    assert_eq!(s2.get::<Customer>(1)?.expect("row").read()?.age, 4);
+    Ok(())
+}
+
+// S2
+#[test]
+fn s2_an_expired_detached_object_says_why_it_cannot_load() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let h = s.add(Customer::new("eve", 5))?;
+    s.commit()?; // expires
+    drop(s);
+    let err = h.read().map(|_| ()).unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Detached);
+    assert!(err.to_string().contains("Customer"), "{err}");
+    Ok(())
+}
