@@ -1,8 +1,9 @@
-//! Quickstart: map a struct, create its table on embedded SQLite, insert, read back.
+//! Quickstart: map a struct, create its table on embedded SQLite, add objects through a
+//! session, query them, change one, and read it back. Every SQL statement is printed.
 //!
 //! Run with `cargo run --example quickstart`.
 
-use orm_core::{Connection, Entity, Result};
+use orm_session::prelude::*;
 
 #[derive(Entity, Debug, Clone, PartialEq)]
 #[orm(table = "customer")]
@@ -16,24 +17,42 @@ struct Customer {
 
 fn main() -> Result<()> {
     examples::log_sql();
-    let conn = Connection::open_sqlite_memory()?;
-    conn.create_table::<Customer>()?;
+    let engine = Engine::sqlite_memory()?;
+    engine.create_table::<Customer>()?;
     println!("created table `{}`", Customer::META.table);
 
-    let rows = (1..=5).map(|i| Customer {
+    // Add objects: nothing is sent until flush or commit.
+    let session = engine.session();
+    let customers = session.add_all((1..=5).map(|i| Customer {
         id: None,
         name: format!("customer {i}"),
         description: (i % 2 == 0).then(|| format!("even customer {i}")),
-    });
-    let inserted = conn.insert_many(rows)?;
-    println!("inserted {inserted} rows in one multi-row INSERT");
+    }))?;
+    session.commit()?;
+    let keys: Vec<_> = customers.iter().filter_map(Handle::key).collect();
+    println!(
+        "committed {} customers; their keys: {keys:?}",
+        customers.len()
+    );
 
-    let third = conn.find::<Customer>(&3.into())?;
-    println!("row with key 3: {third:?}");
+    // Query with typed columns; results are the same objects the session already tracks.
+    let described = session
+        .query::<Customer>()
+        .filter(Customer::DESCRIPTION.is_not_null())
+        .all()?;
+    println!("{} customers have a description", described.len());
+    assert!(described[0] == customers[1], "one object per row");
 
-    let described = conn.count(Some(Customer::DESCRIPTION.is_not_null()))?;
-    println!("{described} customers have a description");
+    // Change a field: the session finds the change and updates that column only.
+    customers[0].write()?.description = Some("our first customer".into());
+    println!(
+        "dirty objects before commit: {}",
+        session.dirty_objects()?.len()
+    );
+    session.commit()?;
 
+    // Read everything back, on a plain connection this time.
+    let conn = engine.connect()?;
     for c in conn.select_all::<Customer>()? {
         println!(
             "  {:>2}  {:<12} {}",
