@@ -122,7 +122,7 @@ impl Shape<'_> {
                     q.value(col(m, c), Expr::val(0_i64));
                 }
                 if let Some(v) = version {
-                    q.value(col(m, v), Expr::col(col(m, v)).add(1_i64));
+                    q.value(col(m, v), Expr::col(col(m, v)).add(Expr::cust("1")));
                 }
                 q.and_where(Expr::col(col(m, m.primary_key)).eq(0_i64));
                 if let Some(v) = version {
@@ -357,4 +357,95 @@ fn condition(m: &EntityMeta, c: &Condition, operands: &mut Vec<Value>) -> SqCond
         Condition::IsNull { column } => Expr::col(col(m, *column)).is_null(),
     };
     SqCondition::all().add(leaf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Entity;
+
+    #[derive(crate::Entity)]
+    #[orm(table = "t")]
+    struct T {
+        #[orm(primary_key, auto_increment)]
+        id: Option<i64>,
+        a: String,
+        #[orm(version)]
+        v: i64,
+    }
+
+    fn shape(kind: Kind, columns: &[usize], batch: usize, check_version: bool) -> Arc<str> {
+        Shape {
+            backend: Backend::Sqlite,
+            entity: TypeId::of::<T>(),
+            meta: T::META,
+            kind,
+            columns,
+            batch,
+            check_version,
+        }
+        .sql()
+    }
+
+    #[test]
+    fn statements_have_the_expected_shape() {
+        assert_eq!(
+            &*shape(Kind::Insert, &[1, 2], 2, false),
+            r#"INSERT INTO "t" ("a", "v") VALUES (?, ?), (?, ?)"#
+        );
+        assert_eq!(
+            &*shape(Kind::SelectByKey, &[], 0, false),
+            r#"SELECT "id", "a", "v" FROM "t" WHERE "id" = ?"#
+        );
+        assert_eq!(
+            &*shape(Kind::UpdateByKey, &[1], 0, true),
+            r#"UPDATE "t" SET "a" = ?, "v" = "v" + 1 WHERE "id" = ? AND "v" = ?"#
+        );
+        assert_eq!(
+            &*shape(Kind::DeleteByKey, &[], 0, false),
+            r#"DELETE FROM "t" WHERE "id" = ?"#
+        );
+    }
+
+    #[test]
+    fn the_cache_hands_out_one_text_per_shape() {
+        let a = shape(Kind::Insert, &[1, 2], 3, false);
+        let b = shape(Kind::Insert, &[1, 2], 3, false);
+        let c = shape(Kind::Insert, &[1, 2], 4, false);
+        assert!(Arc::ptr_eq(&a, &b));
+        assert!(!Arc::ptr_eq(&a, &c));
+    }
+
+    #[test]
+    fn select_binds_operands_in_placeholder_order() {
+        let spec = SelectSpec {
+            filter: Some(Condition::Or(vec![
+                Condition::Compare {
+                    column: 1,
+                    op: CmpOp::Eq,
+                    value: Value::Text("x".into()),
+                },
+                Condition::In {
+                    column: 0,
+                    values: vec![Value::I64(1), Value::I64(2)],
+                },
+            ])),
+            limit: Some(5),
+            ..SelectSpec::default()
+        };
+        let (sql, values) = select(T::META, &spec, Backend::Sqlite);
+        assert_eq!(
+            sql,
+            r#"SELECT "id", "a", "v" FROM "t" WHERE "a" = ? OR "id" IN (?, ?) LIMIT ?"#
+        );
+        assert_eq!(
+            values,
+            [
+                Value::Text("x".into()),
+                Value::I64(1),
+                Value::I64(2),
+                Value::I64(5)
+            ]
+        );
+    }
 }
