@@ -399,7 +399,7 @@ mod tests {
         );
         assert_eq!(
             &*shape(Kind::UpdateByKey, &[1], 0, true),
-            r#"UPDATE "t" SET "a" = ?, "v" = "v" + 1 WHERE "id" = ? AND "v" = ?"#
+            r#"UPDATE "t" SET "a" = ?, "v" = "v" + (1) WHERE "id" = ? AND "v" = ?"#
         );
         assert_eq!(
             &*shape(Kind::DeleteByKey, &[], 0, false),
