@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 use rusqlite::OpenFlags;
 use rusqlite::limits::Limit;
 
-use crate::entity::{AsEntity, Entity, EntityMeta, Generated};
+use crate::entity::{Entity, EntityMeta, Generated};
 use crate::error::{Error, Result};
 use crate::filter::{Condition, SelectSpec};
+use crate::mapping::RowSource;
 use crate::sql::{self, Backend, Kind, Shape};
 use crate::sqlite;
 use crate::value::{Key, Value, ValueRef};
@@ -57,11 +58,18 @@ pub struct InsertOptions {
     /// Rows per multi-row `INSERT` statement, lowered as needed to stay under the backend's
     /// bound-parameter limit. Default 100.
     pub batch_rows: usize,
+    /// Keep the input order exactly: a row carrying another column set than the previous row
+    /// starts a new statement. Off, rows are grouped by column set and each group is sent
+    /// when full (fewer, fuller statements). Default on.
+    pub ordered: bool,
 }
 
 impl Default for InsertOptions {
     fn default() -> Self {
-        InsertOptions { batch_rows: 100 }
+        InsertOptions {
+            batch_rows: 100,
+            ordered: true,
+        }
     }
 }
 
@@ -70,6 +78,16 @@ impl InsertOptions {
     pub fn batch_rows(batch_rows: usize) -> Self {
         InsertOptions {
             batch_rows: batch_rows.max(1),
+            ..InsertOptions::default()
+        }
+    }
+
+    /// These options, grouping rows by column set instead of keeping their order.
+    #[must_use]
+    pub fn grouped(self) -> Self {
+        InsertOptions {
+            ordered: false,
+            ..self
         }
     }
 }
@@ -499,16 +517,20 @@ impl Connection {
     }
 
     /// Inserts rows through multi-row `INSERT … VALUES` statements of up to 100 rows,
-    /// prepared once per shape, in chunks that respect the bound-parameter limit. All rows
-    /// or none are written. Returns the number of rows inserted.
+    /// prepared once per shape, in chunks that respect the bound-parameter limit (B5, B6).
+    /// All rows or none are written. Returns the number of rows inserted.
     ///
-    /// Database-generated keys are not read back (the session's paths do that); a UUIDv7
-    /// key that is nil or `None` is generated for the row.
+    /// Rows are entities (`E`, `&E`, `Box<E>`, …) or [`Mapping`](crate::Mapping)s; they are
+    /// grouped by the set of columns they carry, so one call may mix rows with and without
+    /// keys. Memory stays bounded by the batch, whatever the number of rows (B7).
+    /// Database-generated keys are not read back: see
+    /// [`insert_returning_keys`](Self::insert_returning_keys). A UUIDv7 key that is nil or
+    /// missing is generated.
     ///
     /// # Errors
-    /// [`Error::Database`] (e.g. [`ErrorKind::UniqueViolation`](crate::ErrorKind)): nothing of
-    /// the call is written.
-    pub fn insert_many<R: AsEntity>(&self, rows: impl IntoIterator<Item = R>) -> Result<u64> {
+    /// [`Error::Database`] (e.g. [`ErrorKind::UniqueViolation`](crate::ErrorKind)), or a
+    /// mapping's [`Error::TypeMismatch`]: nothing of the call is written.
+    pub fn insert_many<R: RowSource>(&self, rows: impl IntoIterator<Item = R>) -> Result<u64> {
         self.insert_many_with(rows, &InsertOptions::default())
     }
 
@@ -516,124 +538,112 @@ impl Connection {
     ///
     /// # Errors
     /// As `insert_many`.
-    pub fn insert_many_with<R: AsEntity>(
+    pub fn insert_many_with<R: RowSource>(
         &self,
         rows: impl IntoIterator<Item = R>,
         options: &InsertOptions,
     ) -> Result<u64> {
-        let plan = InsertPlan::new::<R::Entity>(self, options.batch_rows);
         self.atomic(|conn| {
-            let mut total = 0u64;
-            let mut buf: Vec<R> = Vec::with_capacity(plan.rows_per_stmt(plan.with_key.len()));
-            let mut buf_keyed = true;
+            let mut ins = conn.inserter::<R>(options, false)?;
             for row in rows {
-                let keyed = plan.has_key(row.as_entity());
-                if keyed != buf_keyed && !buf.is_empty() {
-                    total += conn.insert_batch(&plan, &buf, buf_keyed)?;
-                    buf.clear();
-                }
-                buf_keyed = keyed;
-                buf.push(row);
-                if buf.len() >= plan.rows_per_stmt(plan.columns(keyed).len()) {
-                    total += conn.insert_batch(&plan, &buf, keyed)?;
-                    buf.clear();
-                }
+                ins.push(row)?;
             }
-            if !buf.is_empty() {
-                total += conn.insert_batch(&plan, &buf, buf_keyed)?;
-            }
-            Ok(total)
+            Ok(ins.finish()?.rows)
         })
     }
 
-    fn insert_batch<R: AsEntity>(&self, plan: &InsertPlan, rows: &[R], keyed: bool) -> Result<u64> {
-        let cols = plan.columns(keyed);
-        let sql = self.shape::<R::Entity>(Kind::Insert, cols, rows.len(), false);
-        self.run(Ctx::of(R::Entity::META), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut i = 1;
-            for row in rows {
-                let row = row.as_entity();
-                for &col in cols {
-                    if Some(col) == plan.uuid_key && plan.needs_uuid(row) {
-                        stmt.raw_bind_parameter(i, ValueRef::Uuid(uuid::Uuid::now_v7()))?;
-                    } else {
-                        stmt.raw_bind_parameter(i, row.column(col))?;
-                    }
-                    i += 1;
-                }
-            }
-            let n = stmt.raw_execute()?;
-            Ok((n as u64, n))
-        })
-    }
-
-    /// Inserts rows one statement each on a statement prepared once, and returns the key of
-    /// every row in input order: the database-generated key (`last_insert_rowid()`, free on
-    /// SQLite), a generated UUIDv7, or the key the row carries. Each key is that row's own,
-    /// by construction. All rows or none are written.
+    /// Inserts rows like [`insert_many`](Self::insert_many) and returns the key of every
+    /// row, in input order. Each key is its row's own by construction, never by trusting the
+    /// order of a multi-row `RETURNING`: user-given keys are the rows' own, UUIDv7 keys are
+    /// generated here, and database keys on SQLite are assigned as SQLite itself would
+    /// (`max(key) + 1` onwards) while the transaction holds the write lock, then sent
+    /// explicitly.
     ///
     /// # Errors
-    /// [`Error::Database`]: nothing of the call is written.
-    pub fn insert_returning_keys<R: AsEntity>(
+    /// As `insert_many`: nothing of the call is written.
+    pub fn insert_returning_keys<R: RowSource>(
         &self,
         rows: impl IntoIterator<Item = R>,
     ) -> Result<Vec<Key>> {
-        let plan = InsertPlan::new::<R::Entity>(self, 1);
         self.atomic(|conn| {
-            let mut keys = Vec::new();
+            let mut ins = conn.inserter::<R>(&InsertOptions::default(), true)?;
             for row in rows {
-                keys.push(conn.insert_one(&plan, row.as_entity())?);
+                ins.push(row)?;
             }
-            Ok(keys)
+            Ok(ins.finish()?.keys)
         })
     }
 
-    /// Inserts one row and returns its key (see
-    /// [`insert_returning_keys`](Self::insert_returning_keys)). Not atomic on its own: call
-    /// it inside a transaction or [`atomic`](Self::atomic).
+    /// A streaming inserter for rows of type `R`. It is not atomic on its own: use it inside
+    /// a transaction or [`atomic`](Self::atomic). With `return_keys`, it needs the
+    /// transaction to hold the write lock (the default `BEGIN IMMEDIATE` does).
     ///
     /// # Errors
-    /// [`Error::Database`] from the driver.
-    pub fn insert_one_returning_key<E: Entity>(&self, row: &E) -> Result<Key> {
-        let plan = InsertPlan::new::<E>(self, 1);
-        self.insert_one(&plan, row)
+    /// Database errors while inspecting the table.
+    pub fn inserter<R: RowSource>(
+        &self,
+        options: &InsertOptions,
+        return_keys: bool,
+    ) -> Result<Inserter<'_, R>> {
+        let meta = R::Entity::META;
+        Ok(Inserter {
+            conn: self,
+            meta,
+            generated: meta.key_column().generated,
+            return_keys,
+            ordered: options.ordered,
+            last_group: None,
+            batch_rows: options.batch_rows.max(1),
+            max_params: self.max_bind_parameters(),
+            groups: Vec::new(),
+            keys: Vec::new(),
+            count: 0,
+            written: 0,
+            scratch: Vec::new(),
+            sequence_table: None,
+        })
     }
 
-    fn insert_one<E: Entity>(&self, plan: &InsertPlan, row: &E) -> Result<Key> {
-        let keyed = plan.has_key(row);
-        let cols = plan.columns(keyed);
-        let sql = self.shape::<E>(Kind::Insert, cols, 1, false);
+    /// The first of `n` consecutive keys nobody uses: what SQLite would assign next. Sound
+    /// only while this connection holds the write lock.
+    fn reserve_keys<E: Entity>(&self, n: usize, sequence_table: &mut Option<bool>) -> Result<i64> {
         let meta = E::META;
-        self.run(Ctx::of(meta), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut generated = None;
-            for (i, &col) in cols.iter().enumerate() {
-                if Some(col) == plan.uuid_key && plan.needs_uuid(row) {
-                    let id = uuid::Uuid::now_v7();
-                    generated = Some(Key::Uuid(id));
-                    stmt.raw_bind_parameter(i + 1, ValueRef::Uuid(id))?;
-                } else {
-                    stmt.raw_bind_parameter(i + 1, row.column(col))?;
-                }
+        let sql = self.shape::<E>(Kind::MaxKey, &[], 0, false);
+        let max: Option<i64> = self.run(Ctx::of(meta), &sql, |c| {
+            c.prepare_cached(&sql)?
+                .query_row([], |r| r.get(0))
+                .map(|v| (v, 1))
+        })?;
+        let has_sequence = match *sequence_table {
+            Some(v) => v,
+            None => {
+                let v = self.query_i64(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'",
+                    &[],
+                )? > 0;
+                *sequence_table = Some(v);
+                v
             }
-            let n = stmt.raw_execute()?;
-            let key = match generated {
-                Some(k) => Some(k),
-                None if keyed => row.key(),
-                None => Some(Key::Int(c.last_insert_rowid())),
-            };
-            Ok((key, n))
-        })?
-        .ok_or_else(|| Error::InvalidState {
-            message: format!(
-                "{} (table `{}`): the primary key `{}` has no value and is not generated; \
-                 assign it, or mark it `#[orm(auto_increment)]` or `#[orm(uuid_v7)]`",
-                meta.name,
-                meta.table,
-                meta.key_column().name
-            ),
-        })
+        };
+        let mut last = max.unwrap_or(0);
+        if has_sequence {
+            let seq = self.query_values(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?",
+                &[Value::Text(meta.table.into())],
+            )?;
+            if let Some(Value::I64(s)) = seq.first().and_then(|r| r.first()) {
+                last = last.max(*s);
+            }
+        }
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        last.checked_add(n)
+            .map(|_| last + 1)
+            .ok_or_else(|| Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): the integer key space is exhausted",
+                    meta.name, meta.table
+                ),
+            })
     }
 
     /// The row of `E` with this key.
@@ -828,53 +838,222 @@ impl Connection {
     }
 }
 
-/// Which columns an insert carries, worked out once per call.
-struct InsertPlan {
-    with_key: Vec<usize>,
-    without_key: Vec<usize>,
-    auto_key: Option<usize>,
-    uuid_key: Option<usize>,
-    max_params: usize,
-    batch_rows: usize,
+/// How the key column of a group of rows gets its value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Fill {
+    /// From the row (or not sent at all, for a database key nobody asked back).
+    Row,
+    /// Reserved by the inserter, consecutive from `max(key) + 1`.
+    Sequential,
+    /// A UUIDv7 generated per row.
+    Uuid,
 }
 
-impl InsertPlan {
-    fn new<E: Entity>(conn: &Connection, batch_rows: usize) -> Self {
-        let meta = E::META;
-        let pk = meta.primary_key;
-        let generated = meta.key_column().generated;
-        InsertPlan {
-            with_key: (0..meta.columns.len()).collect(),
-            without_key: (0..meta.columns.len()).filter(|&c| c != pk).collect(),
-            auto_key: (generated == Generated::AutoIncrement).then_some(pk),
-            uuid_key: (generated == Generated::UuidV7).then_some(pk),
-            max_params: conn.max_bind_parameters(),
-            batch_rows: batch_rows.max(1),
+struct Group<R> {
+    columns: Vec<usize>,
+    fill: Fill,
+    per_statement: usize,
+    rows: Vec<(usize, R)>,
+}
+
+/// What an [`Inserter`] did.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct InsertOutcome {
+    /// Rows inserted.
+    pub rows: u64,
+    /// The key of every row, in input order (empty unless keys were asked for).
+    pub keys: Vec<Key>,
+}
+
+/// Streams rows into multi-row `INSERT`s: rows are grouped by the columns they carry and each
+/// group is sent as soon as it holds a full statement's worth, so memory is bounded by the
+/// batch, not the row count. Made by [`Connection::inserter`].
+pub struct Inserter<'c, R: RowSource> {
+    conn: &'c Connection,
+    meta: &'static EntityMeta,
+    generated: Generated,
+    return_keys: bool,
+    ordered: bool,
+    last_group: Option<usize>,
+    batch_rows: usize,
+    max_params: usize,
+    groups: Vec<Group<R>>,
+    keys: Vec<Option<Key>>,
+    count: usize,
+    written: u64,
+    scratch: Vec<usize>,
+    sequence_table: Option<bool>,
+}
+
+impl<R: RowSource> Inserter<'_, R> {
+    /// Adds a row; sends its group's statement when the group is full.
+    ///
+    /// # Errors
+    /// The row's own check ([`Error::TypeMismatch`]) or the database's error.
+    pub fn push(&mut self, row: R) -> Result<()> {
+        row.check()?;
+        let index = self.count;
+        self.count += 1;
+        let pk = self.meta.primary_key;
+        let mut cols = std::mem::take(&mut self.scratch);
+        cols.clear();
+        row.carried(&mut cols);
+        let key = row.value(pk);
+        let fill = match self.generated {
+            Generated::AutoIncrement if key.is_null() => {
+                cols.retain(|&c| c != pk);
+                if self.return_keys {
+                    cols.push(pk);
+                    cols.sort_unstable();
+                    Fill::Sequential
+                } else {
+                    Fill::Row
+                }
+            }
+            Generated::UuidV7
+                if matches!(key, ValueRef::Null)
+                    || matches!(key, ValueRef::Uuid(u) if u.is_nil()) =>
+            {
+                if !cols.contains(&pk) {
+                    cols.push(pk);
+                    cols.sort_unstable();
+                }
+                Fill::Uuid
+            }
+            _ => Fill::Row,
+        };
+        if self.return_keys {
+            self.keys.push(if fill == Fill::Row {
+                Key::from_value(&key)
+            } else {
+                None
+            });
         }
+        drop(key);
+        let g = match self
+            .groups
+            .iter()
+            .position(|g| g.fill == fill && g.columns == cols)
+        {
+            Some(g) => {
+                self.scratch = cols;
+                g
+            }
+            None => {
+                let per_statement = self
+                    .batch_rows
+                    .min(self.max_params / cols.len().max(1))
+                    .max(1);
+                self.groups.push(Group {
+                    columns: cols,
+                    fill,
+                    per_statement,
+                    rows: Vec::with_capacity(per_statement.min(1024)),
+                });
+                self.groups.len() - 1
+            }
+        };
+        if self.ordered
+            && let Some(last) = self.last_group
+            && last != g
+            && !self.groups[last].rows.is_empty()
+        {
+            self.send(last)?;
+        }
+        self.last_group = Some(g);
+        self.groups[g].rows.push((index, row));
+        if self.groups[g].rows.len() >= self.groups[g].per_statement {
+            self.send(g)?;
+        }
+        Ok(())
     }
 
-    fn has_key<E: Entity>(&self, row: &E) -> bool {
-        self.auto_key.is_none_or(|pk| !row.column(pk).is_null())
-    }
-
-    fn needs_uuid<E: Entity>(&self, row: &E) -> bool {
-        self.uuid_key.is_some_and(|pk| match row.column(pk) {
-            ValueRef::Null => true,
-            ValueRef::Uuid(u) => u.is_nil(),
-            _ => false,
+    /// Sends what is left and reports what was done.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn finish(mut self) -> Result<InsertOutcome> {
+        for g in 0..self.groups.len() {
+            if !self.groups[g].rows.is_empty() {
+                self.send(g)?;
+            }
+        }
+        let keys = if self.return_keys {
+            let meta = self.meta;
+            self.keys
+                .into_iter()
+                .map(|k| {
+                    k.ok_or_else(|| Error::InvalidState {
+                        message: format!(
+                            "{} (table `{}`): a row has no value for the primary key `{}` and it \
+                             is not generated",
+                            meta.name,
+                            meta.table,
+                            meta.key_column().name
+                        ),
+                    })
+                })
+                .collect::<Result<_>>()?
+        } else {
+            Vec::new()
+        };
+        Ok(InsertOutcome {
+            rows: self.written,
+            keys,
         })
     }
 
-    fn columns(&self, keyed: bool) -> &[usize] {
-        if keyed {
-            &self.with_key
-        } else {
-            &self.without_key
+    fn send(&mut self, g: usize) -> Result<()> {
+        let conn = self.conn;
+        let meta = self.meta;
+        let pk = meta.primary_key;
+        let group = &mut self.groups[g];
+        let n = group.rows.len();
+        let first = match group.fill {
+            Fill::Sequential => conn.reserve_keys::<R::Entity>(n, &mut self.sequence_table)?,
+            _ => 0,
+        };
+        let sql = conn.shape::<R::Entity>(Kind::Insert, &group.columns, n, false);
+        let fill = group.fill;
+        let columns = &group.columns;
+        let rows = &group.rows;
+        let mut uuids = Vec::new();
+        let written = conn.run(Ctx::of(meta), &sql, |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            let mut i = 1;
+            for (j, (_, row)) in rows.iter().enumerate() {
+                for &col in columns {
+                    if col == pk && fill == Fill::Sequential {
+                        let offset = i64::try_from(j).unwrap_or(i64::MAX);
+                        stmt.raw_bind_parameter(i, first + offset)?;
+                    } else if col == pk && fill == Fill::Uuid {
+                        let id = uuid::Uuid::now_v7();
+                        uuids.push(id);
+                        stmt.raw_bind_parameter(i, ValueRef::Uuid(id))?;
+                    } else {
+                        stmt.raw_bind_parameter(i, row.value(col))?;
+                    }
+                    i += 1;
+                }
+            }
+            let n = stmt.raw_execute()?;
+            Ok((n as u64, n))
+        })?;
+        if self.return_keys {
+            for (j, (index, _)) in group.rows.iter().enumerate() {
+                self.keys[*index] = match fill {
+                    Fill::Sequential => {
+                        Some(Key::Int(first + i64::try_from(j).unwrap_or(i64::MAX)))
+                    }
+                    Fill::Uuid => uuids.get(j).copied().map(Key::Uuid),
+                    Fill::Row => self.keys[*index].take(),
+                };
+            }
         }
-    }
-
-    fn rows_per_stmt(&self, ncols: usize) -> usize {
-        self.batch_rows.min(self.max_params / ncols.max(1)).max(1)
+        group.rows.clear();
+        self.written += written;
+        Ok(())
     }
 }
 

@@ -334,8 +334,4 @@ impl<E: Entity, T: Field> Column<E, T> {
     pub fn is_not_null(self) -> Filter<E> {
         Filter::new(Condition::IsNull { column: self.index }).not()
     }
-    /// A `(column, value)` pair for bulk mappings and updates, type-checked.
-    pub fn to(self, value: impl Bind<T>) -> (usize, Value) {
-        (self.index, value.into_value())
-    }
 }

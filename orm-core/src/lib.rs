@@ -33,16 +33,18 @@ mod connection;
 mod entity;
 mod error;
 mod filter;
+mod mapping;
 mod sql;
 mod sqlite;
 mod value;
 
-pub use connection::{Connection, InsertOptions, SqliteOptions};
+pub use connection::{Connection, InsertOptions, InsertOutcome, Inserter, SqliteOptions};
 pub use entity::{
     AsEntity, Column, ColumnMeta, Entity, EntityMeta, Generated, RowValues, assign, read_column,
 };
 pub use error::{BoxError, Error, ErrorKind, OptionalExt, Result};
 pub use filter::{CmpOp, Condition, Filter, Order, SelectSpec};
+pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
 pub use sql::Backend;
 pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};

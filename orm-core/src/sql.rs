@@ -39,6 +39,8 @@ pub(crate) enum Kind {
     UpdateByKey,
     /// `DELETE FROM t WHERE key = ? [AND version = ?]`.
     DeleteByKey,
+    /// `SELECT max(key) FROM t`.
+    MaxKey,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -129,6 +131,12 @@ impl Shape<'_> {
                     q.and_where(Expr::col(col(m, v)).eq(0_i64));
                 }
                 update_sql(&q, self.backend)
+            }
+            Kind::MaxKey => {
+                let mut q = Query::select();
+                q.expr(Expr::col(col(m, m.primary_key)).max())
+                    .from(table(m));
+                select_sql(&q, self.backend)
             }
             Kind::DeleteByKey => {
                 let mut q = Query::delete();

@@ -6,7 +6,9 @@ use std::fmt;
 use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Weak};
 
-use orm_core::{Connection, Entity, EntityMeta, Error, Generated, Key, Result, Value, ValueRef};
+use orm_core::{
+    Connection, Entity, EntityMeta, Error, Generated, InsertOptions, Key, Result, Value, ValueRef,
+};
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::session::Shared;
@@ -403,8 +405,13 @@ pub(crate) trait Erased: Send + Sync {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Fails when a guard on the value is alive.
     fn check_free(&self, operation: &str) -> Result<()>;
-    /// INSERTs the object; returns its key and whether the key was generated.
-    fn insert(&self, conn: &Connection) -> Result<(Key, bool)>;
+    /// INSERTs `group` (objects of this object's entity, this one among them) in batches;
+    /// returns each one's key, in order, and whether the key was generated.
+    fn insert_group(
+        &self,
+        group: &[Arc<dyn Erased>],
+        conn: &Connection,
+    ) -> Result<Vec<(Key, bool)>>;
     /// Columns changed since the snapshot, or none without a snapshot.
     fn changes(&self) -> Result<Vec<usize>>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
@@ -441,18 +448,42 @@ impl<E: Entity> Erased for Object<E> {
             .ok_or_else(|| borrowed(E::META, operation))
     }
 
-    fn insert(&self, conn: &Connection) -> Result<(Key, bool)> {
-        let value = self
-            .value
-            .try_read()
-            .ok_or_else(|| borrowed(E::META, "flush"))?;
-        let generated = match value.column(E::META.primary_key) {
-            ValueRef::Null => true,
-            ValueRef::Uuid(u) => u.is_nil() && E::META.key_column().generated == Generated::UuidV7,
-            _ => false,
-        };
-        let key = conn.insert_one_returning_key(&*value)?;
-        Ok((key, generated))
+    fn insert_group(
+        &self,
+        group: &[Arc<dyn Erased>],
+        conn: &Connection,
+    ) -> Result<Vec<(Key, bool)>> {
+        let objects: Vec<Arc<Object<E>>> = group
+            .iter()
+            .map(|o| {
+                Arc::clone(o)
+                    .as_any()
+                    .downcast::<Object<E>>()
+                    .map_err(|_| Error::InvalidState {
+                        message: format!("a flush group of {} holds another entity", E::META.name),
+                    })
+            })
+            .collect::<Result<_>>()?;
+        let guards = objects
+            .iter()
+            .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
+            .collect::<Result<Vec<_>>>()?;
+        let pk = E::META.primary_key;
+        let uuid_key = E::META.key_column().generated == Generated::UuidV7;
+        let generated: Vec<bool> = guards
+            .iter()
+            .map(|g| match g.column(pk) {
+                ValueRef::Null => true,
+                ValueRef::Uuid(u) => u.is_nil() && uuid_key,
+                _ => false,
+            })
+            .collect();
+        let mut inserter = conn.inserter::<&E>(&InsertOptions::default(), true)?;
+        for g in &guards {
+            inserter.push(&**g)?;
+        }
+        let keys = inserter.finish()?.keys;
+        Ok(keys.into_iter().zip(generated).collect())
     }
 
     fn changes(&self) -> Result<Vec<usize>> {

@@ -156,8 +156,8 @@ impl Shared {
         conn.savepoint(FLUSH_SAVEPOINT)?;
         let run = || -> Result<Vec<(Key, bool)>> {
             let mut keys = Vec::with_capacity(pending.len());
-            for obj in pending {
-                keys.push(obj.insert(conn)?);
+            for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
+                keys.extend(group[0].insert_group(group, conn)?);
             }
             for (obj, cols) in &updates {
                 obj.update(conn, cols)?;

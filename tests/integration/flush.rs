@@ -26,7 +26,11 @@ fn s4_one_flush_sends_inserts_then_updates_then_deletes() -> Result<()> {
         .filter_map(|sql| sql.split_whitespace().next().map(str::to_owned))
         .filter(|w| ["INSERT", "UPDATE", "DELETE"].contains(&w.as_str()))
         .collect();
-    assert_eq!(kinds, ["INSERT", "INSERT", "UPDATE", "DELETE"]);
+    assert_eq!(
+        kinds,
+        ["INSERT", "UPDATE", "DELETE"],
+        "the two inserts go in one statement"
+    );
     assert_eq!(c.key(), Some(Key::Int(3)), "inserts keep the order of add");
     assert_eq!(d.key(), Some(Key::Int(4)));
     Ok(())
@@ -130,17 +134,52 @@ fn b1_every_added_object_gets_the_key_of_its_own_row() -> Result<()> {
 
 // B1
 #[test]
-fn b1_flush_statements_are_prepared_once() -> Result<()> {
+fn b1_flush_inserts_in_batches_with_keys_it_knows() -> Result<()> {
     let engine = memory_engine();
     let s = engine.session();
-    s.add_all((0..50).map(|i| Customer::new(&format!("c{i}"), i)))?;
+    s.add_all((0..250).map(|i| Customer::new(&format!("c{i}"), i)))?;
     let (log, _g) = SqlLog::start();
     s.flush()?;
     let inserts = log.starting_with("INSERT");
-    assert_eq!(inserts.len(), 50);
+    assert_eq!(inserts.len(), 3, "100 + 100 + 50 rows");
+    assert_eq!(inserts[0], inserts[1], "one statement text, prepared once");
     assert!(
-        inserts.iter().all(|i| i == &inserts[0]),
-        "one statement text, one prepared statement"
+        inserts[0].starts_with(r#"INSERT INTO "customer" ("id", "#),
+        "keys are sent explicitly: {}",
+        inserts[0]
     );
+    Ok(())
+}
+
+// B1
+#[test]
+fn b1_keys_stay_right_after_deletes_and_explicit_keys() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    let first = s.add_all((0..5).map(|i| Customer::new(&format!("a{i}"), i)))?;
+    s.commit()?;
+    s.delete(&first[4])?; // the largest key goes: SQLite would reuse it
+    s.commit()?;
+    let given = s.add(Customer {
+        id: Some(100),
+        ..Customer::new("given", 0)
+    })?;
+    let after = s.add_all((0..3).map(|i| Customer::new(&format!("b{i}"), i)))?;
+    s.commit()?;
+    assert_eq!(given.key(), Some(Key::Int(100)));
+    let keys: Vec<Option<Key>> = after.iter().map(Handle::key).collect();
+    assert_eq!(
+        keys,
+        [
+            Some(Key::Int(101)),
+            Some(Key::Int(102)),
+            Some(Key::Int(103))
+        ]
+    );
+    let conn = engine.connect()?;
+    for h in &after {
+        let row = conn.find::<Customer>(&h.key().expect("key"))?.expect("row");
+        assert_eq!(row.name, h.read()?.name);
+    }
     Ok(())
 }
