@@ -795,19 +795,46 @@ impl Connection {
     }
 
     /// `UPDATE` from explicit values: `values` pairs column positions with values, `key` picks
-    /// the row. Returns the number of rows matched.
+    /// the row. With `expected_version`, the row must also hold that version, which the
+    /// statement increments. Returns the number of rows matched.
     ///
     /// # Errors
     /// [`Error::Database`] from the driver.
-    pub fn update_values<E: Entity>(&self, key: &Value, values: &[(usize, Value)]) -> Result<u64> {
+    pub fn update_values<E: Entity>(
+        &self,
+        key: &Value,
+        values: &[(usize, Value)],
+        expected_version: Option<&Value>,
+    ) -> Result<u64> {
         let cols: Vec<usize> = values.iter().map(|(c, _)| *c).collect();
-        let sql = self.shape::<E>(Kind::UpdateByKey, &cols, 0, false);
+        let sql = self.shape::<E>(Kind::UpdateByKey, &cols, 0, expected_version.is_some());
         self.run(Ctx::of(E::META), &sql, |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             for (i, (_, v)) in values.iter().enumerate() {
                 stmt.raw_bind_parameter(i + 1, v)?;
             }
             stmt.raw_bind_parameter(values.len() + 1, key)?;
+            if let Some(v) = expected_version {
+                stmt.raw_bind_parameter(values.len() + 2, v)?;
+            }
+            let n = stmt.raw_execute()?;
+            Ok((n as u64, n))
+        })
+    }
+
+    /// Inserts the row, or updates every other column of the row with its key when there is
+    /// one (`INSERT … ON CONFLICT (key) DO UPDATE`).
+    ///
+    /// # Errors
+    /// [`Error::Database`] from the driver.
+    pub fn upsert<E: Entity>(&self, row: &E) -> Result<u64> {
+        let cols: Vec<usize> = (0..E::META.columns.len()).collect();
+        let sql = self.shape::<E>(Kind::Upsert, &cols, 1, false);
+        self.run(Ctx::of(E::META), &sql, |c| {
+            let mut stmt = c.prepare_cached(&sql)?;
+            for &col in &cols {
+                stmt.raw_bind_parameter(col + 1, row.column(col))?;
+            }
             let n = stmt.raw_execute()?;
             Ok((n as u64, n))
         })

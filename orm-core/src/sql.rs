@@ -41,6 +41,8 @@ pub(crate) enum Kind {
     DeleteByKey,
     /// `SELECT max(key) FROM t`.
     MaxKey,
+    /// `INSERT … VALUES (…) ON CONFLICT (key) DO UPDATE SET col = excluded.col, …`.
+    Upsert,
 }
 
 #[derive(PartialEq, Eq, Hash)]
@@ -131,6 +133,26 @@ impl Shape<'_> {
                     q.and_where(Expr::col(col(m, v)).eq(0_i64));
                 }
                 update_sql(&q, self.backend)
+            }
+            Kind::Upsert => {
+                let mut q = Query::insert();
+                q.into_table(table(m))
+                    .columns(self.columns.iter().map(|&c| col(m, c)));
+                q.values_panic(self.columns.iter().map(|_| Expr::val(0_i64)));
+                let others: Vec<Alias> = self
+                    .columns
+                    .iter()
+                    .filter(|&&c| c != m.primary_key)
+                    .map(|&c| col(m, c))
+                    .collect();
+                let mut on = sea_query::OnConflict::column(col(m, m.primary_key));
+                if others.is_empty() {
+                    on.do_nothing();
+                } else {
+                    on.update_columns(others);
+                }
+                q.on_conflict(on);
+                insert_sql(&q, self.backend)
             }
             Kind::MaxKey => {
                 let mut q = Query::select();

@@ -1,16 +1,18 @@
 #![doc = include_str!("../../README.md")]
 
+mod bulk;
 mod engine;
 mod handle;
 mod query;
 mod session;
 
+pub use bulk::{BulkOptions, BulkResult};
 pub use engine::Engine;
 pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
 pub use orm_core::{
     AsEntity, Backend, Bind, Column, ColumnMeta, Condition, Connection, Entity, EntityMeta, Error,
-    ErrorKind, Field, Filter, FromSqlError, Generated, InsertOptions, Key, OptionalExt, Order,
-    Result, SqlType, SqliteOptions, Value, ValueRef,
+    ErrorKind, Field, Filter, FromSqlError, Generated, InsertOptions, Key, Mapping, OptionalExt,
+    Order, Result, SqlType, SqliteOptions, Value, ValueRef,
 };
 pub use query::Query;
 pub use session::Session;
@@ -18,8 +20,8 @@ pub use session::Session;
 /// Everything a user needs: `use orm_session::prelude::*;`.
 pub mod prelude {
     pub use crate::{
-        AnyHandle, AsEntity, Bind, Column, Connection, Engine, Entity, Error, ErrorKind, Field,
-        Filter, Handle, Key, ObjectState, OptionalExt, Order, Query, Result, Session,
-        SqliteOptions, Value,
+        AnyHandle, AsEntity, Bind, BulkOptions, BulkResult, Column, Connection, Engine, Entity,
+        Error, ErrorKind, Field, Filter, Handle, Key, Mapping, ObjectState, OptionalExt, Order,
+        Query, Result, Session, SqliteOptions, Value,
     };
 }

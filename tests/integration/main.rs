@@ -7,6 +7,7 @@
     clippy::cast_sign_loss
 )]
 mod autoflush;
+mod bulk;
 mod core_insert;
 mod ddl;
 mod dirty_tracking;

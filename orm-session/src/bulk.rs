@@ -1,0 +1,323 @@
+//! The bulk paths (B2–B4): no identity map, no dirty tracking, statements prepared once,
+//! rows streamed in batches.
+
+use orm_core::{Entity, Error, Generated, InsertOptions, Key, Mapping, Result, Value, ValueRef};
+
+use crate::session::Session;
+
+/// Options of the bulk paths.
+///
+/// ```
+/// use orm_session::BulkOptions;
+/// let opts = BulkOptions::default().return_defaults(true).batch_rows(500);
+/// assert!(opts.return_defaults);
+/// ```
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub struct BulkOptions {
+    /// Read generated keys back: into the objects (`bulk_save`) or as the result's `keys`
+    /// (`bulk_insert_mappings`). Default off.
+    pub return_defaults: bool,
+    /// Rows per statement (capped by the backend's parameter limit). Default 100.
+    pub batch_rows: usize,
+}
+
+impl Default for BulkOptions {
+    fn default() -> Self {
+        BulkOptions {
+            return_defaults: false,
+            batch_rows: InsertOptions::default().batch_rows,
+        }
+    }
+}
+
+impl BulkOptions {
+    /// Sets `return_defaults`.
+    #[must_use]
+    pub fn return_defaults(mut self, on: bool) -> Self {
+        self.return_defaults = on;
+        self
+    }
+
+    /// Sets the rows per statement.
+    #[must_use]
+    pub fn batch_rows(mut self, n: usize) -> Self {
+        self.batch_rows = n.max(1);
+        self
+    }
+}
+
+/// What a bulk call did.
+#[derive(Debug, Clone, Default, PartialEq)]
+#[non_exhaustive]
+pub struct BulkResult {
+    /// Rows inserted.
+    pub inserted: u64,
+    /// Rows updated.
+    pub updated: u64,
+    /// With `return_defaults`: the key of every inserted row, in input order.
+    pub keys: Vec<Key>,
+}
+
+fn needs_insert<E: Entity>(obj: &E) -> bool {
+    let pk = E::META.primary_key;
+    match (E::META.key_column().generated, obj.column(pk)) {
+        (_, ValueRef::Null) => true,
+        (Generated::UuidV7, ValueRef::Uuid(u)) => u.is_nil(),
+        _ => false,
+    }
+}
+
+impl Session {
+    /// Runs `f` on the session's connection inside its transaction (begun now if needed)
+    /// and a savepoint: a bulk call writes all its rows or none (R1).
+    fn bulk<T>(&self, f: impl FnOnce(&orm_core::Connection) -> Result<T>) -> Result<T> {
+        self.with_connection(|conn| {
+            if !conn.in_transaction() {
+                conn.begin()?;
+            }
+            conn.atomic(f)
+        })
+    }
+
+    /// Saves plain objects without tracking them (SQLAlchemy's `bulk_save_objects`, B2):
+    /// objects without a key are inserted in batches, objects with a key update all their
+    /// columns by key. For an entity whose key the user assigns (neither `auto_increment`
+    /// nor `uuid_v7`) there is no telling new from existing, so every object is upserted
+    /// (`INSERT … ON CONFLICT (key) DO UPDATE`).
+    ///
+    /// With `return_defaults`, generated keys are written back into the objects (after the
+    /// whole call succeeded). A `#[orm(version)]` column is checked and bumped by updates.
+    /// The identity map is not touched: objects it holds for these rows may now be stale.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct C { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<C>()?;
+    /// let s = engine.session();
+    /// let mut rows: Vec<C> = (0..3).map(|i| C { id: None, name: format!("c{i}") }).collect();
+    /// s.bulk_save(rows.iter_mut(), BulkOptions::default().return_defaults(true))?;
+    /// assert_eq!(rows[2].id, Some(3));
+    /// rows[0].name = "renamed".into();
+    /// let r = s.bulk_save(rows.iter_mut().take(1), BulkOptions::default())?;
+    /// assert_eq!(r.updated, 1);
+    /// s.commit()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Database errors, [`Error::StaleData`]: nothing of the call is written.
+    pub fn bulk_save<'a, E: Entity>(
+        &self,
+        objects: impl IntoIterator<Item = &'a mut E>,
+        options: BulkOptions,
+    ) -> Result<BulkResult> {
+        let meta = E::META;
+        let upsert = meta.key_column().generated == Generated::No;
+        let non_key: Vec<usize> = (0..meta.columns.len())
+            .filter(|&c| c != meta.primary_key && !meta.columns[c].version)
+            .collect();
+        let ins_opts = InsertOptions::batch_rows(options.batch_rows).grouped();
+        self.bulk(|conn| {
+            let mut result = BulkResult::default();
+            let mut to_insert: Vec<&'a mut E> = Vec::new();
+            let mut inserter = conn.inserter::<&E>(&ins_opts, false)?;
+            let mut bumps: Vec<&'a mut E> = Vec::new();
+            for obj in objects {
+                if upsert {
+                    result.updated += conn.upsert(&*obj)?;
+                } else if needs_insert(&*obj) {
+                    if options.return_defaults {
+                        to_insert.push(obj);
+                    } else {
+                        let obj: &'a E = obj;
+                        inserter.push(obj)?;
+                    }
+                } else {
+                    let version = meta
+                        .version_column()
+                        .map(|v| obj.column(v).to_owned_value());
+                    let n = conn.update_columns(&*obj, &non_key, version.as_ref())?;
+                    if n == 0 && version.is_some() {
+                        return Err(Error::StaleData {
+                            entity: meta.name,
+                            table: meta.table,
+                            key: obj.key().map_or_else(|| "?".into(), |k| k.to_string()),
+                            operation: "UPDATE",
+                        });
+                    }
+                    result.updated += n;
+                    if version.is_some() {
+                        bumps.push(obj);
+                    }
+                }
+            }
+            result.inserted += inserter.finish()?.rows;
+            if !to_insert.is_empty() {
+                let mut keyed = conn.inserter::<&E>(&ins_opts, true)?;
+                for obj in &to_insert {
+                    keyed.push(&**obj)?;
+                }
+                let outcome = keyed.finish()?;
+                result.inserted += outcome.rows;
+                for (obj, key) in to_insert.iter_mut().zip(&outcome.keys) {
+                    let v = key.to_value(meta.key_column().sql_type);
+                    obj.set_column(meta.primary_key, v.as_ref())
+                        .map_err(|source| Error::InvalidState {
+                            message: format!(
+                                "cannot write the key back into {}: {source}",
+                                meta.name
+                            ),
+                        })?;
+                }
+                result.keys = outcome.keys;
+            }
+            if let Some(vc) = meta.version_column() {
+                for obj in bumps {
+                    let next = match obj.column(vc) {
+                        ValueRef::I64(v) => Value::I64(v.wrapping_add(1)),
+                        ValueRef::I32(v) => Value::I32(v.wrapping_add(1)),
+                        other => other.to_owned_value(),
+                    };
+                    let _ = obj.set_column(vc, next.as_ref());
+                }
+            }
+            Ok(result)
+        })
+    }
+
+    /// Inserts rows given as column → value [`Mapping`]s (SQLAlchemy's
+    /// `bulk_insert_mappings`, B3). Rows are grouped by the set of columns they carry and
+    /// each group is sent in batches; memory is bounded by the batch (B7). Each row is
+    /// checked before its batch is sent (NULL or a missing value for a NOT NULL column); a
+    /// bad row anywhere fails the call, and nothing of it is written.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct C { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String, note: Option<String> }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<C>()?;
+    /// let s = engine.session();
+    /// let rows = (0..3).map(|i| Mapping::from([C::NAME.to(format!("c{i}"))]));
+    /// let r = s.bulk_insert_mappings(rows, BulkOptions::default().return_defaults(true))?;
+    /// assert_eq!(r.keys, [Key::Int(1), Key::Int(2), Key::Int(3)]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] for a row the table would reject; database errors. Nothing of
+    /// the call is written.
+    pub fn bulk_insert_mappings<E: Entity>(
+        &self,
+        rows: impl IntoIterator<Item = Mapping<E>>,
+        options: BulkOptions,
+    ) -> Result<BulkResult> {
+        self.insert_mapping_results(rows.into_iter().map(Ok), options)
+    }
+
+    /// [`bulk_insert_mappings`](Self::bulk_insert_mappings) with rows keyed by column name,
+    /// for data whose shape is known only at run time (CSV, JSON). Unknown columns and values
+    /// of the wrong type are rejected before the row's batch is sent, and nothing of the call
+    /// is written.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct C { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<C>()?;
+    /// let s = engine.session();
+    /// let err = s.bulk_insert_dynamic::<C, _, _>(
+    ///     [vec![("name", Value::from("ok"))], vec![("nmae", Value::from("typo"))]],
+    ///     BulkOptions::default(),
+    /// ).unwrap_err();
+    /// assert_eq!(err.kind(), ErrorKind::UnknownColumn);
+    /// assert_eq!(s.query::<C>().count()?, 0);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownColumn`], [`Error::TypeMismatch`], database errors: nothing of the
+    /// call is written.
+    pub fn bulk_insert_dynamic<E: Entity, K: AsRef<str>, P: IntoIterator<Item = (K, Value)>>(
+        &self,
+        rows: impl IntoIterator<Item = P>,
+        options: BulkOptions,
+    ) -> Result<BulkResult> {
+        self.insert_mapping_results(rows.into_iter().map(Mapping::<E>::from_names), options)
+    }
+
+    fn insert_mapping_results<E: Entity>(
+        &self,
+        rows: impl Iterator<Item = Result<Mapping<E>>>,
+        options: BulkOptions,
+    ) -> Result<BulkResult> {
+        let ins_opts = InsertOptions::batch_rows(options.batch_rows).grouped();
+        self.bulk(|conn| {
+            let mut inserter = conn.inserter::<Mapping<E>>(&ins_opts, options.return_defaults)?;
+            for row in rows {
+                inserter.push(row?)?;
+            }
+            let outcome = inserter.finish()?;
+            Ok(BulkResult {
+                inserted: outcome.rows,
+                updated: 0,
+                keys: outcome.keys,
+            })
+        })
+    }
+
+    /// Updates rows given as column → value [`Mapping`]s keyed by primary key (SQLAlchemy's
+    /// `bulk_update_mappings`, B4): one prepared `UPDATE` per set of columns, run per row.
+    /// A row that carries the `#[orm(version)]` column is checked against it and bumps it.
+    /// Returns the number of rows updated; keys that match no row are skipped (unless
+    /// versioned, which is a stale-data error).
+    ///
+    /// # Errors
+    /// [`Error::TypeMismatch`] for a row without its key; [`Error::StaleData`]; database
+    /// errors. Nothing of the call is written.
+    pub fn bulk_update_mappings<E: Entity>(
+        &self,
+        rows: impl IntoIterator<Item = Mapping<E>>,
+    ) -> Result<u64> {
+        let meta = E::META;
+        let pk = meta.primary_key;
+        let version = meta.version_column();
+        self.bulk(|conn| {
+            let mut updated = 0;
+            let mut values = Vec::new();
+            for row in rows {
+                row.check(true)?;
+                let key = row.get(pk).cloned().unwrap_or(Value::Null);
+                values.clear();
+                values.extend(
+                    row.columns()
+                        .filter(|&c| c != pk && Some(c) != version)
+                        .map(|c| (c, row.get(c).cloned().unwrap_or(Value::Null))),
+                );
+                let expected = version.and_then(|v| row.get(v));
+                if values.is_empty() && expected.is_none() {
+                    continue;
+                }
+                let n = conn.update_values::<E>(&key, &values, expected)?;
+                if n == 0 && expected.is_some() {
+                    return Err(Error::StaleData {
+                        entity: meta.name,
+                        table: meta.table,
+                        key: Key::from_value(&key.as_ref())
+                            .map_or_else(|| "?".into(), |k| k.to_string()),
+                        operation: "UPDATE",
+                    });
+                }
+                updated += n;
+            }
+            Ok(updated)
+        })
+    }
+}
