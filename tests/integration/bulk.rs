@@ -63,7 +63,8 @@ fn b3_dynamic_rows_are_checked_and_a_bad_row_writes_nothing() -> Result<()> {
             ("age", Value::from(i)),
         ]
     };
-    let cases: Vec<(Vec<(&str, Value)>, ErrorKind, &str)> = vec![
+    type Row = Vec<(&'static str, Value)>;
+    let cases: Vec<(Row, ErrorKind, &str)> = vec![
         (
             vec![("name", Value::from("x")), ("agee", Value::from(1))],
             ErrorKind::UnknownColumn,
