@@ -194,7 +194,11 @@ fn b1_add_all_failing_at_row_7500_of_10000_writes_none_of_it() -> Result<()> {
     let handles = s.add_all((0..10_000).map(|i| Customer::new(&format!("customer {i}"), i)))?;
     let err = s.commit().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UniqueViolation);
-    assert!(handles.iter().all(|h| h.state() == ObjectState::Pending && h.key().is_none()));
+    assert!(
+        handles
+            .iter()
+            .all(|h| h.state() == ObjectState::Pending && h.key().is_none())
+    );
     s.rollback()?;
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 1);
     assert!(handles.iter().all(|h| h.state() == ObjectState::Transient));

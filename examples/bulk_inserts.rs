@@ -1,0 +1,780 @@
+//! The benchmark of BENCH.md: every rung of the insert ladder against the raw rusqlite
+//! floor, measured in the same process, interleaved, verified after every run.
+//!
+//! ```text
+//! cargo run --release --example bulk_inserts -- --rows 100000 --db sqlite-file --repeat 5 [--json FILE]
+//! ```
+//!
+//! Every run uses a fresh database. The timed region builds the rows in the form each path
+//! takes (two `format!` calls per row), begins, inserts and commits. A run that does not
+//! verify (row count, rows read back, every returned key selecting its own row) is an error.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use orm_session::prelude::*;
+
+#[derive(Entity, Debug, Clone)]
+#[orm(table = "customer")]
+struct Customer {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    name: String,
+    description: String,
+}
+
+#[derive(Entity, Debug, Clone)]
+#[orm(table = "customer_uuid")]
+struct CustomerUuid {
+    #[orm(primary_key, uuid_v7)]
+    id: uuid::Uuid,
+    name: String,
+    description: String,
+}
+
+fn name(i: usize) -> String {
+    format!("customer name {i}")
+}
+
+fn description(i: usize) -> String {
+    format!("customer description {i}")
+}
+
+fn customer(i: usize) -> Customer {
+    Customer {
+        id: None,
+        name: name(i),
+        description: description(i),
+    }
+}
+
+type BoxResult<T> = std::result::Result<T, Box<dyn std::error::Error>>;
+
+fn fail(msg: String) -> Box<dyn std::error::Error> {
+    msg.into()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Db {
+    SqliteFile,
+    SqliteMemory,
+}
+
+impl Db {
+    fn name(self) -> &'static str {
+        match self {
+            Db::SqliteFile => "sqlite-file",
+            Db::SqliteMemory => "sqlite-memory",
+        }
+    }
+}
+
+/// A fresh database for one run.
+struct Fresh {
+    engine: Engine,
+    /// The raw rusqlite connection of the floors, on the same database.
+    raw: rusqlite::Connection,
+    _dir: Option<tempfile::TempDir>,
+}
+
+fn fresh(db: Db) -> BoxResult<Fresh> {
+    let (engine, raw, dir) = match db {
+        Db::SqliteFile => {
+            let dir = tempfile::tempdir()?;
+            let path = dir.path().join("bench.db");
+            let engine = Engine::sqlite_file(&path)?;
+            let raw = raw_open(&path)?;
+            (engine, raw, Some(dir))
+        }
+        Db::SqliteMemory => {
+            let engine = Engine::sqlite_memory()?;
+            // The floors get a private in-memory database of their own.
+            let raw = rusqlite::Connection::open_in_memory()?;
+            (engine, raw, None)
+        }
+    };
+    engine.create_table::<Customer>()?;
+    engine.create_table::<CustomerUuid>()?;
+    if db == Db::SqliteMemory {
+        raw.execute_batch(
+            "CREATE TABLE customer (id integer PRIMARY KEY, name text NOT NULL, description text NOT NULL)",
+        )?;
+    }
+    Ok(Fresh {
+        engine,
+        raw,
+        _dir: dir,
+    })
+}
+
+fn raw_open(path: &Path) -> BoxResult<rusqlite::Connection> {
+    let raw = rusqlite::Connection::open(path)?;
+    raw.busy_timeout(Duration::from_secs(5))?;
+    raw.pragma_update(None, "foreign_keys", true)?;
+    Ok(raw)
+}
+
+/// Which connection holds the rows a floor case wrote, for verification.
+fn raw_count(raw: &rusqlite::Connection) -> BoxResult<usize> {
+    let n: i64 = raw.query_row("SELECT count(*) FROM customer", [], |r| r.get(0))?;
+    Ok(usize::try_from(n)?)
+}
+
+fn verify_rows(f: &Fresh, n: usize, via_raw: bool) -> BoxResult<()> {
+    let count = if via_raw {
+        raw_count(&f.raw)?
+    } else {
+        usize::try_from(f.engine.connect()?.count::<Customer>(None)?)?
+    };
+    if count != n {
+        return Err(fail(format!("expected {n} rows, found {count}")));
+    }
+    for i in [0, n / 2, n - 1] {
+        let (nm, ds): (String, String) = if via_raw {
+            f.raw.query_row(
+                "SELECT name, description FROM customer WHERE id = ?",
+                [i64::try_from(i + 1)?],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?
+        } else {
+            let c = f
+                .engine
+                .connect()?
+                .find::<Customer>(&Key::Int(i64::try_from(i + 1)?))?;
+            let c = c.ok_or_else(|| fail(format!("row {} missing", i + 1)))?;
+            (c.name, c.description)
+        };
+        if nm != name(i) || ds != description(i) {
+            return Err(fail(format!("row {} holds {nm:?}/{ds:?}", i + 1)));
+        }
+    }
+    Ok(())
+}
+
+/// Every key selects the row of its own input index.
+fn verify_keys(f: &Fresh, keys: impl Iterator<Item = Option<Key>>) -> BoxResult<()> {
+    let conn = f.engine.connect()?;
+    for (i, key) in keys.enumerate() {
+        let key = key.ok_or_else(|| fail(format!("object {i} has no key")))?;
+        let row = conn
+            .find::<Customer>(&key)?
+            .ok_or_else(|| fail(format!("key {key} selects no row")))?;
+        if row.name != name(i) {
+            return Err(fail(format!(
+                "object {i} holds key {key} of row {:?}",
+                row.name
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn floor_insert(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
+    const PER: usize = 100;
+    let tx = raw.transaction()?;
+    {
+        let values = |k: usize| vec!["(?, ?)"; k].join(", ");
+        let mut full = tx.prepare(&format!(
+            "INSERT INTO customer (name, description) VALUES {}",
+            values(PER)
+        ))?;
+        let mut start = 0;
+        while start < n {
+            let k = PER.min(n - start);
+            let rows: Vec<(String, String)> = (start..start + k)
+                .map(|i| (name(i), description(i)))
+                .collect();
+            let mut part;
+            let stmt = if k == PER {
+                &mut full
+            } else {
+                part = tx.prepare(&format!(
+                    "INSERT INTO customer (name, description) VALUES {}",
+                    values(k)
+                ))?;
+                &mut part
+            };
+            for (j, (a, b)) in rows.iter().enumerate() {
+                stmt.raw_bind_parameter(2 * j + 1, a)?;
+                stmt.raw_bind_parameter(2 * j + 2, b)?;
+            }
+            stmt.raw_execute()?;
+            start += k;
+        }
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+fn populate(f: &mut Fresh, n: usize, db: Db) -> BoxResult<()> {
+    match db {
+        Db::SqliteFile => floor_insert(&mut f.raw, n),
+        Db::SqliteMemory => {
+            floor_insert(&mut f.raw, n)?;
+            f.engine.connect()?.insert_many((0..n).map(customer))?;
+            Ok(())
+        }
+    }
+}
+
+/// One case: returns the timed duration of one run.
+type CaseFn = fn(db: Db, n: usize) -> BoxResult<Duration>;
+
+struct Case {
+    name: &'static str,
+    what: &'static str,
+    floor: &'static str,
+    run: CaseFn,
+}
+
+fn timed(f: impl FnOnce() -> BoxResult<()>) -> BoxResult<Duration> {
+    let start = Instant::now();
+    f()?;
+    Ok(start.elapsed())
+}
+
+fn cases() -> Vec<Case> {
+    vec![
+        Case {
+            name: "floor",
+            what: "raw rusqlite: multi-row VALUES, 100 rows/statement, prepared once",
+            floor: "floor",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                let t = timed(|| floor_insert(&mut f.raw, n))?;
+                verify_rows(&f, n, true)?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "core_insert",
+            what: "B5 Connection::insert_many of structs",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let conn = f.engine.connect()?;
+                let t = timed(|| {
+                    conn.insert_many((0..n).map(customer))?;
+                    Ok(())
+                })?;
+                verify_rows(&f, n, false)?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "bulk_insert_mappings",
+            what: "B3 typed mappings, no keys back",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let s = f.engine.session();
+                let t = timed(|| {
+                    let rows = (0..n).map(|i| {
+                        Mapping::from([
+                            Customer::NAME.to(name(i)),
+                            Customer::DESCRIPTION.to(description(i)),
+                        ])
+                    });
+                    s.bulk_insert_mappings(rows, BulkOptions::default())?;
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_rows(&f, n, false)?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "bulk_insert_mappings_returning",
+            what: "B3 with return_defaults",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let s = f.engine.session();
+                let mut keys = Vec::new();
+                let t = timed(|| {
+                    let rows = (0..n).map(|i| {
+                        Mapping::from([
+                            Customer::NAME.to(name(i)),
+                            Customer::DESCRIPTION.to(description(i)),
+                        ])
+                    });
+                    keys = s
+                        .bulk_insert_mappings(rows, BulkOptions::default().return_defaults(true))?
+                        .keys;
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_rows(&f, n, false)?;
+                verify_keys(&f, keys.into_iter().map(Some))?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "bulk_save",
+            what: "B2 bulk_save of structs, no keys back",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let s = f.engine.session();
+                let t = timed(|| {
+                    let mut objs: Vec<Customer> = (0..n).map(customer).collect();
+                    s.bulk_save(objs.iter_mut(), BulkOptions::default())?;
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_rows(&f, n, false)?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "bulk_save_returning",
+            what: "B2 with return_defaults (keys written into the structs)",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let s = f.engine.session();
+                let mut objs = Vec::new();
+                let t = timed(|| {
+                    objs = (0..n).map(customer).collect();
+                    s.bulk_save(
+                        objs.iter_mut(),
+                        BulkOptions::default().return_defaults(true),
+                    )?;
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_rows(&f, n, false)?;
+                verify_keys(&f, objs.iter().map(|o| o.id.map(Key::Int)))?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "add_all",
+            what: "B1 add_all + commit: keys and identity map",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let s = f.engine.session();
+                let mut handles = Vec::new();
+                let t = timed(|| {
+                    handles = s.add_all((0..n).map(customer))?;
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_rows(&f, n, false)?;
+                if s.identity_len() != n {
+                    return Err(fail(format!("identity map holds {}", s.identity_len())));
+                }
+                verify_keys(&f, handles.iter().map(Handle::key))?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "add_flush_1000",
+            what: "add one at a time, flush every 1000, commit",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let s = f.engine.session();
+                let mut handles = Vec::with_capacity(n);
+                let t = timed(|| {
+                    for i in 0..n {
+                        handles.push(s.add(customer(i))?);
+                        if (i + 1) % 1000 == 0 {
+                            s.flush()?;
+                        }
+                    }
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_rows(&f, n, false)?;
+                verify_keys(&f, handles.iter().map(Handle::key))?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "add_all_uuid",
+            what: "B1 with client-generated UUIDv7 keys",
+            floor: "floor",
+            run: |db, n| {
+                let f = fresh(db)?;
+                let s = f.engine.session();
+                let mut handles = Vec::new();
+                let t = timed(|| {
+                    handles = s.add_all((0..n).map(|i| CustomerUuid {
+                        id: uuid::Uuid::now_v7(),
+                        name: name(i),
+                        description: description(i),
+                    }))?;
+                    s.commit()?;
+                    Ok(())
+                })?;
+                let conn = f.engine.connect()?;
+                if conn.count::<CustomerUuid>(None)? != n as u64 {
+                    return Err(fail("customer_uuid count".into()));
+                }
+                for (i, h) in handles.iter().enumerate().step_by((n / 1000).max(1)) {
+                    let key = h
+                        .key()
+                        .ok_or_else(|| fail(format!("object {i} has no key")))?;
+                    let row = conn
+                        .find::<CustomerUuid>(&key)?
+                        .ok_or_else(|| fail(format!("no row for {key}")))?;
+                    if row.name != name(i) {
+                        return Err(fail(format!("object {i} holds key of {:?}", row.name)));
+                    }
+                }
+                Ok(t)
+            },
+        },
+        Case {
+            name: "floor_load",
+            what: "raw rusqlite: SELECT all rows into structs",
+            floor: "floor_load",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                populate(&mut f, n, db)?;
+                let mut rows = Vec::new();
+                let t = timed(|| {
+                    let mut stmt = f
+                        .raw
+                        .prepare("SELECT id, name, description FROM customer")?;
+                    rows = stmt
+                        .query_map([], |r| {
+                            Ok(Customer {
+                                id: r.get(0)?,
+                                name: r.get(1)?,
+                                description: r.get(2)?,
+                            })
+                        })?
+                        .collect::<rusqlite::Result<Vec<_>>>()?;
+                    Ok(())
+                })?;
+                if rows.len() != n || rows[n - 1].name != name(n - 1) {
+                    return Err(fail("floor_load read the wrong rows".into()));
+                }
+                Ok(t)
+            },
+        },
+        Case {
+            name: "load_all",
+            what: "query all rows into the session (identity map filled)",
+            floor: "floor_load",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                populate(&mut f, n, db)?;
+                let s = f.engine.session();
+                let mut all = Vec::new();
+                let t = timed(|| {
+                    all = s.query::<Customer>().all()?;
+                    Ok(())
+                })?;
+                if all.len() != n || s.identity_len() != n || all[n - 1].read()?.name != name(n - 1)
+                {
+                    return Err(fail("load_all read the wrong rows".into()));
+                }
+                Ok(t)
+            },
+        },
+        Case {
+            name: "floor_update",
+            what: "raw rusqlite: prepared UPDATE per row, one transaction",
+            floor: "floor_update",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                populate(&mut f, n, db)?;
+                let t = timed(|| {
+                    let tx = f.raw.transaction()?;
+                    {
+                        let mut stmt =
+                            tx.prepare("UPDATE customer SET description = ? WHERE id = ?")?;
+                        for i in 0..n {
+                            stmt.execute(rusqlite::params![
+                                format!("updated {i}"),
+                                i64::try_from(i + 1)?
+                            ])?;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })?;
+                let updated: i64 = f.raw.query_row(
+                    "SELECT count(*) FROM customer WHERE description LIKE 'updated %'",
+                    [],
+                    |r| r.get(0),
+                )?;
+                if updated != i64::try_from(n)? {
+                    return Err(fail(format!("{updated} rows updated")));
+                }
+                Ok(t)
+            },
+        },
+        Case {
+            name: "update_all",
+            what: "change one field of every loaded object, flush + commit",
+            floor: "floor_update",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                populate(&mut f, n, db)?;
+                let s = f.engine.session();
+                let all = s
+                    .query::<Customer>()
+                    .order_by(Customer::ID, Order::Asc)
+                    .all()?;
+                let t = timed(|| {
+                    for (i, h) in all.iter().enumerate() {
+                        h.write()?.description = format!("updated {i}");
+                    }
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_updated(&f, n)?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "bulk_update_mappings",
+            what: "B4 bulk_update_mappings by key",
+            floor: "floor_update",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                populate(&mut f, n, db)?;
+                let s = f.engine.session();
+                let t = timed(|| {
+                    let rows = (0..n).map(|i| {
+                        Mapping::from([
+                            Customer::ID.to(i64::try_from(i + 1).unwrap_or(i64::MAX)),
+                            Customer::DESCRIPTION.to(format!("updated {i}")),
+                        ])
+                    });
+                    s.bulk_update_mappings(rows)?;
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_updated(&f, n)?;
+                Ok(t)
+            },
+        },
+    ]
+}
+
+fn verify_updated(f: &Fresh, n: usize) -> BoxResult<()> {
+    let conn = f.engine.connect()?;
+    let updated = conn.count(Some(Customer::DESCRIPTION.like("updated %")))?;
+    if updated != n as u64 {
+        return Err(fail(format!("{updated} of {n} rows updated")));
+    }
+    let last = conn
+        .find::<Customer>(&Key::Int(i64::try_from(n)?))?
+        .ok_or_else(|| fail("last row".into()))?;
+    if last.description != format!("updated {}", n - 1) {
+        return Err(fail(format!("last row holds {:?}", last.description)));
+    }
+    Ok(())
+}
+
+/// Resident set size of this process, in bytes.
+fn rss() -> usize {
+    std::fs::read_to_string("/proc/self/statm")
+        .ok()
+        .and_then(|s| {
+            s.split_whitespace()
+                .nth(1)
+                .and_then(|p| p.parse::<usize>().ok())
+        })
+        .map_or(0, |pages| pages * 4096)
+}
+
+/// Run in a child process: the RSS growth of holding `n` customers, either in a plain
+/// `Vec` (the structs themselves) or tracked by a session after `add_all` + commit.
+fn measure_memory(what: &str, n: usize) -> BoxResult<usize> {
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::sqlite_file(dir.path().join("mem.db"))?.expire_on_commit(false);
+    engine.create_table::<Customer>()?;
+    let s = engine.session();
+    let before = rss();
+    let grown = match what {
+        "vec" => {
+            let v: Vec<Customer> = (0..n).map(customer).collect();
+            let g = rss() - before;
+            drop(std::hint::black_box(v));
+            g
+        }
+        _ => {
+            let handles = s.add_all((0..n).map(customer))?;
+            s.commit()?;
+            let g = rss() - before;
+            drop(std::hint::black_box(handles));
+            g
+        }
+    };
+    Ok(grown)
+}
+
+fn child_memory(what: &str, n: usize) -> BoxResult<usize> {
+    let out = std::process::Command::new(std::env::current_exe()?)
+        .args(["--measure-memory", what, "--rows", &n.to_string()])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    text.trim()
+        .parse()
+        .map_err(|_| fail(format!("memory child said {text:?}")))
+}
+
+struct Args {
+    rows: usize,
+    db: Db,
+    repeat: usize,
+    json: Option<PathBuf>,
+    measure: Option<String>,
+    only: Option<Vec<String>>,
+}
+
+fn args() -> BoxResult<Args> {
+    let mut a = Args {
+        rows: 100_000,
+        db: Db::SqliteFile,
+        repeat: 5,
+        json: None,
+        measure: None,
+        only: None,
+    };
+    let mut it = std::env::args().skip(1);
+    while let Some(flag) = it.next() {
+        let mut value = || {
+            it.next()
+                .ok_or_else(|| fail(format!("{flag} needs a value")))
+        };
+        match flag.as_str() {
+            "--rows" => a.rows = value()?.parse()?,
+            "--repeat" => a.repeat = value()?.parse::<usize>()?.max(1),
+            "--json" => a.json = Some(value()?.into()),
+            "--only" => a.only = Some(value()?.split(',').map(str::to_owned).collect()),
+            "--measure-memory" => a.measure = Some(value()?),
+            "--db" => {
+                a.db =
+                    match value()?.as_str() {
+                        "sqlite-file" => Db::SqliteFile,
+                        "sqlite-memory" => Db::SqliteMemory,
+                        "postgres" => return Err(fail(
+                            "--db postgres needs the `postgres` feature, which this build lacks"
+                                .into(),
+                        )),
+                        other => {
+                            return Err(fail(format!(
+                                "unknown --db {other}: sqlite-file, sqlite-memory or postgres"
+                            )));
+                        }
+                    }
+            }
+            "-h" | "--help" => {
+                println!(
+                    "bulk_inserts --rows N --db sqlite-file|sqlite-memory --repeat K [--json FILE] [--only a,b]"
+                );
+                std::process::exit(0);
+            }
+            other => return Err(fail(format!("unknown argument {other}"))),
+        }
+    }
+    if a.rows == 0 {
+        return Err(fail("--rows must be at least 1".into()));
+    }
+    Ok(a)
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    let m = v.len() / 2;
+    if v.len() % 2 == 0 {
+        (v[m - 1] + v[m]) / 2.0
+    } else {
+        v[m]
+    }
+}
+
+fn main() -> BoxResult<()> {
+    let a = args()?;
+    if let Some(what) = &a.measure {
+        println!("{}", measure_memory(what, a.rows)?);
+        return Ok(());
+    }
+    let mut cases = cases();
+    if let Some(only) = &a.only {
+        cases.retain(|c| c.name == c.floor || only.iter().any(|o| o == c.name));
+    }
+    let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for rep in 1..=a.repeat {
+        for case in &cases {
+            eprint!("\r[{rep}/{}] {:<32}", a.repeat, case.name);
+            let t = (case.run)(a.db, a.rows).map_err(|e| fail(format!("{}: {e}", case.name)))?;
+            times.entry(case.name).or_default().push(t.as_secs_f64());
+        }
+    }
+    eprintln!("\r{:<50}", "");
+    let medians: BTreeMap<&str, f64> = times
+        .iter()
+        .map(|(k, v)| (*k, median(&mut v.clone())))
+        .collect();
+    #[allow(clippy::cast_precision_loss)]
+    let rows = a.rows as f64;
+    println!(
+        "{} rows, {}, {} interleaved runs per case (SQLite {})",
+        a.rows,
+        a.db.name(),
+        a.repeat,
+        rusqlite::version()
+    );
+    println!(
+        "{:<31} {:>9} {:>9} {:>12} {:>7}  what",
+        "case", "min s", "median s", "rows/s", "ratio"
+    );
+    let mut json = String::from("[");
+    for case in &cases {
+        let v = &times[case.name];
+        let min = v.iter().copied().fold(f64::INFINITY, f64::min);
+        let med = medians[case.name];
+        let ratio = med / medians[case.floor];
+        println!(
+            "{:<31} {:>9.3} {:>9.3} {:>12.0} {:>7.2}  {} (vs {})",
+            case.name,
+            min,
+            med,
+            rows / med,
+            ratio,
+            case.what,
+            case.floor
+        );
+        if json.len() > 1 {
+            json.push(',');
+        }
+        write!(
+            json,
+            "\n  {{\"db\": \"{}\", \"case\": \"{}\", \"rows\": {}, \"min_s\": {min:.6}, \"median_s\": {med:.6}, \"ratio\": {ratio:.4}}}",
+            a.db.name(),
+            case.name,
+            a.rows
+        )?;
+    }
+    json.push_str("\n]\n");
+    if a.only.is_none()
+        || a.only
+            .as_ref()
+            .is_some_and(|o| o.iter().any(|c| c == "memory"))
+    {
+        let base = child_memory("vec", a.rows)?;
+        let tracked = child_memory("session", a.rows)?;
+        #[allow(clippy::cast_precision_loss)]
+        let per = (tracked as f64 - base as f64) / rows;
+        println!(
+            "memory: {per:.0} bytes per tracked object beyond the struct (RSS growth of add_all + commit \
+             of {} objects, {} B, minus a Vec of the same structs, {} B; includes the caller's Vec of handles)",
+            a.rows, tracked, base
+        );
+    }
+    if let Some(path) = &a.json {
+        std::fs::write(path, json)?;
+    }
+    Ok(())
+}
