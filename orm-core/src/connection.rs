@@ -601,6 +601,7 @@ impl Connection {
             written: 0,
             scratch: Vec::new(),
             sequence_table: None,
+            next_key: None,
         })
     }
 
@@ -911,6 +912,9 @@ pub struct Inserter<'c, R: RowSource> {
     written: u64,
     scratch: Vec<usize>,
     sequence_table: Option<bool>,
+    /// The next free database key, once known: the table's maximum is read once per
+    /// inserter, then kept up to date by what it sends.
+    next_key: Option<i64>,
 }
 
 impl<R: RowSource> Inserter<'_, R> {
@@ -1037,8 +1041,11 @@ impl<R: RowSource> Inserter<'_, R> {
         let pk = meta.primary_key;
         let group = &mut self.groups[g];
         let n = group.rows.len();
-        let first = match group.fill {
-            Fill::Sequential => conn.reserve_keys::<R::Entity>(n, &mut self.sequence_table)?,
+        let first = match (group.fill, self.next_key) {
+            (Fill::Sequential, Some(next)) => next,
+            (Fill::Sequential, None) => {
+                conn.reserve_keys::<R::Entity>(n, &mut self.sequence_table)?
+            }
             _ => 0,
         };
         let sql = conn.shape::<R::Entity>(Kind::Insert, &group.columns, n, false);
@@ -1077,6 +1084,35 @@ impl<R: RowSource> Inserter<'_, R> {
                     Fill::Row => self.keys[*index].take(),
                 };
             }
+        }
+        match fill {
+            Fill::Sequential => {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                self.next_key = Some(first.checked_add(n).ok_or_else(|| Error::InvalidState {
+                    message: format!(
+                        "{} (table `{}`): the integer key space is exhausted",
+                        meta.name, meta.table
+                    ),
+                })?);
+            }
+            Fill::Row if self.generated == Generated::AutoIncrement => {
+                // Rows that carried their own key may sit above what was reserved so far.
+                if let Some(next) = self.next_key {
+                    let top = group
+                        .rows
+                        .iter()
+                        .filter_map(|(_, r)| match r.value(pk) {
+                            ValueRef::I64(k) => Some(k),
+                            ValueRef::I32(k) => Some(i64::from(k)),
+                            _ => None,
+                        })
+                        .max();
+                    if let Some(top) = top {
+                        self.next_key = Some(next.max(top.saturating_add(1)));
+                    }
+                }
+            }
+            _ => {}
         }
         group.rows.clear();
         self.written += written;

@@ -33,6 +33,7 @@ mod connection;
 mod entity;
 mod error;
 mod filter;
+mod hash;
 mod mapping;
 mod sql;
 mod sqlite;
@@ -44,6 +45,7 @@ pub use entity::{
 };
 pub use error::{BoxError, Error, ErrorKind, OptionalExt, Result};
 pub use filter::{CmpOp, Condition, Filter, Order, SelectSpec};
+pub use hash::{KeyHashState, KeyHasher};
 pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
 pub use sql::Backend;

@@ -45,17 +45,38 @@ pub(crate) enum Kind {
     Upsert,
 }
 
+/// A column list as a cache key: a bit mask when the list is ascending and under 128 (no
+/// allocation, the common case), else the list itself.
+#[derive(PartialEq, Eq, Hash)]
+enum Columns {
+    Mask(u128),
+    List(Box<[usize]>),
+}
+
+impl Columns {
+    fn of(columns: &[usize]) -> Self {
+        let ascending = columns.windows(2).all(|w| w[0] < w[1]);
+        if ascending && columns.last().is_none_or(|&c| c < 128) {
+            Columns::Mask(columns.iter().fold(0, |m, &c| m | (1u128 << c)))
+        } else {
+            Columns::List(columns.into())
+        }
+    }
+}
+
 #[derive(PartialEq, Eq, Hash)]
 struct CacheKey {
     backend: Backend,
     entity: TypeId,
     kind: Kind,
-    columns: Box<[u16]>,
+    columns: Columns,
     batch: usize,
     check_version: bool,
 }
 
-static CACHE: LazyLock<RwLock<HashMap<CacheKey, Arc<str>>>> = LazyLock::new(Default::default);
+type Cache = HashMap<CacheKey, Arc<str>, crate::hash::KeyHashState>;
+
+static CACHE: LazyLock<RwLock<Cache>> = LazyLock::new(Default::default);
 
 /// A cached statement text: built once per shape for the whole process.
 pub(crate) struct Shape<'a> {
@@ -71,16 +92,11 @@ pub(crate) struct Shape<'a> {
 impl Shape<'_> {
     /// The SQL text of this shape, from the cache or built now.
     pub fn sql(&self) -> Arc<str> {
-        let columns: Box<[u16]> = self
-            .columns
-            .iter()
-            .map(|&c| u16::try_from(c).unwrap_or(u16::MAX))
-            .collect();
         let key = CacheKey {
             backend: self.backend,
             entity: self.entity,
             kind: self.kind,
-            columns,
+            columns: Columns::of(self.columns),
             batch: self.batch,
             check_version: self.check_version,
         };
@@ -240,6 +256,12 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend) -> Vec<String> {
             def.unique_key();
         }
         t.col(&mut def);
+    }
+    let integer_key = matches!(m.key_column().sql_type, SqlType::I32 | SqlType::I64);
+    if backend == Backend::Sqlite && !integer_key {
+        // One B-tree clustered by the key instead of a rowid table plus a unique index:
+        // inserts and lookups by a text or UUID key touch half the pages.
+        t.extra("WITHOUT ROWID");
     }
     let mut out = vec![match backend {
         Backend::Sqlite => t.build(SqliteQueryBuilder),

@@ -479,7 +479,7 @@ impl<T: Into<Value>> From<Option<T>> for Value {
 /// assert_eq!(Key::from_value(&ValueRef::I32(5)), Some(Key::Int(5)));
 /// assert_eq!(Key::from_value(&ValueRef::Null), None);
 /// ```
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
 #[non_exhaustive]
 pub enum Key {
     /// Any integer key (i32 keys widen to i64).
@@ -492,6 +492,31 @@ pub enum Key {
     Uuid(Uuid),
     /// A boolean key (unusual, but allowed).
     Bool(bool),
+}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        // One word for the common integer key; a tag first for the others.
+        match self {
+            Key::Int(i) => state.write_u64(i.cast_unsigned()),
+            Key::Uuid(u) => {
+                state.write_u8(1);
+                state.write_u128(u.as_u128());
+            }
+            Key::Text(t) => {
+                state.write_u8(2);
+                state.write(t.as_bytes());
+            }
+            Key::Bytes(b) => {
+                state.write_u8(3);
+                state.write(b);
+            }
+            Key::Bool(b) => {
+                state.write_u8(4);
+                state.write_u8(u8::from(*b));
+            }
+        }
+    }
 }
 
 impl Key {

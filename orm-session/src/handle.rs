@@ -29,25 +29,31 @@ pub enum ObjectState {
     Detached,
 }
 
-/// Which loaded values are stale.
+/// Which loaded values are stale: bit `i` for column `i`. Entities wider than 64 columns
+/// expire whole.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Expired {
-    No,
-    All,
-    /// Bit `i` set: column `i` is stale (entities of up to 64 columns; wider ones expire
-    /// whole).
-    Columns(u64),
-}
+pub(crate) struct Expired(u64);
 
 impl Expired {
+    pub(crate) const NO: Expired = Expired(0);
+    pub(crate) const ALL: Expired = Expired(u64::MAX);
+
     pub(crate) fn columns(self, ncols: usize) -> Vec<usize> {
         match self {
-            Expired::No => Vec::new(),
-            Expired::All => (0..ncols).collect(),
-            Expired::Columns(mask) => (0..ncols.min(64))
+            Expired::NO => Vec::new(),
+            Expired::ALL => (0..ncols).collect(),
+            Expired(mask) => (0..ncols.min(64))
                 .filter(|c| mask & (1 << c) != 0)
                 .collect(),
         }
+    }
+
+    /// Adds columns (by position) to the stale set.
+    pub(crate) fn with(self, columns: &[usize]) -> Expired {
+        if columns.iter().any(|&c| c >= 64) {
+            return Expired::ALL;
+        }
+        Expired(columns.iter().fold(self.0, |m, &c| m | (1 << c)))
     }
 }
 
@@ -77,7 +83,7 @@ impl Meta {
             state,
             key,
             snapshot: None,
-            expired: Expired::No,
+            expired: Expired::NO,
             session,
             registered: false,
             new_in_tx: false,
@@ -86,16 +92,25 @@ impl Meta {
         }
     }
 
+    /// Marks every column stale and drops the snapshot (unflushed changes are discarded by
+    /// the reload). The object stays in the modified list if it was there; it has no
+    /// snapshot now, so flush skips it until the next write.
     pub(crate) fn expire_all(&mut self) {
-        self.expired = Expired::All;
+        self.expired = Expired::ALL;
         self.snapshot = None;
+    }
+
+    /// [`expire_all`](Self::expire_all) for callers that also clear the modified list.
+    pub(crate) fn expire_and_unregister(&mut self) {
+        self.expire_all();
         self.registered = false;
     }
 
+    /// Leaves the session. `registered` is kept: the object may still be in the modified
+    /// list, and flush skips objects that are not persistent there.
     pub(crate) fn detach(&mut self, state: ObjectState) {
         self.state = state;
         self.session = Weak::new();
-        self.registered = false;
         self.marked_delete = false;
         self.new_in_tx = false;
     }
@@ -182,7 +197,7 @@ impl<E: Entity + fmt::Debug> fmt::Debug for Handle<E> {
         let meta = self.obj.meta.lock();
         let mut d = f.debug_struct("Handle");
         d.field("state", &meta.state).field("key", &meta.key);
-        if meta.expired != Expired::No {
+        if meta.expired != Expired::NO {
             d.field("expired", &true);
         }
         match self.obj.value.try_read() {
@@ -312,7 +327,7 @@ impl<E: Entity> Handle<E> {
 
     /// Whether loaded values are stale and will be reloaded on the next access.
     pub fn is_expired(&self) -> bool {
-        self.obj.meta.lock().expired != Expired::No
+        self.obj.meta.lock().expired != Expired::NO
     }
 
     /// Whether two handles point to the same object (the same as `==`).
@@ -323,7 +338,7 @@ impl<E: Entity> Handle<E> {
     fn ensure_loaded(&self) -> Result<()> {
         let session = {
             let meta = self.obj.meta.lock();
-            if meta.expired == Expired::No {
+            if meta.expired == Expired::NO {
                 return Ok(());
             }
             meta.session.upgrade()
@@ -366,7 +381,7 @@ impl<E: Entity> Object<E> {
                 snap[c] = value.column(c).to_owned_value();
             }
         }
-        meta.expired = Expired::No;
+        meta.expired = Expired::NO;
         Ok(())
     }
 
@@ -380,7 +395,6 @@ impl<E: Entity> Object<E> {
         if full {
             *value = row;
             meta.snapshot = None;
-            meta.registered = false;
         } else {
             for c in meta.expired.columns(E::META.columns.len()) {
                 value
@@ -393,7 +407,7 @@ impl<E: Entity> Object<E> {
                 }
             }
         }
-        meta.expired = Expired::No;
+        meta.expired = Expired::NO;
         Ok(())
     }
 }
@@ -607,7 +621,7 @@ fn stale<E: Entity>(value: &E, operation: &'static str) -> Error {
 }
 
 /// The identity map of one entity type.
-pub(crate) type IdentityMap<E> = HashMap<Key, Arc<Object<E>>>;
+pub(crate) type IdentityMap<E> = HashMap<Key, Arc<Object<E>>, orm_core::KeyHashState>;
 
 /// Identity maps of every entity type, type-erased for the operations that visit them all.
 pub(crate) trait AnyMap: Send {
@@ -648,7 +662,7 @@ impl Maps {
     pub(crate) fn typed<E: Entity>(&mut self) -> &mut IdentityMap<E> {
         self.by_type
             .entry(TypeId::of::<E>())
-            .or_insert_with(|| Box::new(IdentityMap::<E>::new()))
+            .or_insert_with(|| Box::new(IdentityMap::<E>::default()))
             .as_any_mut()
             .downcast_mut::<IdentityMap<E>>()
             .expect("identity maps are keyed by their entity's TypeId")

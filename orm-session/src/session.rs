@@ -1,6 +1,6 @@
 //! `Session`: identity map, unit-of-work flush, transactions, expiry.
 
-use std::collections::HashSet;
+use std::collections::hash_map::Entry;
 use std::sync::{Arc, Weak};
 
 use orm_core::{Connection, Entity, Error, ErrorKind, Key, Result, SelectSpec};
@@ -60,12 +60,10 @@ impl Shared {
         obj.reload(conn)
     }
 
+    /// The written objects. An object is in the list at most once: `Meta::registered` says
+    /// whether it is, and is cleared only where the list is cleared or drained.
     fn take_modified(&self) -> Vec<Arc<dyn Erased>> {
-        let all = std::mem::take(&mut *self.modified.lock());
-        let mut seen = HashSet::with_capacity(all.len());
-        all.into_iter()
-            .filter(|o| seen.insert(Arc::as_ptr(o).cast::<()>()))
-            .collect()
+        std::mem::take(&mut *self.modified.lock())
     }
 
     fn flush_locked(&self, st: &mut State) -> Result<()> {
@@ -210,8 +208,10 @@ impl Shared {
                 m.key_generated = false;
                 false
             } else {
+                let mut m = obj.meta();
+                m.registered = false;
                 if expire {
-                    obj.meta().expire_all();
+                    m.expire_all();
                 }
                 true
             }
@@ -220,6 +220,7 @@ impl Shared {
             {
                 let mut m = obj.meta();
                 m.state = ObjectState::Persistent;
+                m.registered = false;
                 if expire {
                     m.expire_all();
                 }
@@ -481,7 +482,7 @@ impl Session {
             if marked {
                 return Ok(None);
             }
-            if expired == Expired::No {
+            if expired == Expired::NO {
                 return Ok(Some(Handle { obj }));
             }
             let conn = st.conn(&self.shared.engine)?;
@@ -620,7 +621,7 @@ impl Session {
             m.new_in_tx = false;
             m.key_generated = false;
             if expire {
-                m.expire_all();
+                m.expire_and_unregister();
             }
         });
         if expire {
@@ -658,28 +659,19 @@ impl Session {
     /// [`Error::UnknownColumn`] for a name `E` does not have; as [`expire`](Self::expire).
     pub fn expire_attrs<E: Entity>(&self, h: &Handle<E>, columns: &[&str]) -> Result<()> {
         self.persistent(h, "expire")?;
-        let mut mask = 0u64;
-        let mut all = false;
+        let mut cols = Vec::with_capacity(columns.len());
         for name in columns {
-            let c = E::META
-                .column_index(name)
-                .ok_or_else(|| Error::unknown_column(E::META, name))?;
-            if c >= 64 {
-                all = true;
-            } else {
-                mask |= 1 << c;
-            }
+            cols.push(
+                E::META
+                    .column_index(name)
+                    .ok_or_else(|| Error::unknown_column(E::META, name))?,
+            );
         }
         let mut m = h.obj.meta.lock();
-        m.expired = match (m.expired, all) {
-            (Expired::All, _) | (_, true) => {
-                m.snapshot = None;
-                m.registered = false;
-                Expired::All
-            }
-            (Expired::Columns(old), false) => Expired::Columns(old | mask),
-            (Expired::No, false) => Expired::Columns(mask),
-        };
+        m.expired = m.expired.with(&cols);
+        if m.expired == Expired::ALL {
+            m.snapshot = None;
+        }
         // Unflushed changes to those columns are discarded by the reload, which also brings
         // the snapshot up to date for them.
         Ok(())
@@ -688,7 +680,8 @@ impl Session {
     /// Expires every persistent object of the session (S7, S10).
     pub fn expire_all(&self) {
         let st = self.shared.state.lock();
-        st.maps.for_each(&mut |obj| obj.meta().expire_all());
+        st.maps
+            .for_each(&mut |obj| obj.meta().expire_and_unregister());
         self.shared.modified.lock().clear();
     }
 
@@ -742,16 +735,23 @@ impl Session {
     /// Takes every object out of the session.
     pub fn expunge_all(&self) {
         let mut st = self.shared.state.lock();
+        let leave = |obj: &dyn Erased, state| {
+            let mut m = obj.meta();
+            m.detach(state);
+            m.registered = false;
+        };
         for obj in std::mem::take(&mut st.pending) {
-            obj.meta().detach(ObjectState::Transient);
+            leave(&*obj, ObjectState::Transient);
         }
         st.maps
-            .for_each(&mut |obj| obj.meta().detach(ObjectState::Detached));
+            .for_each(&mut |obj| leave(obj, ObjectState::Detached));
         st.maps.clear();
         for obj in std::mem::take(&mut st.deleted_in_tx) {
-            obj.meta().detach(ObjectState::Detached);
+            leave(&*obj, ObjectState::Detached);
         }
-        st.deleted.clear();
+        for obj in std::mem::take(&mut st.deleted) {
+            leave(&*obj, ObjectState::Detached);
+        }
         self.shared.modified.lock().clear();
     }
 
@@ -791,14 +791,7 @@ impl Session {
     /// # Errors
     /// [`Error::InvalidState`] when a write guard on one of them is alive.
     pub fn dirty_objects(&self) -> Result<Vec<AnyHandle>> {
-        let candidates: Vec<Arc<dyn Erased>> = {
-            let m = self.shared.modified.lock();
-            let mut seen = HashSet::new();
-            m.iter()
-                .filter(|o| seen.insert(Arc::as_ptr(o).cast::<()>()))
-                .cloned()
-                .collect()
-        };
+        let candidates: Vec<Arc<dyn Erased>> = self.shared.modified.lock().clone();
         let mut out = Vec::new();
         for obj in candidates {
             let persistent = obj.meta().state == ObjectState::Persistent;
@@ -885,21 +878,28 @@ fn merge<E: Entity>(
             message: format!("a row of {} has a NULL primary key", E::META.name),
         });
     };
-    if let Some(obj) = map.get(&key) {
-        let expired = obj.meta.lock().expired;
-        match (populate_existing, expired) {
-            (true, _) | (false, Expired::All) => obj.overwrite(row, true)?,
-            (false, Expired::Columns(_)) => obj.overwrite(row, false)?,
-            (false, Expired::No) => {}
+    match map.entry(key) {
+        Entry::Occupied(e) => {
+            let obj = e.get();
+            let expired = obj.meta.lock().expired;
+            if populate_existing || expired == Expired::ALL {
+                obj.overwrite(row, true)?;
+            } else if expired != Expired::NO {
+                obj.overwrite(row, false)?;
+            }
+            Ok(Handle {
+                obj: Arc::clone(obj),
+            })
         }
-        return Ok(Handle {
-            obj: Arc::clone(obj),
-        });
+        Entry::Vacant(e) => {
+            let meta = Meta::new(
+                ObjectState::Persistent,
+                Some(e.key().clone()),
+                session.clone(),
+            );
+            let h = Handle::with_meta(row, meta);
+            e.insert(Arc::clone(&h.obj));
+            Ok(h)
+        }
     }
-    let h = Handle::with_meta(
-        row,
-        Meta::new(ObjectState::Persistent, Some(key.clone()), session.clone()),
-    );
-    map.insert(key, Arc::clone(&h.obj));
-    Ok(h)
 }
