@@ -404,7 +404,7 @@ fn cases() -> Vec<Case> {
                 let mut handles = Vec::new();
                 let t = timed(|| {
                     handles = s.add_all((0..n).map(|i| CustomerUuid {
-                        id: uuid::Uuid::now_v7(),
+                        id: uuid::Uuid::nil(), // generated client-side at flush
                         name: name(i),
                         description: description(i),
                     }))?;

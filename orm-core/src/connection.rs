@@ -1062,7 +1062,7 @@ impl<R: RowSource> Inserter<'_, R> {
                         let offset = i64::try_from(j).unwrap_or(i64::MAX);
                         stmt.raw_bind_parameter(i, first + offset)?;
                     } else if col == pk && fill == Fill::Uuid {
-                        let id = uuid::Uuid::now_v7();
+                        let id = crate::uuid_v7();
                         uuids.push(id);
                         stmt.raw_bind_parameter(i, ValueRef::Uuid(id))?;
                     } else {

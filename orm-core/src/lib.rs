@@ -37,6 +37,7 @@ mod hash;
 mod mapping;
 mod sql;
 mod sqlite;
+mod uuid7;
 mod value;
 
 pub use connection::{Connection, InsertOptions, InsertOutcome, Inserter, SqliteOptions};
@@ -49,6 +50,7 @@ pub use hash::{KeyHashState, KeyHasher};
 pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
 pub use sql::Backend;
+pub use uuid7::uuid_v7;
 pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};
 
 /// Re-exports for generated code. Not a public API.

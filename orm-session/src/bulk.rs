@@ -69,15 +69,10 @@ fn needs_insert<E: Entity>(obj: &E) -> bool {
 }
 
 impl Session {
-    /// Runs `f` on the session's connection inside its transaction (begun now if needed)
-    /// and a savepoint: a bulk call writes all its rows or none (R1).
+    /// Runs `f` on the session's connection inside its transaction (begun now if needed):
+    /// a bulk call writes all its rows or none (R1).
     fn bulk<T>(&self, f: impl FnOnce(&orm_core::Connection) -> Result<T>) -> Result<T> {
-        self.with_connection(|conn| {
-            if !conn.in_transaction() {
-                conn.begin()?;
-            }
-            conn.atomic(f)
-        })
+        self.with_connection(|conn| crate::session::write_atomically(conn, || f(conn)))
     }
 
     /// Saves plain objects without tracking them (SQLAlchemy's `bulk_save_objects`, B2):

@@ -419,13 +419,10 @@ pub(crate) trait Erased: Send + Sync {
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Fails when a guard on the value is alive.
     fn check_free(&self, operation: &str) -> Result<()>;
-    /// INSERTs `group` (objects of this object's entity, this one among them) in batches;
-    /// returns each one's key, in order, and whether the key was generated.
-    fn insert_group(
-        &self,
-        group: &[Arc<dyn Erased>],
-        conn: &Connection,
-    ) -> Result<Vec<(Key, bool)>>;
+    /// INSERTs `group` (objects of this object's entity, this one among them) in batches,
+    /// and records each one's key, and whether it was generated, in its `Meta` (the caller
+    /// clears them again if the flush fails).
+    fn insert_group(&self, group: &[Arc<dyn Erased>], conn: &Connection) -> Result<()>;
     /// Columns changed since the snapshot, or none without a snapshot.
     fn changes(&self) -> Result<Vec<usize>>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
@@ -462,42 +459,50 @@ impl<E: Entity> Erased for Object<E> {
             .ok_or_else(|| borrowed(E::META, operation))
     }
 
-    fn insert_group(
-        &self,
-        group: &[Arc<dyn Erased>],
-        conn: &Connection,
-    ) -> Result<Vec<(Key, bool)>> {
-        let objects: Vec<Arc<Object<E>>> = group
-            .iter()
-            .map(|o| {
-                Arc::clone(o)
-                    .as_any()
-                    .downcast::<Object<E>>()
-                    .map_err(|_| Error::InvalidState {
-                        message: format!("a flush group of {} holds another entity", E::META.name),
-                    })
-            })
-            .collect::<Result<_>>()?;
-        let guards = objects
-            .iter()
-            .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
-            .collect::<Result<Vec<_>>>()?;
+    fn insert_group(&self, group: &[Arc<dyn Erased>], conn: &Connection) -> Result<()> {
+        // Chunks keep the flush's own memory small; each chunk's statements are full batches
+        // (the chunk is a multiple of the batch size).
+        const CHUNK: usize = 1000;
         let pk = E::META.primary_key;
         let uuid_key = E::META.key_column().generated == Generated::UuidV7;
-        let generated: Vec<bool> = guards
-            .iter()
-            .map(|g| match g.column(pk) {
-                ValueRef::Null => true,
-                ValueRef::Uuid(u) => u.is_nil() && uuid_key,
-                _ => false,
-            })
-            .collect();
-        let mut inserter = conn.inserter::<&E>(&InsertOptions::default(), true)?;
-        for g in &guards {
-            inserter.push(&**g)?;
+        for chunk in group.chunks(CHUNK) {
+            let objects: Vec<Arc<Object<E>>> = chunk
+                .iter()
+                .map(|o| {
+                    Arc::clone(o).as_any().downcast::<Object<E>>().map_err(|_| {
+                        Error::InvalidState {
+                            message: format!(
+                                "a flush group of {} holds another entity",
+                                E::META.name
+                            ),
+                        }
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let keys = {
+                let guards = objects
+                    .iter()
+                    .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
+                    .collect::<Result<Vec<_>>>()?;
+                let mut inserter = conn.inserter::<&E>(&InsertOptions::default(), true)?;
+                for g in &guards {
+                    inserter.push(&**g)?;
+                }
+                let keys = inserter.finish()?.keys;
+                for (obj, g) in objects.iter().zip(&guards) {
+                    obj.meta.lock().key_generated = match g.column(pk) {
+                        ValueRef::Null => true,
+                        ValueRef::Uuid(u) => u.is_nil() && uuid_key,
+                        _ => false,
+                    };
+                }
+                keys
+            };
+            for (obj, key) in objects.iter().zip(keys) {
+                obj.meta.lock().key = Some(key);
+            }
         }
-        let keys = inserter.finish()?.keys;
-        Ok(keys.into_iter().zip(generated).collect())
+        Ok(())
     }
 
     fn changes(&self) -> Result<Vec<usize>> {

@@ -12,7 +12,41 @@ use crate::handle::{
 };
 use crate::query::Query;
 
-const FLUSH_SAVEPOINT: &str = "orm_flush";
+const WRITE_SAVEPOINT: &str = "orm_write";
+
+/// Runs the statements of one flush or bulk call so that they all stay or none does. When
+/// the session's transaction already holds earlier writes, they run in a savepoint that a
+/// failure rolls back. When this call is the transaction's first write, it begins the
+/// transaction (`BEGIN IMMEDIATE` on SQLite) and a failure rolls the whole transaction back:
+/// the same outcome without a savepoint, whose statement journal would copy every page the
+/// call touches.
+pub(crate) fn write_atomically<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
+    let nested = conn.in_transaction();
+    if nested {
+        conn.savepoint(WRITE_SAVEPOINT)?;
+    } else {
+        conn.begin()?;
+    }
+    match f() {
+        Ok(v) => {
+            if nested {
+                conn.release(WRITE_SAVEPOINT)?;
+            }
+            Ok(v)
+        }
+        Err(e) => {
+            let undo = if nested {
+                conn.rollback_to(WRITE_SAVEPOINT)
+            } else {
+                conn.rollback()
+            };
+            if let Err(undo) = undo {
+                tracing::warn!(target: "orm::session", error = %undo, "rolling back a failed write failed");
+            }
+            Err(e)
+        }
+    }
+}
 
 /// What the session state lock protects.
 pub(crate) struct State {
@@ -74,7 +108,7 @@ impl Shared {
         let pending = std::mem::take(&mut st.pending);
         let deleted = std::mem::take(&mut st.deleted);
         match self.flush_statements(st, &pending, &modified, &deleted) {
-            Ok((keys, updated)) => {
+            Ok(updated) => {
                 tracing::debug!(
                     target: "orm::session",
                     new = pending.len(),
@@ -82,16 +116,18 @@ impl Shared {
                     deleted = deleted.len(),
                     "flush"
                 );
-                for (obj, (key, generated)) in pending.iter().zip(keys) {
-                    if generated {
-                        obj.set_key(&key);
+                for obj in &pending {
+                    let (key, generated) = {
+                        let m = obj.meta();
+                        (m.key.clone(), m.key_generated)
+                    };
+                    if generated && let Some(key) = &key {
+                        obj.set_key(key);
                     }
                     {
                         let mut m = obj.meta();
                         m.state = ObjectState::Persistent;
-                        m.key = Some(key);
                         m.new_in_tx = true;
-                        m.key_generated = generated;
                     }
                     Arc::clone(obj).attach(&mut st.maps);
                 }
@@ -111,6 +147,12 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
+                // Keys recorded by inserts that were rolled back are forgotten.
+                for obj in &pending {
+                    let mut m = obj.meta();
+                    m.key = None;
+                    m.key_generated = false;
+                }
                 st.pending = pending;
                 st.deleted = deleted;
                 self.modified.lock().extend(modified);
@@ -119,15 +161,15 @@ impl Shared {
         }
     }
 
-    /// Sends inserts, then updates, then deletes, inside a savepoint: all or nothing.
-    #[allow(clippy::type_complexity)]
+    /// Sends inserts, then updates, then deletes, all or nothing (see `write_atomically`).
+    /// Returns the objects updated.
     fn flush_statements(
         &self,
         st: &mut State,
         pending: &[Arc<dyn Erased>],
         modified: &[Arc<dyn Erased>],
         deleted: &[Arc<dyn Erased>],
-    ) -> Result<(Vec<(Key, bool)>, Vec<Arc<dyn Erased>>)> {
+    ) -> Result<Vec<Arc<dyn Erased>>> {
         for obj in pending.iter().chain(modified) {
             obj.check_free("flush")?;
         }
@@ -145,17 +187,12 @@ impl Shared {
             }
         }
         if pending.is_empty() && updates.is_empty() && deleted.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(Vec::new());
         }
         let conn = st.conn(&self.engine)?;
-        if !conn.in_transaction() {
-            conn.begin()?;
-        }
-        conn.savepoint(FLUSH_SAVEPOINT)?;
-        let run = || -> Result<Vec<(Key, bool)>> {
-            let mut keys = Vec::with_capacity(pending.len());
+        write_atomically(conn, || {
             for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
-                keys.extend(group[0].insert_group(group, conn)?);
+                group[0].insert_group(group, conn)?;
             }
             for (obj, cols) in &updates {
                 obj.update(conn, cols)?;
@@ -163,20 +200,9 @@ impl Shared {
             for obj in deleted {
                 obj.delete(conn)?;
             }
-            Ok(keys)
-        };
-        match run() {
-            Ok(keys) => {
-                conn.release(FLUSH_SAVEPOINT)?;
-                Ok((keys, updates.into_iter().map(|(o, _)| o).collect()))
-            }
-            Err(e) => {
-                if let Err(undo) = conn.rollback_to(FLUSH_SAVEPOINT) {
-                    tracing::warn!(target: "orm::session", error = %undo, "rolling back a failed flush failed");
-                }
-                Err(e)
-            }
-        }
+            Ok(())
+        })
+        .map(|()| updates.into_iter().map(|(o, _)| o).collect())
     }
 
     /// ROLLBACK, then put the objects back as they were before the transaction. With
