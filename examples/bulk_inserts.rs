@@ -395,6 +395,62 @@ fn cases() -> Vec<Case> {
             },
         },
         Case {
+            name: "floor_uuid",
+            what: "raw rusqlite: the UUIDv7-keyed table, multi-row VALUES of 100, keys made by the caller",
+            floor: "floor",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                if db == Db::SqliteMemory {
+                    f.raw.execute_batch(
+                        "CREATE TABLE customer_uuid (id blob PRIMARY KEY, name text NOT NULL, description text NOT NULL) WITHOUT ROWID",
+                    )?;
+                }
+                let t = timed(|| {
+                    const PER: usize = 100;
+                    let tx = f.raw.transaction()?;
+                    {
+                        let sql = |k: usize| {
+                            format!(
+                                "INSERT INTO customer_uuid (id, name, description) VALUES {}",
+                                vec!["(?, ?, ?)"; k].join(", ")
+                            )
+                        };
+                        let mut full = tx.prepare(&sql(PER))?;
+                        let mut start = 0;
+                        while start < n {
+                            let k = PER.min(n - start);
+                            let rows: Vec<(uuid::Uuid, String, String)> = (start..start + k)
+                                .map(|i| (orm_session::uuid_v7(), name(i), description(i)))
+                                .collect();
+                            let mut part;
+                            let stmt = if k == PER {
+                                &mut full
+                            } else {
+                                part = tx.prepare(&sql(k))?;
+                                &mut part
+                            };
+                            for (j, (id, a, b)) in rows.iter().enumerate() {
+                                stmt.raw_bind_parameter(3 * j + 1, &id.as_bytes()[..])?;
+                                stmt.raw_bind_parameter(3 * j + 2, a)?;
+                                stmt.raw_bind_parameter(3 * j + 3, b)?;
+                            }
+                            stmt.raw_execute()?;
+                            start += k;
+                        }
+                    }
+                    tx.commit()?;
+                    Ok(())
+                })?;
+                let count: i64 =
+                    f.raw
+                        .query_row("SELECT count(*) FROM customer_uuid", [], |r| r.get(0))?;
+                if count != i64::try_from(n)? {
+                    return Err(fail(format!("floor_uuid wrote {count} rows")));
+                }
+                Ok(t)
+            },
+        },
+        Case {
             name: "add_all_uuid",
             what: "B1 with client-generated UUIDv7 keys",
             floor: "floor",
@@ -702,7 +758,9 @@ fn main() -> BoxResult<()> {
     }
     let mut cases = cases();
     if let Some(only) = &a.only {
-        cases.retain(|c| c.name == c.floor || only.iter().any(|o| o == c.name));
+        cases.retain(|c| {
+            c.name == c.floor || c.name.starts_with("floor") || only.iter().any(|o| o == c.name)
+        });
     }
     let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for rep in 1..=a.repeat {

@@ -972,6 +972,13 @@ impl<R: RowSource> Inserter<'_, R> {
                 g
             }
             None => {
+                if let Some(c) = crate::mapping::missing_required(self.meta, &cols) {
+                    return Err(Error::type_mismatch(
+                        self.meta,
+                        c,
+                        "nothing (the column is missing from the row)".into(),
+                    ));
+                }
                 let per_statement = self
                     .batch_rows
                     .min(self.max_params / cols.len().max(1))
@@ -1057,7 +1064,7 @@ impl<R: RowSource> Inserter<'_, R> {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut i = 1;
             for (j, (_, row)) in rows.iter().enumerate() {
-                for &col in columns {
+                for (position, &col) in columns.iter().enumerate() {
                     if col == pk && fill == Fill::Sequential {
                         let offset = i64::try_from(j).unwrap_or(i64::MAX);
                         stmt.raw_bind_parameter(i, first + offset)?;
@@ -1066,7 +1073,7 @@ impl<R: RowSource> Inserter<'_, R> {
                         uuids.push(id);
                         stmt.raw_bind_parameter(i, ValueRef::Uuid(id))?;
                     } else {
-                        stmt.raw_bind_parameter(i, row.value(col))?;
+                        stmt.raw_bind_parameter(i, row.value_at(position, col))?;
                     }
                     i += 1;
                 }

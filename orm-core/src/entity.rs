@@ -43,6 +43,14 @@ pub struct ColumnMeta {
     pub version: bool,
 }
 
+impl ColumnMeta {
+    /// Whether an insert must give this column a value: it is NOT NULL and not a key the
+    /// database or the ORM generates.
+    pub fn required_on_insert(&self) -> bool {
+        !(self.nullable || (self.primary_key && self.generated != Generated::No))
+    }
+}
+
 /// Everything the ORM knows about an entity type.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct EntityMeta {

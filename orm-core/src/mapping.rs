@@ -10,7 +10,7 @@ use crate::value::{Bind, SqlType, Value, ValueRef};
 /// One column's value for entity `E`, type-checked by the compiler:
 /// `Customer::NAME.to("Ada")` is a `ColumnValue<Customer>`; `Customer::NAME.to(3)` does not
 /// compile.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct ColumnValue<E> {
     column: usize,
     value: Value,
@@ -56,10 +56,16 @@ impl<E: Entity, T: crate::Field> Column<E, T> {
 /// let err = Mapping::<C>::from_names([("name", Value::from(5))]).unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::TypeMismatch);
 /// ```
-#[derive(Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Mapping<E> {
     values: Vec<(usize, Value)>,
     _entity: PhantomData<fn() -> E>,
+}
+
+impl<E> PartialEq for Mapping<E> {
+    fn eq(&self, other: &Self) -> bool {
+        self.values == other.values
+    }
 }
 
 impl<E> fmt::Debug for Mapping<E> {
@@ -198,7 +204,17 @@ impl<E: Entity> FromIterator<ColumnValue<E>> for Mapping<E> {
 
 impl<E: Entity, const N: usize> From<[ColumnValue<E>; N]> for Mapping<E> {
     fn from(values: [ColumnValue<E>; N]) -> Self {
-        values.into_iter().collect()
+        let mut v: Vec<(usize, Value)> = Vec::with_capacity(N);
+        v.extend(values.into_iter().map(|cv| (cv.column, cv.value)));
+        v.sort_by_key(|(c, _)| *c);
+        // A column given twice keeps its last value.
+        v.reverse();
+        v.dedup_by_key(|(c, _)| *c);
+        v.reverse();
+        Mapping {
+            values: v,
+            _entity: PhantomData,
+        }
     }
 }
 
@@ -235,6 +251,13 @@ pub trait RowSource {
     fn value(&self, column: usize) -> ValueRef<'_>;
     /// Appends the columns this row carries, ascending.
     fn carried(&self, out: &mut Vec<usize>);
+    /// The value of `column`, which is the `position`-th column the row carries (the insert
+    /// path binds columns in that order; a row may use the position to skip a lookup).
+    #[inline]
+    fn value_at(&self, position: usize, column: usize) -> ValueRef<'_> {
+        let _ = position;
+        self.value(column)
+    }
     /// Rejects what the database would reject, before any SQL is sent.
     ///
     /// # Errors
@@ -266,7 +289,35 @@ impl<E: Entity> RowSource for Mapping<E> {
     fn carried(&self, out: &mut Vec<usize>) {
         out.extend(self.columns());
     }
-    fn check(&self) -> Result<()> {
-        Mapping::check(self, false)
+    #[inline]
+    fn value_at(&self, position: usize, column: usize) -> ValueRef<'_> {
+        match self.values.get(position) {
+            Some((c, v)) if *c == column => v.as_ref(),
+            _ => self.value(column),
+        }
     }
+    /// NULL in a NOT NULL column; missing columns are checked once per column set by the
+    /// inserter ([`missing_required`]).
+    fn check(&self) -> Result<()> {
+        let meta = E::META;
+        for (c, v) in &self.values {
+            let col = &meta.columns[*c];
+            if v.is_null() && col.required_on_insert() {
+                return Err(Error::type_mismatch(meta, *c, "NULL".into()));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// The first NOT NULL column, other than a generated key, that `columns` lacks: rows
+/// carrying only `columns` would be rejected by the table.
+pub(crate) fn missing_required(
+    meta: &'static crate::EntityMeta,
+    columns: &[usize],
+) -> Option<usize> {
+    meta.columns
+        .iter()
+        .enumerate()
+        .position(|(i, c)| c.required_on_insert() && !columns.contains(&i))
 }

@@ -420,15 +420,21 @@ pub(crate) trait Erased: Send + Sync {
     /// Fails when a guard on the value is alive.
     fn check_free(&self, operation: &str) -> Result<()>;
     /// INSERTs `group` (objects of this object's entity, this one among them) in batches,
-    /// and records each one's key, and whether it was generated, in its `Meta` (the caller
-    /// clears them again if the flush fails).
-    fn insert_group(&self, group: &[Arc<dyn Erased>], conn: &Connection) -> Result<()>;
+    /// and makes each chunk persistent as soon as it is sent, while it is still in cache:
+    /// key recorded (and written into the value when generated), state `Persistent`, entry
+    /// in the identity map. If the flush fails later, [`Erased::unpersist`] undoes it.
+    fn insert_group(
+        &self,
+        group: &[Arc<dyn Erased>],
+        conn: &Connection,
+        maps: &mut Maps,
+    ) -> Result<()>;
+    /// Undoes what `insert_group` did to this object, after a failed flush.
+    fn unpersist(&self, maps: &mut Maps);
     /// Columns changed since the snapshot, or none without a snapshot.
     fn changes(&self) -> Result<Vec<usize>>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
     fn delete(&self, conn: &Connection) -> Result<()>;
-    /// After a successful flush of an insert: write back a generated key.
-    fn set_key(&self, key: &Key);
     /// After a successful update: bump the version field, drop the snapshot.
     fn updated(&self);
     /// After a rollback: forget a generated key.
@@ -459,12 +465,20 @@ impl<E: Entity> Erased for Object<E> {
             .ok_or_else(|| borrowed(E::META, operation))
     }
 
-    fn insert_group(&self, group: &[Arc<dyn Erased>], conn: &Connection) -> Result<()> {
-        // Chunks keep the flush's own memory small; each chunk's statements are full batches
-        // (the chunk is a multiple of the batch size).
+    fn insert_group(
+        &self,
+        group: &[Arc<dyn Erased>],
+        conn: &Connection,
+        maps: &mut Maps,
+    ) -> Result<()> {
+        // Chunks keep the flush's own memory small and its objects in cache; each chunk's
+        // statements are full batches (the chunk is a multiple of the batch size).
         const CHUNK: usize = 1000;
         let pk = E::META.primary_key;
+        let sql_type = E::META.key_column().sql_type;
         let uuid_key = E::META.key_column().generated == Generated::UuidV7;
+        let map = maps.typed::<E>();
+        map.reserve(group.len());
         for chunk in group.chunks(CHUNK) {
             let objects: Vec<Arc<Object<E>>> = chunk
                 .iter()
@@ -488,18 +502,29 @@ impl<E: Entity> Erased for Object<E> {
                 for g in &guards {
                     inserter.push(&**g)?;
                 }
-                let keys = inserter.finish()?.keys;
-                for (obj, g) in objects.iter().zip(&guards) {
-                    obj.meta.lock().key_generated = match g.column(pk) {
-                        ValueRef::Null => true,
-                        ValueRef::Uuid(u) => u.is_nil() && uuid_key,
-                        _ => false,
-                    };
-                }
-                keys
+                inserter.finish()?.keys
             };
-            for (obj, key) in objects.iter().zip(keys) {
-                obj.meta.lock().key = Some(key);
+            for (obj, key) in objects.into_iter().zip(keys) {
+                // Lock order: value, then meta. The flush checked that no guard is alive.
+                let mut value = obj.value.write();
+                let generated = match value.column(pk) {
+                    ValueRef::Null => true,
+                    ValueRef::Uuid(u) => u.is_nil() && uuid_key,
+                    _ => false,
+                };
+                if generated {
+                    // The derive guarantees that the key fits its field.
+                    let _ = value.set_column(pk, key.to_value(sql_type).as_ref());
+                }
+                drop(value);
+                {
+                    let mut m = obj.meta.lock();
+                    m.key = Some(key.clone());
+                    m.key_generated = generated;
+                    m.state = ObjectState::Persistent;
+                    m.new_in_tx = true;
+                }
+                map.insert(key, obj);
             }
         }
         Ok(())
@@ -553,12 +578,22 @@ impl<E: Entity> Erased for Object<E> {
         Ok(())
     }
 
-    fn set_key(&self, key: &Key) {
-        let pk = E::META.primary_key;
-        let v = key.to_value(E::META.key_column().sql_type);
-        // The value was checked free before the flush; a failure here would mean a type
-        // mismatch between the key and the field, which the derive rules out.
-        let _ = self.value.write().set_column(pk, v.as_ref());
+    fn unpersist(&self, maps: &mut Maps) {
+        let (persisted, generated) = {
+            let m = self.meta.lock();
+            (m.state == ObjectState::Persistent, m.key_generated)
+        };
+        if persisted {
+            self.remove_from(maps);
+            if generated {
+                self.clear_generated_key();
+            }
+        }
+        let mut m = self.meta.lock();
+        m.state = ObjectState::Pending;
+        m.key = None;
+        m.key_generated = false;
+        m.new_in_tx = false;
     }
 
     fn updated(&self) {

@@ -12,7 +12,7 @@ pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
 pub use orm_core::{
     AsEntity, Backend, Bind, Column, ColumnMeta, Condition, Connection, Entity, EntityMeta, Error,
     ErrorKind, Field, Filter, FromSqlError, Generated, InsertOptions, Key, Mapping, OptionalExt,
-    Order, Result, SqlType, SqliteOptions, Value, ValueRef,
+    Order, Result, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
 };
 pub use query::Query;
 pub use session::Session;

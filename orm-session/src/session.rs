@@ -116,21 +116,6 @@ impl Shared {
                     deleted = deleted.len(),
                     "flush"
                 );
-                for obj in &pending {
-                    let (key, generated) = {
-                        let m = obj.meta();
-                        (m.key.clone(), m.key_generated)
-                    };
-                    if generated && let Some(key) = &key {
-                        obj.set_key(key);
-                    }
-                    {
-                        let mut m = obj.meta();
-                        m.state = ObjectState::Persistent;
-                        m.new_in_tx = true;
-                    }
-                    Arc::clone(obj).attach(&mut st.maps);
-                }
                 for obj in &updated {
                     obj.updated();
                 }
@@ -147,11 +132,9 @@ impl Shared {
                 Ok(())
             }
             Err(e) => {
-                // Keys recorded by inserts that were rolled back are forgotten.
+                // Objects made persistent by inserts that were rolled back are pending again.
                 for obj in &pending {
-                    let mut m = obj.meta();
-                    m.key = None;
-                    m.key_generated = false;
+                    obj.unpersist(&mut st.maps);
                 }
                 st.pending = pending;
                 st.deleted = deleted;
@@ -189,10 +172,14 @@ impl Shared {
         if pending.is_empty() && updates.is_empty() && deleted.is_empty() {
             return Ok(Vec::new());
         }
-        let conn = st.conn(&self.engine)?;
+        st.conn(&self.engine)?;
+        let State { conn, maps, .. } = st;
+        let Some(conn) = conn.as_ref() else {
+            return Ok(Vec::new());
+        };
         write_atomically(conn, || {
             for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
-                group[0].insert_group(group, conn)?;
+                group[0].insert_group(group, conn, maps)?;
             }
             for (obj, cols) in &updates {
                 obj.update(conn, cols)?;
