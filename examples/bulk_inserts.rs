@@ -669,6 +669,41 @@ fn measure_memory(what: &str, n: usize) -> BoxResult<usize> {
     Ok(grown)
 }
 
+/// Peak resident set size of this process, in bytes.
+fn peak_rss() -> usize {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| {
+                l.split_whitespace()
+                    .nth(1)
+                    .and_then(|kb| kb.parse::<usize>().ok())
+            })
+        })
+        .map_or(0, |kb| kb * 1024)
+}
+
+/// Run in a child process: streams `n` rows through `bulk_insert_mappings` (B7) and reports
+/// the peak RSS.
+fn measure_stream(n: usize) -> BoxResult<usize> {
+    let dir = tempfile::tempdir()?;
+    let engine = Engine::sqlite_file(dir.path().join("stream.db"))?;
+    engine.create_table::<Customer>()?;
+    let s = engine.session();
+    let rows = (0..n).map(|i| {
+        Mapping::from([
+            Customer::NAME.to(name(i)),
+            Customer::DESCRIPTION.to(description(i)),
+        ])
+    });
+    let r = s.bulk_insert_mappings(rows, BulkOptions::default())?;
+    s.commit()?;
+    if r.inserted != n as u64 {
+        return Err(fail(format!("streamed {} of {n} rows", r.inserted)));
+    }
+    Ok(peak_rss())
+}
+
 fn child_memory(what: &str, n: usize) -> BoxResult<usize> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .args(["--measure-memory", what, "--rows", &n.to_string()])
@@ -686,6 +721,12 @@ struct Args {
     json: Option<PathBuf>,
     measure: Option<String>,
     only: Option<Vec<String>>,
+    stream_check: bool,
+}
+
+#[allow(clippy::cast_precision_loss)]
+fn mib(bytes: usize) -> f64 {
+    bytes as f64 / (1024.0 * 1024.0)
 }
 
 fn args() -> BoxResult<Args> {
@@ -695,6 +736,7 @@ fn args() -> BoxResult<Args> {
         repeat: 5,
         json: None,
         measure: None,
+        stream_check: false,
         only: None,
     };
     let mut it = std::env::args().skip(1);
@@ -709,6 +751,7 @@ fn args() -> BoxResult<Args> {
             "--json" => a.json = Some(value()?.into()),
             "--only" => a.only = Some(value()?.split(',').map(str::to_owned).collect()),
             "--measure-memory" => a.measure = Some(value()?),
+            "--stream-check" => a.stream_check = true,
             "--db" => {
                 a.db =
                     match value()?.as_str() {
@@ -727,7 +770,7 @@ fn args() -> BoxResult<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bulk_inserts --rows N --db sqlite-file|sqlite-memory --repeat K [--json FILE] [--only a,b]"
+                    "bulk_inserts --rows N --db sqlite-file|sqlite-memory --repeat K [--json FILE] [--only a,b] [--stream-check]"
                 );
                 std::process::exit(0);
             }
@@ -753,7 +796,24 @@ fn median(v: &mut [f64]) -> f64 {
 fn main() -> BoxResult<()> {
     let a = args()?;
     if let Some(what) = &a.measure {
-        println!("{}", measure_memory(what, a.rows)?);
+        let bytes = if what == "stream" {
+            measure_stream(a.rows)?
+        } else {
+            measure_memory(what, a.rows)?
+        };
+        println!("{bytes}");
+        return Ok(());
+    }
+    if a.stream_check {
+        let small = child_memory("stream", a.rows)?;
+        let large = child_memory("stream", a.rows * 100)?;
+        println!(
+            "B7 streaming: peak RSS {:.1} MiB for {} rows, {:.1} MiB for {} rows through bulk_insert_mappings",
+            mib(small),
+            a.rows,
+            mib(large),
+            a.rows * 100
+        );
         return Ok(());
     }
     let mut cases = cases();

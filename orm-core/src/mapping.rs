@@ -297,7 +297,7 @@ impl<E: Entity> RowSource for Mapping<E> {
         }
     }
     /// NULL in a NOT NULL column; missing columns are checked once per column set by the
-    /// inserter ([`missing_required`]).
+    /// inserter.
     fn check(&self) -> Result<()> {
         let meta = E::META;
         for (c, v) in &self.values {
