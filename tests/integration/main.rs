@@ -20,3 +20,4 @@ mod mapping;
 mod query;
 mod rollback;
 mod threads;
+mod versioning;

@@ -1,0 +1,151 @@
+//! R4: optimistic concurrency with `#[orm(version)]`.
+
+use orm_session::prelude::*;
+use orm_tests::TempDb;
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "account")]
+pub struct Account {
+    #[orm(primary_key, auto_increment)]
+    pub id: Option<i64>,
+    pub owner: String,
+    pub balance: i64,
+    #[orm(version)]
+    pub version: i64,
+}
+
+fn engine() -> Result<(TempDb, Engine)> {
+    let db = TempDb::new();
+    let engine = Engine::sqlite_file(db.path())?;
+    engine.create_table::<Account>()?;
+    let s = engine.session();
+    s.add(Account { id: None, owner: "ada".into(), balance: 100, version: 1 })?;
+    s.commit()?;
+    Ok((db, engine))
+}
+
+// R4
+#[test]
+fn r4_every_flushed_update_checks_and_bumps_the_version() -> Result<()> {
+    let (_db, engine) = engine()?;
+    let s = engine.session();
+    let a = s.get::<Account>(1)?.expect("row");
+    let (log, _g) = orm_tests::SqlLog::start();
+    a.write()?.balance = 150;
+    s.commit()?;
+    assert_eq!(
+        log.starting_with("UPDATE"),
+        [r#"UPDATE "account" SET "balance" = ?, "version" = "version" + (1) WHERE "id" = ? AND "version" = ?"#]
+    );
+    assert_eq!(a.read()?.version, 2);
+    Ok(())
+}
+
+// R4
+#[test]
+fn r4_two_sessions_updating_one_row_lose_no_update() -> Result<()> {
+    let (_db, engine) = engine()?;
+    let first = engine.session();
+    let second = engine.session();
+    let a1 = first.get::<Account>(1)?.expect("row");
+    let a2 = second.get::<Account>(1)?.expect("row");
+    assert_eq!((a1.read()?.version, a2.read()?.version), (1, 1));
+
+    a1.write()?.balance += 10;
+    first.commit()?;
+
+    a2.write()?.balance += 20;
+    let err = second.commit().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StaleData);
+    let msg = err.to_string();
+    assert!(msg.contains("Account") && msg.contains("key 1") && msg.contains("UPDATE"), "{msg}");
+
+    // Nothing of the failed flush was written; after rollback the session reloads and the
+    // change can be made again on the fresh row.
+    second.rollback()?;
+    assert_eq!(a2.read()?.balance, 110);
+    a2.write()?.balance += 20;
+    second.commit()?;
+    let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
+    assert_eq!((row.balance, row.version), (130, 3), "both updates are there");
+    Ok(())
+}
+
+// R4
+#[test]
+fn r4_many_writers_with_retries_lose_no_increment() -> Result<()> {
+    let (_db, engine) = engine()?;
+    let threads: Vec<_> = (0..4)
+        .map(|_| {
+            let engine = engine.clone();
+            std::thread::spawn(move || -> Result<u32> {
+                let s = engine.session();
+                let mut conflicts = 0;
+                for _ in 0..50 {
+                    loop {
+                        let a = s.get::<Account>(1)?.expect("row");
+                        a.write()?.balance += 1;
+                        match s.commit() {
+                            Ok(()) => break,
+                            Err(e) if e.kind() == ErrorKind::StaleData => {
+                                conflicts += 1;
+                                s.rollback()?;
+                            }
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                Ok(conflicts)
+            })
+        })
+        .collect();
+    let mut conflicts = 0;
+    for t in threads {
+        conflicts += t.join().expect("thread")?;
+    }
+    let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
+    assert_eq!(row.balance, 100 + 4 * 50, "no lost update ({conflicts} conflicts retried)");
+    assert_eq!(row.version, 1 + 4 * 50);
+    Ok(())
+}
+
+// R4
+#[test]
+fn r4_a_stale_delete_fails_and_writes_nothing() -> Result<()> {
+    let (_db, engine) = engine()?;
+    let s = engine.session();
+    let a = s.get::<Account>(1)?.expect("row");
+    let other = engine.connect()?;
+    other.execute("UPDATE account SET balance = 0, version = version + 1", &[])?;
+    s.delete(&a)?;
+    let err = s.commit().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StaleData);
+    assert!(err.to_string().contains("DELETE"), "{err}");
+    s.rollback()?;
+    assert_eq!(other.count::<Account>(None)?, 1);
+    Ok(())
+}
+
+// R4
+#[test]
+fn r4_bulk_update_mappings_and_bulk_save_check_the_version() -> Result<()> {
+    let (_db, engine) = engine()?;
+    let s = engine.session();
+    let ok = Mapping::from([Account::ID.to(1), Account::BALANCE.to(5), Account::VERSION.to(1)]);
+    assert_eq!(s.bulk_update_mappings([ok])?, 1);
+    let stale = Mapping::from([Account::ID.to(1), Account::BALANCE.to(6), Account::VERSION.to(1)]);
+    assert_eq!(s.bulk_update_mappings([stale]).unwrap_err().kind(), ErrorKind::StaleData);
+    s.commit()?;
+    let mut rows: Vec<Account> = engine.connect()?.select_all()?;
+    assert_eq!((rows[0].balance, rows[0].version), (5, 2));
+
+    rows[0].balance = 7;
+    s.bulk_save(rows.iter_mut(), BulkOptions::default())?;
+    assert_eq!(rows[0].version, 3, "bulk_save bumps the version in the struct too");
+    rows[0].version = 1; // pretend it was loaded long ago
+    assert_eq!(s.bulk_save(rows.iter_mut(), BulkOptions::default()).unwrap_err().kind(), ErrorKind::StaleData);
+    s.commit()?;
+    let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
+    assert_eq!((row.balance, row.version), (7, 3));
+    Ok(())
+}
