@@ -18,6 +18,7 @@ mod hostile_input;
 mod identity_map;
 mod mapping;
 mod query;
+mod reliability;
 mod rollback;
 mod threads;
 mod versioning;

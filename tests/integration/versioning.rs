@@ -19,7 +19,12 @@ fn engine() -> Result<(TempDb, Engine)> {
     let engine = Engine::sqlite_file(db.path())?;
     engine.create_table::<Account>()?;
     let s = engine.session();
-    s.add(Account { id: None, owner: "ada".into(), balance: 100, version: 1 })?;
+    s.add(Account {
+        id: None,
+        owner: "ada".into(),
+        balance: 100,
+        version: 1,
+    })?;
     s.commit()?;
     Ok((db, engine))
 }
@@ -35,7 +40,9 @@ fn r4_every_flushed_update_checks_and_bumps_the_version() -> Result<()> {
     s.commit()?;
     assert_eq!(
         log.starting_with("UPDATE"),
-        [r#"UPDATE "account" SET "balance" = ?, "version" = "version" + (1) WHERE "id" = ? AND "version" = ?"#]
+        [
+            r#"UPDATE "account" SET "balance" = ?, "version" = "version" + (1) WHERE "id" = ? AND "version" = ?"#
+        ]
     );
     assert_eq!(a.read()?.version, 2);
     Ok(())
@@ -58,7 +65,10 @@ fn r4_two_sessions_updating_one_row_lose_no_update() -> Result<()> {
     let err = second.commit().unwrap_err();
     assert_eq!(err.kind(), ErrorKind::StaleData);
     let msg = err.to_string();
-    assert!(msg.contains("Account") && msg.contains("key 1") && msg.contains("UPDATE"), "{msg}");
+    assert!(
+        msg.contains("Account") && msg.contains("key 1") && msg.contains("UPDATE"),
+        "{msg}"
+    );
 
     // Nothing of the failed flush was written; after rollback the session reloads and the
     // change can be made again on the fresh row.
@@ -67,7 +77,11 @@ fn r4_two_sessions_updating_one_row_lose_no_update() -> Result<()> {
     a2.write()?.balance += 20;
     second.commit()?;
     let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
-    assert_eq!((row.balance, row.version), (130, 3), "both updates are there");
+    assert_eq!(
+        (row.balance, row.version),
+        (130, 3),
+        "both updates are there"
+    );
     Ok(())
 }
 
@@ -104,7 +118,11 @@ fn r4_many_writers_with_retries_lose_no_increment() -> Result<()> {
         conflicts += t.join().expect("thread")?;
     }
     let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
-    assert_eq!(row.balance, 100 + 4 * 50, "no lost update ({conflicts} conflicts retried)");
+    assert_eq!(
+        row.balance,
+        100 + 4 * 50,
+        "no lost update ({conflicts} conflicts retried)"
+    );
     assert_eq!(row.version, 1 + 4 * 50);
     Ok(())
 }
@@ -131,19 +149,38 @@ fn r4_a_stale_delete_fails_and_writes_nothing() -> Result<()> {
 fn r4_bulk_update_mappings_and_bulk_save_check_the_version() -> Result<()> {
     let (_db, engine) = engine()?;
     let s = engine.session();
-    let ok = Mapping::from([Account::ID.to(1), Account::BALANCE.to(5), Account::VERSION.to(1)]);
+    let ok = Mapping::from([
+        Account::ID.to(1),
+        Account::BALANCE.to(5),
+        Account::VERSION.to(1),
+    ]);
     assert_eq!(s.bulk_update_mappings([ok])?, 1);
-    let stale = Mapping::from([Account::ID.to(1), Account::BALANCE.to(6), Account::VERSION.to(1)]);
-    assert_eq!(s.bulk_update_mappings([stale]).unwrap_err().kind(), ErrorKind::StaleData);
+    let stale = Mapping::from([
+        Account::ID.to(1),
+        Account::BALANCE.to(6),
+        Account::VERSION.to(1),
+    ]);
+    assert_eq!(
+        s.bulk_update_mappings([stale]).unwrap_err().kind(),
+        ErrorKind::StaleData
+    );
     s.commit()?;
     let mut rows: Vec<Account> = engine.connect()?.select_all()?;
     assert_eq!((rows[0].balance, rows[0].version), (5, 2));
 
     rows[0].balance = 7;
     s.bulk_save(rows.iter_mut(), BulkOptions::default())?;
-    assert_eq!(rows[0].version, 3, "bulk_save bumps the version in the struct too");
+    assert_eq!(
+        rows[0].version, 3,
+        "bulk_save bumps the version in the struct too"
+    );
     rows[0].version = 1; // pretend it was loaded long ago
-    assert_eq!(s.bulk_save(rows.iter_mut(), BulkOptions::default()).unwrap_err().kind(), ErrorKind::StaleData);
+    assert_eq!(
+        s.bulk_save(rows.iter_mut(), BulkOptions::default())
+            .unwrap_err()
+            .kind(),
+        ErrorKind::StaleData
+    );
     s.commit()?;
     let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
     assert_eq!((row.balance, row.version), (7, 3));
