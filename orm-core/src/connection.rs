@@ -400,12 +400,27 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`]: already in a transaction, or busy past the timeout.
     pub fn begin(&self) -> Result<()> {
-        let sql = if self.options.begin_immediate {
-            "BEGIN IMMEDIATE"
-        } else {
-            "BEGIN"
+        if !self.options.begin_immediate {
+            return self.batch("BEGIN");
+        }
+        // SQLite's busy handler backs off to sleeps of 100 ms, so under contention a waiting
+        // writer keeps missing the short moments between other writers' transactions and can
+        // starve past the timeout. Taking the write lock is retried here instead, with short
+        // jittered sleeps, until the busy timeout runs out.
+        let deadline = Instant::now() + self.options.busy_timeout;
+        let _ = self.conn.busy_timeout(Duration::from_millis(2));
+        let mut attempt = 0u32;
+        let result = loop {
+            match self.batch("BEGIN IMMEDIATE") {
+                Err(e) if e.kind() == crate::ErrorKind::Busy && Instant::now() < deadline => {
+                    attempt = attempt.wrapping_add(1);
+                    std::thread::sleep(Duration::from_micros(200 + u64::from(jitter(attempt) % 1800)));
+                }
+                other => break other,
+            }
         };
-        self.batch(sql)
+        let _ = self.conn.busy_timeout(self.options.busy_timeout);
+        result
     }
 
     /// Commits the open transaction.
@@ -1132,4 +1147,19 @@ fn open_error(target: &str, e: rusqlite::Error) -> Error {
         target: target.to_owned(),
         source: Box::new(e),
     }
+}
+
+/// A cheap per-thread pseudo-random number, to spread retries of contending writers.
+fn jitter(attempt: u32) -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    thread_local! {
+        static SEED: u64 = {
+            let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+            h.write_u64(0x6a69_7474_6572);
+            h.finish()
+        };
+    }
+    let x = SEED.with(|s| *s) ^ u64::from(attempt).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    let x = (x ^ (x >> 31)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    u32::try_from(x >> 40).unwrap_or(0)
 }

@@ -836,8 +836,46 @@ impl Session {
         self.shared.state.lock().maps.len()
     }
 
+    /// Executes raw SQL (bound parameters) as part of the session's unit of work: pending
+    /// changes are flushed first (with autoflush), and the statement runs inside the
+    /// session's transaction, begun now if needed (`BEGIN IMMEDIATE` on SQLite, so that the
+    /// write lock is taken before anything else and concurrent writers wait for each other
+    /// instead of failing with "database is locked"). Returns the rows changed.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct C { #[orm(primary_key, auto_increment)] id: Option<i64>, n: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<C>()?;
+    /// let s = engine.session();
+    /// s.add(C { id: None, n: 1 })?;
+    /// assert_eq!(s.execute("UPDATE c SET n = n + ?", &[Value::I64(1)])?, 1); // sees the added row
+    /// s.commit()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Autoflush errors; the statement's error (the transaction stays open: roll back).
+    pub fn execute(&self, sql: &str, params: &[orm_core::Value]) -> Result<u64> {
+        let mut st = self.shared.state.lock();
+        Shared::check_open(&st)?;
+        if st.autoflush {
+            self.shared.flush_locked(&mut st)?;
+        }
+        let conn = st.conn(&self.shared.engine)?;
+        if !conn.in_transaction() {
+            conn.begin()?;
+        }
+        conn.execute(sql, params)
+    }
+
     /// Runs `f` on the session's connection, inside its transaction if one is open (raw SQL
-    /// that should see the session's flushed changes).
+    /// that should see the session's flushed changes). For writes, prefer
+    /// [`execute`](Self::execute), which begins the session's transaction first: on SQLite a
+    /// write sent outside a transaction while another connection writes can fail at once
+    /// with "database is locked" (SQLite refuses to wait where waiting could deadlock).
     ///
     /// # Errors
     /// The error of `f`; [`Error::Open`] if no connection can be had.

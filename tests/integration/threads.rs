@@ -67,3 +67,76 @@ fn s12_four_threads_commit_1000_objects_each_into_one_file() -> Result<()> {
     }
     Ok(())
 }
+
+/// Eight threads, each with its own session on one SQLite file, each committing `commits`
+/// small changes (an insert, and an update of a shared row). Returns the rows found.
+fn eight_writers(options: SqliteOptions, commits: i32) -> Result<()> {
+    let db = TempDb::new();
+    let engine = Engine::sqlite_file_with(db.path(), options)?;
+    engine.create_table::<Customer>()?;
+    let s = engine.session();
+    s.add(Customer::new("shared", 0))?;
+    s.commit()?;
+    let threads: Vec<_> = (0..8)
+        .map(|t| {
+            let engine = engine.clone();
+            std::thread::spawn(move || -> Result<()> {
+                let s = engine.session();
+                s.set_expire_on_commit(false);
+                for i in 0..commits {
+                    s.add(Customer::new(&format!("t{t}-{i}"), t))?;
+                    s.execute(
+                        "UPDATE customer SET age = age + 1 WHERE name = 'shared'",
+                        &[],
+                    )?;
+                    s.commit()?;
+                }
+                Ok(())
+            })
+        })
+        .collect();
+    for t in threads {
+        // Any error, "database is locked" included, fails the test here.
+        t.join().expect("thread")?;
+    }
+    let conn = Connection::open_sqlite(db.path())?;
+    assert_eq!(conn.count::<Customer>(None)?, 8 * commits as u64 + 1);
+    for t in 0..8 {
+        assert_eq!(
+            conn.count(Some(Customer::AGE.eq(t).and(Customer::NAME.ne("shared"))))?,
+            commits as u64
+        );
+    }
+    let shared = conn.query_i64("SELECT age FROM customer WHERE name = 'shared'", &[])?;
+    assert_eq!(
+        shared,
+        i64::from(8 * commits),
+        "every committed update is there"
+    );
+    assert_eq!(
+        conn.query_values("PRAGMA integrity_check", &[])?,
+        vec![vec![Value::Text("ok".into())]]
+    );
+    Ok(())
+}
+
+fn r5_commits() -> i32 {
+    std::env::var("ORM_R5_COMMITS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1000)
+}
+
+// R5
+#[test]
+fn r5_eight_threads_commit_on_one_file_in_wal_mode() -> Result<()> {
+    let mut options = SqliteOptions::default();
+    options.wal = true;
+    eight_writers(options, r5_commits())
+}
+
+// R5
+#[test]
+fn r5_eight_threads_commit_on_one_file_with_a_rollback_journal() -> Result<()> {
+    eight_writers(SqliteOptions::default(), r5_commits())
+}
