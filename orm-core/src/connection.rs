@@ -414,7 +414,9 @@ impl Connection {
             match self.batch("BEGIN IMMEDIATE") {
                 Err(e) if e.kind() == crate::ErrorKind::Busy && Instant::now() < deadline => {
                     attempt = attempt.wrapping_add(1);
-                    std::thread::sleep(Duration::from_micros(200 + u64::from(jitter(attempt) % 1800)));
+                    std::thread::sleep(Duration::from_micros(
+                        200 + u64::from(jitter(attempt) % 1800),
+                    ));
                 }
                 other => break other,
             }

@@ -9,6 +9,7 @@
 mod autoflush;
 mod bulk;
 mod core_insert;
+mod crash;
 mod ddl;
 mod dirty_tracking;
 mod errors;
