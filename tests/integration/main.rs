@@ -18,6 +18,7 @@ mod flush;
 mod hostile_input;
 mod identity_map;
 mod mapping;
+mod properties;
 mod query;
 mod reliability;
 mod rollback;

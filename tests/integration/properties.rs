@@ -1,0 +1,209 @@
+//! R3: property tests. Arbitrary values round-trip through every write path and through
+//! filters; arbitrary column-name input to the dynamic bulk insert writes exactly what is
+//! valid and nothing of a call that has anything invalid.
+
+use std::collections::{BTreeMap, HashSet};
+
+use orm_session::prelude::*;
+use orm_tests::memory_engine;
+use orm_tests::model::Customer;
+use proptest::prelude::*;
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "prop")]
+pub struct Prop {
+    #[orm(primary_key, auto_increment)]
+    pub id: Option<i64>,
+    pub text: String,
+    pub blob: Vec<u8>,
+    pub big: i64,
+    pub small: i32,
+    pub real: f64,
+    pub flag: bool,
+    pub maybe: Option<String>,
+}
+
+fn prop_strategy() -> impl Strategy<Value = Prop> {
+    let real = prop_oneof![
+        any::<f64>().prop_filter("SQLite cannot store NaN", |f| !f.is_nan()),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(f64::MIN_POSITIVE),
+    ];
+    (
+        any::<String>(),
+        proptest::collection::vec(any::<u8>(), 0..64),
+        any::<i64>(),
+        any::<i32>(),
+        real,
+        any::<bool>(),
+        proptest::option::of(".*"),
+    )
+        .prop_map(|(text, blob, big, small, real, flag, maybe)| Prop {
+            id: None,
+            text,
+            blob,
+            big,
+            small,
+            real,
+            flag,
+            maybe,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    // R3
+    #[test]
+    fn r3_values_round_trip_through_every_write_path_and_filter(p in prop_strategy()) {
+        let run = || -> Result<()> {
+            let engine = memory_engine();
+            engine.create_table::<Prop>()?;
+            let s = engine.session();
+            // add_all + flush, bulk_save, bulk_insert_mappings, core insert: four copies.
+            let h = s.add(p.clone())?;
+            s.flush()?;
+            let mut saved = vec![p.clone()];
+            s.bulk_save(saved.iter_mut(), BulkOptions::default().return_defaults(true))?;
+            let mapping = Mapping::of(&p);
+            s.bulk_insert_mappings([mapping], BulkOptions::default())?;
+            s.with_connection(|c| c.insert_many([&p]).map(drop))?;
+            s.commit()?;
+
+            let conn = engine.connect()?;
+            let all: Vec<Prop> = conn.select_all()?;
+            assert_eq!(all.len(), 4);
+            for row in &all {
+                assert_eq!(&Prop { id: row.id, ..p.clone() }, row);
+            }
+            assert_eq!(h.read()?.id, Some(1));
+            assert_eq!(saved[0].id, Some(2));
+            // Filters bind the same values and find all four rows.
+            let by_text = s.query::<Prop>().filter(Prop::TEXT.eq(p.text.as_str())).count()?;
+            let by_blob = s.query::<Prop>().filter(Prop::BLOB.eq(p.blob.as_slice())).count()?;
+            let by_numbers = s
+                .query::<Prop>()
+                .filter(Prop::BIG.eq(p.big).and(Prop::SMALL.eq(p.small)).and(Prop::REAL.eq(p.real)))
+                .count()?;
+            let by_maybe = match &p.maybe {
+                Some(m) => s.query::<Prop>().filter(Prop::MAYBE.eq(m.as_str())).count()?,
+                None => s.query::<Prop>().filter(Prop::MAYBE.is_null()).count()?,
+            };
+            assert_eq!((by_text, by_blob, by_numbers, by_maybe), (4, 4, 4, 4));
+            Ok(())
+        };
+        run().map_err(|e| TestCaseError::fail(e.to_string()))?;
+    }
+}
+
+fn column_name() -> impl Strategy<Value = String> {
+    prop_oneof![
+        Just("name".to_owned()),
+        Just("descr".to_owned()),
+        Just("age".to_owned()),
+        Just("id".to_owned()),
+        "[a-z_\"' ;()-]{0,8}",
+    ]
+}
+
+fn value() -> impl Strategy<Value = Value> {
+    prop_oneof![
+        "[a-c]{1,2}".prop_map(Value::Text),
+        (-3i64..3).prop_map(Value::I64),
+        Just(Value::I64(i64::MAX)),
+        Just(Value::Null),
+        Just(Value::F64(1.5)),
+    ]
+}
+
+/// A row: either arbitrary pairs, or a valid base (a name and an age) with arbitrary pairs
+/// after it, so that calls that must succeed are generated as often as calls that must fail.
+fn row() -> impl Strategy<Value = Vec<(String, Value)>> {
+    let arbitrary = proptest::collection::vec((column_name(), value()), 0..5);
+    let based = (
+        "[a-z]{6}",
+        -100i64..100,
+        proptest::collection::vec((column_name(), value()), 0..2),
+    )
+        .prop_map(|(name, age, extra)| {
+            let mut r = vec![
+                ("name".to_owned(), Value::Text(name)),
+                ("age".to_owned(), Value::I64(age)),
+            ];
+            r.extend(extra);
+            r
+        });
+    prop_oneof![1 => arbitrary, 3 => based]
+}
+
+static OUTCOMES: [std::sync::atomic::AtomicUsize; 2] = [
+    std::sync::atomic::AtomicUsize::new(0),
+    std::sync::atomic::AtomicUsize::new(0),
+];
+
+/// An independent model of what the dynamic bulk insert must accept.
+fn expected_valid(rows: &[Vec<(String, Value)>]) -> bool {
+    let mut names = HashSet::new();
+    let mut ids = HashSet::new();
+    for row in rows {
+        let mut fin: BTreeMap<&str, &Value> = BTreeMap::new();
+        for (name, v) in row {
+            let ok = match (name.as_str(), v) {
+                ("name", Value::Text(_)) => true,
+                ("descr", Value::Text(_) | Value::Null) => true,
+                ("age", Value::I64(i)) => i32::try_from(*i).is_ok(),
+                ("id", Value::I64(_) | Value::Null) => true,
+                _ => false,
+            };
+            if !ok {
+                return false;
+            }
+            fin.insert(name, v);
+        }
+        let (Some(Value::Text(name)), Some(_)) = (fin.get("name"), fin.get("age")) else {
+            return false;
+        };
+        if !names.insert(name.clone()) {
+            return false; // `name` is UNIQUE
+        }
+        if let Some(Value::I64(id)) = fin.get("id")
+            && !ids.insert(*id)
+        {
+            return false; // duplicate key
+        }
+    }
+    true
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(200))]
+
+    // R3, B3
+    #[test]
+    fn r3_dynamic_rows_write_exactly_what_is_valid(
+        rows in proptest::collection::vec(row(), 1..6)
+    ) {
+        let engine = memory_engine();
+        let s = engine.session();
+        let result = s.bulk_insert_dynamic::<Customer, _, _>(rows.clone(), BulkOptions::default());
+        s.commit().map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let count = engine.connect().and_then(|c| c.count::<Customer>(None)).map_err(|e| TestCaseError::fail(e.to_string()))?;
+        let valid = expected_valid(&rows);
+        OUTCOMES[usize::from(valid)].fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        prop_assert_eq!(result.is_ok(), valid, "rows {:?} gave {:?}", rows, result);
+        prop_assert_eq!(count, if valid { rows.len() as u64 } else { 0 });
+    }
+}
+
+// R3: the generator above covers both outcomes.
+#[test]
+fn r3_dynamic_rows_cover_accepted_and_rejected_calls() {
+    r3_dynamic_rows_write_exactly_what_is_valid();
+    let rejected = OUTCOMES[0].load(std::sync::atomic::Ordering::Relaxed);
+    let accepted = OUTCOMES[1].load(std::sync::atomic::Ordering::Relaxed);
+    assert!(
+        rejected >= 20 && accepted >= 20,
+        "accepted {accepted}, rejected {rejected}"
+    );
+}
