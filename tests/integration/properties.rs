@@ -64,7 +64,7 @@ proptest! {
             // add_all + flush, bulk_save, bulk_insert_mappings, core insert: four copies.
             let h = s.add(p.clone())?;
             s.flush()?;
-            let mut saved = vec![p.clone()];
+            let mut saved = [p.clone()];
             s.bulk_save(saved.iter_mut(), BulkOptions::default().return_defaults(true))?;
             let mapping = Mapping::of(&p);
             s.bulk_insert_mappings([mapping], BulkOptions::default())?;
