@@ -118,6 +118,10 @@ fn r4_many_writers_with_retries_lose_no_increment() -> Result<()> {
         conflicts += t.join().expect("thread")?;
     }
     let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
+    eprintln!(
+        "R4: 4 writers x 50 increments, {conflicts} stale-data conflicts retried, balance {}",
+        row.balance
+    );
     assert_eq!(
         row.balance,
         100 + 4 * 50,
