@@ -107,10 +107,13 @@ fn column_name() -> impl Strategy<Value = String> {
     ]
 }
 
+/// Values for any column. Integers stay at or below zero (or are `i64::MAX`): an explicit
+/// `id` then never collides with a key the database assigns to another row of the same call,
+/// which the model below cannot predict (plain SQL would fail there too).
 fn value() -> impl Strategy<Value = Value> {
     prop_oneof![
         "[a-c]{1,2}".prop_map(Value::Text),
-        (-3i64..3).prop_map(Value::I64),
+        (-3i64..=0).prop_map(Value::I64),
         Just(Value::I64(i64::MAX)),
         Just(Value::Null),
         Just(Value::F64(1.5)),
