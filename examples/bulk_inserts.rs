@@ -171,34 +171,36 @@ fn verify_keys(f: &Fresh, keys: impl Iterator<Item = Option<Key>>) -> BoxResult<
     Ok(())
 }
 
-fn floor_insert(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
+/// The raw floor: multi-row `INSERT … VALUES` of 100 rows per statement, prepared once, in
+/// one transaction. `make` builds row `i` (inside the timed region, as for every case) and
+/// `bind` binds a row's `ncols` values from parameter index `first`.
+fn raw_insert<R>(
+    raw: &mut rusqlite::Connection,
+    head: &str,
+    ncols: usize,
+    n: usize,
+    make: impl Fn(usize) -> R,
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
+) -> BoxResult<()> {
     const PER: usize = 100;
+    let group = format!("({})", vec!["?"; ncols].join(", "));
+    let sql = |k: usize| format!("{head} VALUES {}", vec![group.as_str(); k].join(", "));
     let tx = raw.transaction()?;
     {
-        let values = |k: usize| vec!["(?, ?)"; k].join(", ");
-        let mut full = tx.prepare(&format!(
-            "INSERT INTO customer (name, description) VALUES {}",
-            values(PER)
-        ))?;
+        let mut full = tx.prepare(&sql(PER))?;
         let mut start = 0;
         while start < n {
             let k = PER.min(n - start);
-            let rows: Vec<(String, String)> = (start..start + k)
-                .map(|i| (name(i), description(i)))
-                .collect();
+            let rows: Vec<R> = (start..start + k).map(&make).collect();
             let mut part;
             let stmt = if k == PER {
                 &mut full
             } else {
-                part = tx.prepare(&format!(
-                    "INSERT INTO customer (name, description) VALUES {}",
-                    values(k)
-                ))?;
+                part = tx.prepare(&sql(k))?;
                 &mut part
             };
-            for (j, (a, b)) in rows.iter().enumerate() {
-                stmt.raw_bind_parameter(2 * j + 1, a)?;
-                stmt.raw_bind_parameter(2 * j + 2, b)?;
+            for (j, row) in rows.iter().enumerate() {
+                bind(stmt, ncols * j + 1, row)?;
             }
             stmt.raw_execute()?;
             start += k;
@@ -206,6 +208,28 @@ fn floor_insert(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+fn floor_insert(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
+    raw_insert(
+        raw,
+        "INSERT INTO customer (name, description)",
+        2,
+        n,
+        |i| (name(i), description(i)),
+        |stmt, p, (a, b)| {
+            stmt.raw_bind_parameter(p, a)?;
+            stmt.raw_bind_parameter(p + 1, b)
+        },
+    )
+}
+
+/// Row `i` as a typed mapping.
+fn mapping(i: usize) -> Mapping<Customer> {
+    Mapping::from([
+        Customer::NAME.to(name(i)),
+        Customer::DESCRIPTION.to(description(i)),
+    ])
 }
 
 fn populate(f: &mut Fresh, n: usize, db: Db) -> BoxResult<()> {
@@ -271,12 +295,7 @@ fn cases() -> Vec<Case> {
                 let f = fresh(db)?;
                 let s = f.engine.session();
                 let t = timed(|| {
-                    let rows = (0..n).map(|i| {
-                        Mapping::from([
-                            Customer::NAME.to(name(i)),
-                            Customer::DESCRIPTION.to(description(i)),
-                        ])
-                    });
+                    let rows = (0..n).map(mapping);
                     s.bulk_insert_mappings(rows, BulkOptions::default())?;
                     s.commit()?;
                     Ok(())
@@ -294,12 +313,7 @@ fn cases() -> Vec<Case> {
                 let s = f.engine.session();
                 let mut keys = Vec::new();
                 let t = timed(|| {
-                    let rows = (0..n).map(|i| {
-                        Mapping::from([
-                            Customer::NAME.to(name(i)),
-                            Customer::DESCRIPTION.to(description(i)),
-                        ])
-                    });
+                    let rows = (0..n).map(mapping);
                     keys = s
                         .bulk_insert_mappings(rows, BulkOptions::default().return_defaults(true))?
                         .keys;
@@ -406,40 +420,18 @@ fn cases() -> Vec<Case> {
                     )?;
                 }
                 let t = timed(|| {
-                    const PER: usize = 100;
-                    let tx = f.raw.transaction()?;
-                    {
-                        let sql = |k: usize| {
-                            format!(
-                                "INSERT INTO customer_uuid (id, name, description) VALUES {}",
-                                vec!["(?, ?, ?)"; k].join(", ")
-                            )
-                        };
-                        let mut full = tx.prepare(&sql(PER))?;
-                        let mut start = 0;
-                        while start < n {
-                            let k = PER.min(n - start);
-                            let rows: Vec<(uuid::Uuid, String, String)> = (start..start + k)
-                                .map(|i| (orm_session::uuid_v7(), name(i), description(i)))
-                                .collect();
-                            let mut part;
-                            let stmt = if k == PER {
-                                &mut full
-                            } else {
-                                part = tx.prepare(&sql(k))?;
-                                &mut part
-                            };
-                            for (j, (id, a, b)) in rows.iter().enumerate() {
-                                stmt.raw_bind_parameter(3 * j + 1, &id.as_bytes()[..])?;
-                                stmt.raw_bind_parameter(3 * j + 2, a)?;
-                                stmt.raw_bind_parameter(3 * j + 3, b)?;
-                            }
-                            stmt.raw_execute()?;
-                            start += k;
-                        }
-                    }
-                    tx.commit()?;
-                    Ok(())
+                    raw_insert(
+                        &mut f.raw,
+                        "INSERT INTO customer_uuid (id, name, description)",
+                        3,
+                        n,
+                        |i| (orm_session::uuid_v7(), name(i), description(i)),
+                        |stmt, p, (id, a, b)| {
+                            stmt.raw_bind_parameter(p, &id.as_bytes()[..])?;
+                            stmt.raw_bind_parameter(p + 1, a)?;
+                            stmt.raw_bind_parameter(p + 2, b)
+                        },
+                    )
                 })?;
                 let count: i64 =
                     f.raw
@@ -690,12 +682,7 @@ fn measure_stream(n: usize) -> BoxResult<usize> {
     let engine = Engine::sqlite_file(dir.path().join("stream.db"))?;
     engine.create_table::<Customer>()?;
     let s = engine.session();
-    let rows = (0..n).map(|i| {
-        Mapping::from([
-            Customer::NAME.to(name(i)),
-            Customer::DESCRIPTION.to(description(i)),
-        ])
-    });
+    let rows = (0..n).map(mapping);
     let r = s.bulk_insert_mappings(rows, BulkOptions::default())?;
     s.commit()?;
     if r.inserted != n as u64 {

@@ -479,24 +479,54 @@ impl Connection {
     }
 
     /// Runs `f` so that either all it wrote stays or none of it: inside a savepoint when a
-    /// transaction is open, else in a transaction of its own.
+    /// transaction is open, else in a transaction of its own, committed at the end.
     ///
     /// # Errors
     /// The error of `f` (after rolling back), or of the transaction statements.
     pub fn atomic<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
-        const SP: &str = "orm_atomic";
+        let own = !self.in_transaction();
+        let value = self.write_atomically(f)?;
+        if own {
+            self.commit()?;
+        }
+        Ok(value)
+    }
+
+    /// Runs `f` so that either all it wrote stays or none of it, and leaves the transaction
+    /// open. When a transaction is open already (it holds earlier writes), `f` runs in a
+    /// savepoint that a failure rolls back. Otherwise this begins the transaction (`BEGIN
+    /// IMMEDIATE`) and a failure rolls all of it back: the same outcome without a savepoint,
+    /// whose statement journal would copy every page `f` touches.
+    ///
+    /// ```
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = orm_core::Connection::open_sqlite_memory()?;
+    /// conn.execute("CREATE TABLE t (x INTEGER UNIQUE)", &[])?;
+    /// conn.write_atomically(|c| c.execute("INSERT INTO t VALUES (1)", &[]))?;
+    /// let failed = conn.write_atomically(|c| {
+    ///     c.execute("INSERT INTO t VALUES (2)", &[])?;
+    ///     c.execute("INSERT INTO t VALUES (1)", &[]) // unique violation
+    /// });
+    /// assert!(failed.is_err());
+    /// conn.commit()?;
+    /// assert_eq!(conn.query_i64("SELECT count(*) FROM t", &[])?, 1);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The error of `f` (after rolling back), or of the transaction statements.
+    pub fn write_atomically<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
+        const SP: &str = "orm_write";
         let nested = self.in_transaction();
         if nested {
-            self.savepoint(SP)?
+            self.savepoint(SP)?;
         } else {
-            self.begin()?
+            self.begin()?;
         }
         match f(self) {
             Ok(v) => {
                 if nested {
-                    self.release(SP)?
-                } else {
-                    self.commit()?
+                    self.release(SP)?;
                 }
                 Ok(v)
             }
@@ -507,7 +537,7 @@ impl Connection {
                     self.rollback()
                 };
                 if let Err(undo) = undo {
-                    tracing::warn!(target: "orm::sql", error = %undo, "rollback after a failed call failed");
+                    tracing::warn!(target: "orm::sql", error = %undo, "rolling back a failed write failed");
                 }
                 Err(e)
             }

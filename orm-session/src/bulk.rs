@@ -72,7 +72,7 @@ impl Session {
     /// Runs `f` on the session's connection inside its transaction (begun now if needed):
     /// a bulk call writes all its rows or none (R1).
     fn bulk<T>(&self, f: impl FnOnce(&orm_core::Connection) -> Result<T>) -> Result<T> {
-        self.with_connection(|conn| crate::session::write_atomically(conn, || f(conn)))
+        self.with_connection(|conn| conn.write_atomically(f))
     }
 
     /// Saves plain objects without tracking them (SQLAlchemy's `bulk_save_objects`, B2):

@@ -12,42 +12,6 @@ use crate::handle::{
 };
 use crate::query::Query;
 
-const WRITE_SAVEPOINT: &str = "orm_write";
-
-/// Runs the statements of one flush or bulk call so that they all stay or none does. When
-/// the session's transaction already holds earlier writes, they run in a savepoint that a
-/// failure rolls back. When this call is the transaction's first write, it begins the
-/// transaction (`BEGIN IMMEDIATE` on SQLite) and a failure rolls the whole transaction back:
-/// the same outcome without a savepoint, whose statement journal would copy every page the
-/// call touches.
-pub(crate) fn write_atomically<T>(conn: &Connection, f: impl FnOnce() -> Result<T>) -> Result<T> {
-    let nested = conn.in_transaction();
-    if nested {
-        conn.savepoint(WRITE_SAVEPOINT)?;
-    } else {
-        conn.begin()?;
-    }
-    match f() {
-        Ok(v) => {
-            if nested {
-                conn.release(WRITE_SAVEPOINT)?;
-            }
-            Ok(v)
-        }
-        Err(e) => {
-            let undo = if nested {
-                conn.rollback_to(WRITE_SAVEPOINT)
-            } else {
-                conn.rollback()
-            };
-            if let Err(undo) = undo {
-                tracing::warn!(target: "orm::session", error = %undo, "rolling back a failed write failed");
-            }
-            Err(e)
-        }
-    }
-}
-
 /// What the session state lock protects.
 pub(crate) struct State {
     conn: Option<Connection>,
@@ -177,7 +141,7 @@ impl Shared {
         let Some(conn) = conn.as_ref() else {
             return Ok(Vec::new());
         };
-        write_atomically(conn, || {
+        conn.write_atomically(|conn| {
             for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
                 group[0].insert_group(group, conn, maps)?;
             }
