@@ -38,28 +38,39 @@ fn s12_dropping_a_session_with_uncommitted_work_rolls_back() -> Result<()> {
     Ok(())
 }
 
+/// Runs `work(engine, t)` on `threads` threads, each with its own clone of the engine, and
+/// fails with the first error any of them returned ("database is locked" included).
+fn on_threads(
+    engine: &Engine,
+    threads: i32,
+    work: impl Fn(Engine, i32) -> Result<()> + Clone + Send + 'static,
+) -> Result<()> {
+    let handles: Vec<_> = (0..threads)
+        .map(|t| {
+            let (engine, work) = (engine.clone(), work.clone());
+            std::thread::spawn(move || work(engine, t))
+        })
+        .collect();
+    for h in handles {
+        h.join().expect("thread")?;
+    }
+    Ok(())
+}
+
 // S12, R5
 #[test]
 fn s12_four_threads_commit_1000_objects_each_into_one_file() -> Result<()> {
     let db = TempDb::new();
     let engine = Engine::sqlite_file(db.path())?;
     engine.create_table::<Customer>()?;
-    let threads: Vec<_> = (0..4)
-        .map(|t| {
-            let engine = engine.clone();
-            std::thread::spawn(move || -> Result<()> {
-                let s = engine.session();
-                for batch in 0..10 {
-                    s.add_all((0..100).map(|i| Customer::new(&format!("t{t}-{batch}-{i}"), t)))?;
-                    s.commit()?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for t in threads {
-        t.join().expect("thread")?;
-    }
+    on_threads(&engine, 4, |engine, t| {
+        let s = engine.session();
+        for batch in 0..10 {
+            s.add_all((0..100).map(|i| Customer::new(&format!("t{t}-{batch}-{i}"), t)))?;
+            s.commit()?;
+        }
+        Ok(())
+    })?;
     let conn = Connection::open_sqlite(db.path())?;
     assert_eq!(conn.count::<Customer>(None)?, 4000);
     for t in 0..4 {
@@ -77,28 +88,19 @@ fn eight_writers(options: SqliteOptions, commits: i32) -> Result<()> {
     let s = engine.session();
     s.add(Customer::new("shared", 0))?;
     s.commit()?;
-    let threads: Vec<_> = (0..8)
-        .map(|t| {
-            let engine = engine.clone();
-            std::thread::spawn(move || -> Result<()> {
-                let s = engine.session();
-                s.set_expire_on_commit(false);
-                for i in 0..commits {
-                    s.add(Customer::new(&format!("t{t}-{i}"), t))?;
-                    s.execute(
-                        "UPDATE customer SET age = age + 1 WHERE name = 'shared'",
-                        &[],
-                    )?;
-                    s.commit()?;
-                }
-                Ok(())
-            })
-        })
-        .collect();
-    for t in threads {
-        // Any error, "database is locked" included, fails the test here.
-        t.join().expect("thread")?;
-    }
+    on_threads(&engine, 8, move |engine, t| {
+        let s = engine.session();
+        s.set_expire_on_commit(false);
+        for i in 0..commits {
+            s.add(Customer::new(&format!("t{t}-{i}"), t))?;
+            s.execute(
+                "UPDATE customer SET age = age + 1 WHERE name = 'shared'",
+                &[],
+            )?;
+            s.commit()?;
+        }
+        Ok(())
+    })?;
     let conn = Connection::open_sqlite(db.path())?;
     assert_eq!(conn.count::<Customer>(None)?, 8 * commits as u64 + 1);
     for t in 0..8 {
