@@ -843,8 +843,8 @@ impl Connection {
     }
 
     /// `UPDATE` from explicit values: `values` pairs column positions with values, `key` picks
-    /// the row. With `expected_version`, the row must also hold that version, which the
-    /// statement increments. Returns the number of rows matched.
+    /// the row. A versioned entity's version is always incremented; with `expected_version`,
+    /// the row must also hold that version. Returns the number of rows matched.
     ///
     /// # Errors
     /// [`Error::Database`] from the driver.
@@ -855,7 +855,12 @@ impl Connection {
         expected_version: Option<&Value>,
     ) -> Result<u64> {
         let cols: Vec<usize> = values.iter().map(|(c, _)| *c).collect();
-        let sql = self.shape::<E>(Kind::UpdateByKey, &cols, 0, expected_version.is_some());
+        let kind = if expected_version.is_none() && E::META.version_column().is_some() {
+            Kind::UpdateBumpByKey
+        } else {
+            Kind::UpdateByKey
+        };
+        let sql = self.shape::<E>(kind, &cols, 0, expected_version.is_some());
         self.run(Ctx::of(E::META), &sql, |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             for (i, (_, v)) in values.iter().enumerate() {

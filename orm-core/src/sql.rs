@@ -37,6 +37,9 @@ pub(crate) enum Kind {
     SelectColumnsByKey,
     /// `UPDATE t SET cols = ? WHERE key = ? [AND version = ?]`.
     UpdateByKey,
+    /// `UPDATE t SET cols = ?, version = version + 1 WHERE key = ?`: a versioned row changed
+    /// without an expected version still bumps it, so that other holders of the row see it.
+    UpdateBumpByKey,
     /// `DELETE FROM t WHERE key = ? [AND version = ?]`.
     DeleteByKey,
     /// `SELECT max(key) FROM t`.
@@ -135,13 +138,18 @@ impl Shape<'_> {
                     .and_where(Expr::col(col(m, m.primary_key)).eq(0_i64));
                 select_sql(&q, self.backend)
             }
-            Kind::UpdateByKey => {
+            Kind::UpdateByKey | Kind::UpdateBumpByKey => {
+                let bump = if self.kind == Kind::UpdateBumpByKey {
+                    m.version_column()
+                } else {
+                    version
+                };
                 let mut q = Query::update();
                 q.table(table(m));
                 for &c in self.columns {
                     q.value(col(m, c), Expr::val(0_i64));
                 }
-                if let Some(v) = version {
+                if let Some(v) = bump {
                     q.value(col(m, v), Expr::col(col(m, v)).add(Expr::cust("1")));
                 }
                 q.and_where(Expr::col(col(m, m.primary_key)).eq(0_i64));

@@ -171,11 +171,19 @@ fn r4_bulk_update_mappings_and_bulk_save_check_the_version() -> Result<()> {
     s.commit()?;
     let mut rows: Vec<Account> = engine.connect()?.select_all()?;
     assert_eq!((rows[0].balance, rows[0].version), (5, 2));
+    // Without the version in the mapping the row is still bumped: holders of version 2 are stale.
+    s.bulk_update_mappings([Mapping::from([
+        Account::ID.to(1),
+        Account::OWNER.to("ada l."),
+    ])])?;
+    s.commit()?;
+    rows = engine.connect()?.select_all()?;
+    assert_eq!((rows[0].owner.as_str(), rows[0].version), ("ada l.", 3));
 
     rows[0].balance = 7;
     s.bulk_save(rows.iter_mut(), BulkOptions::default())?;
     assert_eq!(
-        rows[0].version, 3,
+        rows[0].version, 4,
         "bulk_save bumps the version in the struct too"
     );
     rows[0].version = 1; // pretend it was loaded long ago
@@ -187,6 +195,6 @@ fn r4_bulk_update_mappings_and_bulk_save_check_the_version() -> Result<()> {
     );
     s.commit()?;
     let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
-    assert_eq!((row.balance, row.version), (7, 3));
+    assert_eq!((row.balance, row.version), (7, 4));
     Ok(())
 }
