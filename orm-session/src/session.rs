@@ -414,16 +414,17 @@ impl Session {
         Shared::check_open(&st)?;
         let state = h.state();
         let mut m = h.obj.meta.lock();
-        match state {
-            ObjectState::Transient => {
+        match (state, m.key.clone()) {
+            // A detached object without a key never reached the database (it was pending in a
+            // session that is gone): it is new again.
+            (ObjectState::Transient, _) | (ObjectState::Detached, None) => {
                 m.state = ObjectState::Pending;
                 m.session = Arc::downgrade(&self.shared);
                 drop(m);
                 st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
                 Ok(())
             }
-            ObjectState::Detached if m.key.is_some() => {
-                let key = m.key.clone().unwrap_or(Key::Int(0));
+            (ObjectState::Detached, Some(key)) => {
                 if st.maps.get::<E>(&key).is_some() {
                     return Err(duplicate::<E>(&key));
                 }
@@ -433,7 +434,7 @@ impl Session {
                 st.maps.typed::<E>().insert(key, Arc::clone(&h.obj));
                 Ok(())
             }
-            other => Err(Error::InvalidState {
+            (other, _) => Err(Error::InvalidState {
                 message: format!(
                     "cannot add {} in state {other:?}: it belongs to a session",
                     E::META.name

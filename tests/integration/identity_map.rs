@@ -145,3 +145,25 @@ fn s2_an_expired_detached_object_says_why_it_cannot_load() -> Result<()> {
     assert!(err.to_string().contains("Customer"), "{err}");
     Ok(())
 }
+
+// S2
+#[test]
+fn s2_a_pending_object_of_a_dropped_session_can_be_added_again() -> Result<()> {
+    let engine = memory_engine();
+    let h = {
+        let s = engine.session();
+        s.add(Customer::new("orphan", 1))?
+    };
+    assert_eq!(
+        h.state(),
+        ObjectState::Transient,
+        "the drop rolled its addition back"
+    );
+    assert_eq!(h.key(), None);
+    let s = engine.session();
+    s.add_handle(&h)?;
+    assert_eq!(h.state(), ObjectState::Pending);
+    s.commit()?;
+    assert_eq!(h.key(), Some(Key::Int(1)));
+    Ok(())
+}
