@@ -437,7 +437,8 @@ pub(crate) trait Erased: Send + Sync {
     fn delete(&self, conn: &Connection) -> Result<()>;
     /// After a successful update: bump the version field, drop the snapshot.
     fn updated(&self);
-    /// After a rollback: forget a generated key.
+    /// After a rollback: forget a generated key (skipped, with a warning, while a guard on the
+    /// value is alive).
     fn clear_generated_key(&self);
     /// Puts this object into the right typed identity map.
     fn attach(self: Arc<Self>, maps: &mut Maps);
@@ -614,7 +615,16 @@ impl<E: Entity> Erased for Object<E> {
 
     fn clear_generated_key(&self) {
         let pk = E::META.primary_key;
-        let mut value = self.value.write();
+        // Rollback and drop must never block: a guard held by the caller's own thread would
+        // deadlock. Such an object keeps its stale key, and says so in the log.
+        let Some(mut value) = self.value.try_write() else {
+            tracing::warn!(
+                target: "orm::session",
+                entity = E::META.name,
+                "a guard is alive on an object whose insert was rolled back; its generated key is left in place"
+            );
+            return;
+        };
         let cleared = match E::META.key_column().generated {
             Generated::UuidV7 if !E::META.key_column().nullable => Value::Uuid(uuid::Uuid::nil()),
             _ => Value::Null,

@@ -142,3 +142,17 @@ fn r5_eight_threads_commit_on_one_file_in_wal_mode() -> Result<()> {
 fn r5_eight_threads_commit_on_one_file_with_a_rollback_journal() -> Result<()> {
     eight_writers(SqliteOptions::default(), r5_commits())
 }
+
+// S12
+#[test]
+fn s12_dropping_a_session_while_a_guard_is_alive_does_not_block() -> Result<()> {
+    let engine = orm_tests::memory_engine();
+    let s = engine.session();
+    let h = s.add(Customer::new("held", 1))?;
+    s.flush()?;
+    let guard = h.write()?;
+    drop(s); // rolls back; must not wait for the guard
+    drop(guard);
+    assert_eq!(h.state(), ObjectState::Transient);
+    Ok(())
+}
