@@ -602,9 +602,9 @@ impl Connection {
     /// Inserts rows like [`insert_many`](Self::insert_many) and returns the key of every
     /// row, in input order. Each key is its row's own by construction, never by trusting the
     /// order of a multi-row `RETURNING`: user-given keys are the rows' own, UUIDv7 keys are
-    /// generated here, and database keys on SQLite are assigned as SQLite itself would
-    /// (`max(key) + 1` onwards) while the transaction holds the write lock, then sent
-    /// explicitly.
+    /// generated here, and database keys on SQLite are computed before the rows are sent
+    /// (`max(key) + 1` onwards, read once while the transaction holds the write lock: SQLite's
+    /// own rule for a rowid key) and checked afterwards against `last_insert_rowid()`.
     ///
     /// # Errors
     /// As `insert_many`: nothing of the call is written.
@@ -987,8 +987,6 @@ impl<R: RowSource> Inserter<'_, R> {
             Generated::AutoIncrement if key.is_null() => {
                 cols.retain(|&c| c != pk);
                 if self.return_keys {
-                    cols.push(pk);
-                    cols.sort_unstable();
                     Fill::Sequential
                 } else {
                     Fill::Row
@@ -1112,15 +1110,12 @@ impl<R: RowSource> Inserter<'_, R> {
         let columns = &group.columns;
         let rows = &group.rows;
         let mut uuids = Vec::new();
-        let written = conn.run(Ctx::of(meta), &sql, |c| {
+        let (written, last_rowid) = conn.run(Ctx::of(meta), &sql, |c| {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut i = 1;
-            for (j, (_, row)) in rows.iter().enumerate() {
+            for (_, row) in rows {
                 for (position, &col) in columns.iter().enumerate() {
-                    if col == pk && fill == Fill::Sequential {
-                        let offset = i64::try_from(j).unwrap_or(i64::MAX);
-                        stmt.raw_bind_parameter(i, first + offset)?;
-                    } else if col == pk && fill == Fill::Uuid {
+                    if col == pk && fill == Fill::Uuid {
                         let id = crate::uuid_v7();
                         uuids.push(id);
                         stmt.raw_bind_parameter(i, ValueRef::Uuid(id))?;
@@ -1131,8 +1126,23 @@ impl<R: RowSource> Inserter<'_, R> {
                 }
             }
             let n = stmt.raw_execute()?;
-            Ok((n as u64, n))
+            Ok(((n as u64, c.last_insert_rowid()), n))
         })?;
+        if fill == Fill::Sequential {
+            // SQLite gave the rows `max(key) + 1` onwards, in VALUES order (its documented
+            // rule for a rowid key, which the write lock keeps to this connection). The keys
+            // were computed before sending; the last one is checked against SQLite's own.
+            let expected = first.saturating_add(i64::try_from(n).unwrap_or(i64::MAX) - 1);
+            if last_rowid != expected {
+                return Err(Error::InvalidState {
+                    message: format!(
+                        "{} (table `{}`): SQLite assigned keys up to {last_rowid} where {first}..={expected} \
+                         were computed; the call is rolled back rather than hand out wrong keys",
+                        meta.name, meta.table
+                    ),
+                });
+            }
+        }
         if self.return_keys {
             for (j, (index, _)) in group.rows.iter().enumerate() {
                 self.keys[*index] = match fill {

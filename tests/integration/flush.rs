@@ -144,8 +144,8 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows() -> Result<()> {
     assert_eq!(inserts.len(), 3, "100 + 100 + 50 rows");
     assert_eq!(inserts[0], inserts[1], "one statement text, prepared once");
     assert!(
-        inserts[0].starts_with(r#"INSERT INTO "customer" ("id", "#),
-        "keys are sent explicitly: {}",
+        inserts[0].starts_with(r#"INSERT INTO "customer" ("name", "#),
+        "SQLite assigns the keys, which the flush computed beforehand: {}",
         inserts[0]
     );
     Ok(())
@@ -202,5 +202,57 @@ fn b1_add_all_failing_at_row_7500_of_10000_writes_none_of_it() -> Result<()> {
     s.rollback()?;
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 1);
     assert!(handles.iter().all(|h| h.state() == ObjectState::Transient));
+    Ok(())
+}
+
+// B1
+#[test]
+fn b1_keys_follow_sqlite_sequence_on_autoincrement_tables() -> Result<()> {
+    // A table made elsewhere, with AUTOINCREMENT: keys of deleted rows are never reused.
+    let engine = orm_session::Engine::sqlite_memory()?;
+    engine.connect()?.execute(
+        "CREATE TABLE customer (id INTEGER PRIMARY KEY AUTOINCREMENT, name TEXT NOT NULL UNIQUE, descr TEXT, age INTEGER NOT NULL)",
+        &[],
+    )?;
+    let s = engine.session();
+    let first = s.add_all((0..5).map(|i| Customer::new(&format!("a{i}"), i)))?;
+    s.commit()?;
+    s.delete(&first[4])?;
+    s.commit()?;
+    let after = s.add_all((0..3).map(|i| Customer::new(&format!("b{i}"), i)))?;
+    s.commit()?;
+    let keys: Vec<Option<Key>> = after.iter().map(Handle::key).collect();
+    assert_eq!(
+        keys,
+        [Some(Key::Int(6)), Some(Key::Int(7)), Some(Key::Int(8))]
+    );
+    let conn = engine.connect()?;
+    for h in &after {
+        assert_eq!(
+            conn.find::<Customer>(&h.key().expect("key"))?
+                .expect("row")
+                .name,
+            h.read()?.name
+        );
+    }
+    Ok(())
+}
+
+// B1, R1
+#[test]
+fn b1_an_exhausted_key_space_is_an_error_not_a_wrong_key() -> Result<()> {
+    let engine = memory_engine();
+    let s = engine.session();
+    s.add(Customer {
+        id: Some(i64::MAX),
+        ..Customer::new("last", 0)
+    })?;
+    s.commit()?;
+    let h = s.add(Customer::new("next", 0))?;
+    let err = s.commit().unwrap_err();
+    assert!(err.to_string().contains("exhausted"), "{err}");
+    assert_eq!(h.key(), None);
+    s.rollback()?;
+    assert_eq!(engine.connect()?.count::<Customer>(None)?, 1);
     Ok(())
 }
