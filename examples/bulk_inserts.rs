@@ -832,8 +832,8 @@ fn main() -> BoxResult<()> {
         rusqlite::version()
     );
     println!(
-        "{:<31} {:>9} {:>9} {:>12} {:>7}  what",
-        "case", "min s", "median s", "rows/s", "ratio"
+        "{:<31} {:>9} {:>9} {:>12} {:>7} {:>7}  what",
+        "case", "min s", "median s", "rows/s", "ratio", "min×"
     );
     let mut json = String::from("[");
     for case in &cases {
@@ -841,13 +841,19 @@ fn main() -> BoxResult<()> {
         let min = v.iter().copied().fold(f64::INFINITY, f64::min);
         let med = medians[case.name];
         let ratio = med / medians[case.floor];
+        let floor_min = times[case.floor]
+            .iter()
+            .copied()
+            .fold(f64::INFINITY, f64::min);
+        let min_ratio = min / floor_min;
         println!(
-            "{:<31} {:>9.3} {:>9.3} {:>12.0} {:>7.2}  {} (vs {})",
+            "{:<31} {:>9.3} {:>9.3} {:>12.0} {:>7.2} {:>7.2}  {} (vs {})",
             case.name,
             min,
             med,
             rows / med,
             ratio,
+            min_ratio,
             case.what,
             case.floor
         );
@@ -856,7 +862,7 @@ fn main() -> BoxResult<()> {
         }
         write!(
             json,
-            "\n  {{\"db\": \"{}\", \"case\": \"{}\", \"rows\": {}, \"min_s\": {min:.6}, \"median_s\": {med:.6}, \"ratio\": {ratio:.4}}}",
+            "\n  {{\"db\": \"{}\", \"case\": \"{}\", \"rows\": {}, \"min_s\": {min:.6}, \"median_s\": {med:.6}, \"ratio\": {ratio:.4}, \"min_ratio\": {min_ratio:.4}}}",
             a.db.name(),
             case.name,
             a.rows
