@@ -259,6 +259,33 @@ fn timed(f: impl FnOnce() -> BoxResult<()>) -> BoxResult<Duration> {
     Ok(start.elapsed())
 }
 
+/// A case on a fresh session: `work` is timed, then `check` verifies the rows and what
+/// `work` returned (keys, handles).
+fn session_case<R>(
+    db: Db,
+    n: usize,
+    work: impl FnOnce(&Session) -> BoxResult<R>,
+    check: impl FnOnce(&Fresh, &Session, R) -> BoxResult<()>,
+) -> BoxResult<Duration> {
+    let f = fresh(db)?;
+    let s = f.engine.session();
+    let start = Instant::now();
+    let out = work(&s)?;
+    let t = start.elapsed();
+    verify_rows(&f, n, false)?;
+    check(&f, &s, out)?;
+    Ok(t)
+}
+
+/// Checks an identity-tracked insert: every handle holds its own row's key and the identity
+/// map holds them all.
+fn check_handles(f: &Fresh, s: &Session, handles: &[Handle<Customer>]) -> BoxResult<()> {
+    if s.identity_len() != handles.len() {
+        return Err(fail(format!("identity map holds {}", s.identity_len())));
+    }
+    verify_keys(f, handles.iter().map(Handle::key))
+}
+
 fn cases() -> Vec<Case> {
     vec![
         Case {
@@ -292,16 +319,15 @@ fn cases() -> Vec<Case> {
             what: "B3 typed mappings, no keys back",
             floor: "floor",
             run: |db, n| {
-                let f = fresh(db)?;
-                let s = f.engine.session();
-                let t = timed(|| {
-                    let rows = (0..n).map(mapping);
-                    s.bulk_insert_mappings(rows, BulkOptions::default())?;
-                    s.commit()?;
-                    Ok(())
-                })?;
-                verify_rows(&f, n, false)?;
-                Ok(t)
+                session_case(
+                    db,
+                    n,
+                    |s| {
+                        s.bulk_insert_mappings((0..n).map(mapping), BulkOptions::default())?;
+                        Ok(s.commit()?)
+                    },
+                    |_, _, ()| Ok(()),
+                )
             },
         },
         Case {
@@ -309,20 +335,17 @@ fn cases() -> Vec<Case> {
             what: "B3 with return_defaults",
             floor: "floor",
             run: |db, n| {
-                let f = fresh(db)?;
-                let s = f.engine.session();
-                let mut keys = Vec::new();
-                let t = timed(|| {
-                    let rows = (0..n).map(mapping);
-                    keys = s
-                        .bulk_insert_mappings(rows, BulkOptions::default().return_defaults(true))?
-                        .keys;
-                    s.commit()?;
-                    Ok(())
-                })?;
-                verify_rows(&f, n, false)?;
-                verify_keys(&f, keys.into_iter().map(Some))?;
-                Ok(t)
+                session_case(
+                    db,
+                    n,
+                    |s| {
+                        let opts = BulkOptions::default().return_defaults(true);
+                        let keys = s.bulk_insert_mappings((0..n).map(mapping), opts)?.keys;
+                        s.commit()?;
+                        Ok(keys)
+                    },
+                    |f, _, keys| verify_keys(f, keys.into_iter().map(Some)),
+                )
             },
         },
         Case {
@@ -330,16 +353,16 @@ fn cases() -> Vec<Case> {
             what: "B2 bulk_save of structs, no keys back",
             floor: "floor",
             run: |db, n| {
-                let f = fresh(db)?;
-                let s = f.engine.session();
-                let t = timed(|| {
-                    let mut objs: Vec<Customer> = (0..n).map(customer).collect();
-                    s.bulk_save(objs.iter_mut(), BulkOptions::default())?;
-                    s.commit()?;
-                    Ok(())
-                })?;
-                verify_rows(&f, n, false)?;
-                Ok(t)
+                session_case(
+                    db,
+                    n,
+                    |s| {
+                        let mut objs: Vec<Customer> = (0..n).map(customer).collect();
+                        s.bulk_save(objs.iter_mut(), BulkOptions::default())?;
+                        Ok(s.commit()?)
+                    },
+                    |_, _, ()| Ok(()),
+                )
             },
         },
         Case {
@@ -347,21 +370,20 @@ fn cases() -> Vec<Case> {
             what: "B2 with return_defaults (keys written into the structs)",
             floor: "floor",
             run: |db, n| {
-                let f = fresh(db)?;
-                let s = f.engine.session();
-                let mut objs = Vec::new();
-                let t = timed(|| {
-                    objs = (0..n).map(customer).collect();
-                    s.bulk_save(
-                        objs.iter_mut(),
-                        BulkOptions::default().return_defaults(true),
-                    )?;
-                    s.commit()?;
-                    Ok(())
-                })?;
-                verify_rows(&f, n, false)?;
-                verify_keys(&f, objs.iter().map(|o| o.id.map(Key::Int)))?;
-                Ok(t)
+                session_case(
+                    db,
+                    n,
+                    |s| {
+                        let mut objs: Vec<Customer> = (0..n).map(customer).collect();
+                        s.bulk_save(
+                            objs.iter_mut(),
+                            BulkOptions::default().return_defaults(true),
+                        )?;
+                        s.commit()?;
+                        Ok(objs)
+                    },
+                    |f, _, objs| verify_keys(f, objs.iter().map(|o| o.id.map(Key::Int))),
+                )
             },
         },
         Case {
@@ -369,20 +391,16 @@ fn cases() -> Vec<Case> {
             what: "B1 add_all + commit: keys and identity map",
             floor: "floor",
             run: |db, n| {
-                let f = fresh(db)?;
-                let s = f.engine.session();
-                let mut handles = Vec::new();
-                let t = timed(|| {
-                    handles = s.add_all((0..n).map(customer))?;
-                    s.commit()?;
-                    Ok(())
-                })?;
-                verify_rows(&f, n, false)?;
-                if s.identity_len() != n {
-                    return Err(fail(format!("identity map holds {}", s.identity_len())));
-                }
-                verify_keys(&f, handles.iter().map(Handle::key))?;
-                Ok(t)
+                session_case(
+                    db,
+                    n,
+                    |s| {
+                        let handles = s.add_all((0..n).map(customer))?;
+                        s.commit()?;
+                        Ok(handles)
+                    },
+                    |f, s, handles| check_handles(f, s, &handles),
+                )
             },
         },
         Case {
@@ -390,22 +408,22 @@ fn cases() -> Vec<Case> {
             what: "add one at a time, flush every 1000, commit",
             floor: "floor",
             run: |db, n| {
-                let f = fresh(db)?;
-                let s = f.engine.session();
-                let mut handles = Vec::with_capacity(n);
-                let t = timed(|| {
-                    for i in 0..n {
-                        handles.push(s.add(customer(i))?);
-                        if (i + 1) % 1000 == 0 {
-                            s.flush()?;
+                session_case(
+                    db,
+                    n,
+                    |s| {
+                        let mut handles = Vec::with_capacity(n);
+                        for i in 0..n {
+                            handles.push(s.add(customer(i))?);
+                            if (i + 1) % 1000 == 0 {
+                                s.flush()?;
+                            }
                         }
-                    }
-                    s.commit()?;
-                    Ok(())
-                })?;
-                verify_rows(&f, n, false)?;
-                verify_keys(&f, handles.iter().map(Handle::key))?;
-                Ok(t)
+                        s.commit()?;
+                        Ok(handles)
+                    },
+                    |f, s, handles| check_handles(f, s, &handles),
+                )
             },
         },
         Case {
