@@ -350,7 +350,7 @@ impl Connection {
     /// Runs a raw query that returns one integer (`SELECT count(*) …`).
     ///
     /// # Errors
-    /// [`Error::Database`] from the driver; [`Error::NotFound`] for no row or a non-integer.
+    /// [`Error::Database`] from the driver; [`Error::NoValue`] for no row or a non-integer.
     pub fn query_i64(&self, sql: &str, params: &[Value]) -> Result<i64> {
         match self
             .query_values(sql, params)?
@@ -358,10 +358,8 @@ impl Connection {
             .and_then(|r| r.first())
         {
             Some(Value::I64(v)) => Ok(*v),
-            _ => Err(Error::NotFound {
-                entity: "-",
-                table: "-",
-                key: sql.to_owned(),
+            _ => Err(Error::NoValue {
+                sql: sql.to_owned(),
             }),
         }
     }

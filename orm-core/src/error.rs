@@ -159,6 +159,12 @@ pub enum Error {
         /// The key looked for.
         key: String,
     },
+    /// A raw query expected to return one value returned none (or not an integer).
+    #[error("the query returned no integer in its first row and column\n  SQL: {sql}")]
+    NoValue {
+        /// Placeholder SQL.
+        sql: String,
+    },
     /// An optimistic-concurrency check found the row changed or deleted by someone else.
     #[error(
         "stale data: {entity} (table `{table}`) with key {key} was changed or deleted by \
@@ -233,7 +239,7 @@ impl Error {
             Error::Conversion { .. } => ErrorKind::Conversion,
             Error::UnknownColumn { .. } => ErrorKind::UnknownColumn,
             Error::TypeMismatch { .. } => ErrorKind::TypeMismatch,
-            Error::NotFound { .. } => ErrorKind::NotFound,
+            Error::NotFound { .. } | Error::NoValue { .. } => ErrorKind::NotFound,
             Error::StaleData { .. } => ErrorKind::StaleData,
             Error::InvalidState { .. } => ErrorKind::InvalidState,
             Error::ObjectDeleted { .. } => ErrorKind::ObjectDeleted,
@@ -245,7 +251,7 @@ impl Error {
     /// The placeholder SQL of the failed statement, if a statement failed.
     pub fn sql(&self) -> Option<&str> {
         match self {
-            Error::Database { sql, .. } => Some(sql),
+            Error::Database { sql, .. } | Error::NoValue { sql } => Some(sql),
             _ => None,
         }
     }

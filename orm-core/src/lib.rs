@@ -52,9 +52,3 @@ pub use orm_derive::Entity;
 pub use sql::Backend;
 pub use uuid7::uuid_v7;
 pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};
-
-/// Re-exports for generated code. Not a public API.
-#[doc(hidden)]
-pub mod __private {
-    pub use uuid::Uuid;
-}
