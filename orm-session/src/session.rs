@@ -25,6 +25,8 @@ pub(crate) struct State {
     autoflush: bool,
     expire_on_commit: bool,
     closed: bool,
+    /// A flush of the current transaction inserted objects (rollback must find them).
+    inserted_in_tx: bool,
 }
 
 impl State {
@@ -93,6 +95,7 @@ impl Shared {
                     m.marked_delete = false;
                 }
                 st.deleted_in_tx.extend(deleted);
+                st.inserted_in_tx |= !pending.is_empty();
                 Ok(())
             }
             Err(e) => {
@@ -170,29 +173,35 @@ impl Shared {
         for obj in std::mem::take(&mut st.deleted) {
             obj.meta().marked_delete = false;
         }
-        st.maps.retain(&mut |obj| {
-            let (new, generated) = {
-                let m = obj.meta();
-                (m.new_in_tx, m.key_generated)
-            };
-            if new {
-                if generated {
-                    obj.clear_generated_key();
+        // Objects inserted in the transaction must be found (they leave the identity map); a
+        // plain rollback also expires every object. Otherwise (closing a session that inserted
+        // nothing) there is no need to visit them.
+        let inserted = std::mem::take(&mut st.inserted_in_tx);
+        if expire || inserted {
+            st.maps.retain(&mut |obj| {
+                let (new, generated) = {
+                    let m = obj.meta();
+                    (m.new_in_tx, m.key_generated)
+                };
+                if new {
+                    if generated {
+                        obj.clear_generated_key();
+                    }
+                    let mut m = obj.meta();
+                    m.detach(ObjectState::Transient);
+                    m.key = None;
+                    m.key_generated = false;
+                    false
+                } else {
+                    let mut m = obj.meta();
+                    m.registered = false;
+                    if expire {
+                        m.expire_all();
+                    }
+                    true
                 }
-                let mut m = obj.meta();
-                m.detach(ObjectState::Transient);
-                m.key = None;
-                m.key_generated = false;
-                false
-            } else {
-                let mut m = obj.meta();
-                m.registered = false;
-                if expire {
-                    m.expire_all();
-                }
-                true
-            }
-        });
+            });
+        }
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             {
                 let mut m = obj.meta();
@@ -214,9 +223,19 @@ impl Shared {
             return Ok(());
         }
         st.closed = true;
-        let result = self.rollback_locked(&mut st, false);
-        st.maps
-            .for_each(&mut |obj| obj.meta().detach(ObjectState::Detached));
+        let in_tx = st.conn.as_ref().is_some_and(Connection::in_transaction);
+        let result = if in_tx
+            || st.inserted_in_tx
+            || !st.pending.is_empty()
+            || !st.deleted.is_empty()
+            || !st.deleted_in_tx.is_empty()
+        {
+            self.rollback_locked(&mut st, false)
+        } else {
+            Ok(())
+        };
+        // No pass over the objects: once the session's `Arc` is gone (right after this), every
+        // handle reports `Detached` through its dead `Weak`.
         st.maps.clear();
         if let Some(conn) = st.conn.take() {
             self.engine.release(conn);
@@ -307,6 +326,7 @@ impl Session {
                     autoflush,
                     expire_on_commit,
                     closed: false,
+                    inserted_in_tx: false,
                 }),
                 modified: Mutex::new(Vec::new()),
             }),
@@ -593,6 +613,7 @@ impl Session {
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             obj.meta().detach(ObjectState::Detached);
         }
+        st.inserted_in_tx = false;
         let expire = st.expire_on_commit;
         st.maps.for_each(&mut |obj| {
             let mut m = obj.meta();
