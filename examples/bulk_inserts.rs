@@ -238,7 +238,11 @@ fn populate(f: &mut Fresh, n: usize, db: Db) -> BoxResult<()> {
     floor_insert(&mut f.raw, n)?;
     match db {
         Db::SqliteFile => {
-            let path = f.raw.path().map(PathBuf::from).ok_or_else(|| fail("no path".into()))?;
+            let path = f
+                .raw
+                .path()
+                .map(PathBuf::from)
+                .ok_or_else(|| fail("no path".into()))?;
             f.raw = raw_open(&path)?;
         }
         Db::SqliteMemory => {
