@@ -3,7 +3,7 @@
 /// Prints every SQL statement (target `orm::sql`) to stderr.
 pub fn log_sql() {
     let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("orm::sql=debug"));
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("orm::sql=debug,orm::session=debug"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_target(false)

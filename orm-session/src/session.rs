@@ -73,15 +73,20 @@ impl Shared {
         }
         let pending = std::mem::take(&mut st.pending);
         let deleted = std::mem::take(&mut st.deleted);
+        // The statements of the flush are logged inside this span; `dirty` counts written
+        // objects, `updated` those that really changed.
+        let span = tracing::debug_span!(
+            target: "orm::session",
+            "flush",
+            new = pending.len(),
+            dirty = modified.len(),
+            deleted = deleted.len(),
+            updated = tracing::field::Empty,
+        );
+        let _entered = span.enter();
         match self.flush_statements(st, &pending, &modified, &deleted) {
             Ok(updated) => {
-                tracing::debug!(
-                    target: "orm::session",
-                    new = pending.len(),
-                    dirty = updated.len(),
-                    deleted = deleted.len(),
-                    "flush"
-                );
+                span.record("updated", updated.len());
                 for obj in &updated {
                     obj.updated();
                 }
@@ -603,13 +608,14 @@ impl Session {
     pub fn commit(&self) -> Result<()> {
         let mut st = self.shared.state.lock();
         Shared::check_open(&st)?;
+        let span = tracing::debug_span!(target: "orm::session", "commit", tracked = st.maps.len());
+        let _entered = span.enter();
         self.shared.flush_locked(&mut st)?;
         if let Some(conn) = &st.conn
             && conn.in_transaction()
         {
             conn.commit()?;
         }
-        tracing::debug!(target: "orm::session", tracked = st.maps.len(), "commit");
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             obj.meta().detach(ObjectState::Detached);
         }
@@ -638,7 +644,9 @@ impl Session {
     pub fn rollback(&self) -> Result<()> {
         let mut st = self.shared.state.lock();
         Shared::check_open(&st)?;
-        tracing::debug!(target: "orm::session", tracked = st.maps.len(), "rollback");
+        let span =
+            tracing::debug_span!(target: "orm::session", "rollback", tracked = st.maps.len());
+        let _entered = span.enter();
         self.shared.rollback_locked(&mut st, true)
     }
 
