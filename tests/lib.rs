@@ -149,3 +149,175 @@ pub fn memory_engine() -> orm_session::Engine {
         .expect("create table");
     engine
 }
+
+/// Set by `.ci/run`: PostgreSQL tests fail instead of skipping when `DATABASE_URL` is unset.
+pub const REQUIRE_POSTGRES: &str = "ORM_REQUIRE_POSTGRES";
+
+/// The PostgreSQL server the tests use, from `DATABASE_URL`. `None` (after saying so on
+/// stderr, once) when it is not set; a panic when it is not set but [`REQUIRE_POSTGRES`] is.
+pub fn database_url() -> Option<String> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    match std::env::var("DATABASE_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os(REQUIRE_POSTGRES).is_some() => panic!(
+            "{REQUIRE_POSTGRES} is set but DATABASE_URL is not: the PostgreSQL tests cannot run"
+        ),
+        _ => {
+            WARNED.call_once(|| {
+                eprintln!(
+                    "\n*** DATABASE_URL is not set: the PostgreSQL half of the integration tests \
+                     is SKIPPED (each `…::postgres` test passes without running). Set \
+                     DATABASE_URL=postgres://postgres@127.0.0.1:5432/test to run it. ***\n"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// A database for one test: a fresh in-memory SQLite database, or a schema of its own on the
+/// PostgreSQL server (dropped with the `TestDb`), either with the `customer` table. The same
+/// test body runs on both through [`both!`].
+pub struct TestDb {
+    engine: orm_session::Engine,
+    schema: Option<(String, String)>,
+}
+
+impl TestDb {
+    /// A fresh in-memory SQLite database.
+    pub fn sqlite() -> TestDb {
+        TestDb {
+            engine: memory_engine(),
+            schema: None,
+        }
+    }
+
+    /// A fresh schema on the PostgreSQL server of `DATABASE_URL`, or `None` when that is not
+    /// set (see [`database_url`]). Panics when the server cannot be reached.
+    pub fn postgres() -> Option<TestDb> {
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let url = database_url()?;
+        let schema = format!(
+            "orm_test_{}_{}_{}",
+            std::process::id(),
+            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+            &uuid::Uuid::now_v7().simple().to_string()[20..]
+        );
+        let engine = orm_session::Engine::postgres_with(
+            &url,
+            orm_session::PgOptions::default().schema(schema.clone()),
+        )
+        .unwrap_or_else(|e| panic!("DATABASE_URL is set but PostgreSQL is unreachable: {e}"));
+        engine
+            .create_table::<model::Customer>()
+            .expect("create table");
+        Some(TestDb {
+            engine,
+            schema: Some((url, schema)),
+        })
+    }
+
+    /// The engine (a clone: configure it freely).
+    pub fn engine(&self) -> orm_session::Engine {
+        self.engine.clone()
+    }
+
+    /// A connection outside any session ("another writer").
+    pub fn connect(&self) -> orm_session::Connection {
+        self.engine.connect().expect("connect")
+    }
+
+    /// The backend under test.
+    pub fn backend(&self) -> orm_session::Backend {
+        self.engine.backend()
+    }
+
+    /// Whether this is the PostgreSQL run.
+    pub fn is_postgres(&self) -> bool {
+        self.backend() == orm_session::Backend::Postgres
+    }
+
+    /// Raw SQL written with `?` placeholders, in this backend's dialect (`$1`, `$2`, … on
+    /// PostgreSQL). `?` inside quotes is left alone.
+    pub fn sql(&self, sql: &str) -> String {
+        if !self.is_postgres() {
+            return sql.to_owned();
+        }
+        let mut out = String::with_capacity(sql.len() + 8);
+        let (mut n, mut quote) = (0, None);
+        for c in sql.chars() {
+            match (c, quote) {
+                ('\'' | '"', None) => quote = Some(c),
+                (c, Some(q)) if c == q => quote = None,
+                ('?', None) => {
+                    n += 1;
+                    out.push_str(&format!("${n}"));
+                    continue;
+                }
+                _ => {}
+            }
+            out.push(c);
+        }
+        out
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        if let Some((url, schema)) = &self.schema
+            && let Ok(conn) = orm_session::Connection::open_postgres(url)
+        {
+            let dropped = conn.execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"), &[]);
+            if let Err(e) = dropped
+                && !std::thread::panicking()
+            {
+                panic!("dropping the test schema {schema}: {e}");
+            }
+        }
+    }
+}
+
+/// What a skipped PostgreSQL test returns: `()` or `Ok(())`.
+pub trait Skipped {
+    /// The value that reports success without running.
+    fn skipped() -> Self;
+}
+
+impl Skipped for () {
+    fn skipped() -> Self {}
+}
+
+impl<E> Skipped for Result<(), E> {
+    fn skipped() -> Self {
+        Ok(())
+    }
+}
+
+/// Runs each test body on both backends: `fn name(db) -> Result<()> { … }` becomes the tests
+/// `name::sqlite` and `name::postgres`, each calling the body with a fresh [`TestDb`].
+#[macro_export]
+macro_rules! both {
+    ($( $(#[$meta:meta])* fn $name:ident($db:ident) $(-> $ret:ty)? $body:block )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($db: &$crate::TestDb) $(-> $ret)? $body
+
+            $(#[$meta])*
+            #[test]
+            fn sqlite() $(-> $ret)? {
+                body(&$crate::TestDb::sqlite())
+            }
+
+            $(#[$meta])*
+            #[test]
+            fn postgres() $(-> $ret)? {
+                match $crate::TestDb::postgres() {
+                    Some(db) => body(&db),
+                    None => $crate::Skipped::skipped(),
+                }
+            }
+        }
+    )*};
+}

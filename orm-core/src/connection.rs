@@ -111,10 +111,60 @@ impl InsertOptions {
 /// # Ok(()) }
 /// ```
 pub struct Connection {
-    conn: rusqlite::Connection,
-    options: SqliteOptions,
+    driver: Driver,
     target: String,
 }
+
+enum Driver {
+    Sqlite {
+        conn: rusqlite::Connection,
+        options: SqliteOptions,
+    },
+    #[cfg(feature = "postgres")]
+    Postgres(Box<crate::postgres::PgConn>),
+}
+
+/// What a driver call can fail with: the driver's own error, or one of ours raised on the
+/// way (a value that does not fit, a key that cannot be reserved).
+#[derive(Debug)]
+pub(crate) enum DriverError {
+    Sqlite(rusqlite::Error),
+    #[cfg(feature = "postgres")]
+    Pg(postgres::Error),
+    Orm(Error),
+}
+
+impl From<rusqlite::Error> for DriverError {
+    fn from(e: rusqlite::Error) -> Self {
+        DriverError::Sqlite(e)
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl From<postgres::Error> for DriverError {
+    fn from(e: postgres::Error) -> Self {
+        DriverError::Pg(e)
+    }
+}
+
+impl From<Error> for DriverError {
+    fn from(e: Error) -> Self {
+        DriverError::Orm(e)
+    }
+}
+
+impl std::fmt::Display for DriverError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DriverError::Sqlite(e) => e.fmt(f),
+            #[cfg(feature = "postgres")]
+            DriverError::Pg(e) => e.fmt(f),
+            DriverError::Orm(e) => e.fmt(f),
+        }
+    }
+}
+
+type DResult<T> = std::result::Result<T, DriverError>;
 
 impl std::fmt::Debug for Connection {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -252,15 +302,59 @@ impl Connection {
         };
         apply().map_err(|e| open_error(&target, e))?;
         Ok(Connection {
-            conn,
-            options,
+            driver: Driver::Sqlite { conn, options },
             target,
+        })
+    }
+
+    /// Opens a PostgreSQL connection from a URL (`postgres://user:password@host:port/db`) or
+    /// a key-value string (`host=… user=…`).
+    ///
+    /// ```no_run
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = orm_core::Connection::open_postgres("postgres://postgres@127.0.0.1/test")?;
+    /// assert_eq!(conn.backend(), orm_core::Backend::Postgres);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Open`] when the server cannot be reached or refuses the login.
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres(url: &str) -> Result<Self> {
+        Self::open_postgres_with(url, &crate::PgOptions::default())
+    }
+
+    /// Opens a PostgreSQL connection with options (a schema of its own, …).
+    ///
+    /// # Errors
+    /// [`Error::Open`] when the server cannot be reached, refuses the login, or the schema
+    /// cannot be created or set.
+    #[cfg(feature = "postgres")]
+    pub fn open_postgres_with(url: &str, options: &crate::PgOptions) -> Result<Self> {
+        let pg = crate::postgres::PgConn::connect(url, options)?;
+        Ok(Connection {
+            driver: Driver::Postgres(Box::new(pg)),
+            target: crate::postgres::redact(url),
         })
     }
 
     /// The SQL dialect.
     pub fn backend(&self) -> Backend {
-        Backend::Sqlite
+        match self.driver {
+            Driver::Sqlite { .. } => Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(_) => Backend::Postgres,
+        }
+    }
+
+    /// Whether the connection can still be used: false once a PostgreSQL connection was
+    /// lost (an engine then opens a new one instead of reusing it).
+    pub fn is_usable(&self) -> bool {
+        match &self.driver {
+            Driver::Sqlite { .. } => true,
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => !pg.is_closed(),
+        }
     }
 
     /// What this connection was opened on (a path or URI).
@@ -268,21 +362,42 @@ impl Connection {
         &self.target
     }
 
-    /// The largest number of bound parameters one statement may carry, as the linked
-    /// library reports it now (SQLite's `SQLITE_LIMIT_VARIABLE_NUMBER`).
+    /// The largest number of bound parameters one statement may carry: on SQLite as the
+    /// linked library reports it now (`SQLITE_LIMIT_VARIABLE_NUMBER`), on PostgreSQL 65535
+    /// (the protocol's limit).
     pub fn max_bind_parameters(&self) -> usize {
-        self.conn
-            .limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER)
-            .ok()
-            .and_then(|l| usize::try_from(l).ok())
-            .filter(|&l| l > 0)
-            .unwrap_or(999)
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => conn
+                .limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER)
+                .ok()
+                .and_then(|l| usize::try_from(l).ok())
+                .filter(|&l| l > 0)
+                .unwrap_or(999),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(_) => 65535,
+        }
     }
 
     /// The underlying rusqlite connection, for what the ORM does not cover (setting limits,
-    /// user functions). Statements sent through it bypass the ORM's log.
-    pub fn as_rusqlite(&self) -> &rusqlite::Connection {
-        &self.conn
+    /// user functions); `None` on another backend. Statements sent through it bypass the
+    /// ORM's log.
+    pub fn as_rusqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => Some(conn),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(_) => None,
+        }
+    }
+
+    /// The underlying `postgres` client, for what the ORM does not cover; `None` on another
+    /// backend. Statements sent through it bypass the ORM's log, and a transaction begun
+    /// through it is not seen by [`in_transaction`](Self::in_transaction).
+    #[cfg(feature = "postgres")]
+    pub fn as_postgres(&self) -> Option<std::cell::RefMut<'_, postgres::Client>> {
+        match &self.driver {
+            Driver::Postgres(pg) => Some(pg.client()),
+            Driver::Sqlite { .. } => None,
+        }
     }
 
     /// The single place every statement goes through: one `tracing` event (target
@@ -292,11 +407,11 @@ impl Connection {
         &self,
         ctx: Ctx<'_>,
         sql: &str,
-        f: impl FnOnce(&rusqlite::Connection) -> rusqlite::Result<(T, usize)>,
+        f: impl FnOnce() -> DResult<(T, usize)>,
     ) -> Result<T> {
         let log = tracing::enabled!(target: "orm::sql", tracing::Level::DEBUG);
         let start = log.then(Instant::now);
-        let result = f(&self.conn);
+        let result = f();
         if let Some(start) = start {
             let elapsed_us = u64::try_from(start.elapsed().as_micros()).unwrap_or(u64::MAX);
             match &result {
@@ -308,9 +423,12 @@ impl Connection {
                 ),
             }
         }
-        result
-            .map(|(v, _)| v)
-            .map_err(|e| sqlite::map_error(e, ctx.entity, ctx.table, sql))
+        result.map(|(v, _)| v).map_err(|e| match e {
+            DriverError::Sqlite(e) => sqlite::map_error(e, ctx.entity, ctx.table, sql),
+            #[cfg(feature = "postgres")]
+            DriverError::Pg(e) => crate::postgres::map_error(e, ctx.entity, ctx.table, sql),
+            DriverError::Orm(e) => e,
+        })
     }
 
     /// Executes raw SQL with bound parameters; returns the number of rows changed.
@@ -318,10 +436,17 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
-        self.run(Ctx::RAW, sql, |c| {
-            let n = c.execute(sql, rusqlite::params_from_iter(params.iter()))?;
-            Ok((n as u64, n))
-        })
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
+                let n = conn.execute(sql, rusqlite::params_from_iter(params.iter()))?;
+                Ok((n as u64, n))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::RAW, sql, || {
+                let n = pg.execute(sql, &pg_params(params))?;
+                Ok((n, usize::try_from(n).unwrap_or(usize::MAX)))
+            }),
+        }
     }
 
     /// Runs a raw query; each row comes back as values decoded by their storage class
@@ -330,21 +455,37 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn query_values(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
-        self.run(Ctx::RAW, sql, |c| {
-            let mut stmt = c.prepare_cached(sql)?;
-            let n = stmt.column_count();
-            let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-            let mut out = Vec::new();
-            while let Some(row) = rows.next()? {
-                out.push(
-                    (0..n)
-                        .map(|i| row.get_ref(i).map(sqlite::decode_any))
-                        .collect::<rusqlite::Result<_>>()?,
-                );
-            }
-            let len = out.len();
-            Ok((out, len))
-        })
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
+                let mut stmt = conn.prepare_cached(sql)?;
+                let n = stmt.column_count();
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(
+                        (0..n)
+                            .map(|i| row.get_ref(i).map(sqlite::decode_any))
+                            .collect::<rusqlite::Result<_>>()?,
+                    );
+                }
+                let len = out.len();
+                Ok((out, len))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::RAW, sql, || {
+                let rows = pg.query(sql, &pg_params(params))?;
+                let out = rows
+                    .iter()
+                    .map(|row| {
+                        (0..row.len())
+                            .map(|i| crate::postgres::decode_any(row, i))
+                            .collect::<Result<Vec<_>>>()
+                    })
+                    .collect::<Result<Vec<_>>>()?;
+                let n = out.len();
+                Ok((out, n))
+            }),
+        }
     }
 
     /// Runs a raw query that returns one integer (`SELECT count(*) …`).
@@ -369,9 +510,10 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn create_table<E: Entity>(&self) -> Result<()> {
+        self.forget_prepared();
         for stmt in sql::create_table(E::META, self.backend()) {
-            self.run(Ctx::of(E::META), &stmt, |c| {
-                c.execute(&stmt, []).map(|n| ((), n))
+            self.run(Ctx::of(E::META), &stmt, || {
+                self.batch_raw(&stmt).map(|()| ((), 0))
             })?;
         }
         Ok(())
@@ -382,15 +524,38 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn drop_table<E: Entity>(&self) -> Result<()> {
+        self.forget_prepared();
         let stmt = sql::drop_table(E::META, self.backend());
-        self.run(Ctx::of(E::META), &stmt, |c| {
-            c.execute(&stmt, []).map(|n| ((), n))
+        self.run(Ctx::of(E::META), &stmt, || {
+            self.batch_raw(&stmt).map(|()| ((), 0))
         })
+    }
+
+    /// Prepared statements and looked-up sequences may refer to what DDL changes.
+    fn forget_prepared(&self) {
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => conn.flush_prepared_statement_cache(),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => pg.forget(),
+        }
+    }
+
+    /// Statements without parameters, unlogged (the caller logs).
+    fn batch_raw(&self, sql: &str) -> DResult<()> {
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => Ok(conn.execute_batch(sql)?),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => Ok(pg.batch(sql)?),
+        }
     }
 
     /// Whether a transaction is open.
     pub fn in_transaction(&self) -> bool {
-        !self.conn.is_autocommit()
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => !conn.is_autocommit(),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => pg.in_transaction(),
+        }
     }
 
     /// Begins a transaction (`BEGIN IMMEDIATE` unless the options say otherwise).
@@ -398,15 +563,16 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`]: already in a transaction, or busy past the timeout.
     pub fn begin(&self) -> Result<()> {
-        if !self.options.begin_immediate {
-            return self.batch("BEGIN");
-        }
+        let (conn, options) = match &self.driver {
+            Driver::Sqlite { conn, options } if options.begin_immediate => (conn, options),
+            _ => return self.batch("BEGIN"),
+        };
         // SQLite's busy handler backs off to sleeps of 100 ms, so under contention a waiting
         // writer keeps missing the short moments between other writers' transactions and can
         // starve past the timeout. Taking the write lock is retried here instead, with short
         // jittered sleeps, until the busy timeout runs out.
-        let deadline = Instant::now() + self.options.busy_timeout;
-        let _ = self.conn.busy_timeout(Duration::from_millis(2));
+        let deadline = Instant::now() + options.busy_timeout;
+        let _ = conn.busy_timeout(Duration::from_millis(2));
         let mut attempt = 0u32;
         let result = loop {
             match self.batch("BEGIN IMMEDIATE") {
@@ -419,7 +585,7 @@ impl Connection {
                 other => break other,
             }
         };
-        let _ = self.conn.busy_timeout(self.options.busy_timeout);
+        let _ = conn.busy_timeout(options.busy_timeout);
         result
     }
 
@@ -473,7 +639,7 @@ impl Connection {
     }
 
     fn batch(&self, sql: &str) -> Result<()> {
-        self.run(Ctx::RAW, sql, |c| c.execute_batch(sql).map(|()| ((), 0)))
+        self.run(Ctx::RAW, sql, || self.batch_raw(sql).map(|()| ((), 0)))
     }
 
     /// Runs `f` so that either all it wrote stays or none of it: inside a savepoint when a
@@ -647,6 +813,7 @@ impl Connection {
             scratch: Vec::new(),
             sequence_table: None,
             next_key: None,
+            explicit_keys: self.backend() == Backend::Postgres,
         })
     }
 
@@ -654,11 +821,18 @@ impl Connection {
     /// only while this connection holds the write lock.
     fn reserve_keys<E: Entity>(&self, n: usize, sequence_table: &mut Option<bool>) -> Result<i64> {
         let meta = E::META;
+        let conn = match &self.driver {
+            Driver::Sqlite { conn, .. } => conn,
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(_) => {
+                return Err(Error::InvalidState {
+                    message: "keys from max(key) + 1 are only sound on SQLite".into(),
+                });
+            }
+        };
         let sql = self.shape::<E>(Kind::MaxKey, &[], 0, false);
-        let max: Option<i64> = self.run(Ctx::of(meta), &sql, |c| {
-            c.prepare_cached(&sql)?
-                .query_row([], |r| r.get(0))
-                .map(|v| (v, 1))
+        let max: Option<i64> = self.run(Ctx::of(meta), &sql, || {
+            Ok((conn.prepare_cached(&sql)?.query_row([], |r| r.get(0))?, 1))
         })?;
         let has_sequence = match *sequence_table {
             Some(v) => v,
@@ -699,15 +873,23 @@ impl Connection {
     pub fn find<E: Entity>(&self, key: &Key) -> Result<Option<E>> {
         let sql = self.shape::<E>(Kind::SelectByKey, &[], 0, false);
         let k = key.to_value(E::META.key_column().sql_type);
-        self.run(Ctx::of(E::META), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut rows = stmt.query([&k])?;
-            match rows.next()? {
-                Some(row) => Ok((Some(E::from_row(row)), 1)),
-                None => Ok((None, 0)),
-            }
-        })?
-        .transpose()
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query([&k])?;
+                match rows.next()? {
+                    Some(row) => Ok((Some(E::from_row(row)?), 1)),
+                    None => Ok((None, 0)),
+                }
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
+                match pg.query(&sql, &[&k])?.first() {
+                    Some(row) => Ok((Some(E::from_row(row)?), 1)),
+                    None => Ok((None, 0)),
+                }
+            }),
+        }
     }
 
     /// Reloads columns `columns` of `target` from the row with `target`'s key. Returns false
@@ -724,23 +906,35 @@ impl Connection {
         let meta = E::META;
         let sql = self.shape::<E>(Kind::SelectColumnsByKey, columns, 0, false);
         let k = key.to_value(meta.key_column().sql_type);
-        self.run(Ctx::of(meta), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut rows = stmt.query([&k])?;
-            let Some(row) = rows.next()? else {
-                return Ok((Ok(false), 0));
-            };
+        let mut apply = |row: &dyn crate::entity::RowValues| -> Result<()> {
             for (i, &col) in columns.iter().enumerate() {
                 let ty = meta.columns[col].sql_type;
-                let r = crate::entity::RowValues::value(row, i, ty)
+                row.value(i, ty)
                     .and_then(|v| target.set_column(col, v))
-                    .map_err(|source| Error::conversion(meta, col, source));
-                if let Err(e) = r {
-                    return Ok((Err(e), 1));
-                }
+                    .map_err(|source| Error::conversion(meta, col, source))?;
             }
-            Ok((Ok(true), 1))
-        })?
+            Ok(())
+        };
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::of(meta), &sql, || {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query([&k])?;
+                let Some(row) = rows.next()? else {
+                    return Ok((false, 0));
+                };
+                apply(row)?;
+                Ok((true, 1))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::of(meta), &sql, || {
+                let rows = pg.query(&sql, &[&k])?;
+                let Some(row) = rows.first() else {
+                    return Ok((false, 0));
+                };
+                apply(row)?;
+                Ok((true, 1))
+            }),
+        }
     }
 
     /// Every row of `E`.
@@ -774,18 +968,32 @@ impl Connection {
         mut f: impl FnMut(E) -> Result<()>,
     ) -> Result<()> {
         let (sql, params) = sql::select(E::META, spec, self.backend());
-        self.run(Ctx::of(E::META), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-            let mut n = 0;
-            while let Some(row) = rows.next()? {
-                n += 1;
-                if let Err(e) = E::from_row(row).and_then(&mut f) {
-                    return Ok((Err(e), n));
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                let mut n = 0;
+                while let Some(row) = rows.next()? {
+                    n += 1;
+                    E::from_row(row).and_then(&mut f)?;
                 }
-            }
-            Ok((Ok(()), n))
-        })?
+                Ok(((), n))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
+                let stmt = pg.prepare(&sql)?;
+                let mut client = pg.client();
+                let mut rows = client.query_raw(&stmt, params.iter())?;
+                let mut n = 0;
+                while let Some(row) =
+                    postgres::fallible_iterator::FallibleIterator::next(&mut rows)?
+                {
+                    n += 1;
+                    E::from_row(&row).and_then(&mut f)?;
+                }
+                Ok(((), n))
+            }),
+        }
     }
 
     /// `SELECT COUNT(*)` of `E` with an optional filter.
@@ -802,11 +1010,19 @@ impl Connection {
     /// [`Error::Database`] from the driver.
     pub fn count_where<E: Entity>(&self, filter: Option<&Condition>) -> Result<u64> {
         let (sql, params) = sql::count(E::META, filter, self.backend());
-        let n: i64 = self.run(Ctx::of(E::META), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            stmt.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))
-                .map(|n| (n, 1))
-        })?;
+        let n: i64 = match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let n = stmt.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+                Ok((n, 1))
+            })?,
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
+                let rows = pg.query(&sql, &pg_params(&params))?;
+                let n: i64 = rows.first().map_or(0, |r| r.get(0));
+                Ok((n, 1))
+            })?,
+        };
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -824,20 +1040,49 @@ impl Connection {
     ) -> Result<u64> {
         let meta = E::META;
         let sql = self.shape::<E>(Kind::UpdateByKey, columns, 0, expected_version.is_some());
-        self.run(Ctx::of(meta), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            let mut i = 1;
-            for &col in columns {
-                stmt.raw_bind_parameter(i, row.column(col))?;
-                i += 1;
-            }
-            stmt.raw_bind_parameter(i, row.column(meta.primary_key))?;
-            if let Some(v) = expected_version {
-                stmt.raw_bind_parameter(i + 1, v)?;
-            }
-            let n = stmt.raw_execute()?;
-            Ok((n as u64, n))
-        })
+        let key = row.column(meta.primary_key);
+        self.execute_prepared(
+            Ctx::of(meta),
+            &sql,
+            columns.len() + 2,
+            columns
+                .iter()
+                .map(|&c| row.column(c))
+                .chain(std::iter::once(key))
+                .chain(expected_version.map(Value::as_ref)),
+        )
+    }
+
+    /// Executes a cached statement with these parameters; returns the rows changed.
+    fn execute_prepared<'v>(
+        &self,
+        ctx: Ctx<'_>,
+        sql: &str,
+        capacity: usize,
+        params: impl Iterator<Item = ValueRef<'v>>,
+    ) -> Result<u64> {
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(ctx, sql, || {
+                let _ = capacity;
+                let mut stmt = conn.prepare_cached(sql)?;
+                for (i, v) in params.enumerate() {
+                    stmt.raw_bind_parameter(i + 1, v)?;
+                }
+                let n = stmt.raw_execute()?;
+                Ok((n as u64, n))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(ctx, sql, || {
+                let mut values: Vec<ValueRef<'v>> = Vec::with_capacity(capacity);
+                values.extend(params);
+                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values
+                    .iter()
+                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+                    .collect();
+                let n = pg.execute(sql, &refs)?;
+                Ok((n, usize::try_from(n).unwrap_or(usize::MAX)))
+            }),
+        }
     }
 
     /// `UPDATE` from explicit values: `values` pairs column positions with values, `key` picks
@@ -859,18 +1104,16 @@ impl Connection {
             Kind::UpdateByKey
         };
         let sql = self.shape::<E>(kind, &cols, 0, expected_version.is_some());
-        self.run(Ctx::of(E::META), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            for (i, (_, v)) in values.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, v)?;
-            }
-            stmt.raw_bind_parameter(values.len() + 1, key)?;
-            if let Some(v) = expected_version {
-                stmt.raw_bind_parameter(values.len() + 2, v)?;
-            }
-            let n = stmt.raw_execute()?;
-            Ok((n as u64, n))
-        })
+        self.execute_prepared(
+            Ctx::of(E::META),
+            &sql,
+            values.len() + 2,
+            values
+                .iter()
+                .map(|(_, v)| v.as_ref())
+                .chain(std::iter::once(key.as_ref()))
+                .chain(expected_version.map(Value::as_ref)),
+        )
     }
 
     /// Inserts the row, or updates every other column of the row with its key when there is
@@ -881,14 +1124,12 @@ impl Connection {
     pub fn upsert<E: Entity>(&self, row: &E) -> Result<u64> {
         let cols: Vec<usize> = (0..E::META.columns.len()).collect();
         let sql = self.shape::<E>(Kind::Upsert, &cols, 1, false);
-        self.run(Ctx::of(E::META), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            for &col in &cols {
-                stmt.raw_bind_parameter(col + 1, row.column(col))?;
-            }
-            let n = stmt.raw_execute()?;
-            Ok((n as u64, n))
-        })
+        self.execute_prepared(
+            Ctx::of(E::META),
+            &sql,
+            cols.len(),
+            cols.iter().map(|&c| row.column(c)),
+        )
     }
 
     /// `DELETE` the row with this key (and, with `expected_version`, that version). Returns
@@ -904,24 +1145,29 @@ impl Connection {
         let meta = E::META;
         let sql = self.shape::<E>(Kind::DeleteByKey, &[], 0, expected_version.is_some());
         let k = key.to_value(meta.key_column().sql_type);
-        self.run(Ctx::of(meta), &sql, |c| {
-            let mut stmt = c.prepare_cached(&sql)?;
-            stmt.raw_bind_parameter(1, &k)?;
-            if let Some(v) = expected_version {
-                stmt.raw_bind_parameter(2, v)?;
-            }
-            let n = stmt.raw_execute()?;
-            Ok((n as u64, n))
-        })
+        self.execute_prepared(
+            Ctx::of(meta),
+            &sql,
+            2,
+            std::iter::once(k.as_ref()).chain(expected_version.map(Value::as_ref)),
+        )
     }
 }
+
+/// Rows per binary `COPY` on PostgreSQL (at least; `batch_rows` if larger).
+const PG_COPY_ROWS: usize = 10_000;
+
+/// Below this many rows, a multi-row `INSERT` costs PostgreSQL fewer round trips than `COPY`.
+#[cfg(feature = "postgres")]
+const PG_COPY_MIN_ROWS: usize = 32;
 
 /// How the key column of a group of rows gets its value.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fill {
     /// From the row (or not sent at all, for a database key nobody asked back).
     Row,
-    /// Reserved by the inserter, consecutive from `max(key) + 1`.
+    /// Reserved by the inserter: on SQLite consecutive from `max(key) + 1`, on PostgreSQL
+    /// from the key's identity sequence.
     Sequential,
     /// A UUIDv7 generated per row.
     Uuid,
@@ -965,6 +1211,9 @@ pub struct Inserter<'c, R: RowSource> {
     /// The next free database key, once known: the table's maximum is read once per
     /// inserter, then kept up to date by what it sends.
     next_key: Option<i64>,
+    /// PostgreSQL: keys reserved from the sequence travel with their rows (and rows go by
+    /// `COPY`), where SQLite assigns precomputed keys itself.
+    explicit_keys: bool,
 }
 
 impl<R: RowSource> Inserter<'_, R> {
@@ -985,6 +1234,10 @@ impl<R: RowSource> Inserter<'_, R> {
             Generated::AutoIncrement if key.is_null() => {
                 cols.retain(|&c| c != pk);
                 if self.return_keys {
+                    if self.explicit_keys {
+                        cols.push(pk);
+                        cols.sort_unstable();
+                    }
                     Fill::Sequential
                 } else {
                     Fill::Row
@@ -1027,10 +1280,14 @@ impl<R: RowSource> Inserter<'_, R> {
                         "nothing (the column is missing from the row)".into(),
                     ));
                 }
-                let per_statement = self
-                    .batch_rows
-                    .min(self.max_params / cols.len().max(1))
-                    .max(1);
+                let per_statement = if self.explicit_keys {
+                    // PostgreSQL: binary COPY, so a batch is bounded by memory, not parameters.
+                    self.batch_rows.max(PG_COPY_ROWS)
+                } else {
+                    self.batch_rows
+                        .min(self.max_params / cols.len().max(1))
+                        .max(1)
+                };
                 self.groups.push(Group {
                     columns: cols,
                     fill,
@@ -1094,6 +1351,11 @@ impl<R: RowSource> Inserter<'_, R> {
         let conn = self.conn;
         let meta = self.meta;
         let pk = meta.primary_key;
+        let c = match &conn.driver {
+            Driver::Sqlite { conn, .. } => conn,
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => return self.send_postgres(g, pg),
+        };
         let group = &mut self.groups[g];
         let n = group.rows.len();
         let first = match (group.fill, self.next_key) {
@@ -1108,7 +1370,7 @@ impl<R: RowSource> Inserter<'_, R> {
         let columns = &group.columns;
         let rows = &group.rows;
         let mut uuids = Vec::new();
-        let (written, last_rowid) = conn.run(Ctx::of(meta), &sql, |c| {
+        let (written, last_rowid) = conn.run(Ctx::of(meta), &sql, || {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut i = 1;
             for (_, row) in rows {
@@ -1185,6 +1447,90 @@ impl<R: RowSource> Inserter<'_, R> {
         self.written += written;
         Ok(())
     }
+
+    /// PostgreSQL: keys come from the identity sequence (`nextval`, one round trip for the
+    /// batch), and rows go by binary `COPY`, or by one multi-row `INSERT` when few.
+    #[cfg(feature = "postgres")]
+    fn send_postgres(&mut self, g: usize, pg: &crate::postgres::PgConn) -> Result<()> {
+        let conn = self.conn;
+        let meta = self.meta;
+        let pk = meta.primary_key;
+        let group = &mut self.groups[g];
+        let n = group.rows.len();
+        let fill = group.fill;
+        let ctx = Ctx::of(meta);
+        let reserved: Vec<i64> = if fill == Fill::Sequential {
+            conn.run(
+                ctx,
+                "SELECT nextval($1::text::regclass) FROM generate_series(1, $2)",
+                || Ok((pg.reserve_keys(meta, n)?, n)),
+            )?
+        } else {
+            Vec::new()
+        };
+        let mut uuids = Vec::new();
+        let columns = &group.columns;
+        let rows = &group.rows;
+        let mut next_uuid = || {
+            let id = crate::uuid_v7();
+            uuids.push(id);
+            id
+        };
+        let written = if n >= PG_COPY_MIN_ROWS {
+            let sql = conn.shape::<R::Entity>(Kind::Copy, columns, 0, false);
+            conn.run(ctx, &sql, || {
+                let mut enc = crate::postgres::CopyEncoder::new(n * (16 + 24 * columns.len()));
+                for (j, (_, row)) in rows.iter().enumerate() {
+                    enc.row(columns.len());
+                    for (position, &col) in columns.iter().enumerate() {
+                        let v = match fill {
+                            Fill::Uuid if col == pk => ValueRef::Uuid(next_uuid()),
+                            Fill::Sequential if col == pk => ValueRef::I64(reserved[j]),
+                            _ => row.value_at(position, col),
+                        };
+                        enc.value(&v, meta.columns[col].sql_type)
+                            .map_err(|found| Error::type_mismatch(meta, col, found))?;
+                    }
+                }
+                let written = pg.copy_in(&sql, &enc.finish())?;
+                Ok((written, usize::try_from(written).unwrap_or(usize::MAX)))
+            })?
+        } else {
+            let sql = conn.shape::<R::Entity>(Kind::Insert, columns, n, false);
+            let mut values: Vec<ValueRef<'_>> = Vec::with_capacity(n * columns.len());
+            for (j, (_, row)) in rows.iter().enumerate() {
+                for (position, &col) in columns.iter().enumerate() {
+                    values.push(match fill {
+                        Fill::Uuid if col == pk => ValueRef::Uuid(next_uuid()),
+                        Fill::Sequential if col == pk => ValueRef::I64(reserved[j]),
+                        _ => row.value_at(position, col),
+                    });
+                }
+            }
+            conn.execute_prepared(ctx, &sql, 0, values.into_iter())?
+        };
+        if self.return_keys {
+            for (j, (index, _)) in group.rows.iter().enumerate() {
+                self.keys[*index] = match fill {
+                    Fill::Sequential => reserved.get(j).copied().map(Key::Int),
+                    Fill::Uuid => uuids.get(j).copied().map(Key::Uuid),
+                    Fill::Row => self.keys[*index].take(),
+                };
+            }
+        }
+        group.rows.clear();
+        self.written += written;
+        Ok(())
+    }
+}
+
+/// Raw parameters as the `postgres` crate takes them.
+#[cfg(feature = "postgres")]
+fn pg_params(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect()
 }
 
 fn open_error(target: &str, e: rusqlite::Error) -> Error {

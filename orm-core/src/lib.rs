@@ -35,6 +35,8 @@ mod error;
 mod filter;
 mod hash;
 mod mapping;
+#[cfg(feature = "postgres")]
+mod postgres;
 mod sql;
 mod sqlite;
 mod uuid7;
@@ -49,6 +51,8 @@ pub use filter::{CmpOp, Condition, Filter, Order, SelectSpec};
 pub use hash::{KeyHashState, KeyHasher};
 pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
+#[cfg(feature = "postgres")]
+pub use postgres::PgOptions;
 pub use sql::Backend;
 pub use uuid7::uuid_v7;
 pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};

@@ -46,6 +46,9 @@ pub(crate) enum Kind {
     MaxKey,
     /// `INSERT … VALUES (…) ON CONFLICT (key) DO UPDATE SET col = excluded.col, …`.
     Upsert,
+    /// PostgreSQL: `COPY t (cols) FROM STDIN (FORMAT binary)`.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    Copy,
 }
 
 /// A column list as a cache key: a bit mask when the list is ascending and under 128 (no
@@ -177,6 +180,19 @@ impl Shape<'_> {
                 }
                 q.on_conflict(on);
                 insert_sql(&q, self.backend)
+            }
+            Kind::Copy => {
+                let quote = |name: &str| format!("\"{}\"", name.replace('"', "\"\""));
+                let cols: Vec<String> = self
+                    .columns
+                    .iter()
+                    .map(|&c| quote(m.columns[c].name))
+                    .collect();
+                format!(
+                    "COPY {} ({}) FROM STDIN (FORMAT binary)",
+                    quote(m.table),
+                    cols.join(", ")
+                )
             }
             Kind::MaxKey => {
                 let mut q = Query::select();

@@ -21,6 +21,14 @@ enum Target {
         name: String,
         _anchor: Mutex<Connection>,
     },
+    /// A PostgreSQL server.
+    #[cfg(feature = "postgres")]
+    Postgres {
+        url: String,
+        /// The URL without its password.
+        shown: String,
+        options: orm_core::PgOptions,
+    },
 }
 
 struct Inner {
@@ -54,6 +62,8 @@ impl std::fmt::Debug for Engine {
         let target = match &self.inner.target {
             Target::File { path, .. } => path.display().to_string(),
             Target::Memory { name, .. } => format!("memory:{name}"),
+            #[cfg(feature = "postgres")]
+            Target::Postgres { shown, .. } => shown.clone(),
         };
         f.debug_struct("Engine")
             .field("target", &target)
@@ -107,6 +117,53 @@ impl Engine {
         }))
     }
 
+    /// An engine on a PostgreSQL server, from a URL (`postgres://user@host:5432/db`) or a
+    /// key-value string (`host=… user=… dbname=…`). One connection is opened now, so a wrong
+    /// address fails here.
+    ///
+    /// ```no_run
+    /// use orm_session::Engine;
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::postgres("postgres://postgres@127.0.0.1:5432/test")?;
+    /// let mut session = engine.session();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Open`](orm_core::Error::Open) when the server cannot be reached or refuses
+    /// the login.
+    #[cfg(feature = "postgres")]
+    pub fn postgres(url: &str) -> Result<Self> {
+        Self::postgres_with(url, orm_core::PgOptions::default())
+    }
+
+    /// An engine on a PostgreSQL server with options: with a schema, every connection puts
+    /// it first on its `search_path` (created if missing), so tables are created and found
+    /// there.
+    ///
+    /// # Errors
+    /// As [`postgres`](Self::postgres), and when the schema cannot be created or set.
+    #[cfg(feature = "postgres")]
+    pub fn postgres_with(url: &str, options: orm_core::PgOptions) -> Result<Self> {
+        let first = Connection::open_postgres_with(url, &options)?;
+        let engine = Self::new(Target::Postgres {
+            url: url.to_owned(),
+            shown: first.target().to_owned(),
+            options,
+        });
+        engine.inner.idle.lock().push(first);
+        Ok(engine)
+    }
+
+    /// The SQL dialect of this engine's database.
+    pub fn backend(&self) -> orm_core::Backend {
+        match &self.inner.target {
+            Target::File { .. } | Target::Memory { .. } => orm_core::Backend::Sqlite,
+            #[cfg(feature = "postgres")]
+            Target::Postgres { .. } => orm_core::Backend::Postgres,
+        }
+    }
+
     /// Whether sessions expire every object at commit (default `true`), as SQLAlchemy's
     /// `expire_on_commit`.
     #[must_use]
@@ -140,13 +197,15 @@ impl Engine {
         match &self.inner.target {
             Target::File { path, options } => Connection::open_sqlite_with(path, options),
             Target::Memory { name, .. } => Connection::open_sqlite_shared_memory(name),
+            #[cfg(feature = "postgres")]
+            Target::Postgres { url, options, .. } => Connection::open_postgres_with(url, options),
         }
     }
 
     /// Returns a connection to the pool. A connection still inside a transaction is rolled
     /// back first; one that cannot be is dropped.
     pub fn release(&self, conn: Connection) {
-        if conn.in_transaction() && conn.rollback().is_err() {
+        if !conn.is_usable() || (conn.in_transaction() && conn.rollback().is_err()) {
             return;
         }
         let mut idle = self.inner.idle.lock();

@@ -9,6 +9,8 @@ mod session;
 pub use bulk::{BulkOptions, BulkResult};
 pub use engine::Engine;
 pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
+#[cfg(feature = "postgres")]
+pub use orm_core::PgOptions;
 pub use orm_core::{
     AsEntity, Backend, Bind, Column, ColumnMeta, Condition, Connection, Entity, EntityMeta, Error,
     ErrorKind, Field, Filter, FromSqlError, Generated, InsertOptions, Key, Mapping, OptionalExt,

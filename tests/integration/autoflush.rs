@@ -1,13 +1,13 @@
 //! S5 autoflush.
 
 use orm_session::prelude::*;
+use orm_tests::SqlLog;
 use orm_tests::model::Customer;
-use orm_tests::{SqlLog, memory_engine};
 
 // S5
-#[test]
-fn s5_a_query_sees_objects_added_without_an_explicit_flush() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s5_a_query_sees_objects_added_without_an_explicit_flush(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("new", 1))?;
     let found = s
@@ -25,11 +25,12 @@ fn s5_a_query_sees_objects_added_without_an_explicit_flush() -> Result<()> {
     );
     Ok(())
 }
+}
 
 // S5
-#[test]
-fn s5_autoflush_can_be_turned_off() -> Result<()> {
-    let engine = memory_engine().autoflush(false);
+orm_tests::both! {
+fn s5_autoflush_can_be_turned_off(db) -> Result<()> {
+    let engine = db.engine().autoflush(false);
     let s = engine.session();
     assert!(!s.autoflush());
     let (log, _g) = SqlLog::start();
@@ -40,4 +41,5 @@ fn s5_autoflush_can_be_turned_off() -> Result<()> {
     s.set_autoflush(true);
     assert_eq!(s.query::<Customer>().count()?, 1);
     Ok(())
+}
 }

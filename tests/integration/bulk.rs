@@ -1,8 +1,8 @@
 //! B2 bulk_save, B3 bulk_insert_mappings, B4 bulk_update_mappings, B6 limits, B7 streaming.
 
 use orm_session::prelude::*;
+use orm_tests::SqlLog;
 use orm_tests::model::Customer;
-use orm_tests::{SqlLog, memory_engine};
 
 fn customer_rows(n: i32) -> impl Iterator<Item = Mapping<Customer>> {
     (0..n).map(|i| {
@@ -20,9 +20,9 @@ fn customer_rows(n: i32) -> impl Iterator<Item = Mapping<Customer>> {
 }
 
 // B3
-#[test]
-fn b3_return_defaults_keys_match_rows_in_input_order_across_column_sets() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b3_return_defaults_keys_match_rows_in_input_order_across_column_sets(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let (log, _g) = SqlLog::start();
     let r = s.bulk_insert_mappings(
@@ -51,11 +51,12 @@ fn b3_return_defaults_keys_match_rows_in_input_order_across_column_sets() -> Res
     }
     Ok(())
 }
+}
 
 // B3, R3
-#[test]
-fn b3_dynamic_rows_are_checked_and_a_bad_row_writes_nothing() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b3_dynamic_rows_are_checked_and_a_bad_row_writes_nothing(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let good = |i: i32| {
         vec![
@@ -109,11 +110,12 @@ fn b3_dynamic_rows_are_checked_and_a_bad_row_writes_nothing() -> Result<()> {
     assert_eq!(r.inserted, 10);
     Ok(())
 }
+}
 
 // B3, R1
-#[test]
-fn b3_a_unique_violation_in_row_7500_of_10000_writes_none_of_the_call() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b3_a_unique_violation_in_row_7500_of_10000_writes_none_of_the_call(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.bulk_insert_mappings(
         [Mapping::from([
@@ -134,11 +136,12 @@ fn b3_a_unique_violation_in_row_7500_of_10000_writes_none_of_the_call() -> Resul
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 1);
     Ok(())
 }
+}
 
 // B2
-#[test]
-fn b2_bulk_save_inserts_new_objects_and_updates_keyed_ones() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b2_bulk_save_inserts_new_objects_and_updates_keyed_ones(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let mut objs: Vec<Customer> = (0..500)
         .map(|i| Customer::new(&format!("c{i}"), i))
@@ -177,11 +180,12 @@ fn b2_bulk_save_inserts_new_objects_and_updates_keyed_ones() -> Result<()> {
     assert_eq!(conn.count::<Customer>(None)?, 501);
     Ok(())
 }
+}
 
 // B2, R1
-#[test]
-fn b2_a_failing_bulk_save_writes_nothing_and_leaves_objects_alone() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b2_a_failing_bulk_save_writes_nothing_and_leaves_objects_alone(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let mut objs: Vec<Customer> = (0..10_000)
         .map(|i| Customer::new(&format!("c{i}"), i))
@@ -202,17 +206,18 @@ fn b2_a_failing_bulk_save_writes_nothing_and_leaves_objects_alone() -> Result<()
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 0);
     Ok(())
 }
+}
 
 // B2
-#[test]
-fn b2_user_keyed_entities_are_upserted() -> Result<()> {
+orm_tests::both! {
+fn b2_user_keyed_entities_are_upserted(db) -> Result<()> {
     #[derive(Entity, Debug, Clone, PartialEq)]
     struct Setting {
         #[orm(primary_key)]
         name: String,
         value: String,
     }
-    let engine = memory_engine();
+    let engine = db.engine();
     engine.create_table::<Setting>()?;
     let s = engine.session();
     let mut v = vec![
@@ -238,11 +243,12 @@ fn b2_user_keyed_entities_are_upserted() -> Result<()> {
     assert_eq!(all, v);
     Ok(())
 }
+}
 
 // B4
-#[test]
-fn b4_bulk_update_mappings_by_key_one_statement_per_column_set() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b4_bulk_update_mappings_by_key_one_statement_per_column_set(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.bulk_insert_mappings(customer_rows(300), BulkOptions::default())?;
     let (log, _g) = SqlLog::start();
@@ -271,11 +277,12 @@ fn b4_bulk_update_mappings_by_key_one_statement_per_column_set() -> Result<()> {
     assert_eq!(err.kind(), ErrorKind::TypeMismatch);
     Ok(())
 }
+}
 
 // B6, B7
-#[test]
-fn b7_a_million_rows_stream_through_an_iterator() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b7_a_million_rows_stream_through_an_iterator(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let n = 1_000_000;
     let rows =
@@ -290,4 +297,5 @@ fn b7_a_million_rows_stream_through_an_iterator() -> Result<()> {
         Some(n - 1)
     );
     Ok(())
+}
 }

@@ -107,6 +107,7 @@ fn b6_wide_rows_are_chunked_under_the_runtime_parameter_limit() -> Result<()> {
     conn.create_table::<Wide>()?;
     // Lower the limit at run time: the insert must read it, not assume a constant.
     conn.as_rusqlite()
+        .expect("SQLite")
         .set_limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER, 250)
         .unwrap();
     assert_eq!(conn.max_bind_parameters(), 250);

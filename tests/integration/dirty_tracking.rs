@@ -1,13 +1,13 @@
 //! S3 dirty tracking.
 
 use orm_session::prelude::*;
+use orm_tests::SqlLog;
 use orm_tests::model::Customer;
-use orm_tests::{SqlLog, memory_engine};
 
 // S3
-#[test]
-fn s3_changing_one_of_three_fields_updates_that_column_only() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s3_changing_one_of_three_fields_updates_that_column_only(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer {
         description: Some("d".into()),
@@ -33,11 +33,12 @@ fn s3_changing_one_of_three_fields_updates_that_column_only() -> Result<()> {
     assert_eq!(fresh.description.as_deref(), Some("d"));
     Ok(())
 }
+}
 
 // S3
-#[test]
-fn s3_a_change_reverted_sends_nothing() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s3_a_change_reverted_sends_nothing(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("ben", 40))?;
     s.commit()?;
@@ -59,11 +60,12 @@ fn s3_a_change_reverted_sends_nothing() -> Result<()> {
     );
     Ok(())
 }
+}
 
 // S3
-#[test]
-fn s3_objects_only_read_carry_no_snapshot_and_are_never_dirty() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s3_objects_only_read_carry_no_snapshot_and_are_never_dirty(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.add_all((0..10).map(|i| Customer::new(&format!("c{i}"), i)))?;
     s.commit()?;
@@ -76,11 +78,12 @@ fn s3_objects_only_read_carry_no_snapshot_and_are_never_dirty() -> Result<()> {
     assert!(s.dirty_objects()?.is_empty());
     Ok(())
 }
+}
 
 // S3
-#[test]
-fn s3_several_changes_to_several_objects_flush_once_each() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s3_several_changes_to_several_objects_flush_once_each(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.add_all((0..3).map(|i| Customer::new(&format!("c{i}"), i)))?;
     s.commit()?;
@@ -103,11 +106,12 @@ fn s3_several_changes_to_several_objects_flush_once_each() -> Result<()> {
     );
     Ok(())
 }
+}
 
 // S3
-#[test]
-fn s3_flush_refuses_while_a_write_guard_is_alive() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s3_flush_refuses_while_a_write_guard_is_alive(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("gus", 1))?;
     s.commit()?;
@@ -128,4 +132,5 @@ fn s3_flush_refuses_while_a_write_guard_is_alive() -> Result<()> {
         "the change survived"
     );
     Ok(())
+}
 }

@@ -1,13 +1,13 @@
 //! S6 commit, S7 expiry, S8 refresh, S10 stale data.
 
 use orm_session::prelude::*;
+use orm_tests::SqlLog;
 use orm_tests::model::Customer;
-use orm_tests::{SqlLog, memory_engine};
 
 // S6
-#[test]
-fn s6_commit_expires_and_the_next_access_reloads() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s6_commit_expires_and_the_next_access_reloads(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("ann", 1))?;
     s.commit()?;
@@ -27,11 +27,12 @@ fn s6_commit_expires_and_the_next_access_reloads() -> Result<()> {
     assert_eq!(h.read()?.age, 2);
     Ok(())
 }
+}
 
 // S6
-#[test]
-fn s6_without_expire_on_commit_objects_stay_loaded() -> Result<()> {
-    let engine = memory_engine().expire_on_commit(false);
+orm_tests::both! {
+fn s6_without_expire_on_commit_objects_stay_loaded(db) -> Result<()> {
+    let engine = db.engine().expire_on_commit(false);
     let s = engine.session();
     let h = s.add(Customer::new("ann", 1))?;
     s.commit()?;
@@ -41,11 +42,12 @@ fn s6_without_expire_on_commit_objects_stay_loaded() -> Result<()> {
     assert!(log.statements().is_empty());
     Ok(())
 }
+}
 
 // S7
-#[test]
-fn s7_expire_discards_an_unflushed_change() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s7_expire_discards_an_unflushed_change(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("ann", 1))?;
     s.commit()?;
@@ -58,11 +60,12 @@ fn s7_expire_discards_an_unflushed_change() -> Result<()> {
     assert!(log.starting_with("UPDATE").is_empty());
     Ok(())
 }
+}
 
 // S7
-#[test]
-fn s7_expire_attrs_reloads_only_those_columns() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s7_expire_attrs_reloads_only_those_columns(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("ann", 1))?;
     s.commit()?;
@@ -96,11 +99,12 @@ fn s7_expire_attrs_reloads_only_those_columns() -> Result<()> {
     );
     Ok(())
 }
+}
 
 // S7
-#[test]
-fn s7_an_expired_object_whose_row_was_deleted_elsewhere_errors() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s7_an_expired_object_whose_row_was_deleted_elsewhere_errors(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("ann", 1))?;
     s.commit()?;
@@ -111,11 +115,12 @@ fn s7_an_expired_object_whose_row_was_deleted_elsewhere_errors() -> Result<()> {
     assert!(s.get::<Customer>(1)?.is_none());
     Ok(())
 }
+}
 
 // S8
-#[test]
-fn s8_refresh_reloads_at_once() -> Result<()> {
-    let engine = memory_engine().expire_on_commit(false);
+orm_tests::both! {
+fn s8_refresh_reloads_at_once(db) -> Result<()> {
+    let engine = db.engine().expire_on_commit(false);
     let s = engine.session();
     let h = s.add(Customer::new("ann", 1))?;
     s.commit()?;
@@ -136,11 +141,12 @@ fn s8_refresh_reloads_at_once() -> Result<()> {
     assert_eq!((c.name.as_str(), c.age), ("ann", 7));
     Ok(())
 }
+}
 
 // S10
-#[test]
-fn s10_changes_made_elsewhere_show_only_after_expire_all() -> Result<()> {
-    let engine = memory_engine().expire_on_commit(false);
+orm_tests::both! {
+fn s10_changes_made_elsewhere_show_only_after_expire_all(db) -> Result<()> {
+    let engine = db.engine().expire_on_commit(false);
     let s = engine.session();
     s.add(Customer::new("ann", 1))?;
     s.commit()?;
@@ -169,4 +175,5 @@ fn s10_changes_made_elsewhere_show_only_after_expire_all() -> Result<()> {
         3
     );
     Ok(())
+}
 }

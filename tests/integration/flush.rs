@@ -1,13 +1,13 @@
 //! S4 flush order and atomicity, S11 delete, B1 keys.
 
 use orm_session::prelude::*;
+use orm_tests::SqlLog;
 use orm_tests::model::Customer;
-use orm_tests::{SqlLog, memory_engine};
 
 // S4
-#[test]
-fn s4_one_flush_sends_inserts_then_updates_then_deletes() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s4_one_flush_sends_inserts_then_updates_then_deletes(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let a = s.add(Customer::new("a", 1))?;
     let b = s.add(Customer::new("b", 2))?;
@@ -35,11 +35,12 @@ fn s4_one_flush_sends_inserts_then_updates_then_deletes() -> Result<()> {
     assert_eq!(d.key(), Some(Key::Int(4)));
     Ok(())
 }
+}
 
 // S4, R1
-#[test]
-fn s4_a_failing_flush_leaves_the_database_and_the_session_as_before() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s4_a_failing_flush_leaves_the_database_and_the_session_as_before(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let a = s.add(Customer::new("a", 1))?;
     s.commit()?;
@@ -72,11 +73,12 @@ fn s4_a_failing_flush_leaves_the_database_and_the_session_as_before() -> Result<
     assert_eq!(conn.find::<Customer>(&1.into())?.expect("a").age, 99);
     Ok(())
 }
+}
 
 // S4, S9
-#[test]
-fn s4_after_a_failed_flush_rollback_makes_the_session_consistent() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s4_after_a_failed_flush_rollback_makes_the_session_consistent(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.add(Customer::new("a", 1))?;
     s.add(Customer::new("a", 2))?;
@@ -88,11 +90,12 @@ fn s4_after_a_failed_flush_rollback_makes_the_session_consistent() -> Result<()>
     assert_eq!(ok.read()?.id, Some(1));
     Ok(())
 }
+}
 
 // S11
-#[test]
-fn s11_delete_removes_the_row_and_the_identity() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s11_delete_removes_the_row_and_the_identity(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("gone", 1))?;
     s.commit()?;
@@ -112,11 +115,12 @@ fn s11_delete_removes_the_row_and_the_identity() -> Result<()> {
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 0);
     Ok(())
 }
+}
 
 // B1
-#[test]
-fn b1_every_added_object_gets_the_key_of_its_own_row() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b1_every_added_object_gets_the_key_of_its_own_row(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let handles = s.add_all((0..10_000).map(|i| Customer::new(&format!("customer {i}"), i)))?;
     s.commit()?;
@@ -131,11 +135,12 @@ fn b1_every_added_object_gets_the_key_of_its_own_row() -> Result<()> {
     assert_eq!(s.identity_len(), 10_000);
     Ok(())
 }
+}
 
 // B1
-#[test]
-fn b1_flush_inserts_in_batches_with_keys_it_knows() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.add_all((0..250).map(|i| Customer::new(&format!("c{i}"), i)))?;
     let (log, _g) = SqlLog::start();
@@ -150,11 +155,12 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows() -> Result<()> {
     );
     Ok(())
 }
+}
 
 // B1
-#[test]
-fn b1_keys_stay_right_after_deletes_and_explicit_keys() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b1_keys_stay_right_after_deletes_and_explicit_keys(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let first = s.add_all((0..5).map(|i| Customer::new(&format!("a{i}"), i)))?;
     s.commit()?;
@@ -183,11 +189,12 @@ fn b1_keys_stay_right_after_deletes_and_explicit_keys() -> Result<()> {
     }
     Ok(())
 }
+}
 
 // B1, R1
-#[test]
-fn b1_add_all_failing_at_row_7500_of_10000_writes_none_of_it() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn b1_add_all_failing_at_row_7500_of_10000_writes_none_of_it(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.add(Customer::new("customer 7499", 0))?;
     s.commit()?;
@@ -203,6 +210,7 @@ fn b1_add_all_failing_at_row_7500_of_10000_writes_none_of_it() -> Result<()> {
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 1);
     assert!(handles.iter().all(|h| h.state() == ObjectState::Transient));
     Ok(())
+}
 }
 
 // B1
@@ -240,8 +248,8 @@ fn b1_keys_follow_sqlite_sequence_on_autoincrement_tables() -> Result<()> {
 
 // B1, R1
 #[test]
-fn b1_an_exhausted_key_space_is_an_error_not_a_wrong_key() -> Result<()> {
-    let engine = memory_engine();
+fn b1_an_exhausted_key_space_is_an_error_not_a_wrong_key_on_sqlite() -> Result<()> {
+    let engine = orm_tests::memory_engine();
     let s = engine.session();
     s.add(Customer {
         id: Some(i64::MAX),

@@ -1,13 +1,13 @@
 //! S1 identity, S2 states.
 
 use orm_session::prelude::*;
+use orm_tests::SqlLog;
 use orm_tests::model::Customer;
-use orm_tests::{SqlLog, memory_engine};
 
 // S1
-#[test]
-fn s1_get_and_query_return_the_same_object_and_second_get_sends_no_sql() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s1_get_and_query_return_the_same_object_and_second_get_sends_no_sql(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     s.add(Customer::new("ada", 36))?;
     s.commit()?;
@@ -40,16 +40,17 @@ fn s1_get_and_query_return_the_same_object_and_second_get_sends_no_sql() -> Resu
     assert!(q[0] == g);
     Ok(())
 }
+}
 
 // S1
-#[test]
-fn s1_adding_a_second_object_for_a_known_key_is_refused() -> Result<()> {
+orm_tests::both! {
+fn s1_adding_a_second_object_for_a_known_key_is_refused(db) -> Result<()> {
     #[derive(Entity, Debug, Clone)]
     struct Tag {
         #[orm(primary_key)]
         name: String,
     }
-    let engine = memory_engine();
+    let engine = db.engine();
     engine.create_table::<Tag>()?;
     let s = engine.session();
     s.add(Tag { name: "x".into() })?;
@@ -59,11 +60,12 @@ fn s1_adding_a_second_object_for_a_known_key_is_refused() -> Result<()> {
     assert!(err.to_string().contains("already in this session"), "{err}");
     Ok(())
 }
+}
 
 // S2
-#[test]
-fn s2_states_from_transient_to_detached() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s2_states_from_transient_to_detached(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = Handle::new(Customer::new("bob", 1));
     assert_eq!(h.state(), ObjectState::Transient);
@@ -106,11 +108,12 @@ fn s2_states_from_transient_to_detached() -> Result<()> {
     );
     Ok(())
 }
+}
 
 // S2
-#[test]
-fn s2_a_detached_handle_can_be_added_back() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s2_a_detached_handle_can_be_added_back(db) -> Result<()> {
+    let engine = db.engine();
     let s1 = engine.session();
     let h = s1.add(Customer::new("dora", 3))?;
     s1.commit()?;
@@ -131,11 +134,12 @@ fn s2_a_detached_handle_can_be_added_back() -> Result<()> {
     assert_eq!(s2.get::<Customer>(1)?.expect("row").read()?.age, 4);
     Ok(())
 }
+}
 
 // S2
-#[test]
-fn s2_an_expired_detached_object_says_why_it_cannot_load() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s2_an_expired_detached_object_says_why_it_cannot_load(db) -> Result<()> {
+    let engine = db.engine();
     let s = engine.session();
     let h = s.add(Customer::new("eve", 5))?;
     s.commit()?; // expires
@@ -145,11 +149,12 @@ fn s2_an_expired_detached_object_says_why_it_cannot_load() -> Result<()> {
     assert!(err.to_string().contains("Customer"), "{err}");
     Ok(())
 }
+}
 
 // S2
-#[test]
-fn s2_a_pending_object_of_a_dropped_session_can_be_added_again() -> Result<()> {
-    let engine = memory_engine();
+orm_tests::both! {
+fn s2_a_pending_object_of_a_dropped_session_can_be_added_again(db) -> Result<()> {
+    let engine = db.engine();
     let h = {
         let s = engine.session();
         s.add(Customer::new("orphan", 1))?
@@ -166,4 +171,5 @@ fn s2_a_pending_object_of_a_dropped_session_can_be_added_again() -> Result<()> {
     s.commit()?;
     assert_eq!(h.key(), Some(Key::Int(1)));
     Ok(())
+}
 }

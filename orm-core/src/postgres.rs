@@ -1,0 +1,642 @@
+//! PostgreSQL through the synchronous `postgres` crate: value binding by the server's
+//! parameter types, decoding by the entity's declared types, binary `COPY` encoding, key
+//! reservation from the identity sequence, and SQLSTATE mapping.
+
+use std::borrow::Cow;
+use std::cell::{Cell, RefCell, RefMut};
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use bytes::BytesMut;
+use postgres::error::SqlState;
+use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
+use postgres::{Client, NoTls, Statement};
+
+use crate::connection::DriverError;
+use crate::entity::{EntityMeta, RowValues};
+use crate::error::{BoxError, Error, ErrorKind};
+use crate::value::{FromSqlError, SqlType, Value, ValueRef};
+
+type ConvResult<T> = std::result::Result<T, Box<dyn StdError + Sync + Send>>;
+
+/// How many prepared statements a connection keeps before starting over.
+const STATEMENT_CACHE: usize = 256;
+
+/// Options for opening PostgreSQL.
+///
+/// ```
+/// use orm_core::PgOptions;
+/// let opts = PgOptions::default().schema("orm_test_1");
+/// assert_eq!(opts.schema.as_deref(), Some("orm_test_1"));
+/// assert!(opts.create_schema);
+/// ```
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct PgOptions {
+    /// Put this schema first on the connection's `search_path`, so that unqualified table
+    /// names resolve there (one schema per tenant, or per test run). Default: the server's.
+    pub schema: Option<String>,
+    /// Create [`schema`](Self::schema) if it does not exist. Default on.
+    pub create_schema: bool,
+}
+
+impl PgOptions {
+    /// These options with `schema` first on the `search_path`, created if missing.
+    #[must_use]
+    pub fn schema(mut self, schema: impl Into<String>) -> Self {
+        self.schema = Some(schema.into());
+        self.create_schema = true;
+        self
+    }
+}
+
+/// A table and one of its columns.
+type TableColumn = (Box<str>, Box<str>);
+
+/// One PostgreSQL session: the client, its prepared statements, and whether a transaction
+/// is open (the `postgres` crate does not report it, so `BEGIN`/`COMMIT` go through here).
+pub(crate) struct PgConn {
+    client: RefCell<Client>,
+    statements: RefCell<HashMap<Box<str>, Statement>>,
+    in_transaction: Cell<bool>,
+    /// The identity sequence of each table's key, once looked up.
+    sequences: RefCell<HashMap<TableColumn, Option<String>>>,
+}
+
+/// The URL without its password, for messages and logs.
+pub(crate) fn redact(url: &str) -> String {
+    let Some(scheme_end) = url.find("://") else {
+        return url.to_owned();
+    };
+    let rest = &url[scheme_end + 3..];
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    match rest[..authority_end].rfind('@') {
+        Some(at) => match rest[..at].find(':') {
+            Some(colon) => format!(
+                "{}{}:***{}",
+                &url[..scheme_end + 3],
+                &rest[..colon],
+                &rest[at..]
+            ),
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
+pub(crate) fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl PgConn {
+    pub(crate) fn connect(url: &str, options: &PgOptions) -> Result<Self, Error> {
+        let open_error = |e: postgres::Error| Error::Open {
+            target: redact(url),
+            source: Box::new(e),
+        };
+        let mut client = Client::connect(url, NoTls).map_err(open_error)?;
+        if let Some(schema) = &options.schema {
+            let q = quote_ident(schema);
+            let mut sql = String::new();
+            if options.create_schema {
+                sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {q};"));
+            }
+            sql.push_str(&format!("SET search_path TO {q}"));
+            client.batch_execute(&sql).map_err(open_error)?;
+        }
+        Ok(PgConn {
+            client: RefCell::new(client),
+            statements: RefCell::new(HashMap::new()),
+            in_transaction: Cell::new(false),
+            sequences: RefCell::new(HashMap::new()),
+        })
+    }
+
+    pub(crate) fn client(&self) -> RefMut<'_, Client> {
+        self.client.borrow_mut()
+    }
+
+    pub(crate) fn in_transaction(&self) -> bool {
+        self.in_transaction.get()
+    }
+
+    pub(crate) fn is_closed(&self) -> bool {
+        self.client.borrow().is_closed()
+    }
+
+    /// The prepared statement for `sql`, prepared on first use.
+    pub(crate) fn prepare(&self, sql: &str) -> Result<Statement, postgres::Error> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let stmt = self.client.borrow_mut().prepare(sql)?;
+        let mut cache = self.statements.borrow_mut();
+        if cache.len() >= STATEMENT_CACHE {
+            cache.clear();
+        }
+        cache.insert(sql.into(), stmt.clone());
+        Ok(stmt)
+    }
+
+    /// Forgets prepared statements and sequences, after DDL changed what they refer to.
+    pub(crate) fn forget(&self) {
+        self.statements.borrow_mut().clear();
+        self.sequences.borrow_mut().clear();
+    }
+
+    /// Runs statements without parameters, tracking `BEGIN`, `COMMIT` and `ROLLBACK`.
+    pub(crate) fn batch(&self, sql: &str) -> Result<(), postgres::Error> {
+        let r = self.client.borrow_mut().batch_execute(sql);
+        match sql {
+            "BEGIN" => self.in_transaction.set(r.is_ok()),
+            // A failed COMMIT ends the transaction too (PostgreSQL rolls it back).
+            "COMMIT" | "ROLLBACK" => self.in_transaction.set(false),
+            _ => {}
+        }
+        r
+    }
+
+    pub(crate) fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<u64> {
+        let stmt = self.prepare(sql)?;
+        Ok(self.client.borrow_mut().execute(&stmt, params)?)
+    }
+
+    pub(crate) fn query(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> PgResult<Vec<postgres::Row>> {
+        let stmt = self.prepare(sql)?;
+        Ok(self.client.borrow_mut().query(&stmt, params)?)
+    }
+
+    /// Sends one binary `COPY … FROM STDIN` with `data` (header to trailer).
+    pub(crate) fn copy_in(&self, sql: &str, data: &[u8]) -> PgResult<u64> {
+        use std::io::Write;
+        let mut client = self.client.borrow_mut();
+        let mut writer = client.copy_in(sql)?;
+        writer
+            .write_all(data)
+            .map_err(|e| DriverError::Orm(copy_io_error(sql, &e)))?;
+        Ok(writer.finish()?)
+    }
+
+    /// `n` fresh keys from the identity (or serial) sequence of `table.column`: each one
+    /// handed out by `nextval`, so no other session can ever receive it.
+    pub(crate) fn reserve_keys(
+        &self,
+        meta: &'static EntityMeta,
+        n: usize,
+    ) -> Result<Vec<i64>, DriverError> {
+        let column = meta.key_column().name;
+        let id = (Box::from(meta.table), Box::from(column));
+        let cached = self.sequences.borrow().get(&id).cloned();
+        let sequence = match cached {
+            Some(s) => s,
+            None => {
+                let rows = self.query(
+                    "SELECT pg_get_serial_sequence($1, $2)",
+                    &[&quote_ident(meta.table), &column],
+                )?;
+                let s: Option<String> = rows.first().and_then(|r| r.get(0));
+                self.sequences.borrow_mut().insert(id, s.clone());
+                s
+            }
+        };
+        let Some(sequence) = sequence else {
+            return Err(DriverError::Orm(Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): the key column `{column}` has no identity sequence; \
+                     declare it `GENERATED BY DEFAULT AS IDENTITY` (as `create_table` does) or \
+                     give every row its key",
+                    meta.name, meta.table
+                ),
+            }));
+        };
+        let count = i64::try_from(n).unwrap_or(i64::MAX);
+        let rows = self.query(
+            "SELECT nextval($1::text::regclass) FROM generate_series(1, $2)",
+            &[&sequence, &count],
+        )?;
+        Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
+    }
+}
+
+fn copy_io_error(sql: &str, e: &std::io::Error) -> Error {
+    Error::InvalidState {
+        message: format!("sending COPY data failed ({sql}): {e}"),
+    }
+}
+
+pub(crate) type PgResult<T> = Result<T, DriverError>;
+
+/// Classifies a driver error by its SQLSTATE.
+pub(crate) fn kind_of(e: &postgres::Error) -> ErrorKind {
+    if e.is_closed() {
+        return ErrorKind::Connection;
+    }
+    let Some(code) = e.code() else {
+        return if e.source().is_some_and(|s| s.is::<std::io::Error>()) {
+            ErrorKind::Connection
+        } else {
+            ErrorKind::Database
+        };
+    };
+    match *code {
+        SqlState::UNIQUE_VIOLATION => ErrorKind::UniqueViolation,
+        SqlState::FOREIGN_KEY_VIOLATION => ErrorKind::ForeignKeyViolation,
+        SqlState::NOT_NULL_VIOLATION => ErrorKind::NotNullViolation,
+        SqlState::CHECK_VIOLATION => ErrorKind::CheckViolation,
+        SqlState::T_R_SERIALIZATION_FAILURE
+        | SqlState::T_R_DEADLOCK_DETECTED
+        | SqlState::LOCK_NOT_AVAILABLE => ErrorKind::Busy,
+        SqlState::NUMERIC_VALUE_OUT_OF_RANGE
+        | SqlState::INVALID_TEXT_REPRESENTATION
+        | SqlState::INVALID_BINARY_REPRESENTATION
+        | SqlState::DATATYPE_MISMATCH
+        | SqlState::STRING_DATA_RIGHT_TRUNCATION => ErrorKind::TypeMismatch,
+        _ if code.code().starts_with("08") => ErrorKind::Connection,
+        _ => ErrorKind::Database,
+    }
+}
+
+pub(crate) fn map_error(
+    e: postgres::Error,
+    entity: Option<&'static str>,
+    table: &str,
+    sql: &str,
+) -> Error {
+    let message = match e.as_db_error() {
+        Some(db) => {
+            let mut m = format!(
+                "{}: {} (SQLSTATE {})",
+                db.severity(),
+                db.message(),
+                db.code().code()
+            );
+            if let Some(detail) = db.detail() {
+                m.push_str("; ");
+                m.push_str(detail);
+            }
+            m
+        }
+        None => e.to_string(),
+    };
+    Error::Database {
+        kind: kind_of(&e),
+        entity,
+        table: table.to_owned(),
+        sql: sql.to_owned(),
+        message,
+        source: BoxError::from(e),
+    }
+}
+
+// ---- binding ----------------------------------------------------------------------------
+
+/// A value that does not fit the parameter the server expects.
+#[derive(Debug)]
+struct BindError(String);
+
+impl std::fmt::Display for BindError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl StdError for BindError {}
+
+fn mismatch(what: &str, ty: &Type) -> Box<dyn StdError + Sync + Send> {
+    Box::new(BindError(format!(
+        "cannot bind {what} to a parameter of type {ty}"
+    )))
+}
+
+fn put_int(v: i64, ty: &Type, out: &mut BytesMut) -> ConvResult<()> {
+    let range = || Box::new(BindError(format!("{v} is out of range for type {ty}")));
+    match *ty {
+        Type::INT8 => out.extend_from_slice(&v.to_be_bytes()),
+        Type::INT4 => out.extend_from_slice(&i32::try_from(v).map_err(|_| range())?.to_be_bytes()),
+        Type::INT2 => out.extend_from_slice(&i16::try_from(v).map_err(|_| range())?.to_be_bytes()),
+        #[allow(clippy::cast_precision_loss)]
+        Type::FLOAT8 => out.extend_from_slice(&(v as f64).to_be_bytes()),
+        Type::OID => out.extend_from_slice(&u32::try_from(v).map_err(|_| range())?.to_be_bytes()),
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::UNKNOWN => {
+            out.extend_from_slice(v.to_string().as_bytes());
+        }
+        _ => return Err(mismatch("an integer", ty)),
+    }
+    Ok(())
+}
+
+fn put_value(v: &ValueRef<'_>, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNull> {
+    match v {
+        ValueRef::Null => return Ok(IsNull::Yes),
+        ValueRef::I64(i) => put_int(*i, ty, out)?,
+        ValueRef::I32(i) => put_int(i64::from(*i), ty, out)?,
+        ValueRef::Bool(b) => match *ty {
+            Type::BOOL => out.extend_from_slice(&[u8::from(*b)]),
+            _ => put_int(i64::from(*b), ty, out)?,
+        },
+        ValueRef::F64(f) => match *ty {
+            Type::FLOAT8 => out.extend_from_slice(&f.to_be_bytes()),
+            #[allow(clippy::cast_possible_truncation)]
+            Type::FLOAT4 => out.extend_from_slice(&(*f as f32).to_be_bytes()),
+            _ => return Err(mismatch("a float", ty)),
+        },
+        ValueRef::Text(s) => match *ty {
+            Type::UUID => {
+                let u = uuid::Uuid::parse_str(s)
+                    .map_err(|e| Box::new(BindError(format!("not a UUID: {e}"))))?;
+                out.extend_from_slice(u.as_bytes());
+            }
+            Type::BYTEA => out.extend_from_slice(s.as_bytes()),
+            Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8 | Type::BOOL => {
+                return Err(mismatch("text", ty));
+            }
+            // text, varchar, name, json and the rest take their text form in binary too
+            _ => out.extend_from_slice(s.as_bytes()),
+        },
+        ValueRef::Blob(b) => match *ty {
+            Type::BYTEA => out.extend_from_slice(b),
+            Type::UUID if b.len() == 16 => out.extend_from_slice(b),
+            _ => return Err(mismatch("a blob", ty)),
+        },
+        ValueRef::Uuid(u) => match *ty {
+            Type::UUID | Type::BYTEA => out.extend_from_slice(u.as_bytes()),
+            Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::UNKNOWN => {
+                out.extend_from_slice(u.hyphenated().to_string().as_bytes());
+            }
+            _ => return Err(mismatch("a UUID", ty)),
+        },
+    }
+    Ok(IsNull::No)
+}
+
+impl ToSql for ValueRef<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNull> {
+        put_value(self, ty, out)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+impl ToSql for Value {
+    fn to_sql(&self, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNull> {
+        put_value(&self.as_ref(), ty, out)
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+    to_sql_checked!();
+}
+
+// ---- decoding ---------------------------------------------------------------------------
+
+/// A column's binary bytes as the server sent them (`None` for NULL).
+struct Raw<'a>(Option<&'a [u8]>);
+
+impl<'a> FromSql<'a> for Raw<'a> {
+    fn from_sql(_: &Type, raw: &'a [u8]) -> ConvResult<Self> {
+        Ok(Raw(Some(raw)))
+    }
+    fn from_sql_null(_: &Type) -> ConvResult<Self> {
+        Ok(Raw(None))
+    }
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+fn fixed<const N: usize>(raw: &[u8], ty: &Type) -> Result<[u8; N], FromSqlError> {
+    raw.try_into().map_err(|_| FromSqlError::Invalid {
+        message: format!("{} bytes for a value of type {ty}", raw.len()),
+    })
+}
+
+fn int_of(raw: &[u8], ty: &Type) -> Option<Result<i64, FromSqlError>> {
+    Some(match *ty {
+        Type::INT8 => fixed::<8>(raw, ty).map(i64::from_be_bytes),
+        Type::INT4 => fixed::<4>(raw, ty).map(|b| i64::from(i32::from_be_bytes(b))),
+        Type::INT2 => fixed::<2>(raw, ty).map(|b| i64::from(i16::from_be_bytes(b))),
+        Type::OID => fixed::<4>(raw, ty).map(|b| i64::from(u32::from_be_bytes(b))),
+        _ => return None,
+    })
+}
+
+fn is_text(ty: &Type) -> bool {
+    matches!(
+        *ty,
+        Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN
+    )
+}
+
+fn utf8(raw: &[u8]) -> Result<&str, FromSqlError> {
+    std::str::from_utf8(raw).map_err(|e| FromSqlError::Invalid {
+        message: format!("invalid UTF-8: {e}"),
+    })
+}
+
+/// Decodes a column as the type the entity declares.
+fn decode<'a>(
+    ty: &Type,
+    raw: Option<&'a [u8]>,
+    want: SqlType,
+) -> Result<ValueRef<'a>, FromSqlError> {
+    let Some(raw) = raw else {
+        return Ok(ValueRef::Null);
+    };
+    let wrong = || FromSqlError::WrongType {
+        expected: want,
+        found: format!("a value of type {ty}"),
+    };
+    Ok(match want {
+        SqlType::I64 => ValueRef::I64(int_of(raw, ty).ok_or_else(wrong)??),
+        SqlType::I32 => {
+            let v = int_of(raw, ty).ok_or_else(wrong)??;
+            ValueRef::I32(i32::try_from(v).map_err(|_| FromSqlError::Invalid {
+                message: format!("{v} does not fit in i32"),
+            })?)
+        }
+        SqlType::F64 => match *ty {
+            Type::FLOAT8 => ValueRef::F64(f64::from_be_bytes(fixed(raw, ty)?)),
+            Type::FLOAT4 => ValueRef::F64(f64::from(f32::from_be_bytes(fixed(raw, ty)?))),
+            _ => return Err(wrong()),
+        },
+        SqlType::Bool => match *ty {
+            Type::BOOL => ValueRef::Bool(fixed::<1>(raw, ty)?[0] != 0),
+            _ => return Err(wrong()),
+        },
+        SqlType::Text if is_text(ty) => ValueRef::Text(Cow::Borrowed(utf8(raw)?)),
+        SqlType::Blob if *ty == Type::BYTEA => ValueRef::Blob(Cow::Borrowed(raw)),
+        SqlType::Uuid => match *ty {
+            Type::UUID | Type::BYTEA => ValueRef::Uuid(uuid::Uuid::from_slice(raw).map_err(
+                |e| FromSqlError::Invalid {
+                    message: format!("not a UUID: {e}"),
+                },
+            )?),
+            _ if is_text(ty) => ValueRef::Uuid(uuid::Uuid::parse_str(utf8(raw)?).map_err(|e| {
+                FromSqlError::Invalid {
+                    message: format!("not a UUID: {e}"),
+                }
+            })?),
+            _ => return Err(wrong()),
+        },
+        SqlType::Text | SqlType::Blob => return Err(wrong()),
+    })
+}
+
+fn raw_at(row: &postgres::Row, index: usize) -> Result<(&Type, Option<&[u8]>), FromSqlError> {
+    let ty = row
+        .columns()
+        .get(index)
+        .map(postgres::Column::type_)
+        .ok_or_else(|| FromSqlError::Invalid {
+            message: format!("the row has no column {index}"),
+        })?;
+    let Raw(raw) = row
+        .try_get::<_, Raw<'_>>(index)
+        .map_err(|e| FromSqlError::Invalid {
+            message: e.to_string(),
+        })?;
+    Ok((ty, raw))
+}
+
+impl RowValues for postgres::Row {
+    #[inline]
+    fn value(&self, index: usize, ty: SqlType) -> Result<ValueRef<'_>, FromSqlError> {
+        let (pg_type, raw) = raw_at(self, index)?;
+        decode(pg_type, raw, ty)
+    }
+}
+
+/// Decodes a column by its server type, for raw queries.
+pub(crate) fn decode_any(row: &postgres::Row, index: usize) -> Result<Value, Error> {
+    let (ty, raw) = raw_at(row, index).map_err(|e| Error::InvalidState {
+        message: e.to_string(),
+    })?;
+    let want = match *ty {
+        Type::INT2 | Type::INT4 | Type::INT8 | Type::OID => SqlType::I64,
+        Type::FLOAT4 | Type::FLOAT8 => SqlType::F64,
+        Type::BOOL => SqlType::Bool,
+        Type::BYTEA => SqlType::Blob,
+        Type::UUID => SqlType::Uuid,
+        _ if is_text(ty) => SqlType::Text,
+        _ => {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "column {index} of a raw query has type {ty}, which raw queries do not \
+                     decode; cast it in SQL (for example `::text` or `::float8`)"
+                ),
+            });
+        }
+    };
+    decode(ty, raw, want)
+        .map(|v| v.to_owned_value())
+        .map_err(|e| Error::InvalidState {
+            message: format!("column {index} of a raw query: {e}"),
+        })
+}
+
+// ---- binary COPY ------------------------------------------------------------------------
+
+/// Encodes rows in PostgreSQL's binary `COPY` format.
+pub(crate) struct CopyEncoder {
+    pub(crate) buf: Vec<u8>,
+}
+
+impl CopyEncoder {
+    pub(crate) fn new(capacity: usize) -> Self {
+        let mut buf = Vec::with_capacity(capacity);
+        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        buf.extend_from_slice(&0_i32.to_be_bytes()); // flags
+        buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
+        CopyEncoder { buf }
+    }
+
+    pub(crate) fn row(&mut self, fields: usize) {
+        let n = i16::try_from(fields).unwrap_or(i16::MAX);
+        self.buf.extend_from_slice(&n.to_be_bytes());
+    }
+
+    fn field(&mut self, bytes: &[u8]) -> Result<(), String> {
+        let len = i32::try_from(bytes.len()).map_err(|_| "a value over 2 GiB".to_owned())?;
+        self.buf.extend_from_slice(&len.to_be_bytes());
+        self.buf.extend_from_slice(bytes);
+        Ok(())
+    }
+
+    /// One field, encoded as the column's declared type. The error says what did not fit.
+    pub(crate) fn value(&mut self, v: &ValueRef<'_>, ty: SqlType) -> Result<(), String> {
+        let int = |i: i64| -> Result<Vec<u8>, String> {
+            match ty {
+                SqlType::I64 => Ok(i.to_be_bytes().to_vec()),
+                SqlType::I32 => i32::try_from(i)
+                    .map(|v| v.to_be_bytes().to_vec())
+                    .map_err(|_| format!("{i} (out of range for a 32-bit column)")),
+                #[allow(clippy::cast_precision_loss)]
+                SqlType::F64 => Ok((i as f64).to_be_bytes().to_vec()),
+                _ => Err(format!("integer {i}")),
+            }
+        };
+        match (v, ty) {
+            (ValueRef::Null, _) => {
+                self.buf.extend_from_slice(&(-1_i32).to_be_bytes());
+                Ok(())
+            }
+            (ValueRef::I64(i), SqlType::I64) => self.field(&i.to_be_bytes()),
+            (ValueRef::I32(i), SqlType::I32) => self.field(&i.to_be_bytes()),
+            (ValueRef::I64(i), _) => self.field(&int(*i)?),
+            (ValueRef::I32(i), _) => self.field(&int(i64::from(*i))?),
+            (ValueRef::F64(f), SqlType::F64) => self.field(&f.to_be_bytes()),
+            (ValueRef::Bool(b), SqlType::Bool) => self.field(&[u8::from(*b)]),
+            (ValueRef::Text(s), SqlType::Text) => self.field(s.as_bytes()),
+            (ValueRef::Text(s), SqlType::Uuid) => {
+                let u = uuid::Uuid::parse_str(s)
+                    .map_err(|e| format!("text that is not a UUID ({e})"))?;
+                self.field(u.as_bytes())
+            }
+            (ValueRef::Blob(b), SqlType::Blob) => self.field(b),
+            (ValueRef::Uuid(u), SqlType::Uuid | SqlType::Blob) => self.field(u.as_bytes()),
+            (other, _) => Err(other.describe()),
+        }
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        self.buf.extend_from_slice(&(-1_i16).to_be_bytes());
+        self.buf
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_are_kept_out_of_messages() {
+        assert_eq!(
+            redact("postgres://u:secret@h:5432/db"),
+            "postgres://u:***@h:5432/db"
+        );
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
+        assert_eq!(redact("host=h user=u"), "host=h user=u");
+    }
+
+    #[test]
+    fn copy_rows_are_framed() {
+        let mut enc = CopyEncoder::new(64);
+        enc.row(2);
+        enc.value(&ValueRef::I64(7), SqlType::I64).unwrap();
+        enc.value(&ValueRef::Null, SqlType::Text).unwrap();
+        assert!(enc.value(&ValueRef::I64(1 << 40), SqlType::I32).is_err());
+        let bytes = enc.finish();
+        assert_eq!(&bytes[..11], b"PGCOPY\n\xff\r\n\0");
+        let body = &bytes[19..];
+        assert_eq!(&body[..2], &2_i16.to_be_bytes());
+        assert_eq!(&body[2..6], &8_i32.to_be_bytes());
+        assert_eq!(&body[6..14], &7_i64.to_be_bytes());
+        assert_eq!(&body[14..18], &(-1_i32).to_be_bytes());
+        assert_eq!(&body[18..], &(-1_i16).to_be_bytes());
+    }
+}
