@@ -1462,7 +1462,7 @@ impl<R: RowSource> Inserter<'_, R> {
         let reserved: Vec<i64> = if fill == Fill::Sequential {
             conn.run(
                 ctx,
-                "SELECT nextval($1::text::regclass) FROM generate_series(1, $2)",
+                "SELECT nextval($1::text::regclass) FROM generate_series(1, $2::int8)",
                 || Ok((pg.reserve_keys(meta, n)?, n)),
             )?
         } else {

@@ -215,7 +215,7 @@ impl PgConn {
         };
         let count = i64::try_from(n).unwrap_or(i64::MAX);
         let rows = self.query(
-            "SELECT nextval($1::text::regclass) FROM generate_series(1, $2)",
+            "SELECT nextval($1::text::regclass) FROM generate_series(1, $2::int8)",
             &[&sequence, &count],
         )?;
         Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())

@@ -24,7 +24,7 @@ fn s3_changing_one_of_three_fields_updates_that_column_only(db) -> Result<()> {
     let updates = log.starting_with("UPDATE");
     assert_eq!(
         updates,
-        vec![r#"UPDATE "customer" SET "age" = ? WHERE "id" = ?"#.to_owned()]
+        vec![db.sql(r#"UPDATE "customer" SET "age" = ? WHERE "id" = ?"#)]
     );
     assert!(!s.is_modified(&h)?);
     s.commit()?;
@@ -102,7 +102,7 @@ fn s3_several_changes_to_several_objects_flush_once_each(db) -> Result<()> {
     assert!(
         updates
             .iter()
-            .all(|u| u == r#"UPDATE "customer" SET "descr" = ?, "age" = ? WHERE "id" = ?"#)
+            .all(|u| *u == db.sql(r#"UPDATE "customer" SET "descr" = ?, "age" = ? WHERE "id" = ?"#))
     );
     Ok(())
 }

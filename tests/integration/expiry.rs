@@ -84,12 +84,12 @@ fn s7_expire_attrs_reloads_only_those_columns(db) -> Result<()> {
     );
     assert_eq!(
         log.starting_with("SELECT"),
-        vec![r#"SELECT "age" FROM "customer" WHERE "id" = ?"#.to_owned()]
+        vec![db.sql(r#"SELECT "age" FROM "customer" WHERE "id" = ?"#)]
     );
     s.flush()?;
     assert_eq!(
         log.starting_with("UPDATE"),
-        vec![r#"UPDATE "customer" SET "descr" = ? WHERE "id" = ?"#.to_owned()]
+        vec![db.sql(r#"UPDATE "customer" SET "descr" = ? WHERE "id" = ?"#)]
     );
     let err = s.expire_attrs(&h, &["agee"]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownColumn);

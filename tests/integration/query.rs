@@ -1,11 +1,10 @@
 //! The query API and its merge into the identity map.
 
 use orm_session::prelude::*;
-use orm_tests::memory_engine;
 use orm_tests::model::Customer;
 
-fn seeded() -> Result<(Engine, Session)> {
-    let engine = memory_engine();
+fn seeded(db: &orm_tests::TestDb) -> Result<(Engine, Session)> {
+    let engine = db.engine();
     let s = engine.session();
     s.add_all((1..=10).map(|i| Customer {
         description: (i % 3 == 0).then(|| format!("third {i}")),
@@ -19,9 +18,9 @@ fn ages(hs: &[Handle<Customer>]) -> Result<Vec<i32>> {
     hs.iter().map(|h| h.read().map(|c| c.age)).collect()
 }
 
-#[test]
-fn filters_compose() -> Result<()> {
-    let (_e, s) = seeded()?;
+orm_tests::both! {
+fn filters_compose(db) -> Result<()> {
+    let (_e, s) = seeded(db)?;
     let q = |f: Filter<Customer>| -> Result<Vec<i32>> {
         ages(
             &s.query::<Customer>()
@@ -52,10 +51,11 @@ fn filters_compose() -> Result<()> {
     );
     Ok(())
 }
+}
 
-#[test]
-fn order_limit_offset_first_one_count() -> Result<()> {
-    let (_e, s) = seeded()?;
+orm_tests::both! {
+fn order_limit_offset_first_one_count(db) -> Result<()> {
+    let (_e, s) = seeded(db)?;
     let page = s
         .query::<Customer>()
         .order_by(Customer::AGE, Order::Desc)
@@ -103,10 +103,11 @@ fn order_limit_offset_first_one_count() -> Result<()> {
     );
     Ok(())
 }
+}
 
-#[test]
-fn results_keep_unflushed_changes_unless_populate_existing() -> Result<()> {
-    let (_e, s) = seeded()?;
+orm_tests::both! {
+fn results_keep_unflushed_changes_unless_populate_existing(db) -> Result<()> {
+    let (_e, s) = seeded(db)?;
     s.set_autoflush(false);
     let h = s.query::<Customer>().filter(Customer::AGE.eq(1)).one()?;
     h.write()?.name = "changed".into();
@@ -122,4 +123,5 @@ fn results_keep_unflushed_changes_unless_populate_existing() -> Result<()> {
     assert_eq!(h.read()?.name, "c01", "populate_existing overwrote it");
     assert!(!s.is_modified(&h)?);
     Ok(())
+}
 }

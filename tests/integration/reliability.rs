@@ -2,7 +2,6 @@
 //! before the call, and the session usable after `rollback()`.
 
 use orm_session::prelude::*;
-use orm_tests::memory_engine;
 use orm_tests::model::Customer;
 
 /// Every row, in key order, as the table holds it.
@@ -12,9 +11,15 @@ fn snapshot(engine: &Engine) -> Result<Vec<Vec<Value>>> {
         .query_values("SELECT id, name, descr, age FROM customer ORDER BY id", &[])
 }
 
-/// A table with 100 committed rows named `existing {i}`, ages 0..100.
-fn seeded() -> Result<Engine> {
-    let engine = memory_engine();
+/// The table emptied (keys start at 1 again), then 100 committed rows named `existing {i}`, ages 0..100.
+fn seeded(db: &orm_tests::TestDb) -> Result<Engine> {
+    let engine = db.engine();
+    let empty = if db.is_postgres() {
+        "TRUNCATE customer RESTART IDENTITY"
+    } else {
+        "DELETE FROM customer"
+    };
+    engine.connect()?.execute(empty, &[])?;
     let s = engine.session();
     s.add_all((0..100).map(|i| Customer::new(&format!("existing {i}"), i)))?;
     s.commit()?;
@@ -89,11 +94,11 @@ fn paths() -> Vec<(&'static str, WritePath)> {
 }
 
 // R1
-#[test]
-fn r1_every_write_path_fails_whole_and_leaves_the_session_usable() -> Result<()> {
+orm_tests::both! {
+fn r1_every_write_path_fails_whole_and_leaves_the_session_usable(db) -> Result<()> {
     for (name, path) in paths() {
         for in_open_transaction in [false, true] {
-            let engine = seeded()?;
+            let engine = seeded(db)?;
             let s = engine.session();
             let before = snapshot(&engine)?;
             if in_open_transaction {
@@ -126,4 +131,5 @@ fn r1_every_write_path_fails_whole_and_leaves_the_session_usable() -> Result<()>
         }
     }
     Ok(())
+}
 }

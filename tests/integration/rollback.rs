@@ -1,13 +1,12 @@
 //! S9 rollback.
 
 use orm_session::prelude::*;
-use orm_tests::memory_engine;
 use orm_tests::model::Customer;
 
 // S9
-#[test]
-fn s9_rollback_resets_added_deleted_and_changed_objects() -> Result<()> {
-    let engine = memory_engine().expire_on_commit(false);
+orm_tests::both! {
+fn s9_rollback_resets_added_deleted_and_changed_objects(db) -> Result<()> {
+    let engine = db.engine().expire_on_commit(false);
     let s = engine.session();
     let kept = s.add(Customer::new("kept", 1))?;
     let doomed = s.add(Customer::new("doomed", 2))?;
@@ -45,17 +44,18 @@ fn s9_rollback_resets_added_deleted_and_changed_objects() -> Result<()> {
     assert_eq!(conn.count::<Customer>(None)?, 3);
     Ok(())
 }
+}
 
 // S9
-#[test]
-fn s9_rollback_forgets_generated_uuid_keys_but_keeps_given_ones() -> Result<()> {
+orm_tests::both! {
+fn s9_rollback_forgets_generated_uuid_keys_but_keeps_given_ones(db) -> Result<()> {
     #[derive(Entity, Debug, Clone)]
     struct Doc {
         #[orm(primary_key, uuid_v7)]
         id: uuid::Uuid,
         title: String,
     }
-    let engine = memory_engine();
+    let engine = db.engine();
     engine.create_table::<Doc>()?;
     let s = engine.session();
     let generated = s.add(Doc {
@@ -74,4 +74,5 @@ fn s9_rollback_forgets_generated_uuid_keys_but_keeps_given_ones() -> Result<()> 
     assert!(generated.read()?.id.is_nil());
     assert_eq!(given.read()?.id, given_id);
     Ok(())
+}
 }

@@ -1,7 +1,7 @@
 //! R4: optimistic concurrency with `#[orm(version)]`.
 
 use orm_session::prelude::*;
-use orm_tests::TempDb;
+use orm_tests::TestDb;
 
 #[derive(Entity, Debug, Clone, PartialEq)]
 #[orm(table = "account")]
@@ -14,9 +14,8 @@ pub struct Account {
     pub version: i64,
 }
 
-fn engine() -> Result<(TempDb, Engine)> {
-    let db = TempDb::new();
-    let engine = Engine::sqlite_file(db.path())?;
+fn engine(db: &TestDb) -> Result<((), Engine)> {
+    let engine = db.engine();
     engine.create_table::<Account>()?;
     let s = engine.session();
     s.add(Account {
@@ -26,13 +25,13 @@ fn engine() -> Result<(TempDb, Engine)> {
         version: 1,
     })?;
     s.commit()?;
-    Ok((db, engine))
+    Ok(((), engine))
 }
 
 // R4
-#[test]
-fn r4_every_flushed_update_checks_and_bumps_the_version() -> Result<()> {
-    let (_db, engine) = engine()?;
+orm_tests::both! {
+fn r4_every_flushed_update_checks_and_bumps_the_version(db) -> Result<()> {
+    let (_db, engine) = engine(db)?;
     let s = engine.session();
     let a = s.get::<Account>(1)?.expect("row");
     let (log, _g) = orm_tests::SqlLog::start();
@@ -41,17 +40,18 @@ fn r4_every_flushed_update_checks_and_bumps_the_version() -> Result<()> {
     assert_eq!(
         log.starting_with("UPDATE"),
         [
-            r#"UPDATE "account" SET "balance" = ?, "version" = "version" + (1) WHERE "id" = ? AND "version" = ?"#
+            db.sql(r#"UPDATE "account" SET "balance" = ?, "version" = "version" + (1) WHERE "id" = ? AND "version" = ?"#)
         ]
     );
     assert_eq!(a.read()?.version, 2);
     Ok(())
 }
+}
 
 // R4
-#[test]
-fn r4_two_sessions_updating_one_row_lose_no_update() -> Result<()> {
-    let (_db, engine) = engine()?;
+orm_tests::both! {
+fn r4_two_sessions_updating_one_row_lose_no_update(db) -> Result<()> {
+    let (_db, engine) = engine(db)?;
     let first = engine.session();
     let second = engine.session();
     let a1 = first.get::<Account>(1)?.expect("row");
@@ -84,11 +84,12 @@ fn r4_two_sessions_updating_one_row_lose_no_update() -> Result<()> {
     );
     Ok(())
 }
+}
 
 // R4
-#[test]
-fn r4_many_writers_with_retries_lose_no_increment() -> Result<()> {
-    let (_db, engine) = engine()?;
+orm_tests::both! {
+fn r4_many_writers_with_retries_lose_no_increment(db) -> Result<()> {
+    let (_db, engine) = engine(db)?;
     let threads: Vec<_> = (0..4)
         .map(|_| {
             let engine = engine.clone();
@@ -130,11 +131,12 @@ fn r4_many_writers_with_retries_lose_no_increment() -> Result<()> {
     assert_eq!(row.version, 1 + 4 * 50);
     Ok(())
 }
+}
 
 // R4
-#[test]
-fn r4_a_stale_delete_fails_and_writes_nothing() -> Result<()> {
-    let (_db, engine) = engine()?;
+orm_tests::both! {
+fn r4_a_stale_delete_fails_and_writes_nothing(db) -> Result<()> {
+    let (_db, engine) = engine(db)?;
     let s = engine.session();
     let a = s.get::<Account>(1)?.expect("row");
     let other = engine.connect()?;
@@ -147,11 +149,12 @@ fn r4_a_stale_delete_fails_and_writes_nothing() -> Result<()> {
     assert_eq!(other.count::<Account>(None)?, 1);
     Ok(())
 }
+}
 
 // R4
-#[test]
-fn r4_bulk_update_mappings_and_bulk_save_check_the_version() -> Result<()> {
-    let (_db, engine) = engine()?;
+orm_tests::both! {
+fn r4_bulk_update_mappings_and_bulk_save_check_the_version(db) -> Result<()> {
+    let (_db, engine) = engine(db)?;
     let s = engine.session();
     let ok = Mapping::from([
         Account::ID.to(1),
@@ -197,4 +200,5 @@ fn r4_bulk_update_mappings_and_bulk_save_check_the_version() -> Result<()> {
     let row = engine.connect()?.find::<Account>(&1.into())?.expect("row");
     assert_eq!((row.balance, row.version), (7, 4));
     Ok(())
+}
 }
