@@ -254,7 +254,9 @@ pub(crate) fn kind_of(e: &postgres::Error) -> ErrorKind {
         | SqlState::INVALID_TEXT_REPRESENTATION
         | SqlState::INVALID_BINARY_REPRESENTATION
         | SqlState::DATATYPE_MISMATCH
-        | SqlState::STRING_DATA_RIGHT_TRUNCATION => ErrorKind::TypeMismatch,
+        | SqlState::STRING_DATA_RIGHT_TRUNCATION
+        | SqlState::CHARACTER_NOT_IN_REPERTOIRE
+        | SqlState::UNTRANSLATABLE_CHARACTER => ErrorKind::TypeMismatch,
         _ if code.code().starts_with("08") => ErrorKind::Connection,
         _ => ErrorKind::Database,
     }

@@ -30,9 +30,9 @@ fn opening_a_file_that_is_not_a_database_fails_clearly() {
     );
 }
 
-#[test]
-fn a_missing_table_names_the_table_and_sql() -> Result<()> {
-    let conn = Connection::open_sqlite_memory()?;
+orm_tests::both! {
+fn a_missing_table_names_the_table_and_sql(db) -> Result<()> {
+    let conn = db.connect();
     let err = conn.select_all::<Gadget>().unwrap_err();
     let msg = err.to_string();
     assert!(
@@ -41,11 +41,13 @@ fn a_missing_table_names_the_table_and_sql() -> Result<()> {
     );
     Ok(())
 }
+}
 
-#[test]
-fn optional_turns_not_found_into_none() -> Result<()> {
-    let conn = Connection::open_sqlite_memory()?;
-    let r = conn.query_i64("SELECT 1 WHERE 0", &[]).optional()?;
+orm_tests::both! {
+fn optional_turns_not_found_into_none(db) -> Result<()> {
+    let conn = db.connect();
+    let r = conn.query_i64("SELECT 1 WHERE 1 = 0", &[]).optional()?;
     assert_eq!(r, None);
     Ok(())
+}
 }
