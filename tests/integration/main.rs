@@ -8,6 +8,7 @@
 )]
 mod autoflush;
 mod bulk;
+mod concurrency;
 mod core_insert;
 mod crash;
 mod ddl;
