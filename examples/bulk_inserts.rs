@@ -60,6 +60,8 @@ fn fail(msg: String) -> Box<dyn std::error::Error> {
 enum Db {
     SqliteFile,
     SqliteMemory,
+    #[cfg(feature = "postgres")]
+    Postgres,
 }
 
 impl Db {
@@ -67,7 +69,112 @@ impl Db {
         match self {
             Db::SqliteFile => "sqlite-file",
             Db::SqliteMemory => "sqlite-memory",
+            #[cfg(feature = "postgres")]
+            Db::Postgres => "postgres",
         }
+    }
+}
+
+/// The PostgreSQL floors: the `postgres` crate used directly, binary `COPY` for inserts.
+/// Every run gets freshly created tables in a schema of this process.
+#[cfg(feature = "postgres")]
+mod pg {
+    use super::{BoxResult, Customer, description, fail, name};
+    use postgres::binary_copy::BinaryCopyInWriter;
+    use postgres::types::Type;
+    use postgres::{Client, NoTls};
+
+    /// `DATABASE_URL`, or the local server.
+    pub fn url() -> String {
+        std::env::var("DATABASE_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
+    }
+
+    pub fn schema() -> String {
+        format!("orm_bench_{}", std::process::id())
+    }
+
+    pub fn client() -> BoxResult<Client> {
+        let mut c = Client::connect(&url(), NoTls)?;
+        c.batch_execute(&format!(
+            "CREATE SCHEMA IF NOT EXISTS {0}; SET search_path TO {0}",
+            schema()
+        ))?;
+        Ok(c)
+    }
+
+    pub fn drop_schema() -> BoxResult<()> {
+        let mut c = Client::connect(&url(), NoTls)?;
+        c.batch_execute(&format!("DROP SCHEMA IF EXISTS {} CASCADE", schema()))?;
+        Ok(())
+    }
+
+    /// The floor: one transaction, one binary `COPY` of all rows.
+    pub fn floor_insert(c: &mut Client, n: usize) -> BoxResult<()> {
+        let mut tx = c.transaction()?;
+        let sink = tx.copy_in("COPY customer (name, description) FROM STDIN (FORMAT binary)")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::TEXT, Type::TEXT]);
+        for i in 0..n {
+            w.write(&[&name(i), &description(i)])?;
+        }
+        w.finish()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn floor_uuid(c: &mut Client, n: usize) -> BoxResult<()> {
+        let mut tx = c.transaction()?;
+        let sink =
+            tx.copy_in("COPY customer_uuid (id, name, description) FROM STDIN (FORMAT binary)")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::UUID, Type::TEXT, Type::TEXT]);
+        for i in 0..n {
+            let id = orm_session::uuid_v7();
+            w.write(&[&id, &name(i), &description(i)])?;
+        }
+        w.finish()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    pub fn count(c: &mut Client, table: &str) -> BoxResult<usize> {
+        let n: i64 = c
+            .query_one(&format!("SELECT count(*) FROM {table}"), &[])?
+            .get(0);
+        Ok(usize::try_from(n)?)
+    }
+
+    pub fn row(c: &mut Client, id: i64) -> BoxResult<(String, String)> {
+        let r = c.query_one(
+            "SELECT name, description FROM customer WHERE id = $1",
+            &[&id],
+        )?;
+        Ok((r.get(0), r.get(1)))
+    }
+
+    pub fn load(c: &mut Client) -> BoxResult<Vec<Customer>> {
+        let stmt = c.prepare("SELECT id, name, description FROM customer")?;
+        Ok(c.query(&stmt, &[])?
+            .iter()
+            .map(|r| Customer {
+                id: r.get(0),
+                name: r.get(1),
+                description: r.get(2),
+            })
+            .collect())
+    }
+
+    /// The update floor: one transaction, a prepared UPDATE per row.
+    pub fn update(c: &mut Client, n: usize) -> BoxResult<()> {
+        let mut tx = c.transaction()?;
+        let stmt = tx.prepare("UPDATE customer SET description = $1 WHERE id = $2")?;
+        for i in 0..n {
+            let id = i64::try_from(i + 1)?;
+            if tx.execute(&stmt, &[&format!("updated {i}"), &id])? != 1 {
+                return Err(fail(format!("row {id} not updated")));
+            }
+        }
+        tx.commit()?;
+        Ok(())
     }
 }
 
@@ -76,10 +183,15 @@ struct Fresh {
     engine: Engine,
     /// The raw rusqlite connection of the floors, on the same database.
     raw: rusqlite::Connection,
+    /// The raw `postgres` client of the floors, on the engine's schema.
+    #[cfg(feature = "postgres")]
+    pg: Option<postgres::Client>,
     _dir: Option<tempfile::TempDir>,
 }
 
 fn fresh(db: Db) -> BoxResult<Fresh> {
+    #[cfg(feature = "postgres")]
+    let mut pg = None;
     let (engine, raw, dir) = match db {
         Db::SqliteFile => {
             let dir = tempfile::tempdir()?;
@@ -94,6 +206,17 @@ fn fresh(db: Db) -> BoxResult<Fresh> {
             let raw = rusqlite::Connection::open_in_memory()?;
             (engine, raw, None)
         }
+        #[cfg(feature = "postgres")]
+        Db::Postgres => {
+            let mut client = pg::client()?;
+            client.batch_execute("DROP TABLE IF EXISTS customer, customer_uuid")?;
+            pg = Some(client);
+            let engine = Engine::postgres_with(
+                &pg::url(),
+                orm_session::PgOptions::default().schema(pg::schema()),
+            )?;
+            (engine, rusqlite::Connection::open_in_memory()?, None)
+        }
     };
     engine.create_table::<Customer>()?;
     engine.create_table::<CustomerUuid>()?;
@@ -105,6 +228,8 @@ fn fresh(db: Db) -> BoxResult<Fresh> {
     Ok(Fresh {
         engine,
         raw,
+        #[cfg(feature = "postgres")]
+        pg,
         _dir: dir,
     })
 }
@@ -122,7 +247,21 @@ fn raw_count(raw: &rusqlite::Connection) -> BoxResult<usize> {
     Ok(usize::try_from(n)?)
 }
 
-fn verify_rows(f: &Fresh, n: usize, via_raw: bool) -> BoxResult<()> {
+fn verify_rows(f: &mut Fresh, n: usize, via_raw: bool) -> BoxResult<()> {
+    #[cfg(feature = "postgres")]
+    if let (true, Some(c)) = (via_raw, f.pg.as_mut()) {
+        let count = pg::count(c, "customer")?;
+        if count != n {
+            return Err(fail(format!("expected {n} rows, found {count}")));
+        }
+        for i in [0, n / 2, n - 1] {
+            let (nm, ds) = pg::row(c, i64::try_from(i + 1)?)?;
+            if nm != name(i) || ds != description(i) {
+                return Err(fail(format!("row {} holds {nm:?}/{ds:?}", i + 1)));
+            }
+        }
+        return Ok(());
+    }
     let count = if via_raw {
         raw_count(&f.raw)?
     } else {
@@ -235,6 +374,13 @@ fn mapping(i: usize) -> Mapping<Customer> {
 /// Writes the `n` rows a load or update case starts from. Afterwards the floor reads through
 /// a connection opened anew, so that neither side starts with the rows in its page cache.
 fn populate(f: &mut Fresh, n: usize, db: Db) -> BoxResult<()> {
+    #[cfg(feature = "postgres")]
+    if let Some(c) = f.pg.as_mut() {
+        // One table that both sides read; VACUUM ANALYZE so neither pays for hint bits.
+        pg::floor_insert(c, n)?;
+        c.batch_execute("VACUUM ANALYZE customer")?;
+        return Ok(());
+    }
     floor_insert(&mut f.raw, n)?;
     match db {
         Db::SqliteFile => {
@@ -249,6 +395,8 @@ fn populate(f: &mut Fresh, n: usize, db: Db) -> BoxResult<()> {
             // The floor's private database keeps its rows; the engine's gets its own copy.
             f.engine.connect()?.insert_many((0..n).map(customer))?;
         }
+        #[cfg(feature = "postgres")]
+        Db::Postgres => {}
     }
     Ok(())
 }
@@ -277,12 +425,12 @@ fn session_case<R>(
     work: impl FnOnce(&Session) -> BoxResult<R>,
     check: impl FnOnce(&Fresh, &Session, R) -> BoxResult<()>,
 ) -> BoxResult<Duration> {
-    let f = fresh(db)?;
+    let mut f = fresh(db)?;
     let s = f.engine.session();
     let start = Instant::now();
     let out = work(&s)?;
     let t = start.elapsed();
-    verify_rows(&f, n, false)?;
+    verify_rows(&mut f, n, false)?;
     check(&f, &s, out)?;
     Ok(t)
 }
@@ -300,12 +448,18 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "floor",
-            what: "raw rusqlite: multi-row VALUES, 100 rows/statement, prepared once",
+            what: "raw driver: SQLite multi-row VALUES of 100 rows, prepared once; PostgreSQL binary COPY",
             floor: "floor",
             run: |db, n| {
                 let mut f = fresh(db)?;
-                let t = timed(|| floor_insert(&mut f.raw, n))?;
-                verify_rows(&f, n, true)?;
+                let t = timed(|| {
+                    #[cfg(feature = "postgres")]
+                    if let Some(c) = f.pg.as_mut() {
+                        return pg::floor_insert(c, n);
+                    }
+                    floor_insert(&mut f.raw, n)
+                })?;
+                verify_rows(&mut f, n, true)?;
                 Ok(t)
             },
         },
@@ -314,13 +468,13 @@ fn cases() -> Vec<Case> {
             what: "B5 Connection::insert_many of structs",
             floor: "floor",
             run: |db, n| {
-                let f = fresh(db)?;
+                let mut f = fresh(db)?;
                 let conn = f.engine.connect()?;
                 let t = timed(|| {
                     conn.insert_many((0..n).map(customer))?;
                     Ok(())
                 })?;
-                verify_rows(&f, n, false)?;
+                verify_rows(&mut f, n, false)?;
                 Ok(t)
             },
         },
@@ -438,10 +592,18 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "floor_uuid",
-            what: "raw rusqlite: the UUIDv7-keyed table, multi-row VALUES of 100, keys made by the caller",
+            what: "raw driver: the UUIDv7-keyed table, multi-row VALUES of 100, keys made by the caller",
             floor: "floor",
             run: |db, n| {
                 let mut f = fresh(db)?;
+                #[cfg(feature = "postgres")]
+                if let Some(c) = f.pg.as_mut() {
+                    let t = timed(|| pg::floor_uuid(c, n))?;
+                    if pg::count(c, "customer_uuid")? != n {
+                        return Err(fail("floor_uuid row count".into()));
+                    }
+                    return Ok(t);
+                }
                 if db == Db::SqliteMemory {
                     f.raw.execute_batch(
                         "CREATE TABLE customer_uuid (id blob PRIMARY KEY, name text NOT NULL, description text NOT NULL) WITHOUT ROWID",
@@ -507,13 +669,18 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "floor_load",
-            what: "raw rusqlite: SELECT all rows into structs",
+            what: "raw driver: SELECT all rows into structs",
             floor: "floor_load",
             run: |db, n| {
                 let mut f = fresh(db)?;
                 populate(&mut f, n, db)?;
                 let mut rows = Vec::new();
                 let t = timed(|| {
+                    #[cfg(feature = "postgres")]
+                    if let Some(c) = f.pg.as_mut() {
+                        rows = pg::load(c)?;
+                        return Ok(());
+                    }
                     let mut stmt = f
                         .raw
                         .prepare("SELECT id, name, description FROM customer")?;
@@ -556,11 +723,17 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "floor_update",
-            what: "raw rusqlite: prepared UPDATE per row, one transaction",
+            what: "raw driver: prepared UPDATE per row, one transaction",
             floor: "floor_update",
             run: |db, n| {
                 let mut f = fresh(db)?;
                 populate(&mut f, n, db)?;
+                #[cfg(feature = "postgres")]
+                if let Some(c) = f.pg.as_mut() {
+                    let t = timed(|| pg::update(c, n))?;
+                    verify_updated(&f, n)?;
+                    return Ok(t);
+                }
                 let t = timed(|| {
                     let tx = f.raw.transaction()?;
                     {
@@ -772,8 +945,12 @@ fn args() -> BoxResult<Args> {
                     match value()?.as_str() {
                         "sqlite-file" => Db::SqliteFile,
                         "sqlite-memory" => Db::SqliteMemory,
+                        #[cfg(feature = "postgres")]
+                        "postgres" => Db::Postgres,
+                        #[cfg(not(feature = "postgres"))]
                         "postgres" => return Err(fail(
-                            "--db postgres needs the `postgres` feature, which this build lacks"
+                            "--db postgres needs the `postgres` feature: \
+                             cargo run --release --example bulk_inserts --features postgres -- --db postgres"
                                 .into(),
                         )),
                         other => {
@@ -785,7 +962,7 @@ fn args() -> BoxResult<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bulk_inserts --rows N --db sqlite-file|sqlite-memory --repeat K [--json FILE] [--only a,b] [--stream-check]"
+                    "bulk_inserts --rows N --db sqlite-file|sqlite-memory|postgres --repeat K [--json FILE] [--only a,b] [--stream-check]"
                 );
                 std::process::exit(0);
             }
@@ -846,6 +1023,10 @@ fn main() -> BoxResult<()> {
         }
     }
     eprintln!("\r{:<50}", "");
+    #[cfg(feature = "postgres")]
+    if a.db == Db::Postgres {
+        pg::drop_schema()?;
+    }
     let medians: BTreeMap<&str, f64> = times
         .iter()
         .map(|(k, v)| (*k, median(&mut v.clone())))

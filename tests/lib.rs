@@ -164,7 +164,11 @@ pub fn database_url() -> Option<String> {
         ),
         _ => {
             WARNED.call_once(|| {
-                eprintln!(
+                // Written to the real stderr, past the test harness's capture, so that the
+                // skip shows in every run, not only when a test fails.
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
                     "\n*** DATABASE_URL is not set: the PostgreSQL half of the integration tests \
                      is SKIPPED (each `…::postgres` test passes without running). Set \
                      DATABASE_URL=postgres://postgres@127.0.0.1:5432/test to run it. ***\n"
