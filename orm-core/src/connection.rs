@@ -981,17 +981,13 @@ impl Connection {
             }),
             #[cfg(feature = "postgres")]
             Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
-                let stmt = pg.prepare(&sql)?;
-                let mut client = pg.client();
-                let mut rows = client.query_raw(&stmt, params.iter())?;
-                let mut n = 0;
-                while let Some(row) =
-                    postgres::fallible_iterator::FallibleIterator::next(&mut rows)?
-                {
-                    n += 1;
-                    E::from_row(&row).and_then(&mut f)?;
+                // All rows at once, as `Client::query` does: iterating a row stream costs a
+                // trip through the driver's runtime per row.
+                let rows = pg.query(&sql, &pg_params(&params))?;
+                for row in &rows {
+                    E::from_row(row).and_then(&mut f)?;
                 }
-                Ok(((), n))
+                Ok(((), rows.len()))
             }),
         }
     }

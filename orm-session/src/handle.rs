@@ -473,14 +473,18 @@ impl<E: Entity> Erased for Object<E> {
         maps: &mut Maps,
     ) -> Result<()> {
         // Chunks keep the flush's own memory small and its objects in cache; each chunk's
-        // statements are full batches (the chunk is a multiple of the batch size).
-        const CHUNK: usize = 1000;
+        // statements are full batches (the chunk is a multiple of the batch size). On
+        // PostgreSQL a chunk costs a key reservation and a COPY, two round trips: larger.
+        let chunk_len = match conn.backend() {
+            orm_core::Backend::Postgres => 10_000,
+            _ => 1000,
+        };
         let pk = E::META.primary_key;
         let sql_type = E::META.key_column().sql_type;
         let uuid_key = E::META.key_column().generated == Generated::UuidV7;
         let map = maps.typed::<E>();
         map.reserve(group.len());
-        for chunk in group.chunks(CHUNK) {
+        for chunk in group.chunks(chunk_len) {
             let objects: Vec<Arc<Object<E>>> = chunk
                 .iter()
                 .map(|o| {
