@@ -257,6 +257,11 @@ pub(crate) fn kind_of(e: &postgres::Error) -> ErrorKind {
         | SqlState::STRING_DATA_RIGHT_TRUNCATION
         | SqlState::CHARACTER_NOT_IN_REPERTOIRE
         | SqlState::UNTRANSLATABLE_CHARACTER => ErrorKind::TypeMismatch,
+        // 08: connection exceptions; 57P01–57P03: the server is shutting down or the session
+        // was terminated.
+        SqlState::ADMIN_SHUTDOWN | SqlState::CRASH_SHUTDOWN | SqlState::CANNOT_CONNECT_NOW => {
+            ErrorKind::Connection
+        }
         _ if code.code().starts_with("08") => ErrorKind::Connection,
         _ => ErrorKind::Database,
     }

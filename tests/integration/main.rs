@@ -19,6 +19,7 @@ mod flush;
 mod hostile_input;
 mod identity_map;
 mod mapping;
+mod postgres;
 mod properties;
 mod query;
 mod reliability;
