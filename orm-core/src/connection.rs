@@ -426,7 +426,15 @@ impl Connection {
         result.map(|(v, _)| v).map_err(|e| match e {
             DriverError::Sqlite(e) => sqlite::map_error(e, ctx.entity, ctx.table, sql),
             #[cfg(feature = "postgres")]
-            DriverError::Pg(e) => crate::postgres::map_error(e, ctx.entity, ctx.table, sql),
+            DriverError::Pg(e) => {
+                let e = crate::postgres::map_error(e, ctx.entity, ctx.table, sql);
+                if let (crate::ErrorKind::Connection, Driver::Postgres(pg)) =
+                    (e.kind(), &self.driver)
+                {
+                    pg.mark_broken();
+                }
+                e
+            }
             DriverError::Orm(e) => e,
         })
     }
@@ -1456,11 +1464,20 @@ impl<R: RowSource> Inserter<'_, R> {
         let fill = group.fill;
         let ctx = Ctx::of(meta);
         let reserved: Vec<i64> = if fill == Fill::Sequential {
-            conn.run(
-                ctx,
-                "SELECT nextval($1::text::regclass) FROM generate_series(1, $2::int8)",
-                || Ok((pg.reserve_keys(meta, n)?, n)),
-            )?
+            let keys = conn.run(ctx, crate::postgres::RESERVE_KEYS, || {
+                Ok((pg.reserve_keys(meta, n)?, n))
+            })?;
+            if keys.len() != n {
+                return Err(Error::InvalidState {
+                    message: format!(
+                        "{} (table `{}`): asked the sequence for {n} keys, got {}",
+                        meta.name,
+                        meta.table,
+                        keys.len()
+                    ),
+                });
+            }
+            keys
         } else {
             Vec::new()
         };

@@ -19,6 +19,11 @@ use crate::value::{FromSqlError, SqlType, Value, ValueRef};
 
 type ConvResult<T> = std::result::Result<T, Box<dyn StdError + Sync + Send>>;
 
+/// Reserves `$2` keys from the sequence with object id `$1`, each from its own `nextval`.
+/// (The sequence goes by id: a name would be looked up in the catalogue for every key.)
+pub(crate) const RESERVE_KEYS: &str =
+    "SELECT array_agg(nextval($1::oid::regclass)) FROM generate_series(1, $2::int8)";
+
 /// How many prepared statements a connection keeps before starting over.
 const STATEMENT_CACHE: usize = 256;
 
@@ -59,8 +64,10 @@ pub(crate) struct PgConn {
     client: RefCell<Client>,
     statements: RefCell<HashMap<Box<str>, Statement>>,
     in_transaction: Cell<bool>,
+    /// A statement failed because the connection was lost: never reuse it.
+    broken: Cell<bool>,
     /// The identity sequence of each table's key, once looked up.
-    sequences: RefCell<HashMap<TableColumn, Option<String>>>,
+    sequences: RefCell<HashMap<TableColumn, Option<i64>>>,
 }
 
 /// The URL without its password, for messages and logs.
@@ -108,6 +115,7 @@ impl PgConn {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
             in_transaction: Cell::new(false),
+            broken: Cell::new(false),
             sequences: RefCell::new(HashMap::new()),
         })
     }
@@ -120,8 +128,15 @@ impl PgConn {
         self.in_transaction.get()
     }
 
+    /// Whether the connection is lost: the driver saw it close, or a statement failed
+    /// because of it (the server may have ended the session before the socket says so).
     pub(crate) fn is_closed(&self) -> bool {
-        self.client.borrow().is_closed()
+        self.broken.get() || self.client.borrow().is_closed()
+    }
+
+    pub(crate) fn mark_broken(&self) {
+        self.broken.set(true);
+        self.in_transaction.set(false);
     }
 
     /// The prepared statement for `sql`, prepared on first use.
@@ -144,21 +159,37 @@ impl PgConn {
         self.sequences.borrow_mut().clear();
     }
 
-    /// Runs statements without parameters, tracking `BEGIN`, `COMMIT` and `ROLLBACK`.
+    /// Runs statements without parameters.
     pub(crate) fn batch(&self, sql: &str) -> Result<(), postgres::Error> {
         let r = self.client.borrow_mut().batch_execute(sql);
-        match sql {
-            "BEGIN" => self.in_transaction.set(r.is_ok()),
-            // A failed COMMIT ends the transaction too (PostgreSQL rolls it back).
-            "COMMIT" | "ROLLBACK" => self.in_transaction.set(false),
-            _ => {}
-        }
+        self.track(sql, r.is_ok());
         r
     }
 
     pub(crate) fn execute(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<u64> {
-        let stmt = self.prepare(sql)?;
-        Ok(self.client.borrow_mut().execute(&stmt, params)?)
+        let r = self
+            .prepare(sql)
+            .and_then(|stmt| self.client.borrow_mut().execute(&stmt, params));
+        self.track(sql, r.is_ok());
+        Ok(r?)
+    }
+
+    /// Follows transaction control statements, which the driver does not report on.
+    fn track(&self, sql: &str, ok: bool) {
+        let head: String = sql
+            .trim_start()
+            .chars()
+            .take(17)
+            .collect::<String>()
+            .to_ascii_uppercase();
+        let word = head.split_whitespace().next().unwrap_or("");
+        match word {
+            "BEGIN" | "START" if ok => self.in_transaction.set(true),
+            // A failed COMMIT ends the transaction too (PostgreSQL rolls it back).
+            "COMMIT" | "END" | "ABORT" => self.in_transaction.set(false),
+            "ROLLBACK" if !head.starts_with("ROLLBACK TO") => self.in_transaction.set(false),
+            _ => {}
+        }
     }
 
     pub(crate) fn query(
@@ -190,16 +221,16 @@ impl PgConn {
     ) -> Result<Vec<i64>, DriverError> {
         let column = meta.key_column().name;
         let id = (Box::from(meta.table), Box::from(column));
-        let cached = self.sequences.borrow().get(&id).cloned();
+        let cached = self.sequences.borrow().get(&id).copied();
         let sequence = match cached {
             Some(s) => s,
             None => {
                 let rows = self.query(
-                    "SELECT pg_get_serial_sequence($1, $2)",
+                    "SELECT pg_get_serial_sequence($1, $2)::regclass::oid::int8",
                     &[&quote_ident(meta.table), &column],
                 )?;
-                let s: Option<String> = rows.first().and_then(|r| r.get(0));
-                self.sequences.borrow_mut().insert(id, s.clone());
+                let s: Option<i64> = rows.first().and_then(|r| r.get(0));
+                self.sequences.borrow_mut().insert(id, s);
                 s
             }
         };
@@ -214,11 +245,11 @@ impl PgConn {
             }));
         };
         let count = i64::try_from(n).unwrap_or(i64::MAX);
-        let rows = self.query(
-            "SELECT nextval($1::text::regclass) FROM generate_series(1, $2::int8)",
-            &[&sequence, &count],
-        )?;
-        Ok(rows.iter().map(|r| r.get::<_, i64>(0)).collect())
+        // One array rather than n rows: the keys cost 12 bytes each on the wire and no row
+        // objects on this side.
+        let rows = self.query(RESERVE_KEYS, &[&ValueRef::I64(sequence), &count])?;
+        let keys: Option<Vec<i64>> = rows.first().and_then(|r| r.get(0));
+        Ok(keys.unwrap_or_default())
     }
 }
 

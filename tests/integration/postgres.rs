@@ -281,3 +281,25 @@ fn nan_and_infinities_round_trip_on_postgres() -> Result<()> {
     }
     Ok(())
 }
+
+#[test]
+fn raw_transaction_statements_are_followed() -> Result<()> {
+    let Some(db) = pg() else { return Ok(()) };
+    let conn = db.connect();
+    assert!(!conn.in_transaction());
+    conn.execute("begin", &[])?;
+    assert!(conn.in_transaction());
+    conn.execute("SAVEPOINT a", &[])?;
+    conn.execute("ROLLBACK TO SAVEPOINT a", &[])?;
+    assert!(
+        conn.in_transaction(),
+        "rolling back to a savepoint keeps the transaction"
+    );
+    conn.execute("ROLLBACK", &[])?;
+    assert!(!conn.in_transaction());
+    conn.begin()?;
+    assert!(conn.in_transaction());
+    conn.commit()?;
+    assert!(!conn.in_transaction());
+    Ok(())
+}
