@@ -1520,7 +1520,7 @@ impl<R: RowSource> Inserter<'_, R> {
                     });
                 }
             }
-            conn.execute_prepared(ctx, &sql, 0, values.into_iter())?
+            conn.execute_prepared(ctx, &sql, values.len(), values.into_iter())?
         };
         if self.return_keys {
             for (j, (index, _)) in group.rows.iter().enumerate() {

@@ -3,6 +3,10 @@
 //! `orm-core` knows entities and statements, never sessions. Most users depend on
 //! `orm-session`, which re-exports what is here.
 //!
+//! Backends: SQLite through rusqlite (always), and PostgreSQL through the synchronous
+//! `postgres` crate with the `postgres` feature (`Connection::open_postgres`, `PgOptions`).
+//! The API is the same on both.
+//!
 //! ```
 //! use orm_core::{Connection, Entity};
 //!
