@@ -966,7 +966,8 @@ impl Connection {
         Ok(out)
     }
 
-    /// Streams rows of `E` matching `spec` into `f`.
+    /// Streams rows of `E` matching `spec` into `f` (SQLite reads them one at a time;
+    /// PostgreSQL receives the whole result first, as `postgres::Client::query` does).
     ///
     /// # Errors
     /// [`Error::Database`] from the driver; [`Error::Conversion`]; the first error of `f`.

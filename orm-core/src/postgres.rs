@@ -73,7 +73,15 @@ pub(crate) struct PgConn {
 /// The URL without its password, for messages and logs.
 pub(crate) fn redact(url: &str) -> String {
     let Some(scheme_end) = url.find("://") else {
-        return url.to_owned();
+        // The key-value form: `host=… password=secret …`.
+        return url
+            .split(' ')
+            .map(|part| match part.split_once('=') {
+                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+                _ => part.to_owned(),
+            })
+            .collect::<Vec<_>>()
+            .join(" ");
     };
     let rest = &url[scheme_end + 3..];
     let authority_end = rest.find('/').unwrap_or(rest.len());
@@ -659,6 +667,10 @@ mod tests {
         );
         assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
         assert_eq!(redact("host=h user=u"), "host=h user=u");
+        assert_eq!(
+            redact("host=h password=secret user=u"),
+            "host=h password=*** user=u"
+        );
     }
 
     #[test]
