@@ -1492,21 +1492,32 @@ impl<R: RowSource> Inserter<'_, R> {
         };
         let written = if n >= PG_COPY_MIN_ROWS {
             let sql = conn.shape::<R::Entity>(Kind::Copy, columns, 0, false);
+            let mut next = 0;
             conn.run(ctx, &sql, || {
-                let mut enc = crate::postgres::CopyEncoder::new(n * (16 + 24 * columns.len()));
-                for (j, (_, row)) in rows.iter().enumerate() {
-                    enc.row(columns.len());
-                    for (position, &col) in columns.iter().enumerate() {
-                        let v = match fill {
-                            Fill::Uuid if col == pk => ValueRef::Uuid(next_uuid()),
-                            Fill::Sequential if col == pk => ValueRef::I64(reserved[j]),
-                            _ => row.value_at(position, col),
-                        };
-                        enc.value(&v, meta.columns[col].sql_type)
-                            .map_err(|found| Error::type_mismatch(meta, col, found))?;
+                let written = pg.copy_in(&sql, |buf| {
+                    let mut enc = crate::postgres::CopyEncoder { buf };
+                    if next == 0 {
+                        enc.header();
                     }
-                }
-                let written = pg.copy_in(&sql, &enc.finish())?;
+                    while next < n && enc.buf.len() < crate::postgres::COPY_CHUNK {
+                        enc.row(columns.len());
+                        let row = &rows[next].1;
+                        for (position, &col) in columns.iter().enumerate() {
+                            let v = match fill {
+                                Fill::Uuid if col == pk => ValueRef::Uuid(next_uuid()),
+                                Fill::Sequential if col == pk => ValueRef::I64(reserved[next]),
+                                _ => row.value_at(position, col),
+                            };
+                            enc.value(&v, meta.columns[col].sql_type)
+                                .map_err(|found| Error::type_mismatch(meta, col, found))?;
+                        }
+                        next += 1;
+                    }
+                    if next == n {
+                        enc.trailer();
+                    }
+                    Ok(next < n)
+                })?;
                 Ok((written, usize::try_from(written).unwrap_or(usize::MAX)))
             })?
         } else {

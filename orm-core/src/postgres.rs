@@ -24,6 +24,9 @@ type ConvResult<T> = std::result::Result<T, Box<dyn StdError + Sync + Send>>;
 pub(crate) const RESERVE_KEYS: &str =
     "SELECT array_agg(nextval($1::oid::regclass)) FROM generate_series(1, $2::int8)";
 
+/// Bytes of `COPY` data encoded before they are sent.
+pub(crate) const COPY_CHUNK: usize = 64 * 1024;
+
 /// How many prepared statements a connection keeps before starting over.
 const STATEMENT_CACHE: usize = 256;
 
@@ -209,14 +212,31 @@ impl PgConn {
         Ok(self.client.borrow_mut().query(&stmt, params)?)
     }
 
-    /// Sends one binary `COPY … FROM STDIN` with `data` (header to trailer).
-    pub(crate) fn copy_in(&self, sql: &str, data: &[u8]) -> PgResult<u64> {
+    /// Sends one binary `COPY … FROM STDIN` whose data `fill` produces chunk by chunk:
+    /// `fill(buf)` appends the next chunk (header first, trailer last) and says whether more
+    /// follows. Each chunk goes out before the next is encoded, so the server works on one
+    /// while this side encodes the next. An error from `fill` abandons the `COPY` (the
+    /// server then discards all of it).
+    pub(crate) fn copy_in(
+        &self,
+        sql: &str,
+        mut fill: impl FnMut(&mut Vec<u8>) -> Result<bool, Error>,
+    ) -> PgResult<u64> {
         use std::io::Write;
         let mut client = self.client.borrow_mut();
         let mut writer = client.copy_in(sql)?;
-        writer
-            .write_all(data)
-            .map_err(|e| DriverError::Orm(copy_io_error(sql, &e)))?;
+        let mut buf = Vec::with_capacity(COPY_CHUNK + 4096);
+        loop {
+            buf.clear();
+            let more = fill(&mut buf)?;
+            writer
+                .write_all(&buf)
+                .and_then(|()| writer.flush())
+                .map_err(|e| DriverError::Orm(copy_io_error(sql, &e)))?;
+            if !more {
+                break;
+            }
+        }
         Ok(writer.finish()?)
     }
 
@@ -587,18 +607,17 @@ pub(crate) fn decode_any(row: &postgres::Row, index: usize) -> Result<Value, Err
 
 // ---- binary COPY ------------------------------------------------------------------------
 
-/// Encodes rows in PostgreSQL's binary `COPY` format.
-pub(crate) struct CopyEncoder {
-    pub(crate) buf: Vec<u8>,
+/// Encodes rows in PostgreSQL's binary `COPY` format into a buffer.
+pub(crate) struct CopyEncoder<'b> {
+    pub(crate) buf: &'b mut Vec<u8>,
 }
 
-impl CopyEncoder {
-    pub(crate) fn new(capacity: usize) -> Self {
-        let mut buf = Vec::with_capacity(capacity);
-        buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
-        buf.extend_from_slice(&0_i32.to_be_bytes()); // flags
-        buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
-        CopyEncoder { buf }
+impl CopyEncoder<'_> {
+    /// The signature and header that open the data.
+    pub(crate) fn header(&mut self) {
+        self.buf.extend_from_slice(b"PGCOPY\n\xff\r\n\0");
+        self.buf.extend_from_slice(&0_i32.to_be_bytes()); // flags
+        self.buf.extend_from_slice(&0_i32.to_be_bytes()); // header extension length
     }
 
     pub(crate) fn row(&mut self, fields: usize) {
@@ -649,9 +668,9 @@ impl CopyEncoder {
         }
     }
 
-    pub(crate) fn finish(mut self) -> Vec<u8> {
+    /// The trailer that ends the data.
+    pub(crate) fn trailer(&mut self) {
         self.buf.extend_from_slice(&(-1_i16).to_be_bytes());
-        self.buf
     }
 }
 
@@ -675,12 +694,14 @@ mod tests {
 
     #[test]
     fn copy_rows_are_framed() {
-        let mut enc = CopyEncoder::new(64);
+        let mut bytes = Vec::new();
+        let mut enc = CopyEncoder { buf: &mut bytes };
+        enc.header();
         enc.row(2);
         enc.value(&ValueRef::I64(7), SqlType::I64).unwrap();
         enc.value(&ValueRef::Null, SqlType::Text).unwrap();
         assert!(enc.value(&ValueRef::I64(1 << 40), SqlType::I32).is_err());
-        let bytes = enc.finish();
+        enc.trailer();
         assert_eq!(&bytes[..11], b"PGCOPY\n\xff\r\n\0");
         let body = &bytes[19..];
         assert_eq!(&body[..2], &2_i16.to_be_bytes());
