@@ -764,9 +764,7 @@ impl Connection {
     ) -> Result<u64> {
         self.atomic(|conn| {
             let mut ins = conn.inserter::<R>(options, false)?;
-            for row in rows {
-                ins.push(row)?;
-            }
+            ins.push_all(rows.into_iter().map(Ok))?;
             Ok(ins.finish()?.rows)
         })
     }
@@ -786,9 +784,7 @@ impl Connection {
     ) -> Result<Vec<Key>> {
         self.atomic(|conn| {
             let mut ins = conn.inserter::<R>(&InsertOptions::default(), true)?;
-            for row in rows {
-                ins.push(row)?;
-            }
+            ins.push_all(rows.into_iter().map(Ok))?;
             Ok(ins.finish()?.keys)
         })
     }
@@ -1227,6 +1223,64 @@ impl<R: RowSource> Inserter<'_, R> {
     /// # Errors
     /// The row's own check ([`Error::TypeMismatch`]) or the database's error.
     pub fn push(&mut self, row: R) -> Result<()> {
+        let (g, index) = self.classify(&row)?;
+        self.place(g, index, row)?;
+        if self.groups[g].rows.len() >= self.groups[g].per_statement {
+            self.send(g)?;
+        }
+        Ok(())
+    }
+
+    /// Adds every row of `rows`, as [`push`](Self::push) would. On PostgreSQL, once a group
+    /// of rows that need no reserved keys is large enough, it is streamed: one `COPY` stays
+    /// open while the iterator yields rows of that group, so the server inserts while the
+    /// caller's rows are still being made.
+    ///
+    /// # Errors
+    /// As `push`, and the first error the iterator yields.
+    pub fn push_all(&mut self, rows: impl IntoIterator<Item = Result<R>>) -> Result<()> {
+        let mut rows = rows.into_iter();
+        // Not a `for` loop: the streaming branch goes on pulling from `rows` itself.
+        #[allow(clippy::while_let_on_iterator)]
+        while let Some(row) = rows.next() {
+            let row = row?;
+            let (g, index) = self.classify(&row)?;
+            self.place(g, index, row)?;
+            #[cfg(feature = "postgres")]
+            if let Driver::Postgres(pg) = &self.conn.driver
+                && self.groups[g].fill != Fill::Sequential
+                && self.groups[g].rows.len() >= PG_COPY_MIN_ROWS
+            {
+                if let Some((g2, index, row)) = self.stream_postgres(pg, g, &mut rows)? {
+                    self.place(g2, index, row)?;
+                }
+                continue;
+            }
+            if self.groups[g].rows.len() >= self.groups[g].per_statement {
+                self.send(g)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Puts a classified row into its group, first sending the previous group when the
+    /// input order must be kept.
+    fn place(&mut self, g: usize, index: usize, row: R) -> Result<()> {
+        if self.ordered
+            && let Some(last) = self.last_group
+            && last != g
+            && !self.groups[last].rows.is_empty()
+        {
+            self.send(last)?;
+        }
+        self.last_group = Some(g);
+        self.groups[g].rows.push((index, row));
+        Ok(())
+    }
+
+    /// Checks a row and finds (or makes) the group of rows it goes with; returns the group
+    /// and the row's input index.
+    fn classify(&mut self, row: &R) -> Result<(usize, usize)> {
         row.check()?;
         let index = self.count;
         self.count += 1;
@@ -1302,19 +1356,80 @@ impl<R: RowSource> Inserter<'_, R> {
                 self.groups.len() - 1
             }
         };
-        if self.ordered
-            && let Some(last) = self.last_group
-            && last != g
-            && !self.groups[last].rows.is_empty()
-        {
-            self.send(last)?;
-        }
-        self.last_group = Some(g);
-        self.groups[g].rows.push((index, row));
-        if self.groups[g].rows.len() >= self.groups[g].per_statement {
-            self.send(g)?;
-        }
-        Ok(())
+        Ok((g, index))
+    }
+
+    /// Streams group `g` into one `COPY`: its buffered rows, then rows from `rows` for as
+    /// long as they belong to `g`. Returns the first row that does not, classified.
+    #[cfg(feature = "postgres")]
+    fn stream_postgres(
+        &mut self,
+        pg: &crate::postgres::PgConn,
+        g: usize,
+        rows: &mut impl Iterator<Item = Result<R>>,
+    ) -> Result<Option<(usize, usize, R)>> {
+        let conn = self.conn;
+        let meta = self.meta;
+        let pk = meta.primary_key;
+        // A copy: the group keeps its columns, so that rows classified meanwhile find it.
+        let columns = self.groups[g].columns.clone();
+        let fill = self.groups[g].fill;
+        let mut buffered = std::mem::take(&mut self.groups[g].rows).into_iter();
+        let sql = conn.shape::<R::Entity>(Kind::Copy, &columns, 0, false);
+        let mut started = false;
+        let mut done = false;
+        let mut other = None;
+        let outcome = conn.run(Ctx::of(meta), &sql, || {
+            let written = pg.copy_in(&sql, |buf| {
+                let mut enc = crate::postgres::CopyEncoder { buf };
+                if !started {
+                    enc.header();
+                    started = true;
+                }
+                while enc.buf.len() < crate::postgres::COPY_CHUNK {
+                    let (index, row) = match buffered.next() {
+                        Some(r) => r,
+                        None => match rows.next() {
+                            None => {
+                                done = true;
+                                break;
+                            }
+                            Some(row) => {
+                                let row = row?;
+                                let (g2, index) = self.classify(&row)?;
+                                if g2 != g {
+                                    other = Some((g2, index, row));
+                                    done = true;
+                                    break;
+                                }
+                                (index, row)
+                            }
+                        },
+                    };
+                    enc.row(columns.len());
+                    for (position, &col) in columns.iter().enumerate() {
+                        let v = if fill == Fill::Uuid && col == pk {
+                            let id = crate::uuid_v7();
+                            if self.return_keys {
+                                self.keys[index] = Some(Key::Uuid(id));
+                            }
+                            ValueRef::Uuid(id)
+                        } else {
+                            row.value_at(position, col)
+                        };
+                        enc.value(&v, meta.columns[col].sql_type)
+                            .map_err(|found| Error::type_mismatch(meta, col, found))?;
+                    }
+                }
+                if done {
+                    enc.trailer();
+                }
+                Ok(!done)
+            })?;
+            Ok((written, usize::try_from(written).unwrap_or(usize::MAX)))
+        });
+        self.written += outcome?;
+        Ok(other)
     }
 
     /// Sends what is left and reports what was done.

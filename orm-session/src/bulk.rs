@@ -256,9 +256,7 @@ impl Session {
         let ins_opts = InsertOptions::batch_rows(options.batch_rows).grouped();
         self.bulk(|conn| {
             let mut inserter = conn.inserter::<Mapping<E>>(&ins_opts, options.return_defaults)?;
-            for row in rows {
-                inserter.push(row?)?;
-            }
+            inserter.push_all(rows)?;
             let outcome = inserter.finish()?;
             Ok(BulkResult {
                 inserted: outcome.rows,

@@ -289,3 +289,39 @@ fn select_by_primary_key(db) -> Result<()> {
     Ok(())
 }
 }
+
+// B5, B7: runs of rows with and without keys (two column sets) keep their input order, also
+// when PostgreSQL streams each run through its own COPY.
+orm_tests::both! {
+fn runs_of_two_column_sets_keep_their_order(db) -> Result<()> {
+    let conn = db.connect();
+    conn.drop_table::<Customer>()?;
+    conn.create_table::<Customer>()?;
+    let given = |i: i64| (i / 40) % 2 == 1;
+    let rows = (0..2000i64).map(|i| Customer {
+        id: given(i).then_some(1_000_000 + i),
+        name: format!("n{i}"),
+        description: Some(format!("d{i}")),
+    });
+    assert_eq!(conn.insert_many(rows)?, 2000);
+    let all: Vec<Customer> = conn.select(&orm_core::SelectSpec {
+        order: vec![(Customer::ID.index(), orm_core::Order::Asc)],
+        ..Default::default()
+    })?;
+    assert_eq!(all.len(), 2000);
+    let index = |c: &Customer| c.name[1..].parse::<i64>().expect("index in name");
+    // Rows without a key got keys in input order (SQLite after the largest key so far,
+    // PostgreSQL from the sequence).
+    let generated: Vec<i64> = all.iter().map(index).filter(|&i| !given(i)).collect();
+    let expected: Vec<i64> = (0..2000).filter(|&i| !given(i)).collect();
+    assert_eq!(generated, expected, "generated keys follow the input order");
+    for c in &all {
+        let i = index(c);
+        if given(i) {
+            assert_eq!(c.id, Some(1_000_000 + i));
+        }
+        assert_eq!(c.description, Some(format!("d{i}")));
+    }
+    Ok(())
+}
+}
