@@ -15,29 +15,6 @@ fn s12_engine_is_shared_and_sessions_are_send() {
     assert_send::<Handle<Customer>>();
 }
 
-// S12
-#[test]
-fn s12_dropping_a_session_with_uncommitted_work_rolls_back() -> Result<()> {
-    let db = TempDb::new();
-    let engine = Engine::sqlite_file(db.path())?;
-    engine.create_table::<Customer>()?;
-    {
-        let s = engine.session();
-        s.add(Customer::new("flushed", 1))?;
-        s.flush()?;
-        s.add(Customer::new("pending", 2))?;
-        // dropped here: no panic, no flush, the transaction rolls back
-    }
-    let conn = Connection::open_sqlite(db.path())?;
-    assert_eq!(conn.count::<Customer>(None)?, 0);
-    // The write lock was released: another session can write at once.
-    let s = engine.session();
-    s.add(Customer::new("after", 1))?;
-    s.commit()?;
-    assert_eq!(conn.count::<Customer>(None)?, 1);
-    Ok(())
-}
-
 /// Runs `work(engine, t)` on `threads` threads, each with its own clone of the engine, and
 /// fails with the first error any of them returned ("database is locked" included).
 fn on_threads(
