@@ -1370,7 +1370,6 @@ impl<R: RowSource> Inserter<'_, R> {
     ) -> Result<Option<(usize, usize, R)>> {
         let conn = self.conn;
         let meta = self.meta;
-        let pk = meta.primary_key;
         // A copy: the group keeps its columns, so that rows classified meanwhile find it.
         let columns = self.groups[g].columns.clone();
         let fill = self.groups[g].fill;
@@ -1406,20 +1405,14 @@ impl<R: RowSource> Inserter<'_, R> {
                             }
                         },
                     };
-                    enc.row(columns.len());
-                    for (position, &col) in columns.iter().enumerate() {
-                        let v = if fill == Fill::Uuid && col == pk {
-                            let id = crate::uuid_v7();
-                            if self.return_keys {
-                                self.keys[index] = Some(Key::Uuid(id));
-                            }
-                            ValueRef::Uuid(id)
-                        } else {
-                            row.value_at(position, col)
-                        };
-                        enc.value(&v, meta.columns[col].sql_type)
-                            .map_err(|found| Error::type_mismatch(meta, col, found))?;
-                    }
+                    let key = (fill == Fill::Uuid).then(|| {
+                        let id = crate::uuid_v7();
+                        if self.return_keys {
+                            self.keys[index] = Some(Key::Uuid(id));
+                        }
+                        ValueRef::Uuid(id)
+                    });
+                    copy_row(&mut enc, meta, &columns, &row, key.as_ref())?;
                 }
                 if done {
                     enc.trailer();
@@ -1615,17 +1608,12 @@ impl<R: RowSource> Inserter<'_, R> {
                         enc.header();
                     }
                     while next < n && enc.buf.len() < crate::postgres::COPY_CHUNK {
-                        enc.row(columns.len());
-                        let row = &rows[next].1;
-                        for (position, &col) in columns.iter().enumerate() {
-                            let v = match fill {
-                                Fill::Uuid if col == pk => ValueRef::Uuid(next_uuid()),
-                                Fill::Sequential if col == pk => ValueRef::I64(reserved[next]),
-                                _ => row.value_at(position, col),
-                            };
-                            enc.value(&v, meta.columns[col].sql_type)
-                                .map_err(|found| Error::type_mismatch(meta, col, found))?;
-                        }
+                        let key = match fill {
+                            Fill::Uuid => Some(ValueRef::Uuid(next_uuid())),
+                            Fill::Sequential => Some(ValueRef::I64(reserved[next])),
+                            Fill::Row => None,
+                        };
+                        copy_row(&mut enc, meta, columns, &rows[next].1, key.as_ref())?;
                         next += 1;
                     }
                     if next == n {
@@ -1662,6 +1650,32 @@ impl<R: RowSource> Inserter<'_, R> {
         self.written += written;
         Ok(())
     }
+}
+
+/// Encodes one row for `COPY`: `columns` from the row, except the key column when `key`
+/// gives the value the inserter made for it (a reserved or generated key).
+#[cfg(feature = "postgres")]
+fn copy_row<R: RowSource>(
+    enc: &mut crate::postgres::CopyEncoder<'_>,
+    meta: &'static EntityMeta,
+    columns: &[usize],
+    row: &R,
+    key: Option<&ValueRef<'_>>,
+) -> Result<()> {
+    enc.row(columns.len());
+    for (position, &col) in columns.iter().enumerate() {
+        let own;
+        let v = match key {
+            Some(k) if col == meta.primary_key => k,
+            _ => {
+                own = row.value_at(position, col);
+                &own
+            }
+        };
+        enc.value(v, meta.columns[col].sql_type)
+            .map_err(|found| Error::type_mismatch(meta, col, found))?;
+    }
+    Ok(())
 }
 
 /// Raw parameters as the `postgres` crate takes them.
