@@ -124,6 +124,34 @@ enum Driver {
     Postgres(Box<crate::postgres::PgConn>),
 }
 
+/// A connection's transaction, as the database reports it
+/// ([`Connection::transaction_status`]).
+///
+/// ```
+/// # fn main() -> orm_core::Result<()> {
+/// use orm_core::{Connection, TxStatus};
+/// let conn = Connection::open_sqlite_memory()?;
+/// assert_eq!(conn.transaction_status(), TxStatus::Idle);
+/// conn.begin()?;
+/// assert_eq!(conn.transaction_status(), TxStatus::Active);
+/// conn.rollback()?;
+/// assert_eq!(conn.transaction_status(), TxStatus::Idle);
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TxStatus {
+    /// No transaction is open (SQLite's autocommit mode; PostgreSQL outside a block).
+    Idle,
+    /// A transaction is open and can go on.
+    Active,
+    /// A transaction is open but aborted: statements fail until `ROLLBACK` (PostgreSQL
+    /// after any failed statement).
+    Failed,
+    /// The connection is gone, and with it any transaction.
+    Lost,
+}
+
 /// What a driver call can fail with: the driver's own error, or one of ours raised on the
 /// way (a value that does not fit, a key that cannot be reserved).
 #[derive(Debug)]
@@ -428,14 +456,23 @@ impl Connection {
             #[cfg(feature = "postgres")]
             DriverError::Pg(e) => {
                 let e = crate::postgres::map_error(e, ctx.entity, ctx.table, sql);
-                if let (crate::ErrorKind::Connection, Driver::Postgres(pg)) =
-                    (e.kind(), &self.driver)
-                {
-                    pg.mark_broken();
+                if let Driver::Postgres(pg) = &self.driver {
+                    if e.kind() == crate::ErrorKind::Connection {
+                        pg.mark_broken();
+                    }
+                    pg.note_failure();
                 }
                 e
             }
-            DriverError::Orm(e) => e,
+            DriverError::Orm(e) => {
+                // An error of ours in the middle of a statement (a value that does not fit, an
+                // abandoned COPY) fails the statement on the server too.
+                #[cfg(feature = "postgres")]
+                if let Driver::Postgres(pg) = &self.driver {
+                    pg.note_failure();
+                }
+                e
+            }
         })
     }
 
@@ -557,6 +594,24 @@ impl Connection {
         }
     }
 
+    /// The transaction's state as the database reports it: SQLite's autocommit flag (which
+    /// SQLite itself sets when it rolls a transaction back after a full disk or an I/O
+    /// error); on PostgreSQL the server's answer, asked with a savepoint probe (one round
+    /// trip) only when a statement failed since it last confirmed the transaction healthy.
+    pub fn transaction_status(&self) -> TxStatus {
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => {
+                if conn.is_autocommit() {
+                    TxStatus::Idle
+                } else {
+                    TxStatus::Active
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => pg.status(),
+        }
+    }
+
     /// Whether a transaction is open.
     pub fn in_transaction(&self) -> bool {
         match &self.driver {
@@ -597,12 +652,31 @@ impl Connection {
         result
     }
 
-    /// Commits the open transaction.
+    /// Commits the open transaction. `Ok` means the database committed it: committing an
+    /// aborted PostgreSQL transaction (which the server would silently roll back) fails.
     ///
     /// # Errors
-    /// [`Error::Database`] from the driver.
+    /// [`Error::PendingRollback`] when no transaction is open (SQLite ended it after a
+    /// failure) or it is aborted (PostgreSQL, SQLSTATE 25P02; it stays open until
+    /// [`rollback`](Self::rollback)); [`Error::Database`] when the `COMMIT` itself fails (a
+    /// deferred constraint, a busy database: SQLite then keeps the transaction open).
     pub fn commit(&self) -> Result<()> {
-        self.batch("COMMIT")
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => {
+                if conn.is_autocommit() {
+                    return Err(Error::PendingRollback {
+                        reason: "no transaction is open to commit: SQLite rolled it back after \
+                                 a failure, or none was begun"
+                            .into(),
+                    });
+                }
+                self.batch("COMMIT")
+            }
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::RAW, "COMMIT", || {
+                pg.commit().map(|()| ((), 0)).map_err(Into::into)
+            }),
+        }
     }
 
     /// Rolls back the open transaction, if any.
@@ -658,8 +732,15 @@ impl Connection {
     pub fn atomic<T>(&self, f: impl FnOnce(&Self) -> Result<T>) -> Result<T> {
         let own = !self.in_transaction();
         let value = self.write_atomically(f)?;
-        if own {
-            self.commit()?;
+        if own && let Err(e) = self.commit() {
+            // A COMMIT that failed may leave the transaction open (SQLite when busy): end it,
+            // so that nothing of the call lingers to be committed by a later statement.
+            if self.in_transaction()
+                && let Err(undo) = self.rollback()
+            {
+                tracing::warn!(target: "orm::sql", error = %undo, "rolling back after a failed COMMIT failed");
+            }
+            return Err(e);
         }
         Ok(value)
     }
@@ -695,23 +776,32 @@ impl Connection {
         } else {
             self.begin()?;
         }
-        match f(self) {
-            Ok(v) => {
+        let undo = || {
+            let undo = if nested {
+                self.rollback_to(SP)
+            } else {
+                self.rollback()
+            };
+            if let Err(undo) = undo {
+                tracing::warn!(target: "orm::sql", error = %undo, "rolling back a failed write failed");
+            }
+        };
+        // A panic in `f` (a user's iterator or conversion) must not leave its writes behind
+        // in the transaction for a later COMMIT: roll back, then let the panic go on.
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
+            Ok(Ok(v)) => {
                 if nested {
                     self.release(SP)?;
                 }
                 Ok(v)
             }
-            Err(e) => {
-                let undo = if nested {
-                    self.rollback_to(SP)
-                } else {
-                    self.rollback()
-                };
-                if let Err(undo) = undo {
-                    tracing::warn!(target: "orm::sql", error = %undo, "rolling back a failed write failed");
-                }
+            Ok(Err(e)) => {
+                undo();
                 Err(e)
+            }
+            Err(panic) => {
+                undo();
+                std::panic::resume_unwind(panic)
             }
         }
     }

@@ -50,6 +50,12 @@ pub enum ErrorKind {
     Detached,
     /// A query expected at most one row and found more.
     MultipleRows,
+    /// The transaction failed and was (or must be) rolled back: the database aborted it
+    /// (PostgreSQL after any failed statement, SQLite after a full disk or an I/O error), its
+    /// `COMMIT` failed, or its connection was lost. Nothing it held is committed. Every call
+    /// but `rollback()` and `close()` fails with this kind until `rollback()` is called
+    /// (SQLAlchemy's `PendingRollbackError`).
+    PendingRollback,
     /// Any other database error.
     Database,
 }
@@ -72,6 +78,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::InvalidState => "invalid state",
             ErrorKind::Detached => "object detached",
             ErrorKind::MultipleRows => "multiple rows",
+            ErrorKind::PendingRollback => "transaction failed; rollback() required",
             ErrorKind::Database => "database error",
         })
     }
@@ -218,6 +225,16 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// The transaction failed: nothing of it is committed, and the session refuses work
+    /// until `rollback()` (see [`ErrorKind::PendingRollback`]).
+    #[error(
+        "the transaction failed and nothing of it was committed ({reason}); call rollback() \
+         before using the session again"
+    )]
+    PendingRollback {
+        /// What ended the transaction.
+        reason: String,
+    },
 }
 
 fn entity_suffix(entity: Option<&'static str>) -> String {
@@ -245,6 +262,7 @@ impl Error {
             Error::ObjectDeleted { .. } => ErrorKind::ObjectDeleted,
             Error::Detached { .. } => ErrorKind::Detached,
             Error::MultipleRows { .. } => ErrorKind::MultipleRows,
+            Error::PendingRollback { .. } => ErrorKind::PendingRollback,
         }
     }
 

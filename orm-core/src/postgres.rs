@@ -67,6 +67,9 @@ pub(crate) struct PgConn {
     client: RefCell<Client>,
     statements: RefCell<HashMap<Box<str>, Statement>>,
     in_transaction: Cell<bool>,
+    /// A statement failed inside the transaction since the server last said it was healthy:
+    /// the transaction may be aborted, and [`PgConn::status`] asks the server.
+    suspect: Cell<bool>,
     /// A statement failed because the connection was lost: never reuse it.
     broken: Cell<bool>,
     /// The identity sequence of each table's key, once looked up.
@@ -126,6 +129,7 @@ impl PgConn {
             client: RefCell::new(client),
             statements: RefCell::new(HashMap::new()),
             in_transaction: Cell::new(false),
+            suspect: Cell::new(false),
             broken: Cell::new(false),
             sequences: RefCell::new(HashMap::new()),
         })
@@ -148,6 +152,86 @@ impl PgConn {
     pub(crate) fn mark_broken(&self) {
         self.broken.set(true);
         self.in_transaction.set(false);
+    }
+
+    /// Notes that a statement failed: inside a transaction, the server may have aborted it.
+    pub(crate) fn note_failure(&self) {
+        if self.in_transaction.get() {
+            self.suspect.set(true);
+        }
+    }
+
+    /// The transaction's state as the server reports it. Without a failure since the server
+    /// last confirmed it, the answer needs no round trip; otherwise a savepoint probe asks:
+    /// it fails with SQLSTATE 25P02 in an aborted transaction and 25P01 outside one.
+    pub(crate) fn status(&self) -> crate::TxStatus {
+        use crate::TxStatus;
+        if self.is_closed() {
+            return TxStatus::Lost;
+        }
+        if !self.suspect.get() {
+            return if self.in_transaction.get() {
+                TxStatus::Active
+            } else {
+                TxStatus::Idle
+            };
+        }
+        let probe = self
+            .client
+            .borrow_mut()
+            .batch_execute("SAVEPOINT orm_probe; RELEASE SAVEPOINT orm_probe");
+        match probe {
+            Ok(()) => {
+                self.suspect.set(false);
+                self.in_transaction.set(true);
+                TxStatus::Active
+            }
+            Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                self.in_transaction.set(true);
+                TxStatus::Failed
+            }
+            Err(e) if e.code() == Some(&SqlState::NO_ACTIVE_SQL_TRANSACTION) => {
+                self.suspect.set(false);
+                self.in_transaction.set(false);
+                TxStatus::Idle
+            }
+            Err(e) => {
+                if kind_of(&e) == ErrorKind::Connection {
+                    self.mark_broken();
+                    TxStatus::Lost
+                } else {
+                    TxStatus::Failed
+                }
+            }
+        }
+    }
+
+    /// `COMMIT`, but only of a healthy transaction: the server answers `COMMIT` of an
+    /// aborted one with a `ROLLBACK` tag and no error, which the driver does not show. A
+    /// savepoint sent in the same message fails first in that case (25P02), and outside a
+    /// transaction (25P01), so an `Ok` here means the server committed.
+    pub(crate) fn commit(&self) -> Result<(), postgres::Error> {
+        let r = self
+            .client
+            .borrow_mut()
+            .batch_execute("SAVEPOINT orm_commit; COMMIT");
+        match &r {
+            Ok(()) => {
+                self.in_transaction.set(false);
+                self.suspect.set(false);
+            }
+            // The transaction is still there, aborted: only ROLLBACK ends it.
+            Err(e) if e.code() == Some(&SqlState::IN_FAILED_SQL_TRANSACTION) => {
+                self.in_transaction.set(true);
+            }
+            // A failed COMMIT (a deferred constraint, a serialization failure) ends the
+            // transaction; so does the loss of the connection.
+            Err(_) => {
+                self.in_transaction.set(false);
+                self.suspect.set(false);
+            }
+        }
+        r
     }
 
     /// The prepared statement for `sql`, prepared on first use.
@@ -197,8 +281,20 @@ impl PgConn {
         match word {
             "BEGIN" | "START" if ok => self.in_transaction.set(true),
             // A failed COMMIT ends the transaction too (PostgreSQL rolls it back).
-            "COMMIT" | "END" | "ABORT" => self.in_transaction.set(false),
-            "ROLLBACK" if !head.starts_with("ROLLBACK TO") => self.in_transaction.set(false),
+            "COMMIT" | "END" | "ABORT" => {
+                self.in_transaction.set(false);
+                self.suspect.set(false);
+            }
+            // Rolling back to a savepoint leaves the transaction healthy again.
+            "ROLLBACK" if head.starts_with("ROLLBACK TO") => {
+                if ok {
+                    self.suspect.set(false);
+                }
+            }
+            "ROLLBACK" => {
+                self.in_transaction.set(false);
+                self.suspect.set(false);
+            }
             _ => {}
         }
     }
@@ -306,6 +402,7 @@ pub(crate) fn kind_of(e: &postgres::Error) -> ErrorKind {
         SqlState::FOREIGN_KEY_VIOLATION => ErrorKind::ForeignKeyViolation,
         SqlState::NOT_NULL_VIOLATION => ErrorKind::NotNullViolation,
         SqlState::CHECK_VIOLATION => ErrorKind::CheckViolation,
+        SqlState::IN_FAILED_SQL_TRANSACTION => ErrorKind::PendingRollback,
         SqlState::T_R_SERIALIZATION_FAILURE
         | SqlState::T_R_DEADLOCK_DETECTED
         | SqlState::LOCK_NOT_AVAILABLE => ErrorKind::Busy,

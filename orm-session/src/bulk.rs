@@ -59,6 +59,25 @@ pub struct BulkResult {
     pub keys: Vec<Key>,
 }
 
+/// What `bulk_save` keeps until every row is written.
+struct Saved<'a, E> {
+    result: BulkResult,
+    /// Inserted objects and their generated keys, written back at the end.
+    keyed: Vec<(&'a mut E, Key)>,
+    /// Updated objects whose version is bumped at the end.
+    bumps: Vec<&'a mut E>,
+}
+
+impl<E> Default for Saved<'_, E> {
+    fn default() -> Self {
+        Saved {
+            result: BulkResult::default(),
+            keyed: Vec::new(),
+            bumps: Vec::new(),
+        }
+    }
+}
+
 fn needs_insert<E: Entity>(obj: &E) -> bool {
     let pk = E::META.primary_key;
     match (E::META.key_column().generated, obj.column(pk)) {
@@ -69,10 +88,13 @@ fn needs_insert<E: Entity>(obj: &E) -> bool {
 }
 
 impl Session {
-    /// Runs `f` on the session's connection inside its transaction (begun now if needed):
-    /// a bulk call writes all its rows or none (R1).
-    fn bulk<T>(&self, f: impl FnOnce(&orm_core::Connection) -> Result<T>) -> Result<T> {
-        self.with_connection(|conn| conn.write_atomically(f))
+    /// Rows pulled from the caller's iterator per locked write: enough for full batches and,
+    /// on PostgreSQL, for a `COPY` to amortize its round trip.
+    fn chunk_rows(&self, options: &BulkOptions) -> usize {
+        match self.engine().backend() {
+            orm_core::Backend::Postgres => 10_000,
+            _ => (options.batch_rows * 10).clamp(1000, 10_000),
+        }
     }
 
     /// Saves plain objects without tracking them (SQLAlchemy's `bulk_save_objects`, B2):
@@ -116,72 +138,97 @@ impl Session {
             .filter(|&c| c != meta.primary_key && !meta.columns[c].version)
             .collect();
         let ins_opts = InsertOptions::batch_rows(options.batch_rows).grouped();
-        self.bulk(|conn| {
-            let mut result = BulkResult::default();
-            let mut to_insert: Vec<&'a mut E> = Vec::new();
-            let mut inserter = conn.inserter::<&E>(&ins_opts, false)?;
-            let mut bumps: Vec<&'a mut E> = Vec::new();
-            for obj in objects {
-                if upsert {
-                    result.updated += conn.upsert(&*obj)?;
-                } else if needs_insert(&*obj) {
-                    if options.return_defaults {
-                        to_insert.push(obj);
+        let chunk = self.chunk_rows(&options);
+        let done = self.shared.bulk_write(
+            objects.into_iter(),
+            chunk,
+            Saved::<E>::default(),
+            |conn, objs, acc| {
+                let mut inserter = conn.inserter::<&E>(&ins_opts, false)?;
+                let mut to_insert: Vec<&'a mut E> = Vec::new();
+                for obj in objs.drain(..) {
+                    if upsert {
+                        acc.result.updated += conn.upsert(&*obj)?;
+                    } else if needs_insert(&*obj) {
+                        if options.return_defaults {
+                            to_insert.push(obj);
+                        } else {
+                            let obj: &'a E = obj;
+                            inserter.push(obj)?;
+                        }
                     } else {
-                        let obj: &'a E = obj;
-                        inserter.push(obj)?;
-                    }
-                } else {
-                    let version = meta
-                        .version_column()
-                        .map(|v| obj.column(v).to_owned_value());
-                    let n = conn.update_columns(&*obj, &non_key, version.as_ref())?;
-                    if n == 0 && version.is_some() {
-                        return Err(Error::StaleData {
-                            entity: meta.name,
-                            table: meta.table,
-                            key: obj.key().map_or_else(|| "?".into(), |k| k.to_string()),
-                            operation: "UPDATE",
-                        });
-                    }
-                    result.updated += n;
-                    if version.is_some() {
-                        bumps.push(obj);
+                        let version = meta
+                            .version_column()
+                            .map(|v| obj.column(v).to_owned_value());
+                        let n = conn.update_columns(&*obj, &non_key, version.as_ref())?;
+                        if n == 0 && version.is_some() {
+                            return Err(Error::StaleData {
+                                entity: meta.name,
+                                table: meta.table,
+                                key: obj.key().map_or_else(|| "?".into(), |k| k.to_string()),
+                                operation: "UPDATE",
+                            });
+                        }
+                        acc.result.updated += n;
+                        if version.is_some() {
+                            acc.bumps.push(obj);
+                        }
                     }
                 }
-            }
-            result.inserted += inserter.finish()?.rows;
-            if !to_insert.is_empty() {
-                let mut keyed = conn.inserter::<&E>(&ins_opts, true)?;
-                for obj in &to_insert {
-                    keyed.push(&**obj)?;
+                acc.result.inserted += inserter.finish()?.rows;
+                if !to_insert.is_empty() {
+                    let mut keyed = conn.inserter::<&E>(&ins_opts, true)?;
+                    for obj in &to_insert {
+                        keyed.push(&**obj)?;
+                    }
+                    let outcome = keyed.finish()?;
+                    acc.result.inserted += outcome.rows;
+                    acc.keyed.extend(to_insert.into_iter().zip(outcome.keys));
                 }
-                let outcome = keyed.finish()?;
-                result.inserted += outcome.rows;
-                for (obj, key) in to_insert.iter_mut().zip(&outcome.keys) {
+                Ok(())
+            },
+            |acc| {
+                // Keys and versions go into the caller's objects only once every row is
+                // written, and before the call's savepoint is released: a key that does not
+                // fit its field fails the call with nothing written.
+                for (obj, key) in &mut acc.keyed {
                     let v = key.to_value(meta.key_column().sql_type);
                     obj.set_column(meta.primary_key, v.as_ref())
                         .map_err(|source| Error::InvalidState {
                             message: format!(
-                                "cannot write the key back into {}: {source}",
-                                meta.name
+                                "{} (table `{}`): the generated key {key} does not fit the key \
+                                 field: {source}",
+                                meta.name, meta.table
                             ),
                         })?;
                 }
-                result.keys = outcome.keys;
-            }
-            if let Some(vc) = meta.version_column() {
-                for obj in bumps {
-                    let next = match obj.column(vc) {
-                        ValueRef::I64(v) => Value::I64(v.wrapping_add(1)),
-                        ValueRef::I32(v) => Value::I32(v.wrapping_add(1)),
-                        other => other.to_owned_value(),
-                    };
-                    let _ = obj.set_column(vc, next.as_ref());
+                if let Some(vc) = meta.version_column() {
+                    for obj in &mut acc.bumps {
+                        let next = match obj.column(vc) {
+                            ValueRef::I64(v) => Value::I64(v.wrapping_add(1)),
+                            ValueRef::I32(v) => Value::I32(v.wrapping_add(1)),
+                            other => other.to_owned_value(),
+                        };
+                        obj.set_column(vc, next.as_ref()).map_err(|source| {
+                            Error::InvalidState {
+                                message: format!(
+                                    "cannot bump the version of {}: {source}",
+                                    meta.name
+                                ),
+                            }
+                        })?;
+                    }
                 }
+                Ok(())
+            },
+        );
+        match done {
+            Ok(mut saved) => {
+                saved.result.keys = saved.keyed.into_iter().map(|(_, k)| k).collect();
+                Ok(saved.result)
             }
-            Ok(result)
-        })
+            Err(e) => Err(e),
+        }
     }
 
     /// Inserts rows given as column → value [`Mapping`]s (SQLAlchemy's
@@ -254,16 +301,22 @@ impl Session {
         options: BulkOptions,
     ) -> Result<BulkResult> {
         let ins_opts = InsertOptions::batch_rows(options.batch_rows).grouped();
-        self.bulk(|conn| {
-            let mut inserter = conn.inserter::<Mapping<E>>(&ins_opts, options.return_defaults)?;
-            inserter.push_all(rows)?;
-            let outcome = inserter.finish()?;
-            Ok(BulkResult {
-                inserted: outcome.rows,
-                updated: 0,
-                keys: outcome.keys,
-            })
-        })
+        let chunk = self.chunk_rows(&options);
+        self.shared.bulk_write(
+            rows,
+            chunk,
+            BulkResult::default(),
+            |conn, chunk, result| {
+                let mut inserter =
+                    conn.inserter::<Mapping<E>>(&ins_opts, options.return_defaults)?;
+                inserter.push_all(chunk.drain(..))?;
+                let outcome = inserter.finish()?;
+                result.inserted += outcome.rows;
+                result.keys.extend(outcome.keys);
+                Ok(())
+            },
+            |_| Ok(()),
+        )
     }
 
     /// Updates rows given as column → value [`Mapping`]s keyed by primary key (SQLAlchemy's
@@ -282,35 +335,41 @@ impl Session {
         let meta = E::META;
         let pk = meta.primary_key;
         let version = meta.version_column();
-        self.bulk(|conn| {
-            let mut updated = 0;
-            let mut values = Vec::new();
-            for row in rows {
-                row.check(true)?;
-                let key = row.get(pk).cloned().unwrap_or(Value::Null);
-                values.clear();
-                values.extend(
-                    row.columns()
-                        .filter(|&c| c != pk && Some(c) != version)
-                        .map(|c| (c, row.get(c).cloned().unwrap_or(Value::Null))),
-                );
-                let expected = version.and_then(|v| row.get(v));
-                if values.is_empty() && expected.is_none() {
-                    continue;
+        let chunk = self.chunk_rows(&BulkOptions::default());
+        let mut values = Vec::new();
+        self.shared.bulk_write(
+            rows.into_iter(),
+            chunk,
+            0u64,
+            |conn, chunk, updated| {
+                for row in chunk.drain(..) {
+                    row.check(true)?;
+                    let key = row.get(pk).cloned().unwrap_or(Value::Null);
+                    values.clear();
+                    values.extend(
+                        row.columns()
+                            .filter(|&c| c != pk && Some(c) != version)
+                            .map(|c| (c, row.get(c).cloned().unwrap_or(Value::Null))),
+                    );
+                    let expected = version.and_then(|v| row.get(v));
+                    if values.is_empty() && expected.is_none() {
+                        continue;
+                    }
+                    let n = conn.update_values::<E>(&key, &values, expected)?;
+                    if n == 0 && expected.is_some() {
+                        return Err(Error::StaleData {
+                            entity: meta.name,
+                            table: meta.table,
+                            key: Key::from_value(&key.as_ref())
+                                .map_or_else(|| "?".into(), |k| k.to_string()),
+                            operation: "UPDATE",
+                        });
+                    }
+                    *updated += n;
                 }
-                let n = conn.update_values::<E>(&key, &values, expected)?;
-                if n == 0 && expected.is_some() {
-                    return Err(Error::StaleData {
-                        entity: meta.name,
-                        table: meta.table,
-                        key: Key::from_value(&key.as_ref())
-                            .map_or_else(|| "?".into(), |k| k.to_string()),
-                        operation: "UPDATE",
-                    });
-                }
-                updated += n;
-            }
-            Ok(updated)
-        })
+                Ok(())
+            },
+            |_| Ok(()),
+        )
     }
 }

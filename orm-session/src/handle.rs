@@ -75,6 +75,12 @@ pub(crate) struct Meta {
     pub key_generated: bool,
     /// `session.delete` was called and not flushed yet.
     pub marked_delete: bool,
+    /// A flush is writing this object: `write()` refuses until it is over, so no change can
+    /// slip in between what the flush sends and what it records as sent.
+    pub flushing: bool,
+    /// A panic unwound while a write guard on the value was alive: the change may be half
+    /// made, and flush refuses the object until its values are reloaded or it leaves.
+    pub torn: bool,
 }
 
 impl Meta {
@@ -89,6 +95,8 @@ impl Meta {
             new_in_tx: false,
             key_generated: false,
             marked_delete: false,
+            flushing: false,
+            torn: false,
         }
     }
 
@@ -98,6 +106,8 @@ impl Meta {
     pub(crate) fn expire_all(&mut self) {
         self.expired = Expired::ALL;
         self.snapshot = None;
+        // The reload replaces every value, a half-made change included.
+        self.torn = false;
     }
 
     /// [`expire_all`](Self::expire_all) for callers that also clear the modified list.
@@ -115,8 +125,8 @@ impl Meta {
         self.new_in_tx = false;
     }
 
-    pub(crate) fn belongs_to(&self, shared: &Arc<Shared>) -> bool {
-        std::ptr::eq(self.session.as_ptr(), Arc::as_ptr(shared))
+    pub(crate) fn belongs_to(&self, shared: &Shared) -> bool {
+        std::ptr::eq(self.session.as_ptr(), shared)
     }
 }
 
@@ -220,18 +230,35 @@ impl<E> Deref for ReadGuard<'_, E> {
 
 /// Exclusive write access to a tracked object; derefs mutably to the entity. Changes are
 /// found by the next flush.
-pub struct WriteGuard<'a, E>(RwLockWriteGuard<'a, E>);
+///
+/// A guard dropped by a panic marks the object as torn: one field may be changed and the
+/// next not, so the session refuses to flush it until its values are reloaded
+/// ([`Session::refresh`](crate::Session::refresh), [`Session::expire`](crate::Session::expire),
+/// a rollback) or it leaves the session ([`Session::expunge`](crate::Session::expunge)).
+pub struct WriteGuard<'a, E> {
+    value: RwLockWriteGuard<'a, E>,
+    meta: &'a Mutex<Meta>,
+}
 
 impl<E> Deref for WriteGuard<'_, E> {
     type Target = E;
     fn deref(&self) -> &E {
-        &self.0
+        &self.value
     }
 }
 
 impl<E> DerefMut for WriteGuard<'_, E> {
     fn deref_mut(&mut self) -> &mut E {
-        &mut self.0
+        &mut self.value
+    }
+}
+
+impl<E> Drop for WriteGuard<'_, E> {
+    fn drop(&mut self) {
+        // Lock order: value (still held here), then meta.
+        if std::thread::panicking() {
+            self.meta.lock().torn = true;
+        }
     }
 }
 
@@ -269,10 +296,13 @@ impl<E: Entity> Handle<E> {
     }
 
     /// Writes the object. The first write after a load or flush takes a snapshot of the
-    /// loaded values; flush compares with it and updates only changed columns.
+    /// loaded values; flush compares with it and updates only changed columns. An object
+    /// with a row keeps its snapshot while detached, so that a change made then is written
+    /// once the object is added to a session again.
     ///
     /// # Errors
-    /// As [`read`](Self::read), and [`Error::InvalidState`] when any guard on it is alive.
+    /// As [`read`](Self::read); [`Error::InvalidState`] when any guard on it is alive, or a
+    /// flush on another thread is writing it (write again once it is over).
     pub fn write(&self) -> Result<WriteGuard<'_, E>> {
         self.ensure_loaded()?;
         let guard = self
@@ -281,11 +311,21 @@ impl<E: Entity> Handle<E> {
             .try_write()
             .ok_or_else(|| borrowed(E::META, "write"))?;
         let mut meta = self.obj.meta.lock();
-        if meta.state == ObjectState::Persistent {
+        if meta.flushing {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "cannot write {}: a flush on another thread is writing it; write again \
+                     once that flush is over",
+                    E::META.name
+                ),
+            });
+        }
+        if meta.key.is_some() && meta.state != ObjectState::Pending {
             if meta.snapshot.is_none() {
                 meta.snapshot = Some(snapshot(&*guard));
             }
-            if !meta.registered
+            if meta.state == ObjectState::Persistent
+                && !meta.registered
                 && let Some(shared) = meta.session.upgrade()
             {
                 shared.register_modified(Arc::clone(&self.obj) as Arc<dyn Erased>);
@@ -293,7 +333,10 @@ impl<E: Entity> Handle<E> {
             }
         }
         drop(meta);
-        Ok(WriteGuard(guard))
+        Ok(WriteGuard {
+            value: guard,
+            meta: &self.obj.meta,
+        })
     }
 
     /// A clone of the current value (reloading first if expired).
@@ -417,8 +460,11 @@ pub(crate) trait Erased: Send + Sync {
     fn entity(&self) -> &'static EntityMeta;
     fn meta(&self) -> MutexGuard<'_, Meta>;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
-    /// Fails when a guard on the value is alive.
-    fn check_free(&self, operation: &str) -> Result<()>;
+    /// Marks the object as being flushed (so that `write()` refuses meanwhile), then fails
+    /// when a guard on its value is alive or a panic tore a change to it.
+    fn claim(&self) -> Result<()>;
+    /// Ends what `claim` began.
+    fn unclaim(&self);
     /// INSERTs `group` (objects of this object's entity, this one among them) in batches,
     /// and makes each chunk persistent as soon as it is sent, while it is still in cache:
     /// key recorded (and written into the value when generated), state `Persistent`, entry
@@ -459,11 +505,31 @@ impl<E: Entity> Erased for Object<E> {
         self
     }
 
-    fn check_free(&self, operation: &str) -> Result<()> {
+    fn claim(&self) -> Result<()> {
+        {
+            let mut meta = self.meta.lock();
+            if meta.torn {
+                return Err(Error::InvalidState {
+                    message: format!(
+                        "cannot flush {}: a panic unwound while a write() guard on it was alive, \
+                         so its change may be half made; refresh or expire it to discard the \
+                         change, or expunge it",
+                        E::META.name
+                    ),
+                });
+            }
+            meta.flushing = true;
+        }
+        // After `flushing` is set: a writer that got the value lock before sees it fails
+        // here, one that comes after sees the flag.
         self.value
             .try_write()
             .map(drop)
-            .ok_or_else(|| borrowed(E::META, operation))
+            .ok_or_else(|| borrowed(E::META, "flush"))
+    }
+
+    fn unclaim(&self) {
+        self.meta.lock().flushing = false;
     }
 
     fn insert_group(
@@ -498,36 +564,57 @@ impl<E: Entity> Erased for Object<E> {
                     })
                 })
                 .collect::<Result<_>>()?;
-            let keys = {
+            let (keys, generated) = {
                 let guards = objects
                     .iter()
                     .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
                     .collect::<Result<Vec<_>>>()?;
+                let generated: Vec<bool> = guards
+                    .iter()
+                    .map(|g| match g.column(pk) {
+                        ValueRef::Null => true,
+                        ValueRef::Uuid(u) => u.is_nil() && uuid_key,
+                        _ => false,
+                    })
+                    .collect();
                 let mut inserter = conn.inserter::<&E>(&InsertOptions::default(), true)?;
                 for g in &guards {
                     inserter.push(&**g)?;
                 }
-                inserter.finish()?.keys
+                (inserter.finish()?.keys, generated)
             };
-            for (obj, key) in objects.into_iter().zip(keys) {
-                // Lock order: value, then meta. The flush checked that no guard is alive.
-                let mut value = obj.value.write();
-                let generated = match value.column(pk) {
-                    ValueRef::Null => true,
-                    ValueRef::Uuid(u) => u.is_nil() && uuid_key,
-                    _ => false,
-                };
+            for ((obj, key), generated) in objects.into_iter().zip(keys).zip(generated) {
+                // Never block on a value while the session is locked: a reader on another
+                // thread may be waiting for the session. Without the lock the key is not
+                // written into the value now; the object is expired instead, and its next
+                // access reloads the row (key included) by the key recorded here.
+                let mut reload = false;
                 if generated {
-                    // The derive guarantees that the key fits its field.
-                    let _ = value.set_column(pk, key.to_value(sql_type).as_ref());
+                    match obj.value.try_write() {
+                        Some(mut value) => {
+                            value
+                                .set_column(pk, key.to_value(sql_type).as_ref())
+                                .map_err(|source| Error::InvalidState {
+                                    message: format!(
+                                        "{} (table `{}`): the generated key {key} does not fit \
+                                         the key field: {source}",
+                                        E::META.name,
+                                        E::META.table
+                                    ),
+                                })?;
+                        }
+                        None => reload = true,
+                    }
                 }
-                drop(value);
                 {
                     let mut m = obj.meta.lock();
                     m.key = Some(key.clone());
                     m.key_generated = generated;
                     m.state = ObjectState::Persistent;
                     m.new_in_tx = true;
+                    if reload {
+                        m.expire_all();
+                    }
                 }
                 map.insert(key, obj);
             }
@@ -602,8 +689,15 @@ impl<E: Entity> Erased for Object<E> {
     }
 
     fn updated(&self) {
-        // Lock order everywhere: value before meta.
-        let mut value = self.value.write();
+        // Lock order everywhere: value before meta. Never block on the value while the
+        // session is locked: if a reader holds it, the object is expired instead, and its
+        // next access reloads what the flush wrote (the bumped version included).
+        let Some(mut value) = self.value.try_write() else {
+            let mut meta = self.meta.lock();
+            meta.expire_all();
+            meta.registered = false;
+            return;
+        };
         let mut meta = self.meta.lock();
         if let Some(vc) = E::META.version_column() {
             let next = match value.column(vc) {

@@ -1,10 +1,13 @@
 //! `Session`: identity map, unit-of-work flush, transactions, expiry.
 
 use std::collections::hash_map::Entry;
+use std::ops::{Deref, DerefMut};
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Weak};
 
-use orm_core::{Connection, Entity, Error, ErrorKind, Key, Result, SelectSpec};
-use parking_lot::Mutex;
+use orm_core::{Connection, Entity, Error, ErrorKind, Key, Result, SelectSpec, TxStatus};
+use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
@@ -27,6 +30,16 @@ pub(crate) struct State {
     closed: bool,
     /// A flush of the current transaction inserted objects (rollback must find them).
     inserted_in_tx: bool,
+    /// The session's work lives in an open transaction: the driver reported one after a
+    /// call of this session. Before each call the driver is asked again, and a transaction
+    /// that is gone or aborted meanwhile fails the session (see `ready`).
+    in_tx: bool,
+    /// Why the transaction failed. Until `rollback()`, every call but `rollback` and
+    /// `close` fails with `PendingRollback`.
+    failed: Option<String>,
+    /// Bulk calls in progress: they pull the caller's rows with no lock held, and the
+    /// transaction must not end under them.
+    bulk: u32,
 }
 
 impl State {
@@ -37,27 +50,177 @@ impl State {
             None => Ok(self.conn.insert(engine.connect()?)),
         }
     }
+
+    /// Whether the session may send SQL: open, no failed transaction pending a rollback,
+    /// and the transaction that holds its work still there as far as the driver says.
+    pub(crate) fn ready(&mut self) -> Result<()> {
+        if self.closed {
+            return Err(Error::InvalidState {
+                message: "the session is closed".into(),
+            });
+        }
+        if let Some(reason) = &self.failed {
+            return Err(Error::PendingRollback {
+                reason: reason.clone(),
+            });
+        }
+        if self.in_tx {
+            let status = self
+                .conn
+                .as_ref()
+                .map_or(TxStatus::Lost, Connection::transaction_status);
+            if status != TxStatus::Active {
+                return Err(self.fail(lost_reason(status)));
+            }
+        }
+        Ok(())
+    }
+
+    fn fail(&mut self, reason: String) -> Error {
+        tracing::warn!(target: "orm::session", reason = %reason, "the session's transaction failed; rollback() required");
+        self.failed = Some(reason.clone());
+        Error::PendingRollback { reason }
+    }
+
+    /// Records what a call that used the connection did to the transaction, as the driver
+    /// reports it. After an error the driver is asked whether the transaction survived: an
+    /// aborted one, or one that held the session's work and is gone, fails the session.
+    pub(crate) fn settle<T>(&mut self, result: Result<T>) -> Result<T> {
+        let Some(conn) = &self.conn else {
+            return result;
+        };
+        match &result {
+            Ok(_) => self.in_tx = conn.in_transaction(),
+            Err(e) => match conn.transaction_status() {
+                TxStatus::Active => self.in_tx = true,
+                TxStatus::Idle if !self.in_tx => {}
+                TxStatus::Lost if !self.in_tx => {
+                    // Nothing of the session's was in it: a new connection serves the next call.
+                    self.conn = None;
+                }
+                status => {
+                    let reason = format!("{} after: {e}", lost_reason(status));
+                    self.fail(reason);
+                }
+            },
+        }
+        result
+    }
+
+    fn refuse_in_bulk(&self, operation: &str) -> Result<()> {
+        if self.bulk > 0 {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "cannot {operation} while a bulk call of this session is in progress (its \
+                     rows' iterator called the session)"
+                ),
+            });
+        }
+        Ok(())
+    }
+}
+
+fn lost_reason(status: TxStatus) -> String {
+    match status {
+        TxStatus::Idle => "the database rolled the transaction back (SQLite does so after a full \
+                           disk, an I/O error or a failed COMMIT)"
+            .into(),
+        TxStatus::Failed => "a statement failed inside the transaction and the database aborted \
+                             it"
+        .into(),
+        TxStatus::Lost => "the connection to the database was lost".into(),
+        other => format!("the transaction is {other:?}"),
+    }
+}
+
+/// A small number for the current thread, never 0 (which means "nobody").
+fn thread_tag() -> u64 {
+    static NEXT: AtomicU64 = AtomicU64::new(1);
+    thread_local!(static TAG: u64 = NEXT.fetch_add(1, Ordering::Relaxed));
+    TAG.try_with(|t| *t).unwrap_or(u64::MAX)
+}
+
+/// The session state, locked. Knows which thread holds it, so that user code that runs
+/// under it (a `with_connection` closure, a `Field` conversion) and calls the session again
+/// gets an error instead of a deadlock.
+pub(crate) struct StateGuard<'a> {
+    guard: MutexGuard<'a, State>,
+    holder: &'a AtomicU64,
+}
+
+impl Deref for StateGuard<'_> {
+    type Target = State;
+    fn deref(&self) -> &State {
+        &self.guard
+    }
+}
+
+impl DerefMut for StateGuard<'_> {
+    fn deref_mut(&mut self) -> &mut State {
+        &mut self.guard
+    }
+}
+
+impl Drop for StateGuard<'_> {
+    fn drop(&mut self) {
+        self.holder.store(0, Ordering::Relaxed);
+    }
 }
 
 /// The part of a session that its handles can reach (through a `Weak`) to reload
 /// themselves and to report writes.
 pub(crate) struct Shared {
     engine: Engine,
-    pub(crate) state: Mutex<State>,
+    state: Mutex<State>,
+    /// The thread holding `state` (0: none).
+    holder: AtomicU64,
     /// Objects written through a handle since their last flush. Locked only briefly and
     /// never while taking another lock (lock order: state → value → meta → modified).
     modified: Mutex<Vec<Arc<dyn Erased>>>,
 }
 
 impl Shared {
+    /// Locks the session state.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when this thread holds it already: code that runs under the
+    /// lock called the session again.
+    pub(crate) fn lock(&self) -> Result<StateGuard<'_>> {
+        let me = thread_tag();
+        if self.holder.load(Ordering::Relaxed) == me {
+            return Err(Error::InvalidState {
+                message: "the session was called from code running inside one of its own calls \
+                          (a with_connection closure or a Field conversion); use the \
+                          Connection given to the closure instead"
+                    .into(),
+            });
+        }
+        let guard = self.state.lock();
+        self.holder.store(me, Ordering::Relaxed);
+        Ok(StateGuard {
+            guard,
+            holder: &self.holder,
+        })
+    }
+
+    /// [`lock`](Self::lock) for calls that return no `Result`: a re-entrant call panics with
+    /// the same message rather than deadlock.
+    fn lock_now(&self) -> StateGuard<'_> {
+        match self.lock() {
+            Ok(g) => g,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
     pub(crate) fn register_modified(&self, obj: Arc<dyn Erased>) {
         self.modified.lock().push(obj);
     }
 
     pub(crate) fn reload<E: Entity>(&self, obj: &Object<E>) -> Result<()> {
-        let mut st = self.state.lock();
-        let conn = st.conn(&self.engine)?;
-        obj.reload(conn)
+        let mut st = self.lock()?;
+        st.ready()?;
+        let r = st.conn(&self.engine).and_then(|conn| obj.reload(conn));
+        st.settle(r)
     }
 
     /// The written objects. An object is in the list at most once: `Meta::registered` says
@@ -66,10 +229,23 @@ impl Shared {
         std::mem::take(&mut *self.modified.lock())
     }
 
+    /// Flushes, then records in `st` what the flush did to the transaction.
     fn flush_locked(&self, st: &mut State) -> Result<()> {
-        let modified = self.take_modified();
+        let r = self.flush_inner(st);
+        st.settle(r)
+    }
+
+    fn flush_inner(&self, st: &mut State) -> Result<()> {
+        // The list may hold objects that left this session since they were written (expunged,
+        // adopted by another session): their changes are no longer this session's to send.
+        let mut modified = self.take_modified();
+        modified.retain(|o| o.meta().belongs_to(self));
         if st.pending.is_empty() && st.deleted.is_empty() && modified.is_empty() {
             return Ok(());
+        }
+        if let Err(e) = st.refuse_in_bulk("flush") {
+            self.modified.lock().extend(modified);
+            return Err(e);
         }
         let pending = std::mem::take(&mut st.pending);
         let deleted = std::mem::take(&mut st.deleted);
@@ -84,8 +260,16 @@ impl Shared {
             updated = tracing::field::Empty,
         );
         let _entered = span.enter();
-        match self.flush_statements(st, &pending, &modified, &deleted) {
-            Ok(updated) => {
+        // A panic in user code (a `Field` conversion) is caught to put the bookkeeping back
+        // as it was (the statements were rolled back by `write_atomically`), then goes on.
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            self.flush_statements(st, &pending, &modified, &deleted)
+        }));
+        for obj in pending.iter().chain(&modified) {
+            obj.unclaim();
+        }
+        let failure = match outcome {
+            Ok(Ok(updated)) => {
                 span.record("updated", updated.len());
                 for obj in &updated {
                     obj.updated();
@@ -101,18 +285,21 @@ impl Shared {
                 }
                 st.deleted_in_tx.extend(deleted);
                 st.inserted_in_tx |= !pending.is_empty();
-                Ok(())
+                return Ok(());
             }
-            Err(e) => {
-                // Objects made persistent by inserts that were rolled back are pending again.
-                for obj in &pending {
-                    obj.unpersist(&mut st.maps);
-                }
-                st.pending = pending;
-                st.deleted = deleted;
-                self.modified.lock().extend(modified);
-                Err(e)
-            }
+            Ok(Err(e)) => Ok(e),
+            Err(panic) => Err(panic),
+        };
+        // Objects made persistent by inserts that were rolled back are pending again.
+        for obj in &pending {
+            obj.unpersist(&mut st.maps);
+        }
+        st.pending = pending;
+        st.deleted = deleted;
+        self.modified.lock().extend(modified);
+        match failure {
+            Ok(e) => Err(e),
+            Err(panic) => resume_unwind(panic),
         }
     }
 
@@ -126,7 +313,7 @@ impl Shared {
         deleted: &[Arc<dyn Erased>],
     ) -> Result<Vec<Arc<dyn Erased>>> {
         for obj in pending.iter().chain(modified) {
-            obj.check_free("flush")?;
+            obj.claim()?;
         }
         let mut updates = Vec::new();
         for obj in modified {
@@ -168,10 +355,26 @@ impl Shared {
     /// `expire`, objects that stay persistent are expired (rollback); without, they keep
     /// their loaded values (close, which detaches them next).
     fn rollback_locked(&self, st: &mut State, expire: bool) -> Result<()> {
-        let result = match &st.conn {
+        let mut result = match &st.conn {
             Some(conn) => conn.rollback(),
             None => Ok(()),
         };
+        if st.conn.as_ref().is_some_and(|c| !c.is_usable()) {
+            // The server ended the transaction with the connection: nothing is left to roll
+            // back. The next call checks out a new connection.
+            st.conn = None;
+            result = Ok(());
+        }
+        match &result {
+            Ok(()) => {
+                st.failed = None;
+                st.in_tx = false;
+            }
+            Err(e) => {
+                let reason = format!("ROLLBACK failed: {e}");
+                st.fail(reason);
+            }
+        }
         for obj in std::mem::take(&mut st.pending) {
             obj.meta().detach(ObjectState::Transient);
         }
@@ -223,13 +426,18 @@ impl Shared {
     }
 
     fn shutdown(&self) -> Result<()> {
-        let mut st = self.state.lock();
+        // Close and drop are not re-entrant calls of user code; waiting is right here.
+        let mut st = StateGuard {
+            guard: self.state.lock(),
+            holder: &self.holder,
+        };
         if st.closed {
             return Ok(());
         }
         st.closed = true;
-        let in_tx = st.conn.as_ref().is_some_and(Connection::in_transaction);
+        let in_tx = st.in_tx || st.conn.as_ref().is_some_and(Connection::in_transaction);
         let result = if in_tx
+            || st.failed.is_some()
             || st.inserted_in_tx
             || !st.pending.is_empty()
             || !st.deleted.is_empty()
@@ -256,6 +464,97 @@ impl Shared {
         } else {
             Ok(())
         }
+    }
+
+    /// Runs a bulk write of `rows` as one all-or-nothing step of the session's transaction,
+    /// without running the caller's iterator under the session lock: rows are pulled in
+    /// chunks with no lock held (so the iterator may read, and reload, this session's
+    /// objects), and each chunk is written with `write` under the lock. The savepoint (or
+    /// the transaction, outside one) is opened at the first row, so an empty call sends
+    /// nothing. `finish` runs under the lock once every chunk is written, before the
+    /// savepoint is released; an error or a panic anywhere rolls back all of the call.
+    pub(crate) fn bulk_write<I: Iterator, A>(
+        &self,
+        rows: I,
+        chunk: usize,
+        mut acc: A,
+        mut write: impl FnMut(&Connection, &mut Vec<I::Item>, &mut A) -> Result<()>,
+        finish: impl FnOnce(&mut A) -> Result<()>,
+    ) -> Result<A> {
+        const SP: &str = "orm_bulk";
+        let mut rows = rows;
+        // `Some(nested)` once the savepoint (nested) or the transaction is open.
+        let mut open: Option<bool> = None;
+        let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+            let mut buf = Vec::with_capacity(chunk);
+            loop {
+                buf.extend(rows.by_ref().take(chunk));
+                let mut st = self.lock()?;
+                st.ready()?;
+                if buf.is_empty() {
+                    if open.is_some() {
+                        finish(&mut acc)?;
+                    }
+                    return Ok(());
+                }
+                let conn = st.conn(&self.engine)?;
+                if open.is_none() {
+                    let nested = conn.in_transaction();
+                    if nested {
+                        conn.savepoint(SP)?;
+                    } else {
+                        conn.begin()?;
+                    }
+                    open = Some(nested);
+                    st.bulk += 1;
+                }
+                let conn = st.conn(&self.engine)?;
+                write(conn, &mut buf, &mut acc)?;
+                buf.clear();
+            }
+        }));
+        let Some(nested) = open else {
+            return match outcome {
+                Ok(r) => r.map(|()| acc),
+                Err(panic) => resume_unwind(panic),
+            };
+        };
+        let mut st = StateGuard {
+            guard: self.state.lock(),
+            holder: &self.holder,
+        };
+        st.bulk -= 1;
+        let Some(conn) = st.conn.as_ref() else {
+            return Err(st.fail(lost_reason(TxStatus::Lost)));
+        };
+        let undo = || {
+            let r = if nested {
+                conn.rollback_to(SP)
+            } else {
+                conn.rollback()
+            };
+            if let Err(e) = r {
+                tracing::warn!(target: "orm::session", error = %e, "rolling back a failed bulk call failed");
+            }
+        };
+        let result = match outcome {
+            Ok(Ok(())) if nested => conn.release(SP),
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(e)) => {
+                undo();
+                Err(e)
+            }
+            Err(panic) => {
+                undo();
+                let r: Result<()> = Err(Error::InvalidState {
+                    message: "a panic unwound through a bulk call".into(),
+                });
+                let _ = st.settle(r);
+                drop(st);
+                resume_unwind(panic)
+            }
+        };
+        st.settle(result).map(|()| acc)
     }
 }
 
@@ -303,16 +602,19 @@ impl Shared {
 /// # Ok(()) }
 /// ```
 pub struct Session {
-    shared: Arc<Shared>,
+    pub(crate) shared: Arc<Shared>,
 }
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let st = self.shared.state.lock();
+        let Some(st) = self.shared.state.try_lock() else {
+            return f.debug_struct("Session").finish_non_exhaustive();
+        };
         f.debug_struct("Session")
             .field("tracked", &st.maps.len())
             .field("pending", &st.pending.len())
             .field("deleted", &st.deleted.len())
+            .field("failed", &st.failed)
             .finish_non_exhaustive()
     }
 }
@@ -332,7 +634,11 @@ impl Session {
                     expire_on_commit,
                     closed: false,
                     inserted_in_tx: false,
+                    in_tx: false,
+                    failed: None,
+                    bulk: 0,
                 }),
+                holder: AtomicU64::new(0),
                 modified: Mutex::new(Vec::new()),
             }),
         }
@@ -345,22 +651,22 @@ impl Session {
 
     /// Whether commit expires every object.
     pub fn expire_on_commit(&self) -> bool {
-        self.shared.state.lock().expire_on_commit
+        self.shared.lock_now().expire_on_commit
     }
 
     /// Changes `expire_on_commit` for this session.
     pub fn set_expire_on_commit(&self, on: bool) {
-        self.shared.state.lock().expire_on_commit = on;
+        self.shared.lock_now().expire_on_commit = on;
     }
 
     /// Whether queries flush pending changes first.
     pub fn autoflush(&self) -> bool {
-        self.shared.state.lock().autoflush
+        self.shared.lock_now().autoflush
     }
 
     /// Changes autoflush for this session.
     pub fn set_autoflush(&self, on: bool) {
-        self.shared.state.lock().autoflush = on;
+        self.shared.lock_now().autoflush = on;
     }
 
     fn owned<E: Entity>(&self, h: &Handle<E>, operation: &'static str) -> Result<()> {
@@ -382,13 +688,19 @@ impl Session {
     /// [`Error::InvalidState`] when an object with the same (user-assigned) key is already in
     /// the session, or the session is closed.
     pub fn add<E: Entity>(&self, value: E) -> Result<Handle<E>> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
-        self.add_locked(&mut st, value)
+        let key = value.key();
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        self.add_locked(&mut st, value, key)
     }
 
-    fn add_locked<E: Entity>(&self, st: &mut State, value: E) -> Result<Handle<E>> {
-        if let Some(key) = value.key()
+    fn add_locked<E: Entity>(
+        &self,
+        st: &mut State,
+        value: E,
+        key: Option<Key>,
+    ) -> Result<Handle<E>> {
+        if let Some(key) = key
             && st.maps.get::<E>(&key).is_some()
         {
             return Err(duplicate::<E>(&key));
@@ -404,18 +716,23 @@ impl Session {
     /// Adds many new objects, in order (B1). Flush inserts them with statements prepared
     /// once and writes every generated key back into its own object.
     ///
+    /// The iterator (and each value's key, which may go through a user's
+    /// [`Field`](orm_core::Field) conversion) runs before the session is locked, so it may
+    /// read this session's objects; if it panics, nothing is added.
+    ///
     /// # Errors
     /// As [`add`](Self::add); on error none of them is added.
     pub fn add_all<E: Entity>(
         &self,
         values: impl IntoIterator<Item = E>,
     ) -> Result<Vec<Handle<E>>> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
+        let values: Vec<(Option<Key>, E)> = values.into_iter().map(|v| (v.key(), v)).collect();
+        let mut st = self.shared.lock()?;
+        st.ready()?;
         let before = st.pending.len();
-        let mut out = Vec::new();
-        for v in values {
-            match self.add_locked(&mut st, v) {
+        let mut out = Vec::with_capacity(values.len());
+        for (key, v) in values {
+            match self.add_locked(&mut st, v, key) {
                 Ok(h) => out.push(h),
                 Err(e) => {
                     for obj in st.pending.drain(before..) {
@@ -435,10 +752,19 @@ impl Session {
     /// # Errors
     /// [`Error::InvalidState`] when it belongs to a live session, or its key is taken here.
     pub fn add_handle<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
-        let state = h.state();
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        // One lock of the object's bookkeeping for the check and the change, so that two
+        // sessions adding it at once cannot both take it.
         let mut m = h.obj.meta.lock();
+        let state = match m.state {
+            ObjectState::Pending | ObjectState::Persistent | ObjectState::Deleted
+                if m.session.strong_count() == 0 =>
+            {
+                ObjectState::Detached
+            }
+            s => s,
+        };
         match (state, m.key.clone()) {
             // A detached object without a key never reached the database (it was pending in a
             // session that is gone): it is new again.
@@ -455,7 +781,17 @@ impl Session {
                 }
                 m.state = ObjectState::Persistent;
                 m.session = Arc::downgrade(&self.shared);
+                m.marked_delete = false;
+                m.new_in_tx = false;
+                // A change made while it was away (or left unflushed in its last session) is
+                // this session's to write: it is found by comparing with the snapshot.
+                m.registered = m.snapshot.is_some();
+                let changed = m.registered;
                 drop(m);
+                if changed {
+                    self.shared
+                        .register_modified(Arc::clone(&h.obj) as Arc<dyn Erased>);
+                }
                 st.maps.typed::<E>().insert(key, Arc::clone(&h.obj));
                 Ok(())
             }
@@ -475,8 +811,13 @@ impl Session {
     /// Database and conversion errors.
     pub fn get<E: Entity>(&self, key: impl Into<Key>) -> Result<Option<Handle<E>>> {
         let key = key.into();
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = self.get_locked(&mut st, key);
+        st.settle(r)
+    }
+
+    fn get_locked<E: Entity>(&self, st: &mut State, key: Key) -> Result<Option<Handle<E>>> {
         if let Some(obj) = st.maps.get::<E>(&key) {
             let (expired, marked) = {
                 let m = obj.meta.lock();
@@ -500,7 +841,7 @@ impl Session {
             };
         }
         if st.autoflush {
-            self.shared.flush_locked(&mut st)?;
+            self.shared.flush_inner(st)?;
         }
         let row = st.conn(&self.shared.engine)?.find::<E>(&key)?;
         match row {
@@ -521,13 +862,23 @@ impl Session {
         spec: &SelectSpec,
         populate_existing: bool,
     ) -> Result<Vec<Handle<E>>> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = self.load_locked(&mut st, spec, populate_existing);
+        st.settle(r)
+    }
+
+    fn load_locked<E: Entity>(
+        &self,
+        st: &mut State,
+        spec: &SelectSpec,
+        populate_existing: bool,
+    ) -> Result<Vec<Handle<E>>> {
         if st.autoflush {
-            self.shared.flush_locked(&mut st)?;
+            self.shared.flush_inner(st)?;
         }
         st.conn(&self.shared.engine)?;
-        let State { conn, maps, .. } = &mut *st;
+        let State { conn, maps, .. } = st;
         let Some(conn) = conn.as_ref() else {
             return Ok(Vec::new());
         };
@@ -543,12 +894,15 @@ impl Session {
 
     /// `SELECT COUNT(*)` with autoflush.
     pub(crate) fn count<E: Entity>(&self, filter: Option<&orm_core::Condition>) -> Result<u64> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
-        if st.autoflush {
-            self.shared.flush_locked(&mut st)?;
-        }
-        st.conn(&self.shared.engine)?.count_where::<E>(filter)
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = (|| {
+            if st.autoflush {
+                self.shared.flush_inner(&mut st)?;
+            }
+            st.conn(&self.shared.engine)?.count_where::<E>(filter)
+        })();
+        st.settle(r)
     }
 
     /// A query of `E`; see [`Query`].
@@ -563,7 +917,8 @@ impl Session {
     /// [`Error::InvalidState`] when the object is not in this session.
     pub fn delete<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
         self.owned(h, "delete")?;
-        let mut st = self.shared.state.lock();
+        let mut st = self.shared.lock()?;
+        st.ready()?;
         let state = h.obj.meta.lock().state;
         match state {
             ObjectState::Pending => {
@@ -594,28 +949,40 @@ impl Session {
     /// [`Error::StaleData`] for a version mismatch; [`Error::InvalidState`] when a guard on a
     /// flushed object is alive.
     pub fn flush(&self) -> Result<()> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
+        let mut st = self.shared.lock()?;
+        st.ready()?;
         self.shared.flush_locked(&mut st)
     }
 
     /// Flushes and commits. With `expire_on_commit`, every object is expired afterwards, so
     /// the next access reloads it. The session stays usable.
     ///
+    /// `Ok` means the database confirmed the commit of everything this session flushed: a
+    /// transaction that the database rolled back or aborted, or whose connection was lost,
+    /// is never reported as committed (R6).
+    ///
     /// # Errors
-    /// As [`flush`](Self::flush), or the COMMIT's error (the transaction then stays open:
-    /// call [`rollback`](Self::rollback)).
+    /// As [`flush`](Self::flush); [`Error::PendingRollback`] when the transaction failed
+    /// before the commit; the COMMIT's own error (a deferred constraint, a lost connection).
+    /// After a failed COMMIT the session refuses work until [`rollback`](Self::rollback).
     pub fn commit(&self) -> Result<()> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        st.refuse_in_bulk("commit")?;
         let span = tracing::debug_span!(target: "orm::session", "commit", tracked = st.maps.len());
         let _entered = span.enter();
         self.shared.flush_locked(&mut st)?;
         if let Some(conn) = &st.conn
-            && conn.in_transaction()
+            && (st.in_tx || conn.in_transaction())
+            && let Err(e) = conn.commit()
         {
-            conn.commit()?;
+            // Whatever the COMMIT did, this transaction cannot be taken as committed, nor
+            // go on: the database rolled it back, or (SQLite, busy) it is open and unusable
+            // until the caller decides.
+            st.fail(format!("COMMIT failed: {e}"));
+            return Err(e);
         }
+        st.in_tx = false;
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             obj.meta().detach(ObjectState::Detached);
         }
@@ -642,8 +1009,9 @@ impl Session {
     /// # Errors
     /// The ROLLBACK's error; the session's objects are reset all the same.
     pub fn rollback(&self) -> Result<()> {
-        let mut st = self.shared.state.lock();
+        let mut st = self.shared.lock()?;
         Shared::check_open(&st)?;
+        st.refuse_in_bulk("roll back")?;
         let span =
             tracing::debug_span!(target: "orm::session", "rollback", tracked = st.maps.len());
         let _entered = span.enter();
@@ -686,7 +1054,7 @@ impl Session {
 
     /// Expires every persistent object of the session (S7, S10).
     pub fn expire_all(&self) {
-        let st = self.shared.state.lock();
+        let st = self.shared.lock_now();
         st.maps
             .for_each(&mut |obj| obj.meta().expire_and_unregister());
         self.shared.modified.lock().clear();
@@ -697,6 +1065,7 @@ impl Session {
     /// # Errors
     /// [`Error::ObjectDeleted`] when its row is gone; as [`expire`](Self::expire).
     pub fn refresh<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
+        self.shared.lock()?.ready()?;
         self.expire(h)?;
         self.shared.reload(&h.obj)
     }
@@ -723,9 +1092,13 @@ impl Session {
     /// [`Error::InvalidState`] when it is not in this session.
     pub fn expunge<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
         self.owned(h, "expunge")?;
-        let mut st = self.shared.state.lock();
+        let mut st = self.shared.lock()?;
         let ptr = Arc::as_ptr(&h.obj).cast::<()>();
         let same = |o: &Arc<dyn Erased>| std::ptr::eq(Arc::as_ptr(o).cast::<()>(), ptr);
+        let registered = std::mem::take(&mut h.obj.meta.lock().registered);
+        if registered {
+            self.shared.modified.lock().retain(|o| !same(o));
+        }
         let state = h.obj.meta.lock().state;
         if state == ObjectState::Pending {
             st.pending.retain(|o| !same(o));
@@ -741,7 +1114,7 @@ impl Session {
 
     /// Takes every object out of the session.
     pub fn expunge_all(&self) {
-        let mut st = self.shared.state.lock();
+        let mut st = self.shared.lock_now();
         let leave = |obj: &dyn Erased, state| {
             let mut m = obj.meta();
             m.detach(state);
@@ -786,7 +1159,7 @@ impl Session {
 
     /// Objects added and not flushed yet, in `add` order.
     pub fn new_objects(&self) -> Vec<AnyHandle> {
-        let st = self.shared.state.lock();
+        let st = self.shared.lock_now();
         st.pending
             .iter()
             .map(|o| AnyHandle { obj: Arc::clone(o) })
@@ -811,7 +1184,7 @@ impl Session {
 
     /// Objects marked for deletion and not flushed yet.
     pub fn deleted_objects(&self) -> Vec<AnyHandle> {
-        let st = self.shared.state.lock();
+        let st = self.shared.lock_now();
         st.deleted
             .iter()
             .map(|o| AnyHandle { obj: Arc::clone(o) })
@@ -827,7 +1200,7 @@ impl Session {
 
     /// How many objects the identity map holds.
     pub fn identity_len(&self) -> usize {
-        self.shared.state.lock().maps.len()
+        self.shared.lock_now().maps.len()
     }
 
     /// Executes raw SQL (bound parameters) as part of the session's unit of work: pending
@@ -853,16 +1226,19 @@ impl Session {
     /// # Errors
     /// Autoflush errors; the statement's error (the transaction stays open: roll back).
     pub fn execute(&self, sql: &str, params: &[orm_core::Value]) -> Result<u64> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
-        if st.autoflush {
-            self.shared.flush_locked(&mut st)?;
-        }
-        let conn = st.conn(&self.shared.engine)?;
-        if !conn.in_transaction() {
-            conn.begin()?;
-        }
-        conn.execute(sql, params)
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = (|| {
+            if st.autoflush {
+                self.shared.flush_inner(&mut st)?;
+            }
+            let conn = st.conn(&self.shared.engine)?;
+            if !conn.in_transaction() {
+                conn.begin()?;
+            }
+            conn.execute(sql, params)
+        })();
+        st.settle(r)
     }
 
     /// Runs `f` on the session's connection, inside its transaction if one is open (raw SQL
@@ -871,12 +1247,30 @@ impl Session {
     /// write sent outside a transaction while another connection writes can fail at once
     /// with "database is locked" (SQLite refuses to wait where waiting could deadlock).
     ///
+    /// `f` runs with the session locked: calling the session from inside it fails with
+    /// [`Error::InvalidState`] (use the connection it is given). If `f` fails or panics, the
+    /// driver is asked what became of the transaction, as after any failed statement.
+    ///
     /// # Errors
-    /// The error of `f`; [`Error::Open`] if no connection can be had.
+    /// The error of `f`; [`Error::Open`] if no connection can be had;
+    /// [`Error::PendingRollback`] after a failed transaction.
     pub fn with_connection<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
-        let mut st = self.shared.state.lock();
-        Shared::check_open(&st)?;
-        f(st.conn(&self.shared.engine)?)
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = match st.conn(&self.shared.engine) {
+            Ok(conn) => match catch_unwind(AssertUnwindSafe(|| f(conn))) {
+                Ok(r) => r,
+                Err(panic) => {
+                    let _ = st.settle::<()>(Err(Error::InvalidState {
+                        message: "a panic unwound through with_connection".into(),
+                    }));
+                    drop(st);
+                    resume_unwind(panic)
+                }
+            },
+            Err(e) => Err(e),
+        };
+        st.settle(r)
     }
 }
 
@@ -887,6 +1281,7 @@ impl Drop for Session {
             !st.closed
                 && (!st.pending.is_empty()
                     || !st.deleted.is_empty()
+                    || st.in_tx
                     || st.conn.as_ref().is_some_and(Connection::in_transaction))
         };
         if uncommitted {
