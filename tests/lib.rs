@@ -16,10 +16,24 @@ pub struct SqlLog {
 
 /// Keeps a [`SqlLog`] recording until dropped.
 pub struct SqlLogGuard {
-    _guard: tracing::subscriber::DefaultGuard,
+    previous: Option<SqlLog>,
 }
 
-struct Recorder(SqlLog);
+impl Drop for SqlLogGuard {
+    fn drop(&mut self) {
+        CURRENT.with(|c| *c.borrow_mut() = self.previous.take());
+    }
+}
+
+thread_local! {
+    /// The log that statements sent on this thread go to.
+    static CURRENT: std::cell::RefCell<Option<SqlLog>> = const { std::cell::RefCell::new(None) };
+}
+
+/// One process-wide subscriber routes each `orm::sql` event to the log of the thread that
+/// sent it. (A subscriber per thread, set with `set_default`, races with the interest cache
+/// of `tracing`'s call sites when tests run in parallel, and loses events.)
+struct Recorder;
 
 struct SqlField(Option<String>);
 
@@ -38,12 +52,16 @@ impl Visit for SqlField {
 
 impl<S: tracing::Subscriber> Layer<S> for Recorder {
     fn on_event(&self, event: &tracing::Event<'_>, _ctx: Context<'_, S>) {
-        if event.metadata().target() == "orm::sql" {
-            let mut f = SqlField(None);
-            event.record(&mut f);
-            if let Some(sql) = f.0 {
-                self.0.statements.lock().push(sql);
-            }
+        if event.metadata().target() != "orm::sql" {
+            return;
+        }
+        let Some(log) = CURRENT.with(|c| c.borrow().clone()) else {
+            return;
+        };
+        let mut f = SqlField(None);
+        event.record(&mut f);
+        if let Some(sql) = f.0 {
+            log.statements.lock().push(sql);
         }
     }
 }
@@ -51,12 +69,19 @@ impl<S: tracing::Subscriber> Layer<S> for Recorder {
 impl SqlLog {
     /// Starts recording the statements this thread sends.
     pub fn start() -> (SqlLog, SqlLogGuard) {
+        static INSTALL: std::sync::Once = std::sync::Once::new();
+        INSTALL.call_once(|| {
+            let subscriber = tracing_subscriber::registry().with(Recorder.with_filter(
+                tracing_subscriber::filter::filter_fn(|m| {
+                    m.target() == "orm::sql" && *m.level() <= tracing::Level::DEBUG
+                }),
+            ));
+            tracing::subscriber::set_global_default(subscriber)
+                .expect("the test log is the only global subscriber");
+        });
         let log = SqlLog::default();
-        let subscriber = tracing_subscriber::registry().with(
-            Recorder(log.clone()).with_filter(tracing_subscriber::filter::LevelFilter::DEBUG),
-        );
-        let guard = tracing::subscriber::set_default(subscriber);
-        (log, SqlLogGuard { _guard: guard })
+        let previous = CURRENT.with(|c| c.borrow_mut().replace(log.clone()));
+        (log, SqlLogGuard { previous })
     }
 
     /// Every statement so far.

@@ -286,11 +286,8 @@ impl PgConn {
                 self.suspect.set(false);
             }
             // Rolling back to a savepoint leaves the transaction healthy again.
-            "ROLLBACK" if head.starts_with("ROLLBACK TO") => {
-                if ok {
-                    self.suspect.set(false);
-                }
-            }
+            "ROLLBACK" if head.starts_with("ROLLBACK TO") && ok => self.suspect.set(false),
+            "ROLLBACK" if head.starts_with("ROLLBACK TO") => {}
             "ROLLBACK" => {
                 self.in_transaction.set(false);
                 self.suspect.set(false);

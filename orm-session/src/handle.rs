@@ -689,6 +689,14 @@ impl<E: Entity> Erased for Object<E> {
     }
 
     fn updated(&self) {
+        // The flush held a claim on the object, so its value is what was sent: the snapshot
+        // can go. Only a version column needs the value itself, to be bumped.
+        let Some(vc) = E::META.version_column() else {
+            let mut meta = self.meta.lock();
+            meta.snapshot = None;
+            meta.registered = false;
+            return;
+        };
         // Lock order everywhere: value before meta. Never block on the value while the
         // session is locked: if a reader holds it, the object is expired instead, and its
         // next access reloads what the flush wrote (the bumped version included).
@@ -699,13 +707,13 @@ impl<E: Entity> Erased for Object<E> {
             return;
         };
         let mut meta = self.meta.lock();
-        if let Some(vc) = E::META.version_column() {
-            let next = match value.column(vc) {
-                ValueRef::I64(v) => Value::I64(v.wrapping_add(1)),
-                ValueRef::I32(v) => Value::I32(v.wrapping_add(1)),
-                other => other.to_owned_value(),
-            };
-            let _ = value.set_column(vc, next.as_ref());
+        let next = match value.column(vc) {
+            ValueRef::I64(v) => Value::I64(v.wrapping_add(1)),
+            ValueRef::I32(v) => Value::I32(v.wrapping_add(1)),
+            other => other.to_owned_value(),
+        };
+        if value.set_column(vc, next.as_ref()).is_err() {
+            meta.expire_all();
         }
         meta.snapshot = None;
         meta.registered = false;

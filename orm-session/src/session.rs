@@ -90,7 +90,19 @@ impl State {
             return result;
         };
         match &result {
-            Ok(_) => self.in_tx = conn.in_transaction(),
+            Ok(_) if conn.in_transaction() => self.in_tx = true,
+            // The transaction that held the session's work ended inside a call that
+            // succeeded (raw `COMMIT` or `ROLLBACK` through `with_connection`, or the database
+            // rolled it back): whether that work is saved cannot be told.
+            Ok(_) if self.in_tx => {
+                self.fail(
+                    "the transaction holding the session's flushed work ended outside \
+                     commit() and rollback() (a raw COMMIT or ROLLBACK, or the database rolled \
+                     it back)"
+                        .into(),
+                );
+            }
+            Ok(_) => {}
             Err(e) => match conn.transaction_status() {
                 TxStatus::Active => self.in_tx = true,
                 TxStatus::Idle if !self.in_tx => {}

@@ -15,6 +15,7 @@ mod ddl;
 mod dirty_tracking;
 mod errors;
 mod expiry;
+mod faults;
 mod flush;
 mod hostile_input;
 mod identity_map;
