@@ -750,6 +750,94 @@ fn r6_postgres_connection_lost_mid_copy() -> Result<()> {
     works_again(&engine, &s, "after")
 }
 
+// R6: the backend is terminated while COMMIT runs (a deferred trigger makes COMMIT take a
+// second): commit fails and the row is not there.
+#[test]
+fn r6_postgres_connection_lost_during_commit() -> Result<()> {
+    let Some(db) = TestDb::postgres() else {
+        return Ok(());
+    };
+    let engine = db.engine();
+    let conn = engine.connect()?;
+    conn.execute(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$",
+        &[],
+    )?;
+    conn.execute(
+        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON customer DEFERRABLE INITIALLY DEFERRED \
+         FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+        &[],
+    )?;
+    engine.release(conn);
+    let s = engine.session();
+    s.add(Customer::new("committing", 1))?;
+    s.flush()?;
+    let pid = s.with_connection(|c| c.query_i64("SELECT pg_backend_pid()::int8", &[]))?;
+    let killer = db.connect();
+    let committed = std::thread::scope(|scope| {
+        let commit = scope.spawn(|| s.commit());
+        std::thread::sleep(Duration::from_millis(500));
+        killer
+            .query_values(
+                &db.sql("SELECT pg_terminate_backend(?::int4)"),
+                &[Value::I64(pid)],
+            )
+            .expect("terminate");
+        commit.join().unwrap()
+    });
+    assert!(committed.is_err(), "the server never confirmed the commit");
+    assert_eq!(kind(s.commit()), ErrorKind::PendingRollback);
+    assert_eq!(count(&engine)?, 0);
+    s.rollback()?;
+    db.connect().execute("DROP TRIGGER slow ON customer", &[])?;
+    works_again(&engine, &s, "after")
+}
+
+both! {
+    // R7: a panic in the iterator of bulk_update_mappings after several chunks.
+    fn r7_a_panicking_bulk_update_iterator_writes_nothing(db) -> Result<()> {
+        let engine = db.engine();
+        let s = engine.session();
+        let hs = s.add_all((0..12_000).map(|i| Customer::new(&format!("c{i}"), 0)))?;
+        s.commit()?;
+        let ids: Vec<i64> = hs.iter().map(|h| h.read().unwrap().id.unwrap()).collect();
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            s.bulk_update_mappings(ids.iter().enumerate().map(|(i, id)| {
+                assert!(i != 11_000, "user iterator fails");
+                Mapping::from([Customer::ID.to(Some(*id)), Customer::AGE.to(7)])
+            }))
+        }));
+        assert!(caught.is_err());
+        s.commit()?;
+        let conn = engine.connect()?;
+        assert_eq!(conn.query_i64("SELECT count(*) FROM customer WHERE age = 7", &[])?, 0);
+        Ok(())
+    }
+
+    // R7: a panic inside a with_connection closure that wrote: the session finds the
+    // transaction as the driver reports it, and rollback puts everything back.
+    fn r7_a_panic_in_with_connection_is_recoverable(db) -> Result<()> {
+        let engine = db.engine();
+        let s = engine.session();
+        s.add(Customer::new("flushed", 1))?;
+        s.flush()?;
+        let sql = db.sql("INSERT INTO customer (name, age) VALUES (?, 2)");
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            s.with_connection(|c| {
+                c.execute(&sql, &[Value::Text("raw".into())])?;
+                panic!("user code fails");
+                #[allow(unreachable_code)]
+                Ok(())
+            })
+        }));
+        assert!(caught.is_err());
+        s.rollback()?;
+        assert_eq!(count(&engine)?, 0);
+        works_again(&engine, &s, "after")
+    }
+}
+
 // ---- a user type whose conversion panics on demand ----------------------------------------
 
 thread_local! {
