@@ -908,6 +908,7 @@ impl Connection {
             sequence_table: None,
             next_key: None,
             explicit_keys: self.backend() == Backend::Postgres,
+            sqlite_keys: None,
         })
     }
 
@@ -950,6 +951,7 @@ impl Connection {
             }
         }
         let n = i64::try_from(n).unwrap_or(i64::MAX);
+        // The keys are last + 1 ..= last + n: they must fit, the last one may be i64::MAX.
         last.checked_add(n)
             .map(|_| last + 1)
             .ok_or_else(|| Error::InvalidState {
@@ -960,11 +962,43 @@ impl Connection {
             })
     }
 
+    /// How SQLite gives values to the integer key of `meta`'s table (see [`SqliteKeys`]): two
+    /// catalogue reads, once per inserter.
+    fn sqlite_keys(&self, meta: &'static EntityMeta) -> Result<SqliteKeys> {
+        let table = Value::Text(meta.table.into());
+        let key = Value::Text(meta.key_column().name.into());
+        // A rowid alias: the only key column, declared exactly `INTEGER`, in a rowid table.
+        let alias = self.query_i64(
+            "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 \
+               AND (SELECT upper(type) FROM pragma_table_info(?1) WHERE name = ?2 AND pk > 0) \
+                   = 'INTEGER' \
+               AND coalesce((SELECT upper(sql) NOT LIKE '%WITHOUT%ROWID%' FROM sqlite_master \
+                   WHERE type = 'table' AND name = ?1 COLLATE NOCASE), 1)",
+            &[table.clone(), key],
+        )? == 1;
+        let triggers = self.query_i64(
+            "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
+                     AND tbl_name = ?1 COLLATE NOCASE) \
+                  + (SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger' \
+                     AND tbl_name = ?1 COLLATE NOCASE)",
+            &[table],
+        )? > 0;
+        Ok(match (alias, triggers) {
+            (false, _) => SqliteKeys::NotGenerated,
+            (true, false) => SqliteKeys::Rowid,
+            (true, true) => SqliteKeys::RowidWithTriggers,
+        })
+    }
+
     /// The row of `E` with this key.
     ///
     /// # Errors
     /// [`Error::Database`] from the driver; [`Error::Conversion`] when a column does not fit.
     pub fn find<E: Entity>(&self, key: &Key) -> Result<Option<E>> {
+        if !key_fits(E::META, key) {
+            // No row can have a key its column cannot hold: the same answer on every backend.
+            return Ok(None);
+        }
         let sql = self.shape::<E>(Kind::SelectByKey, &[], 0, false);
         let k = key.to_value(E::META.key_column().sql_type);
         match &self.driver {
@@ -1262,6 +1296,8 @@ enum Fill {
     Sequential,
     /// A UUIDv7 generated per row.
     Uuid,
+    /// SQLite, a table with triggers: one row per statement, its key read back.
+    PerRow,
 }
 
 struct Group<R> {
@@ -1300,11 +1336,32 @@ pub struct Inserter<'c, R: RowSource> {
     scratch: Vec<usize>,
     sequence_table: Option<bool>,
     /// The next free database key, once known: the table's maximum is read once per
-    /// inserter, then kept up to date by what it sends.
-    next_key: Option<i64>,
+    /// inserter, then kept up to date by what it sends. Wider than a key, so that a batch
+    /// ending exactly at `i64::MAX` is still accepted.
+    next_key: Option<i128>,
     /// PostgreSQL: keys reserved from the sequence travel with their rows (and rows go by
     /// `COPY`), where SQLite assigns precomputed keys itself.
     explicit_keys: bool,
+    /// SQLite: how the table's key gets its values, looked up at the first row that needs a
+    /// generated key.
+    sqlite_keys: Option<SqliteKeys>,
+}
+
+/// How an SQLite table's integer key gets its values, which decides how an inserter proves
+/// the key of every row it sends.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum SqliteKeys {
+    /// A rowid alias (`INTEGER PRIMARY KEY`) and no trigger: SQLite gives a multi-row
+    /// `VALUES` the keys `max + 1` onwards, in order, and nothing else writes during the
+    /// statement (checked by `total_changes`).
+    Rowid,
+    /// A rowid alias with triggers, which may write to the table between our rows: rows go one
+    /// by one and each key is read back with `last_insert_rowid()` (which SQLite restores
+    /// after a trigger).
+    RowidWithTriggers,
+    /// Not a rowid alias (`id BIGINT PRIMARY KEY`, `WITHOUT ROWID`): SQLite generates
+    /// nothing, so the inserter sends keys it computed under the write lock.
+    NotGenerated,
 }
 
 impl<R: RowSource> Inserter<'_, R> {
@@ -1378,18 +1435,33 @@ impl<R: RowSource> Inserter<'_, R> {
         let mut cols = std::mem::take(&mut self.scratch);
         cols.clear();
         row.carried(&mut cols);
+        let key_is_null = row.value(pk).is_null();
+        if self.generated == Generated::AutoIncrement
+            && key_is_null
+            && !self.explicit_keys
+            && self.sqlite_keys.is_none()
+        {
+            self.sqlite_keys = Some(self.conn.sqlite_keys(self.meta)?);
+        }
         let key = row.value(pk);
         let fill = match self.generated {
             Generated::AutoIncrement if key.is_null() => {
                 cols.retain(|&c| c != pk);
-                if self.return_keys {
-                    if self.explicit_keys {
+                match self.sqlite_keys {
+                    Some(SqliteKeys::NotGenerated) => {
                         cols.push(pk);
                         cols.sort_unstable();
+                        Fill::Sequential
                     }
-                    Fill::Sequential
-                } else {
-                    Fill::Row
+                    Some(SqliteKeys::RowidWithTriggers) if self.return_keys => Fill::PerRow,
+                    _ if self.return_keys => {
+                        if self.explicit_keys {
+                            cols.push(pk);
+                            cols.sort_unstable();
+                        }
+                        Fill::Sequential
+                    }
+                    _ => Fill::Row,
                 }
             }
             Generated::UuidV7
@@ -1562,45 +1634,86 @@ impl<R: RowSource> Inserter<'_, R> {
         let group = &mut self.groups[g];
         let n = group.rows.len();
         let first = match (group.fill, self.next_key) {
-            (Fill::Sequential, Some(next)) => next,
+            (Fill::Sequential, Some(next)) => keys_from(meta, next, n)?,
             (Fill::Sequential, None) => {
                 conn.reserve_keys::<R::Entity>(n, &mut self.sequence_table)?
             }
             _ => 0,
         };
-        let sql = conn.shape::<R::Entity>(Kind::Insert, &group.columns, n, false);
         let fill = group.fill;
         let columns = &group.columns;
         let rows = &group.rows;
+        // With the key among the columns, the computed keys are sent (a table whose key
+        // SQLite does not generate); otherwise SQLite assigns them.
+        let explicit = fill == Fill::Sequential && columns.contains(&pk);
+        let bind_row = |stmt: &mut rusqlite::CachedStatement<'_>,
+                        i: &mut usize,
+                        j: usize,
+                        row: &R,
+                        uuids: &mut Vec<uuid::Uuid>|
+         -> rusqlite::Result<()> {
+            for (position, &col) in columns.iter().enumerate() {
+                if col == pk && fill == Fill::Uuid {
+                    let id = crate::uuid_v7();
+                    uuids.push(id);
+                    stmt.raw_bind_parameter(*i, ValueRef::Uuid(id))?;
+                } else if col == pk && explicit {
+                    let key = first + i64::try_from(j).unwrap_or(i64::MAX);
+                    stmt.raw_bind_parameter(*i, ValueRef::I64(key))?;
+                } else {
+                    stmt.raw_bind_parameter(*i, row.value_at(position, col))?;
+                }
+                *i += 1;
+            }
+            Ok(())
+        };
         let mut uuids = Vec::new();
+        if fill == Fill::PerRow {
+            // One row per statement, each key read back: correct whatever triggers do.
+            let sql = conn.shape::<R::Entity>(Kind::Insert, columns, 1, false);
+            let mut keys = Vec::with_capacity(n);
+            conn.run(Ctx::of(meta), &sql, || {
+                let mut stmt = c.prepare_cached(&sql)?;
+                for (j, (_, row)) in rows.iter().enumerate() {
+                    let mut i = 1;
+                    bind_row(&mut stmt, &mut i, j, row, &mut uuids)?;
+                    stmt.raw_execute()?;
+                    keys.push(c.last_insert_rowid());
+                }
+                Ok(((), n))
+            })?;
+            for ((index, _), key) in group.rows.iter().zip(keys) {
+                self.keys[*index] = Some(Key::Int(key));
+            }
+            group.rows.clear();
+            self.written += n as u64;
+            return Ok(());
+        }
+        let sql = conn.shape::<R::Entity>(Kind::Insert, columns, n, false);
+        let before = c.total_changes();
         let (written, last_rowid) = conn.run(Ctx::of(meta), &sql, || {
             let mut stmt = c.prepare_cached(&sql)?;
             let mut i = 1;
-            for (_, row) in rows {
-                for (position, &col) in columns.iter().enumerate() {
-                    if col == pk && fill == Fill::Uuid {
-                        let id = crate::uuid_v7();
-                        uuids.push(id);
-                        stmt.raw_bind_parameter(i, ValueRef::Uuid(id))?;
-                    } else {
-                        stmt.raw_bind_parameter(i, row.value_at(position, col))?;
-                    }
-                    i += 1;
-                }
+            for (j, (_, row)) in rows.iter().enumerate() {
+                bind_row(&mut stmt, &mut i, j, row, &mut uuids)?;
             }
             let n = stmt.raw_execute()?;
             Ok(((n as u64, c.last_insert_rowid()), n))
         })?;
-        if fill == Fill::Sequential {
+        if fill == Fill::Sequential && !explicit {
             // SQLite gave the rows `max(key) + 1` onwards, in VALUES order (its documented
             // rule for a rowid key, which the write lock keeps to this connection). The keys
-            // were computed before sending; the last one is checked against SQLite's own.
+            // were computed before sending; the last one is checked against SQLite's own, and
+            // the count of rows changed (triggers included) shows nothing else was written
+            // in between.
             let expected = first.saturating_add(i64::try_from(n).unwrap_or(i64::MAX) - 1);
-            if last_rowid != expected {
+            let changed = c.total_changes().wrapping_sub(before);
+            if last_rowid != expected || changed != n as u64 {
                 return Err(Error::InvalidState {
                     message: format!(
-                        "{} (table `{}`): SQLite assigned keys up to {last_rowid} where {first}..={expected} \
-                         were computed; the call is rolled back rather than hand out wrong keys",
+                        "{} (table `{}`): SQLite assigned keys up to {last_rowid} (and changed \
+                         {changed} rows) where the keys {first}..={expected} of {n} rows were \
+                         computed; the call is rolled back rather than hand out wrong keys",
                         meta.name, meta.table
                     ),
                 });
@@ -1613,19 +1726,13 @@ impl<R: RowSource> Inserter<'_, R> {
                         Some(Key::Int(first + i64::try_from(j).unwrap_or(i64::MAX)))
                     }
                     Fill::Uuid => uuids.get(j).copied().map(Key::Uuid),
-                    Fill::Row => self.keys[*index].take(),
+                    Fill::Row | Fill::PerRow => self.keys[*index].take(),
                 };
             }
         }
         match fill {
             Fill::Sequential => {
-                let n = i64::try_from(n).unwrap_or(i64::MAX);
-                self.next_key = Some(first.checked_add(n).ok_or_else(|| Error::InvalidState {
-                    message: format!(
-                        "{} (table `{}`): the integer key space is exhausted",
-                        meta.name, meta.table
-                    ),
-                })?);
+                self.next_key = Some(i128::from(first) + n as i128);
             }
             Fill::Row if self.generated == Generated::AutoIncrement => {
                 // Rows that carried their own key may sit above what was reserved so far.
@@ -1640,7 +1747,7 @@ impl<R: RowSource> Inserter<'_, R> {
                         })
                         .max();
                     if let Some(top) = top {
-                        self.next_key = Some(next.max(top.saturating_add(1)));
+                        self.next_key = Some(next.max(i128::from(top) + 1));
                     }
                 }
             }
@@ -1701,7 +1808,8 @@ impl<R: RowSource> Inserter<'_, R> {
                         let key = match fill {
                             Fill::Uuid => Some(ValueRef::Uuid(next_uuid())),
                             Fill::Sequential => Some(ValueRef::I64(reserved[next])),
-                            Fill::Row => None,
+                            // SQLite only.
+                            Fill::Row | Fill::PerRow => None,
                         };
                         copy_row(&mut enc, meta, columns, &rows[next].1, key.as_ref())?;
                         next += 1;
@@ -1732,13 +1840,36 @@ impl<R: RowSource> Inserter<'_, R> {
                 self.keys[*index] = match fill {
                     Fill::Sequential => reserved.get(j).copied().map(Key::Int),
                     Fill::Uuid => uuids.get(j).copied().map(Key::Uuid),
-                    Fill::Row => self.keys[*index].take(),
+                    Fill::Row | Fill::PerRow => self.keys[*index].take(),
                 };
             }
         }
         group.rows.clear();
         self.written += written;
         Ok(())
+    }
+}
+
+/// Whether `key` can be a value of `meta`'s key column (an integer key of an `i32` column
+/// must fit in 32 bits).
+fn key_fits(meta: &EntityMeta, key: &Key) -> bool {
+    match (meta.key_column().sql_type, key) {
+        (crate::SqlType::I32, Key::Int(v)) => i32::try_from(*v).is_ok(),
+        _ => true,
+    }
+}
+
+/// The first of `n` keys from `next` on, when all of them fit in an `i64`.
+fn keys_from(meta: &EntityMeta, next: i128, n: usize) -> Result<i64> {
+    let last = next + n as i128 - 1;
+    match (i64::try_from(next), i64::try_from(last)) {
+        (Ok(first), Ok(_)) => Ok(first),
+        _ => Err(Error::InvalidState {
+            message: format!(
+                "{} (table `{}`): the integer key space is exhausted",
+                meta.name, meta.table
+            ),
+        }),
     }
 }
 

@@ -619,7 +619,9 @@ fn r6_sqlite_deleted_file_never_lets_commit_lie() -> Result<()> {
     std::fs::remove_file(tmp.path()).expect("delete the file");
     s.add(Customer::new("after delete", 1))?;
     // SQLite refuses writes to a file that was unlinked (SQLITE_READONLY_DBMOVED).
-    let refused = s.commit().expect_err("the write must not go to a deleted file");
+    let refused = s
+        .commit()
+        .expect_err("the write must not go to a deleted file");
     assert!(refused.to_string().contains("readonly"), "{refused}");
     s.rollback()?;
     let reopened = Connection::open_sqlite(tmp.path())?;

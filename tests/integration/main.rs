@@ -19,6 +19,7 @@ mod faults;
 mod flush;
 mod hostile_input;
 mod identity_map;
+mod keys;
 mod mapping;
 mod postgres;
 mod properties;
