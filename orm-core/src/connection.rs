@@ -113,6 +113,12 @@ impl InsertOptions {
 pub struct Connection {
     driver: Driver,
     target: String,
+    /// SQLite: how each table's key gets its values, with the transaction it was read in.
+    /// While that write transaction lasts no other connection can change the schema, and this
+    /// one changes it only through DDL or raw SQL, which forget it.
+    key_info: std::cell::RefCell<std::collections::HashMap<&'static str, (u64, SqliteKeys)>>,
+    /// Counts the transactions this connection began.
+    tx_serial: std::cell::Cell<u64>,
 }
 
 enum Driver {
@@ -332,6 +338,8 @@ impl Connection {
         Ok(Connection {
             driver: Driver::Sqlite { conn, options },
             target,
+            key_info: std::cell::RefCell::default(),
+            tx_serial: std::cell::Cell::new(0),
         })
     }
 
@@ -363,6 +371,8 @@ impl Connection {
         Ok(Connection {
             driver: Driver::Postgres(Box::new(pg)),
             target: crate::postgres::redact(url),
+            key_info: std::cell::RefCell::default(),
+            tx_serial: std::cell::Cell::new(0),
         })
     }
 
@@ -481,6 +491,8 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
+        // Raw SQL may be DDL (a new trigger, a recreated table).
+        self.key_info.borrow_mut().clear();
         match &self.driver {
             Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
                 let n = conn.execute(sql, rusqlite::params_from_iter(params.iter()))?;
@@ -578,6 +590,7 @@ impl Connection {
 
     /// Prepared statements and looked-up sequences may refer to what DDL changes.
     fn forget_prepared(&self) {
+        self.key_info.borrow_mut().clear();
         match &self.driver {
             Driver::Sqlite { conn, .. } => conn.flush_prepared_statement_cache(),
             #[cfg(feature = "postgres")]
@@ -626,6 +639,7 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`]: already in a transaction, or busy past the timeout.
     pub fn begin(&self) -> Result<()> {
+        self.tx_serial.set(self.tx_serial.get().wrapping_add(1));
         let (conn, options) = match &self.driver {
             Driver::Sqlite { conn, options } if options.begin_immediate => (conn, options),
             _ => return self.batch("BEGIN"),
@@ -965,6 +979,24 @@ impl Connection {
     /// How SQLite gives values to the integer key of `meta`'s table (see [`SqliteKeys`]): two
     /// catalogue reads, once per inserter.
     fn sqlite_keys(&self, meta: &'static EntityMeta) -> Result<SqliteKeys> {
+        let serial = self.tx_serial.get();
+        let in_tx = self.in_transaction();
+        if in_tx
+            && let Some(&(seen, keys)) = self.key_info.borrow().get(meta.table)
+            && seen == serial
+        {
+            return Ok(keys);
+        }
+        let keys = self.read_sqlite_keys(meta)?;
+        if in_tx {
+            self.key_info
+                .borrow_mut()
+                .insert(meta.table, (serial, keys));
+        }
+        Ok(keys)
+    }
+
+    fn read_sqlite_keys(&self, meta: &'static EntityMeta) -> Result<SqliteKeys> {
         let table = Value::Text(meta.table.into());
         let key = Value::Text(meta.key_column().name.into());
         // A rowid alias: the only key column, declared exactly `INTEGER`, in a rowid table.

@@ -88,8 +88,10 @@ fn needs_insert<E: Entity>(obj: &E) -> bool {
 }
 
 impl Session {
-    /// Rows pulled from the caller's iterator per locked write: enough for full batches and,
-    /// on PostgreSQL, for a `COPY` to amortize its round trip.
+    /// Rows pulled from the caller's iterator per locked write: ten statements' worth on
+    /// SQLite, so that rows of a few column sets still fill whole batches; on PostgreSQL
+    /// enough for a `COPY` to amortize its round trip. (The chunk's rows are alive at once;
+    /// larger chunks measured slower on SQLite, as the allocator reuses less.)
     fn chunk_rows(&self, options: &BulkOptions) -> usize {
         match self.engine().backend() {
             orm_core::Backend::Postgres => 10_000,
