@@ -1289,6 +1289,22 @@ impl Connection {
         )
     }
 
+    /// Inserts the row unless a row with its key exists (`INSERT … ON CONFLICT (key) DO
+    /// NOTHING`). Returns 1 when it was inserted, 0 when the key was taken.
+    ///
+    /// # Errors
+    /// [`Error::Database`] from the driver.
+    pub fn insert_if_absent<E: Entity>(&self, row: &E) -> Result<u64> {
+        let cols: Vec<usize> = (0..E::META.columns.len()).collect();
+        let sql = self.shape::<E>(Kind::InsertIfAbsent, &cols, 1, false);
+        self.execute_prepared(
+            Ctx::of(E::META),
+            &sql,
+            cols.len(),
+            cols.iter().map(|&c| row.column(c)),
+        )
+    }
+
     /// `DELETE` the row with this key (and, with `expected_version`, that version). Returns
     /// the number of rows deleted.
     ///

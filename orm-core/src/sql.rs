@@ -46,6 +46,8 @@ pub(crate) enum Kind {
     MaxKey,
     /// `INSERT … VALUES (…) ON CONFLICT (key) DO UPDATE SET col = excluded.col, …`.
     Upsert,
+    /// `INSERT … VALUES (…) ON CONFLICT (key) DO NOTHING`.
+    InsertIfAbsent,
     /// PostgreSQL: `COPY t (cols) FROM STDIN (FORMAT binary)`.
     #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     Copy,
@@ -161,7 +163,7 @@ impl Shape<'_> {
                 }
                 update_sql(&q, self.backend)
             }
-            Kind::Upsert => {
+            Kind::Upsert | Kind::InsertIfAbsent => {
                 let mut q = Query::insert();
                 q.into_table(table(m))
                     .columns(self.columns.iter().map(|&c| col(m, c)));
@@ -173,7 +175,7 @@ impl Shape<'_> {
                     .map(|&c| col(m, c))
                     .collect();
                 let mut on = sea_query::OnConflict::column(col(m, m.primary_key));
-                if others.is_empty() {
+                if others.is_empty() || self.kind == Kind::InsertIfAbsent {
                     on.do_nothing();
                 } else {
                     on.update_columns(others);
@@ -294,7 +296,7 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend) -> Vec<String> {
     for (i, c) in m.columns.iter().enumerate().filter(|(_, c)| c.index) {
         let mut idx = Index::create();
         idx.if_not_exists()
-            .name(format!("ix_{}_{}", m.table, c.name))
+            .name(index_name(m.table, c.name))
             .table(table(m))
             .col(col(m, i));
         out.push(match backend {
@@ -303,6 +305,38 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend) -> Vec<String> {
         });
     }
     out
+}
+
+/// The name of the index on `table.column`: only ASCII letters, digits and `_`, whatever the
+/// table and column are called, so that it needs no escaping anywhere; within PostgreSQL's
+/// 63-byte limit; and distinct for distinct (table, column) pairs, by a hash of both when
+/// anything had to be replaced or cut.
+pub(crate) fn index_name(table: &str, column: &str) -> String {
+    let plain = format!("ix_{table}_{column}");
+    let clean: String = plain
+        .chars()
+        .map(|ch| {
+            if ch.is_ascii_alphanumeric() || ch == '_' {
+                ch
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    if clean == plain && clean.len() <= 63 {
+        return clean;
+    }
+    // FNV-1a of the exact names, separated so that ("a_b", "c") and ("a", "b_c") differ.
+    let hash = table
+        .bytes()
+        .chain([0])
+        .chain(column.bytes())
+        .fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+            (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+        });
+    let mut name: String = clean.chars().take(46).collect();
+    name.push_str(&format!("_{hash:016x}"));
+    name
 }
 
 /// `DROP TABLE IF EXISTS`.

@@ -78,6 +78,32 @@ impl<E> Default for Saved<'_, E> {
     }
 }
 
+/// UPDATE of a versioned object's row at the version it holds.
+///
+/// # Errors
+/// [`Error::StaleData`] when no row has that key and version (another writer changed or
+/// deleted it).
+fn update_versioned<E: Entity>(
+    conn: &orm_core::Connection,
+    obj: &E,
+    columns: &[usize],
+) -> Result<u64> {
+    let meta = E::META;
+    let version = meta
+        .version_column()
+        .map(|v| obj.column(v).to_owned_value());
+    let n = conn.update_columns(obj, columns, version.as_ref())?;
+    if n == 0 {
+        return Err(Error::StaleData {
+            entity: meta.name,
+            table: meta.table,
+            key: obj.key().map_or_else(|| "?".into(), |k| k.to_string()),
+            operation: "UPDATE",
+        });
+    }
+    Ok(n)
+}
+
 fn needs_insert<E: Entity>(obj: &E) -> bool {
     let pk = E::META.primary_key;
     match (E::META.key_column().generated, obj.column(pk)) {
@@ -103,7 +129,8 @@ impl Session {
     /// objects without a key are inserted in batches, objects with a key update all their
     /// columns by key. For an entity whose key the user assigns (neither `auto_increment`
     /// nor `uuid_v7`) there is no telling new from existing, so every object is upserted
-    /// (`INSERT … ON CONFLICT (key) DO UPDATE`).
+    /// (`INSERT … ON CONFLICT (key) DO UPDATE`); with a `#[orm(version)]` column it is
+    /// inserted if its key is free, else updated only at the version it holds (R4).
     ///
     /// With `return_defaults`, generated keys are written back into the objects (after the
     /// whole call succeeded). A `#[orm(version)]` column is checked and bumped by updates.
@@ -149,7 +176,16 @@ impl Session {
                 let mut inserter = conn.inserter::<&E>(&ins_opts, false)?;
                 let mut to_insert: Vec<&'a mut E> = Vec::new();
                 for obj in objs.drain(..) {
-                    if upsert {
+                    if upsert && meta.version_column().is_some() {
+                        // A versioned row is never overwritten blindly: inserted when its key
+                        // is free, else updated only at the version the object holds.
+                        if conn.insert_if_absent(&*obj)? == 1 {
+                            acc.result.inserted += 1;
+                            continue;
+                        }
+                        acc.result.updated += update_versioned(conn, &*obj, &non_key)?;
+                        acc.bumps.push(obj);
+                    } else if upsert {
                         acc.result.updated += conn.upsert(&*obj)?;
                     } else if needs_insert(&*obj) {
                         if options.return_defaults {
@@ -158,23 +194,11 @@ impl Session {
                             let obj: &'a E = obj;
                             inserter.push(obj)?;
                         }
+                    } else if meta.version_column().is_some() {
+                        acc.result.updated += update_versioned(conn, &*obj, &non_key)?;
+                        acc.bumps.push(obj);
                     } else {
-                        let version = meta
-                            .version_column()
-                            .map(|v| obj.column(v).to_owned_value());
-                        let n = conn.update_columns(&*obj, &non_key, version.as_ref())?;
-                        if n == 0 && version.is_some() {
-                            return Err(Error::StaleData {
-                                entity: meta.name,
-                                table: meta.table,
-                                key: obj.key().map_or_else(|| "?".into(), |k| k.to_string()),
-                                operation: "UPDATE",
-                            });
-                        }
-                        acc.result.updated += n;
-                        if version.is_some() {
-                            acc.bumps.push(obj);
-                        }
+                        acc.result.updated += conn.update_columns(&*obj, &non_key, None)?;
                     }
                 }
                 acc.result.inserted += inserter.finish()?.rows;

@@ -13,6 +13,7 @@ mod core_insert;
 mod crash;
 mod ddl;
 mod dirty_tracking;
+mod edges;
 mod errors;
 mod expiry;
 mod faults;

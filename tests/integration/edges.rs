@@ -1,0 +1,105 @@
+//! The edges: versioned rows on every path, identifiers that need escaping everywhere, empty
+//! calls, and entities with nothing to insert but their key.
+
+use orm_session::prelude::*;
+use orm_tests::{SqlLog, both};
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "setting")]
+struct Setting {
+    #[orm(primary_key)]
+    name: String,
+    value: i64,
+    #[orm(version)]
+    version: i64,
+}
+
+both! {
+    // R4: bulk_save of an entity whose key the user assigns: a stale struct never overwrites
+    // another writer's change; the version is checked and bumped; a new key is inserted.
+    fn r4_bulk_save_with_user_keys_checks_the_version(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_table::<Setting>()?;
+        let s = engine.session();
+        let mut mine = vec![Setting { name: "a".into(), value: 1, version: 1 }];
+        let r = s.bulk_save(mine.iter_mut(), BulkOptions::default())?;
+        assert_eq!((r.inserted, r.updated), (1, 0));
+        s.commit()?;
+        // Another writer changes the row: version 2.
+        let other = engine.session();
+        let theirs = other.get::<Setting>("a")?.expect("row");
+        theirs.write()?.value = 2;
+        other.commit()?;
+        // Our struct still holds version 1: refused, nothing of the call written.
+        mine[0].value = 3;
+        let mut batch = vec![Setting { name: "b".into(), value: 9, version: 1 }, mine[0].clone()];
+        let e = s.bulk_save(batch.iter_mut(), BulkOptions::default()).expect_err("stale");
+        assert_eq!(e.kind(), ErrorKind::StaleData);
+        s.rollback()?;
+        let conn = db.connect();
+        let row = conn.find::<Setting>(&"a".into())?.expect("row");
+        assert_eq!((row.value, row.version), (2, 2), "the other writer's change stays");
+        assert!(conn.find::<Setting>(&"b".into())?.is_none(), "nothing of the failed call");
+        // At the current version it goes through and bumps.
+        let mut fresh = vec![Setting { name: "a".into(), value: 4, version: 2 }];
+        let r = s.bulk_save(fresh.iter_mut(), BulkOptions::default())?;
+        assert_eq!(r.updated, 1);
+        assert_eq!(fresh[0].version, 3);
+        s.commit()?;
+        let row = conn.find::<Setting>(&"a".into())?.expect("row");
+        assert_eq!((row.value, row.version), (4, 3));
+        Ok(())
+    }
+
+    // R3: an indexed column of a table whose name carries quotes and SQL: create_table works,
+    // runs nothing but its own DDL, and the index exists.
+    fn r3_index_names_are_safe_whatever_the_identifiers(db) -> Result<()> {
+        #[derive(Entity, Debug, Clone, PartialEq)]
+        #[orm(table = "we\"ird'; DROP TABLE customer; --")]
+        struct Weird {
+            #[orm(primary_key, auto_increment)]
+            id: Option<i64>,
+            #[orm(index, column = "co\"l'); DROP TABLE customer; --")]
+            tag: String,
+        }
+        let engine = db.engine();
+        engine.create_table::<Weird>()?;
+        engine.create_table::<Weird>()?; // IF NOT EXISTS, index included
+        let s = engine.session();
+        s.add(Weird { id: None, tag: "x".into() })?;
+        s.commit()?;
+        assert_eq!(s.query::<Weird>().filter(Weird::TAG.eq("x")).count()?, 1);
+        // The customer table is still there.
+        assert_eq!(s.query::<orm_tests::model::Customer>().count()?, 0);
+        let conn = db.connect();
+        let indexes = if db.is_postgres() {
+            conn.query_i64("SELECT count(*) FROM pg_indexes WHERE indexname LIKE 'ix_we_ird%'", &[])?
+        } else {
+            conn.query_i64(
+                "SELECT count(*) FROM sqlite_master WHERE type = 'index' AND name LIKE 'ix_we_ird%'",
+                &[],
+            )?
+        };
+        assert_eq!(indexes, 1);
+        Ok(())
+    }
+
+    // An empty bulk call sends nothing: no transaction, no write lock held.
+    fn empty_bulk_calls_send_nothing(db) -> Result<()> {
+        use orm_tests::model::Customer;
+        let engine = db.engine();
+        let s = engine.session();
+        let (log, _g) = SqlLog::start();
+        let r = s.bulk_insert_mappings(std::iter::empty::<Mapping<Customer>>(), BulkOptions::default())?;
+        assert_eq!(r.inserted, 0);
+        let mut none: Vec<Customer> = Vec::new();
+        s.bulk_save(none.iter_mut(), BulkOptions::default())?;
+        assert_eq!(s.bulk_update_mappings(std::iter::empty::<Mapping<Customer>>())?, 0);
+        assert_eq!(log.statements(), Vec::<String>::new());
+        // Another connection can write at once.
+        let other = db.connect();
+        other.insert_many([Customer::new("other", 1)])?;
+        assert!(!s.with_connection(|c| Ok(c.in_transaction()))?);
+        Ok(())
+    }
+}
