@@ -1444,6 +1444,7 @@ impl<R: RowSource> Inserter<'_, R> {
             #[cfg(feature = "postgres")]
             if let Driver::Postgres(pg) = &self.conn.driver
                 && self.groups[g].fill != Fill::Sequential
+                && !self.groups[g].columns.is_empty()
                 && self.groups[g].rows.len() >= PG_COPY_MIN_ROWS
             {
                 if let Some((g2, index, row)) = self.stream_postgres(pg, g, &mut rows)? {
@@ -1549,7 +1550,10 @@ impl<R: RowSource> Inserter<'_, R> {
                         "nothing (the column is missing from the row)".into(),
                     ));
                 }
-                let per_statement = if self.explicit_keys {
+                let per_statement = if cols.is_empty() && !self.explicit_keys {
+                    // SQLite's `DEFAULT VALUES` inserts one row.
+                    1
+                } else if self.explicit_keys {
                     // PostgreSQL: binary COPY, so a batch is bounded by memory, not parameters.
                     self.batch_rows.max(PG_COPY_ROWS)
                 } else {
@@ -1843,7 +1847,7 @@ impl<R: RowSource> Inserter<'_, R> {
             uuids.push(id);
             id
         };
-        let written = if n >= PG_COPY_MIN_ROWS {
+        let written = if n >= PG_COPY_MIN_ROWS && !columns.is_empty() {
             let sql = conn.shape::<R::Entity>(Kind::Copy, columns, 0, false);
             let mut next = 0;
             conn.run(ctx, &sql, || {

@@ -57,6 +57,6 @@ pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
 #[cfg(feature = "postgres")]
 pub use postgres::PgOptions;
-pub use sql::Backend;
+pub use sql::{Backend, statement_cache};
 pub use uuid7::uuid_v7;
 pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};

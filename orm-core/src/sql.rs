@@ -86,6 +86,24 @@ type Cache = HashMap<CacheKey, Arc<str>, crate::hash::KeyHashState>;
 
 static CACHE: LazyLock<RwLock<Cache>> = LazyLock::new(Default::default);
 
+/// Statement texts the cache keeps at most (a few kilobytes each). A program uses a few
+/// dozen shapes; one that makes new shapes without end (filters built from user input, many
+/// column sets) starts over when it reaches this, rather than grow without bound.
+pub(crate) const CACHE_CAPACITY: usize = 1024;
+
+/// The process-wide statement-text cache: how many texts it holds and their total length in
+/// bytes. It keeps at most 1,024 texts; a program that makes new statement shapes without
+/// end sees it start over rather than grow.
+///
+/// ```
+/// let (texts, bytes) = orm_core::statement_cache();
+/// assert!(texts <= 1024 && bytes >= texts);
+/// ```
+pub fn statement_cache() -> (usize, usize) {
+    let cache = CACHE.read();
+    (cache.len(), cache.values().map(|s| s.len()).sum())
+}
+
 /// A cached statement text: built once per shape for the whole process.
 pub(crate) struct Shape<'a> {
     pub backend: Backend,
@@ -112,7 +130,11 @@ impl Shape<'_> {
             return Arc::clone(sql);
         }
         let sql: Arc<str> = self.build().into();
-        CACHE.write().entry(key).or_insert(sql).clone()
+        let mut cache = CACHE.write();
+        if cache.len() >= CACHE_CAPACITY {
+            cache.clear();
+        }
+        cache.entry(key).or_insert(sql).clone()
     }
 
     fn build(&self) -> String {
@@ -125,10 +147,17 @@ impl Shape<'_> {
         match self.kind {
             Kind::Insert => {
                 let mut q = Query::insert();
-                q.into_table(table(m))
-                    .columns(self.columns.iter().map(|&c| col(m, c)));
-                for _ in 0..self.batch {
-                    q.values_panic(self.columns.iter().map(|_| Expr::val(0_i64)));
+                q.into_table(table(m));
+                if self.columns.is_empty() {
+                    // Nothing to send but defaults (an entity that is only its generated
+                    // key): `DEFAULT VALUES` on SQLite, one row a statement; `VALUES
+                    // (DEFAULT), …` on PostgreSQL.
+                    q.or_default_values_many(u32::try_from(self.batch).unwrap_or(1));
+                } else {
+                    q.columns(self.columns.iter().map(|&c| col(m, c)));
+                    for _ in 0..self.batch {
+                        q.values_panic(self.columns.iter().map(|_| Expr::val(0_i64)));
+                    }
                 }
                 insert_sql(&q, self.backend)
             }
@@ -373,6 +402,10 @@ pub(crate) fn select(m: &EntityMeta, spec: &SelectSpec, backend: Backend) -> (St
         q.limit(l);
     }
     if let Some(o) = spec.offset {
+        if spec.limit.is_none() && backend == Backend::Sqlite {
+            // SQLite accepts OFFSET only after a LIMIT; this one is "no limit".
+            q.limit(i64::MAX.unsigned_abs());
+        }
         q.offset(o);
     }
     let (sql, tags) = match backend {

@@ -103,3 +103,83 @@ both! {
         Ok(())
     }
 }
+
+/// An entity with many optional columns: each subset of them is a statement shape of its own.
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "wide")]
+struct Wide {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    c0: Option<i64>,
+    c1: Option<i64>,
+    c2: Option<i64>,
+    c3: Option<i64>,
+    c4: Option<i64>,
+    c5: Option<i64>,
+    c6: Option<i64>,
+    c7: Option<i64>,
+    c8: Option<i64>,
+    c9: Option<i64>,
+    c10: Option<i64>,
+    c11: Option<i64>,
+    c12: Option<i64>,
+    c13: Option<i64>,
+}
+
+// The statement-text cache stays bounded however many shapes a program makes.
+#[test]
+fn the_statement_cache_is_bounded() -> Result<()> {
+    let conn = Connection::open_sqlite_memory()?;
+    conn.create_table::<Wide>()?;
+    for set in 1..=10_000_u32 {
+        let row: Vec<(String, Value)> = (0..14)
+            .filter(|b| set & (1 << b) != 0)
+            .map(|b| (format!("c{b}"), Value::I64(i64::from(b))))
+            .collect();
+        let mapping = Mapping::<Wide>::from_names(row)?;
+        conn.insert_many([mapping])?;
+    }
+    let (texts, bytes) = orm_core::statement_cache();
+    eprintln!("statement cache after 10,000 distinct shapes: {texts} texts, {bytes} bytes");
+    assert!(texts <= 1024, "{texts} texts cached");
+    assert_eq!(conn.count::<Wide>(None)?, 10_000);
+    Ok(())
+}
+
+both! {
+    // An entity that is only its generated key: `DEFAULT VALUES`, each object its own key.
+    fn an_entity_of_only_a_key_inserts_default_values(db) -> Result<()> {
+        #[derive(Entity, Debug, Clone, PartialEq)]
+        #[orm(table = "ticket")]
+        struct Ticket {
+            #[orm(primary_key, auto_increment)]
+            id: Option<i64>,
+        }
+        let engine = db.engine();
+        engine.create_table::<Ticket>()?;
+        let s = engine.session();
+        let hs = s.add_all((0..50).map(|_| Ticket { id: None }))?;
+        s.commit()?;
+        let mut keys: Vec<i64> = hs.iter().map(|h| h.read().unwrap().id.unwrap()).collect();
+        keys.dedup();
+        assert_eq!(keys.len(), 50);
+        let r = s.bulk_insert_mappings((0..40).map(|_| Mapping::<Ticket>::new()), BulkOptions::default())?;
+        assert_eq!(r.inserted, 40);
+        s.commit()?;
+        assert_eq!(s.query::<Ticket>().count()?, 90);
+        Ok(())
+    }
+
+    // OFFSET without LIMIT works on every backend.
+    fn offset_without_limit(db) -> Result<()> {
+        use orm_tests::model::Customer;
+        let engine = db.engine();
+        let s = engine.session();
+        s.add_all((0..5).map(|i| Customer::new(&format!("c{i}"), i)))?;
+        s.commit()?;
+        let rest = s.query::<Customer>().order_by(Customer::AGE, Order::Asc).offset(3).all()?;
+        assert_eq!(rest.len(), 2);
+        assert_eq!(rest[0].read()?.age, 3);
+        Ok(())
+    }
+}
