@@ -21,7 +21,7 @@ both! {
         let engine = db.engine();
         engine.create_table::<Setting>()?;
         let s = engine.session();
-        let mut mine = vec![Setting { name: "a".into(), value: 1, version: 1 }];
+        let mut mine = [Setting { name: "a".into(), value: 1, version: 1 }];
         let r = s.bulk_save(mine.iter_mut(), BulkOptions::default())?;
         assert_eq!((r.inserted, r.updated), (1, 0));
         s.commit()?;
@@ -32,7 +32,7 @@ both! {
         other.commit()?;
         // Our struct still holds version 1: refused, nothing of the call written.
         mine[0].value = 3;
-        let mut batch = vec![Setting { name: "b".into(), value: 9, version: 1 }, mine[0].clone()];
+        let mut batch = [Setting { name: "b".into(), value: 9, version: 1 }, mine[0].clone()];
         let e = s.bulk_save(batch.iter_mut(), BulkOptions::default()).expect_err("stale");
         assert_eq!(e.kind(), ErrorKind::StaleData);
         s.rollback()?;
@@ -41,7 +41,7 @@ both! {
         assert_eq!((row.value, row.version), (2, 2), "the other writer's change stays");
         assert!(conn.find::<Setting>(&"b".into())?.is_none(), "nothing of the failed call");
         // At the current version it goes through and bumps.
-        let mut fresh = vec![Setting { name: "a".into(), value: 4, version: 2 }];
+        let mut fresh = [Setting { name: "a".into(), value: 4, version: 2 }];
         let r = s.bulk_save(fresh.iter_mut(), BulkOptions::default())?;
         assert_eq!(r.updated, 1);
         assert_eq!(fresh[0].version, 3);
