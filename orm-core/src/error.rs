@@ -266,6 +266,25 @@ impl Error {
         }
     }
 
+    /// The database server's detail on a failed statement (PostgreSQL's `DETAIL`, such as
+    /// `Key (name)=(ada) already exists.`). It may quote values of the row, so it is not part
+    /// of the message (`Display`); ask for it here when it is safe to show.
+    ///
+    /// ```
+    /// use orm_core::Error;
+    /// let e = Error::InvalidState { message: "no".into() };
+    /// assert_eq!(e.server_detail(), None);
+    /// ```
+    pub fn server_detail(&self) -> Option<String> {
+        #[cfg(feature = "postgres")]
+        if let Error::Database { source, .. } = self
+            && let Some(pg) = source.downcast_ref::<postgres::Error>()
+        {
+            return pg.as_db_error()?.detail().map(str::to_owned);
+        }
+        None
+    }
+
     /// The placeholder SQL of the failed statement, if a statement failed.
     pub fn sql(&self) -> Option<&str> {
         match self {

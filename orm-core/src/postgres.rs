@@ -76,33 +76,29 @@ pub(crate) struct PgConn {
     sequences: RefCell<HashMap<TableColumn, Option<i64>>>,
 }
 
-/// The URL without its password, for messages and logs.
+/// What a connection string points at, for messages, logs and `Debug`: built from the parsed
+/// configuration (user, hosts, ports, database), never by editing the text, so no password
+/// can appear whatever its form (`user:pw@`, `?password=`, `password='a b'`).
 pub(crate) fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://") else {
-        // The key-value form: `host=… password=secret …`.
-        return url
-            .split(' ')
-            .map(|part| match part.split_once('=') {
-                Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                _ => part.to_owned(),
-            })
-            .collect::<Vec<_>>()
-            .join(" ");
+    let Ok(config) = url.parse::<postgres::Config>() else {
+        return "<a PostgreSQL connection string that does not parse>".into();
     };
-    let rest = &url[scheme_end + 3..];
-    let authority_end = rest.find('/').unwrap_or(rest.len());
-    match rest[..authority_end].rfind('@') {
-        Some(at) => match rest[..at].find(':') {
-            Some(colon) => format!(
-                "{}{}:***{}",
-                &url[..scheme_end + 3],
-                &rest[..colon],
-                &rest[at..]
-            ),
-            None => url.to_owned(),
-        },
-        None => url.to_owned(),
-    }
+    let hosts: Vec<String> = config
+        .get_hosts()
+        .iter()
+        .zip(config.get_ports().iter().chain(std::iter::repeat(&5432)))
+        .map(|(h, port)| match h {
+            postgres::config::Host::Tcp(name) => format!("{name}:{port}"),
+            #[cfg(unix)]
+            postgres::config::Host::Unix(path) => format!("{}:{port}", path.display()),
+        })
+        .collect();
+    format!(
+        "postgres://{}@{}/{}",
+        config.get_user().unwrap_or(""),
+        hosts.join(","),
+        config.get_dbname().unwrap_or("")
+    )
 }
 
 pub(crate) fn quote_ident(name: &str) -> String {
@@ -118,12 +114,21 @@ impl PgConn {
         let mut client = Client::connect(url, NoTls).map_err(open_error)?;
         if let Some(schema) = &options.schema {
             let q = quote_ident(schema);
-            let mut sql = String::new();
-            if options.create_schema {
-                sql.push_str(&format!("CREATE SCHEMA IF NOT EXISTS {q};"));
+            // Created only when missing: `CREATE SCHEMA IF NOT EXISTS` needs the CREATE
+            // privilege on the database even when the schema is there.
+            if options.create_schema
+                && client
+                    .query_opt("SELECT 1 FROM pg_namespace WHERE nspname = $1", &[schema])
+                    .map_err(open_error)?
+                    .is_none()
+            {
+                client
+                    .batch_execute(&format!("CREATE SCHEMA IF NOT EXISTS {q}"))
+                    .map_err(open_error)?;
             }
-            sql.push_str(&format!("SET search_path TO {q}"));
-            client.batch_execute(&sql).map_err(open_error)?;
+            client
+                .batch_execute(&format!("SET search_path TO {q}"))
+                .map_err(open_error)?;
         }
         Ok(PgConn {
             client: RefCell::new(client),
@@ -426,20 +431,15 @@ pub(crate) fn map_error(
     table: &str,
     sql: &str,
 ) -> Error {
+    // The server's DETAIL (`Key (name)=(ada) already exists`, `Failing row contains (…)`)
+    // quotes bound values: it stays out of the message, behind `Error::server_detail`.
     let message = match e.as_db_error() {
-        Some(db) => {
-            let mut m = format!(
-                "{}: {} (SQLSTATE {})",
-                db.severity(),
-                db.message(),
-                db.code().code()
-            );
-            if let Some(detail) = db.detail() {
-                m.push_str("; ");
-                m.push_str(detail);
-            }
-            m
-        }
+        Some(db) => format!(
+            "{}: {} (SQLSTATE {})",
+            db.severity(),
+            db.message(),
+            db.code().code()
+        ),
         None => e.to_string(),
     };
     Error::Database {
@@ -472,7 +472,7 @@ fn mismatch(what: &str, ty: &Type) -> Box<dyn StdError + Sync + Send> {
 }
 
 fn put_int(v: i64, ty: &Type, out: &mut BytesMut) -> ConvResult<()> {
-    let range = || Box::new(BindError(format!("{v} is out of range for type {ty}")));
+    let range = || Box::new(BindError(format!("an integer out of range for type {ty}")));
     match *ty {
         Type::INT8 => out.extend_from_slice(&v.to_be_bytes()),
         Type::INT4 => out.extend_from_slice(&i32::try_from(v).map_err(|_| range())?.to_be_bytes()),
@@ -506,7 +506,7 @@ fn put_value(v: &ValueRef<'_>, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNu
         ValueRef::Text(s) => match *ty {
             Type::UUID => {
                 let u = uuid::Uuid::parse_str(s)
-                    .map_err(|e| Box::new(BindError(format!("not a UUID: {e}"))))?;
+                    .map_err(|_| Box::new(BindError("text that is not a UUID".into())))?;
                 out.extend_from_slice(u.as_bytes());
             }
             Type::BYTEA => out.extend_from_slice(s.as_bytes()),
@@ -733,10 +733,10 @@ impl CopyEncoder<'_> {
                 SqlType::I64 => Ok(i.to_be_bytes().to_vec()),
                 SqlType::I32 => i32::try_from(i)
                     .map(|v| v.to_be_bytes().to_vec())
-                    .map_err(|_| format!("{i} (out of range for a 32-bit column)")),
+                    .map_err(|_| "an i64 out of range for a 32-bit column".to_owned()),
                 #[allow(clippy::cast_precision_loss)]
                 SqlType::F64 => Ok((i as f64).to_be_bytes().to_vec()),
-                _ => Err(format!("integer {i}")),
+                _ => Err("an integer".to_owned()),
             }
         };
         match (v, ty) {
@@ -752,8 +752,8 @@ impl CopyEncoder<'_> {
             (ValueRef::Bool(b), SqlType::Bool) => self.field(&[u8::from(*b)]),
             (ValueRef::Text(s), SqlType::Text) => self.field(s.as_bytes()),
             (ValueRef::Text(s), SqlType::Uuid) => {
-                let u = uuid::Uuid::parse_str(s)
-                    .map_err(|e| format!("text that is not a UUID ({e})"))?;
+                let u =
+                    uuid::Uuid::parse_str(s).map_err(|_| "text that is not a UUID".to_owned())?;
                 self.field(u.as_bytes())
             }
             (ValueRef::Blob(b), SqlType::Blob) => self.field(b),
@@ -776,13 +776,29 @@ mod tests {
     fn passwords_are_kept_out_of_messages() {
         assert_eq!(
             redact("postgres://u:secret@h:5432/db"),
-            "postgres://u:***@h:5432/db"
+            "postgres://u@h:5432/db"
         );
-        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h/db");
-        assert_eq!(redact("host=h user=u"), "host=h user=u");
+        assert_eq!(redact("postgres://u@h/db"), "postgres://u@h:5432/db");
+        assert_eq!(redact("host=h user=u"), "postgres://u@h:5432/");
+        for url in [
+            "host=h password=secret user=u",
+            "host=h password='sec ret' user=u",
+            "host=h password = secret user=u",
+            "postgres://u:se%2Fcret@h/db",
+            "postgres://u:se/cret@h/db",
+            "postgres://u@h/db?password=secret",
+            "postgresql://u:secret@h1:1,h2:2/db",
+        ] {
+            let shown = redact(url);
+            assert!(
+                !shown.contains("secret") && !shown.contains("cret"),
+                "{url} → {shown}"
+            );
+            assert!(!shown.contains("sec ret"), "{url} → {shown}");
+        }
         assert_eq!(
-            redact("host=h password=secret user=u"),
-            "host=h password=*** user=u"
+            redact("postgresql://u:secret@h1:1,h2:2/db"),
+            "postgres://u@h1:1,h2:2/db"
         );
     }
 

@@ -188,13 +188,18 @@ impl ValueRef<'_> {
         }
     }
 
-    /// A short description of the value for error messages (never the whole text or blob).
+    /// A short description of the value for error messages: its type and size, never the
+    /// value itself (bound values stay out of messages and logs).
     pub fn describe(&self) -> String {
         match self {
             ValueRef::Null => "NULL".into(),
+            ValueRef::I64(_) => "an i64".into(),
+            ValueRef::I32(_) => "an i32".into(),
+            ValueRef::F64(_) => "an f64".into(),
+            ValueRef::Bool(_) => "a bool".into(),
             ValueRef::Text(t) => format!("text of {} bytes", t.len()),
             ValueRef::Blob(b) => format!("blob of {} bytes", b.len()),
-            other => format!("{other:?}"),
+            ValueRef::Uuid(_) => "a UUID".into(),
         }
     }
 }

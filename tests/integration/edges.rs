@@ -183,3 +183,47 @@ both! {
         Ok(())
     }
 }
+
+both! {
+    // Bound values stay out of messages: a unique violation does not quote the row (the
+    // server's detail is there on request), nor does a value that does not fit its column.
+    fn error_messages_carry_no_bound_values(db) -> Result<()> {
+        use orm_tests::model::Customer;
+        let engine = db.engine();
+        let s = engine.session();
+        s.add(Customer::new("secret-name-42", 7))?;
+        s.commit()?;
+        s.add(Customer::new("secret-name-42", 8))?;
+        let e = s.commit().expect_err("unique");
+        assert_eq!(e.kind(), ErrorKind::UniqueViolation);
+        assert!(!e.to_string().contains("secret-name-42"), "{e}");
+        if db.is_postgres() {
+            let detail = e.server_detail().expect("the server's detail");
+            assert!(detail.contains("secret-name-42"), "{detail}");
+        }
+        s.rollback()?;
+        let rows = [Mapping::<Customer>::from_names([
+            ("name", Value::I64(987_654_321)),
+            ("age", Value::I64(1)),
+        ])];
+        let e = rows[0].as_ref().map(drop).expect_err("a number for a text column");
+        assert!(!e.to_string().contains("987654321"), "{e}");
+        Ok(())
+    }
+}
+
+// Passwords never appear in errors or in an engine's Debug, whatever the form of the string.
+#[test]
+fn passwords_stay_out_of_errors_and_debug() {
+    for url in [
+        "postgres://someone:hunter2@127.0.0.1:1/test",
+        "postgres://someone@127.0.0.1:1/test?password=hunter2",
+        "host=127.0.0.1 port=1 user=someone password=hunter2",
+        "host=127.0.0.1 port=1 user=someone password='hunter2 x'",
+    ] {
+        let err = Engine::postgres(url).expect_err("nothing listens on port 1");
+        let shown = format!("{err} {err:?}");
+        assert!(!shown.contains("hunter2"), "{url}: {shown}");
+        assert!(shown.contains("127.0.0.1:1"), "{url}: {shown}");
+    }
+}
