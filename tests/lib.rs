@@ -252,7 +252,7 @@ impl TestDb {
     }
 
     /// A connection outside any session ("another writer").
-    pub fn connect(&self) -> orm_session::Connection {
+    pub fn connect(&self) -> orm_session::PooledConnection {
         self.engine.connect().expect("connect")
     }
 

@@ -119,6 +119,11 @@ pub struct Connection {
     key_info: std::cell::RefCell<std::collections::HashMap<&'static str, (u64, SqliteKeys)>>,
     /// Counts the transactions this connection began.
     tx_serial: std::cell::Cell<u64>,
+    /// Raw SQL ran (or the driver was handed out): it may have changed session state
+    /// (`SET`, temporary tables) that [`reset`](Connection::reset) undoes before reuse.
+    raw_used: std::cell::Cell<bool>,
+    /// When [`reset`](Connection::reset) last made it idle.
+    idle_since: std::cell::Cell<Option<Instant>>,
 }
 
 enum Driver {
@@ -340,6 +345,8 @@ impl Connection {
             target,
             key_info: std::cell::RefCell::default(),
             tx_serial: std::cell::Cell::new(0),
+            raw_used: std::cell::Cell::new(false),
+            idle_since: std::cell::Cell::new(None),
         })
     }
 
@@ -373,6 +380,8 @@ impl Connection {
             target: crate::postgres::redact(url),
             key_info: std::cell::RefCell::default(),
             tx_serial: std::cell::Cell::new(0),
+            raw_used: std::cell::Cell::new(false),
+            idle_since: std::cell::Cell::new(None),
         })
     }
 
@@ -420,6 +429,7 @@ impl Connection {
     /// user functions); `None` on another backend. Statements sent through it bypass the
     /// ORM's log.
     pub fn as_rusqlite(&self) -> Option<&rusqlite::Connection> {
+        self.raw_sql_ran();
         match &self.driver {
             Driver::Sqlite { conn, .. } => Some(conn),
             #[cfg(feature = "postgres")]
@@ -432,6 +442,7 @@ impl Connection {
     /// through it is not seen by [`in_transaction`](Self::in_transaction).
     #[cfg(feature = "postgres")]
     pub fn as_postgres(&self) -> Option<std::cell::RefMut<'_, postgres::Client>> {
+        self.raw_sql_ran();
         match &self.driver {
             Driver::Postgres(pg) => Some(pg.client()),
             Driver::Sqlite { .. } => None,
@@ -470,6 +481,11 @@ impl Connection {
                     if e.kind() == crate::ErrorKind::Connection {
                         pg.mark_broken();
                     }
+                    if crate::postgres::is_stale_cache(&e) {
+                        // A table dropped and made again by someone else: statements and
+                        // sequence ids cached here point at the old one.
+                        pg.forget();
+                    }
                     pg.note_failure();
                 }
                 e
@@ -491,8 +507,8 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
-        // Raw SQL may be DDL (a new trigger, a recreated table).
-        self.key_info.borrow_mut().clear();
+        // Raw SQL may be DDL (a new trigger, a recreated table), or change the search path.
+        self.raw_sql_ran();
         match &self.driver {
             Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
                 let n = conn.execute(sql, rusqlite::params_from_iter(params.iter()))?;
@@ -512,6 +528,7 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn query_values(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
+        self.raw_used.set(true);
         match &self.driver {
             Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
                 let mut stmt = conn.prepare_cached(sql)?;
@@ -586,6 +603,68 @@ impl Connection {
         self.run(Ctx::of(E::META), &stmt, || {
             self.batch_raw(&stmt).map(|()| ((), 0))
         })
+    }
+
+    /// Raw SQL may change what cached lookups rely on (DDL, the search path) and the session
+    /// state a pool must reset.
+    fn raw_sql_ran(&self) {
+        self.raw_used.set(true);
+        self.key_info.borrow_mut().clear();
+    }
+
+    /// Makes the connection fit for its next user, as a pool does when it takes one back:
+    /// an open transaction is rolled back, and after raw SQL the PostgreSQL session state is
+    /// reset (`RESET ALL`, temporary tables, cursors, advisory locks, `LISTEN`s) and the
+    /// engine's schema put back first on the `search_path`. Prepared statements survive it.
+    ///
+    /// ```
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = orm_core::Connection::open_sqlite_memory()?;
+    /// conn.begin()?;
+    /// conn.reset()?;
+    /// assert!(!conn.in_transaction());
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The driver's error: the connection should then be dropped.
+    pub fn reset(&self) -> Result<()> {
+        if !self.is_usable() {
+            return Err(Error::InvalidState {
+                message: format!("the connection to {} is lost", self.target),
+            });
+        }
+        if self.in_transaction() || self.transaction_status() != TxStatus::Idle {
+            self.batch("ROLLBACK")?;
+        }
+        if self.raw_used.replace(false) {
+            #[cfg(feature = "postgres")]
+            if let Driver::Postgres(pg) = &self.driver {
+                let sql = pg.reset_sql();
+                self.run(Ctx::RAW, &sql, || pg.batch(&sql).map(|()| ((), 0)).map_err(Into::into))?;
+                pg.forget();
+            }
+        }
+        self.idle_since.set(Some(Instant::now()));
+        Ok(())
+    }
+
+    /// Checks that a connection that has been idle for a while still works (a round trip
+    /// after 30 s of idleness; none otherwise), as a pool does before handing it out.
+    ///
+    /// # Errors
+    /// The driver's error when the connection is lost.
+    pub fn validate(&self) -> Result<()> {
+        const IDLE: Duration = Duration::from_secs(30);
+        if !self.is_usable() {
+            return Err(Error::InvalidState {
+                message: format!("the connection to {} is lost", self.target),
+            });
+        }
+        if self.idle_since.get().is_some_and(|t| t.elapsed() > IDLE) {
+            self.batch("SELECT 1")?;
+        }
+        Ok(())
     }
 
     /// Prepared statements and looked-up sequences may refer to what DDL changes.

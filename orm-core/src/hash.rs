@@ -1,12 +1,12 @@
 //! The hasher of the identity maps and the statement cache.
 //!
-//! foldhash's fast hasher: a few cycles per key, with a seed drawn per map from a per-process
-//! random seed, and a finishing step that mixes every input bit into the bits hashbrown
-//! uses for buckets and control bytes (keys that differ only in high bits spread as well as
-//! any others).
+//! foldhash's `quality` hasher: a few cycles per key, with a seed drawn per map from a
+//! per-process random seed, and a finishing multiply that mixes every input bit into the bits
+//! hashbrown uses for buckets and control bytes. (Its `fast` variant skips that step: keys
+//! of the form `i << 47` then filled a third of the buckets random keys fill.)
 
 /// Builds the hashers of the identity maps and the statement cache (foldhash's
-/// `fast::RandomState`).
+/// `quality::RandomState`).
 ///
 /// ```
 /// use std::collections::HashMap;
@@ -15,10 +15,10 @@
 /// m.insert(Key::Int(7), 1);
 /// assert_eq!(m.get(&Key::Int(7)), Some(&1));
 /// ```
-pub type KeyHashState = foldhash::fast::RandomState;
+pub type KeyHashState = foldhash::quality::RandomState;
 
 /// The hasher [`KeyHashState`] builds.
-pub type KeyHasher = foldhash::fast::FoldHasher<'static>;
+pub type KeyHasher = foldhash::quality::FoldHasher<'static>;
 
 #[cfg(test)]
 mod tests {

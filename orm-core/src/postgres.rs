@@ -19,10 +19,14 @@ use crate::value::{FromSqlError, SqlType, Value, ValueRef};
 
 type ConvResult<T> = std::result::Result<T, Box<dyn StdError + Sync + Send>>;
 
-/// Reserves `$2` keys from the sequence with object id `$1`, each from its own `nextval`.
-/// (The sequence goes by id: a name would be looked up in the catalogue for every key.)
-pub(crate) const RESERVE_KEYS: &str =
-    "SELECT array_agg(nextval($1::oid::regclass)) FROM generate_series(1, $2::int8)";
+/// Reserves `$3` keys from the identity (or serial) sequence of table `$1`, column `$2`, each
+/// from its own `nextval`, in one round trip. The sequence is looked up by name in the same
+/// statement, through the current `search_path`: no id is kept that a table dropped and made
+/// again (or another search path) would make stale. The first column says whether there is
+/// a sequence at all.
+pub(crate) const RESERVE_KEYS: &str = "SELECT q.seq IS NOT NULL, \
+     (SELECT array_agg(nextval(q.seq)) FROM generate_series(1, $3::int8)) \
+     FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS seq) q";
 
 /// Bytes of `COPY` data encoded before they are sent.
 pub(crate) const COPY_CHUNK: usize = 64 * 1024;
@@ -58,9 +62,6 @@ impl PgOptions {
     }
 }
 
-/// A table and one of its columns.
-type TableColumn = (Box<str>, Box<str>);
-
 /// One PostgreSQL session: the client, its prepared statements, and whether a transaction
 /// is open (the `postgres` crate does not report it, so `BEGIN`/`COMMIT` go through here).
 pub(crate) struct PgConn {
@@ -72,8 +73,8 @@ pub(crate) struct PgConn {
     suspect: Cell<bool>,
     /// A statement failed because the connection was lost: never reuse it.
     broken: Cell<bool>,
-    /// The identity sequence of each table's key, once looked up.
-    sequences: RefCell<HashMap<TableColumn, Option<i64>>>,
+    /// The schema put first on the `search_path` at connect time.
+    schema: Option<String>,
 }
 
 /// What a connection string points at, for messages, logs and `Debug`: built from the parsed
@@ -136,7 +137,7 @@ impl PgConn {
             in_transaction: Cell::new(false),
             suspect: Cell::new(false),
             broken: Cell::new(false),
-            sequences: RefCell::new(HashMap::new()),
+            schema: options.schema.clone(),
         })
     }
 
@@ -253,10 +254,22 @@ impl PgConn {
         Ok(stmt)
     }
 
-    /// Forgets prepared statements and sequences, after DDL changed what they refer to.
+    /// Forgets prepared statements, after DDL changed what they refer to.
     pub(crate) fn forget(&self) {
         self.statements.borrow_mut().clear();
-        self.sequences.borrow_mut().clear();
+    }
+
+    /// What undoes a user's changes to the session's state, and puts the engine's schema
+    /// back first on the `search_path`.
+    pub(crate) fn reset_sql(&self) -> String {
+        let mut sql = String::from(
+            "CLOSE ALL; RESET ALL; UNLISTEN *; SELECT pg_advisory_unlock_all(); DISCARD TEMP; \
+             DISCARD SEQUENCES",
+        );
+        if let Some(schema) = &self.schema {
+            sql.push_str(&format!("; SET search_path TO {}", quote_ident(schema)));
+        }
+        sql
     }
 
     /// Runs statements without parameters.
@@ -346,21 +359,13 @@ impl PgConn {
         n: usize,
     ) -> Result<Vec<i64>, DriverError> {
         let column = meta.key_column().name;
-        let id = (Box::from(meta.table), Box::from(column));
-        let cached = self.sequences.borrow().get(&id).copied();
-        let sequence = match cached {
-            Some(s) => s,
-            None => {
-                let rows = self.query(
-                    "SELECT pg_get_serial_sequence($1, $2)::regclass::oid::int8",
-                    &[&quote_ident(meta.table), &column],
-                )?;
-                let s: Option<i64> = rows.first().and_then(|r| r.get(0));
-                self.sequences.borrow_mut().insert(id, s);
-                s
-            }
-        };
-        let Some(sequence) = sequence else {
+        let count = i64::try_from(n).unwrap_or(i64::MAX);
+        // One array rather than n rows: the keys cost 12 bytes each on the wire and no row
+        // objects on this side.
+        let rows = self.query(RESERVE_KEYS, &[&quote_ident(meta.table), &column, &count])?;
+        let row = rows.first();
+        let has_sequence: bool = row.and_then(|r| r.get(0)).unwrap_or(false);
+        if !has_sequence {
             return Err(DriverError::Orm(Error::InvalidState {
                 message: format!(
                     "{} (table `{}`): the key column `{column}` has no identity sequence; \
@@ -369,12 +374,8 @@ impl PgConn {
                     meta.name, meta.table
                 ),
             }));
-        };
-        let count = i64::try_from(n).unwrap_or(i64::MAX);
-        // One array rather than n rows: the keys cost 12 bytes each on the wire and no row
-        // objects on this side.
-        let rows = self.query(RESERVE_KEYS, &[&ValueRef::I64(sequence), &count])?;
-        let keys: Option<Vec<i64>> = rows.first().and_then(|r| r.get(0));
+        }
+        let keys: Option<Vec<i64>> = row.and_then(|r| r.get(1));
         Ok(keys.unwrap_or_default())
     }
 }
@@ -386,6 +387,26 @@ fn copy_io_error(sql: &str, e: &std::io::Error) -> Error {
 }
 
 pub(crate) type PgResult<T> = Result<T, DriverError>;
+
+/// Whether a statement failed because something cached on this side (a prepared statement, a
+/// sequence's id) refers to a table that was dropped and made again.
+pub(crate) fn is_stale_cache(e: &Error) -> bool {
+    let Error::Database { source, .. } = e else {
+        return false;
+    };
+    let Some(db) = source
+        .downcast_ref::<postgres::Error>()
+        .and_then(postgres::Error::as_db_error)
+    else {
+        return false;
+    };
+    match *db.code() {
+        SqlState::UNDEFINED_TABLE | SqlState::INVALID_SQL_STATEMENT_NAME => true,
+        SqlState::FEATURE_NOT_SUPPORTED => db.message().contains("cached plan"),
+        SqlState::INTERNAL_ERROR => db.message().contains("could not open relation"),
+        _ => false,
+    }
+}
 
 /// Classifies a driver error by its SQLSTATE.
 pub(crate) fn kind_of(e: &postgres::Error) -> ErrorKind {

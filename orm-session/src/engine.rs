@@ -1,16 +1,35 @@
-//! `Engine`: where connections come from, and the defaults of the sessions it makes.
+//! `Engine`: where connections come from (a pool), and the defaults of the sessions it makes.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, LazyLock};
+use std::time::Duration;
 
-use orm_core::{Connection, Entity, Result, SqliteOptions};
+use orm_core::{Connection, Entity, Error, Result, SqliteOptions};
 use parking_lot::Mutex;
 
 use crate::session::Session;
 
-/// How many idle connections an engine keeps for reuse.
-const MAX_IDLE: usize = 8;
+/// Connections an engine's pool holds at most, unless set with
+/// [`Engine::max_connections`].
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 10;
 
+/// How long a checkout waits for a free connection, unless set with
+/// [`Engine::checkout_timeout`].
+pub const DEFAULT_CHECKOUT_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// One thread, shared by every engine, for the pools' housekeeping (closing connections
+/// idle too long).
+static POOL_THREAD: LazyLock<Arc<scheduled_thread_pool::ScheduledThreadPool>> =
+    LazyLock::new(|| {
+        Arc::new(
+            scheduled_thread_pool::ScheduledThreadPool::builder()
+                .num_threads(1)
+                .thread_name_pattern("orm-pool-{}")
+                .build(),
+        )
+    });
+
+#[derive(Clone)]
 enum Target {
     File {
         path: PathBuf,
@@ -19,7 +38,7 @@ enum Target {
     /// A memdb database shared by this engine's connections; the anchor keeps it alive.
     Memory {
         name: String,
-        _anchor: Mutex<Connection>,
+        _anchor: Arc<Mutex<Connection>>,
     },
     /// A PostgreSQL server.
     #[cfg(feature = "postgres")]
@@ -31,9 +50,57 @@ enum Target {
     },
 }
 
+/// Opens, checks and resets an engine's connections for its pool (r2d2's
+/// `ManageConnection`). A connection given back is rolled back if a transaction is open,
+/// and reset after raw SQL ([`Connection::reset`]); one that is lost or fails either is
+/// dropped. Before a connection that sat idle for a while is handed out, one round trip
+/// checks it ([`Connection::validate`]).
+pub struct ConnectionManager {
+    target: Target,
+}
+
+impl ConnectionManager {
+    fn open(&self) -> Result<Connection> {
+        match &self.target {
+            Target::File { path, options } => Connection::open_sqlite_with(path, options),
+            Target::Memory { name, .. } => Connection::open_sqlite_shared_memory(name),
+            #[cfg(feature = "postgres")]
+            Target::Postgres { url, options, .. } => Connection::open_postgres_with(url, options),
+        }
+    }
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = Connection;
+    type Error = Error;
+
+    fn connect(&self) -> Result<Connection> {
+        self.open()
+    }
+
+    fn is_valid(&self, conn: &mut Connection) -> Result<()> {
+        conn.validate()
+    }
+
+    fn has_broken(&self, conn: &mut Connection) -> bool {
+        match conn.reset() {
+            Ok(()) => false,
+            Err(e) => {
+                tracing::debug!(target: "orm::pool", error = %e, "dropping a connection that cannot be reset");
+                true
+            }
+        }
+    }
+}
+
+/// A connection checked out of an engine's pool; it goes back when dropped.
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
 struct Inner {
     target: Target,
-    idle: Mutex<Vec<Connection>>,
+    pool: r2d2::Pool<ConnectionManager>,
+    max_connections: u32,
+    checkout_timeout: Duration,
 }
 
 /// A source of connections and the defaults for the sessions made from it.
@@ -65,18 +132,33 @@ impl std::fmt::Debug for Engine {
             #[cfg(feature = "postgres")]
             Target::Postgres { shown, .. } => shown.clone(),
         };
+        let state = self.inner.pool.state();
         f.debug_struct("Engine")
             .field("target", &target)
+            .field("connections", &state.connections)
+            .field("idle", &state.idle_connections)
+            .field("max_connections", &self.inner.max_connections)
             .finish_non_exhaustive()
     }
 }
 
 impl Engine {
-    fn new(target: Target) -> Self {
+    fn new(target: Target, max_connections: u32, checkout_timeout: Duration) -> Self {
+        let pool = r2d2::Pool::builder()
+            .max_size(max_connections.max(1))
+            .min_idle(Some(0))
+            .connection_timeout(checkout_timeout)
+            .idle_timeout(Some(Duration::from_secs(600)))
+            .thread_pool(Arc::clone(&POOL_THREAD))
+            .build_unchecked(ConnectionManager {
+                target: target.clone(),
+            });
         Engine {
             inner: Arc::new(Inner {
                 target,
-                idle: Mutex::new(Vec::new()),
+                pool,
+                max_connections: max_connections.max(1),
+                checkout_timeout,
             }),
             expire_on_commit: true,
             autoflush: true,
@@ -97,10 +179,13 @@ impl Engine {
     /// [`Error::Open`](orm_core::Error::Open) when the file cannot be opened.
     pub fn sqlite_file_with(path: impl AsRef<Path>, options: SqliteOptions) -> Result<Self> {
         let path = path.as_ref().to_path_buf();
-        let first = Connection::open_sqlite_with(&path, &options)?;
-        let engine = Self::new(Target::File { path, options });
-        engine.inner.idle.lock().push(first);
-        Ok(engine)
+        // Opened now, so that a path that cannot be a database fails here.
+        drop(Connection::open_sqlite_with(&path, &options)?);
+        Ok(Self::new(
+            Target::File { path, options },
+            DEFAULT_MAX_CONNECTIONS,
+            DEFAULT_CHECKOUT_TIMEOUT,
+        ))
     }
 
     /// An engine on a new in-memory SQLite database that all its sessions share. The
@@ -111,10 +196,14 @@ impl Engine {
     pub fn sqlite_memory() -> Result<Self> {
         let name = format!("orm-{}", uuid::Uuid::now_v7());
         let anchor = Connection::open_sqlite_shared_memory(&name)?;
-        Ok(Self::new(Target::Memory {
-            name,
-            _anchor: Mutex::new(anchor),
-        }))
+        Ok(Self::new(
+            Target::Memory {
+                name,
+                _anchor: Arc::new(Mutex::new(anchor)),
+            },
+            DEFAULT_MAX_CONNECTIONS,
+            DEFAULT_CHECKOUT_TIMEOUT,
+        ))
     }
 
     /// An engine on a PostgreSQL server, from a URL (`postgres://user@host:5432/db`) or a
@@ -146,13 +235,54 @@ impl Engine {
     #[cfg(feature = "postgres")]
     pub fn postgres_with(url: &str, options: orm_core::PgOptions) -> Result<Self> {
         let first = Connection::open_postgres_with(url, &options)?;
-        let engine = Self::new(Target::Postgres {
-            url: url.to_owned(),
-            shown: first.target().to_owned(),
-            options,
-        });
-        engine.inner.idle.lock().push(first);
+        let engine = Self::new(
+            Target::Postgres {
+                url: url.to_owned(),
+                shown: first.target().to_owned(),
+                options,
+            },
+            DEFAULT_MAX_CONNECTIONS,
+            DEFAULT_CHECKOUT_TIMEOUT,
+        );
+        drop(first);
         Ok(engine)
+    }
+
+    /// This engine with a pool of at most `n` connections (default
+    /// [`DEFAULT_MAX_CONNECTIONS`]). A session holds a connection only from its first
+    /// statement to its commit, rollback or close, so many short sessions share a few.
+    /// Set it before cloning the engine: clones made earlier keep the old pool.
+    ///
+    /// ```
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = orm_session::Engine::sqlite_memory()?.max_connections(2);
+    /// assert_eq!(engine.pool_size(), 2);
+    /// # Ok(()) }
+    /// ```
+    #[must_use]
+    pub fn max_connections(self, n: u32) -> Self {
+        let timeout = self.inner.checkout_timeout;
+        self.rebuilt(n, timeout)
+    }
+
+    /// This engine with checkouts that wait at most `timeout` for a free connection
+    /// (default [`DEFAULT_CHECKOUT_TIMEOUT`]) before failing with `ErrorKind::Connection`.
+    #[must_use]
+    pub fn checkout_timeout(self, timeout: Duration) -> Self {
+        let max = self.inner.max_connections;
+        self.rebuilt(max, timeout)
+    }
+
+    fn rebuilt(self, max_connections: u32, checkout_timeout: Duration) -> Self {
+        let mut engine = Self::new(self.inner.target.clone(), max_connections, checkout_timeout);
+        engine.expire_on_commit = self.expire_on_commit;
+        engine.autoflush = self.autoflush;
+        engine
+    }
+
+    /// The most connections this engine's pool holds.
+    pub fn pool_size(&self) -> u32 {
+        self.inner.max_connections
     }
 
     /// The SQL dialect of this engine's database.
@@ -184,34 +314,27 @@ impl Engine {
         Session::new(self.clone(), self.expire_on_commit, self.autoflush)
     }
 
-    /// A connection of this engine's database, outside any session (for raw SQL, DDL, or to
-    /// play "another writer" in a test). Give it back with [`release`](Self::release) to let
-    /// it be reused, or drop it.
+    /// A connection of this engine's database from its pool, outside any session (for raw
+    /// SQL, DDL, or to play "another writer" in a test). It goes back to the pool when
+    /// dropped (or given to [`release`](Self::release)), rolled back and reset.
     ///
     /// # Errors
-    /// [`Error::Open`](orm_core::Error::Open).
-    pub fn connect(&self) -> Result<Connection> {
-        if let Some(c) = self.inner.idle.lock().pop() {
-            return Ok(c);
-        }
-        match &self.inner.target {
-            Target::File { path, options } => Connection::open_sqlite_with(path, options),
-            Target::Memory { name, .. } => Connection::open_sqlite_shared_memory(name),
-            #[cfg(feature = "postgres")]
-            Target::Postgres { url, options, .. } => Connection::open_postgres_with(url, options),
-        }
+    /// [`Error::Open`](orm_core::Error::Open) when a new connection cannot be opened;
+    /// `ErrorKind::Connection` when none is free within the checkout timeout.
+    pub fn connect(&self) -> Result<PooledConnection> {
+        self.inner.pool.get().map_err(|e| Error::Open {
+            target: format!("{self:?}"),
+            source: format!(
+                "no connection within {:?} (pool of {}): {e}",
+                self.inner.checkout_timeout, self.inner.max_connections
+            )
+            .into(),
+        })
     }
 
-    /// Returns a connection to the pool. A connection still inside a transaction is rolled
-    /// back first; one that cannot be is dropped.
-    pub fn release(&self, conn: Connection) {
-        if !conn.is_usable() || (conn.in_transaction() && conn.rollback().is_err()) {
-            return;
-        }
-        let mut idle = self.inner.idle.lock();
-        if idle.len() < MAX_IDLE {
-            idle.push(conn);
-        }
+    /// Gives a connection back to the pool (the same as dropping it).
+    pub fn release(&self, conn: PooledConnection) {
+        drop(conn);
     }
 
     /// `CREATE TABLE IF NOT EXISTS` for `E`.

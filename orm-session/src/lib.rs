@@ -7,7 +7,9 @@ mod query;
 mod session;
 
 pub use bulk::{BulkOptions, BulkResult};
-pub use engine::Engine;
+pub use engine::{
+    ConnectionManager, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Engine, PooledConnection,
+};
 pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
 #[cfg(feature = "postgres")]
 pub use orm_core::PgOptions;

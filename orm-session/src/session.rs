@@ -17,7 +17,9 @@ use crate::query::Query;
 
 /// What the session state lock protects.
 pub(crate) struct State {
-    conn: Option<Connection>,
+    /// Checked out of the engine's pool at the first statement, given back at commit,
+    /// rollback and close (when no transaction is left open).
+    conn: Option<crate::engine::PooledConnection>,
     pub(crate) maps: Maps,
     /// Added, not flushed, in `add` order.
     pending: Vec<Arc<dyn Erased>>,
@@ -51,6 +53,16 @@ impl State {
         }
     }
 
+    /// Gives the connection back to the pool unless a transaction holds this session's work.
+    fn release_idle(&mut self) {
+        if !self.in_tx
+            && self.bulk == 0
+            && self.conn.as_ref().is_some_and(|c| !c.in_transaction())
+        {
+            self.conn = None;
+        }
+    }
+
     /// Whether the session may send SQL: open, no failed transaction pending a rollback,
     /// and the transaction that holds its work still there as far as the driver says.
     pub(crate) fn ready(&mut self) -> Result<()> {
@@ -68,7 +80,7 @@ impl State {
             let status = self
                 .conn
                 .as_ref()
-                .map_or(TxStatus::Lost, Connection::transaction_status);
+                .map_or(TxStatus::Lost, |c| c.transaction_status());
             if status != TxStatus::Active {
                 return Err(self.fail(lost_reason(status)));
             }
@@ -381,6 +393,7 @@ impl Shared {
             Ok(()) => {
                 st.failed = None;
                 st.in_tx = false;
+                st.release_idle();
             }
             Err(e) => {
                 let reason = format!("ROLLBACK failed: {e}");
@@ -447,7 +460,7 @@ impl Shared {
             return Ok(());
         }
         st.closed = true;
-        let in_tx = st.in_tx || st.conn.as_ref().is_some_and(Connection::in_transaction);
+        let in_tx = st.in_tx || st.conn.as_ref().is_some_and(|c| c.in_transaction());
         let result = if in_tx
             || st.failed.is_some()
             || st.inserted_in_tx
@@ -462,9 +475,8 @@ impl Shared {
         // No pass over the objects: once the session's `Arc` is gone (right after this), every
         // handle reports `Detached` through its dead `Weak`.
         st.maps.clear();
-        if let Some(conn) = st.conn.take() {
-            self.engine.release(conn);
-        }
+        // Back to the pool, which rolls back what is left and resets it.
+        st.conn = None;
         result
     }
 
@@ -995,6 +1007,7 @@ impl Session {
             return Err(e);
         }
         st.in_tx = false;
+        st.release_idle();
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             obj.meta().detach(ObjectState::Detached);
         }
@@ -1294,7 +1307,7 @@ impl Drop for Session {
                 && (!st.pending.is_empty()
                     || !st.deleted.is_empty()
                     || st.in_tx
-                    || st.conn.as_ref().is_some_and(Connection::in_transaction))
+                    || st.conn.as_ref().is_some_and(|c| c.in_transaction()))
         };
         if uncommitted {
             tracing::warn!(target: "orm::session", "session dropped with uncommitted work; rolling back");
