@@ -641,7 +641,9 @@ impl Connection {
             #[cfg(feature = "postgres")]
             if let Driver::Postgres(pg) = &self.driver {
                 let sql = pg.reset_sql();
-                self.run(Ctx::RAW, &sql, || pg.batch(&sql).map(|()| ((), 0)).map_err(Into::into))?;
+                self.run(Ctx::RAW, &sql, || {
+                    pg.batch(&sql).map(|()| ((), 0)).map_err(Into::into)
+                })?;
                 pg.forget();
             }
         }

@@ -56,7 +56,7 @@ pub use hash::{KeyHashState, KeyHasher};
 pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
 #[cfg(feature = "postgres")]
-pub use postgres::PgOptions;
+pub use postgres::{PgOptions, display_url};
 pub use sql::{Backend, statement_cache};
 pub use uuid7::uuid_v7;
 pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};

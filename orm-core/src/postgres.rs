@@ -81,6 +81,20 @@ pub(crate) struct PgConn {
 /// configuration (user, hosts, ports, database), never by editing the text, so no password
 /// can appear whatever its form (`user:pw@`, `?password=`, `password='a b'`).
 pub(crate) fn redact(url: &str) -> String {
+    display_url(url)
+}
+
+/// A PostgreSQL connection string as it may be shown in messages, logs and `Debug`: built from
+/// the parsed configuration (user, hosts, ports, database), never by editing the text, so no
+/// password appears whatever its form (`user:pw@`, `?password=`, `password='a b'`).
+///
+/// ```
+/// assert_eq!(
+///     orm_core::display_url("postgres://ada:secret@db:5432/app"),
+///     "postgres://ada@db:5432/app"
+/// );
+/// ```
+pub fn display_url(url: &str) -> String {
     let Ok(config) = url.parse::<postgres::Config>() else {
         return "<a PostgreSQL connection string that does not parse>".into();
     };

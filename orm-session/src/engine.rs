@@ -234,17 +234,23 @@ impl Engine {
     /// As [`postgres`](Self::postgres), and when the schema cannot be created or set.
     #[cfg(feature = "postgres")]
     pub fn postgres_with(url: &str, options: orm_core::PgOptions) -> Result<Self> {
-        let first = Connection::open_postgres_with(url, &options)?;
         let engine = Self::new(
             Target::Postgres {
                 url: url.to_owned(),
-                shown: first.target().to_owned(),
+                shown: orm_core::display_url(url),
                 options,
             },
             DEFAULT_MAX_CONNECTIONS,
             DEFAULT_CHECKOUT_TIMEOUT,
         );
-        drop(first);
+        // A connection is opened now, so that a wrong address fails at once (the pool would
+        // retry until its checkout timeout).
+        drop(
+            ConnectionManager {
+                target: engine.inner.target.clone(),
+            }
+            .open()?,
+        );
         Ok(engine)
     }
 

@@ -55,9 +55,7 @@ impl State {
 
     /// Gives the connection back to the pool unless a transaction holds this session's work.
     fn release_idle(&mut self) {
-        if !self.in_tx
-            && self.bulk == 0
-            && self.conn.as_ref().is_some_and(|c| !c.in_transaction())
+        if !self.in_tx && self.bulk == 0 && self.conn.as_ref().is_some_and(|c| !c.in_transaction())
         {
             self.conn = None;
         }
