@@ -24,9 +24,9 @@ type ConvResult<T> = std::result::Result<T, Box<dyn StdError + Sync + Send>>;
 /// statement, through the current `search_path`: no id is kept that a table dropped and made
 /// again (or another search path) would make stale. The first column says whether there is
 /// a sequence at all.
-pub(crate) const RESERVE_KEYS: &str = "SELECT q.seq IS NOT NULL, \
-     (SELECT array_agg(nextval(q.seq)) FROM generate_series(1, $3::int8)) \
-     FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS seq) q";
+pub(crate) const RESERVE_KEYS: &str = "SELECT s.seq IS NOT NULL, \
+     (SELECT array_agg(x.k) FROM (SELECT nextval(s.seq) AS k FROM generate_series(1, $3::int8)) x) \
+     FROM (SELECT pg_get_serial_sequence($1, $2)::regclass AS seq) s";
 
 /// Bytes of `COPY` data encoded before they are sent.
 pub(crate) const COPY_CHUNK: usize = 64 * 1024;

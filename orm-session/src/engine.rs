@@ -291,6 +291,19 @@ impl Engine {
         self.inner.max_connections
     }
 
+    /// Connections the pool has open now, checked out or idle.
+    ///
+    /// ```
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = orm_session::Engine::sqlite_memory()?;
+    /// let conn = engine.connect()?;
+    /// assert_eq!(engine.open_connections(), 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn open_connections(&self) -> u32 {
+        self.inner.pool.state().connections
+    }
+
     /// The SQL dialect of this engine's database.
     pub fn backend(&self) -> orm_core::Backend {
         match &self.inner.target {

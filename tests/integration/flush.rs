@@ -154,7 +154,7 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
         let statements = log.statements();
         assert_eq!(statements.len(), 3, "{statements:#?}");
         assert!(statements[0].starts_with("BEGIN"));
-        assert!(statements[1].starts_with("SELECT array_agg(nextval("), "{}", statements[1]);
+        assert!(statements[1].contains("nextval("), "{}", statements[1]);
         assert!(
             statements[2].starts_with(r#"COPY "customer" ("id", "name", "#),
             "{}",

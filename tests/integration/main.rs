@@ -22,6 +22,7 @@ mod hostile_input;
 mod identity_map;
 mod keys;
 mod mapping;
+mod pool;
 mod postgres;
 mod properties;
 mod query;
