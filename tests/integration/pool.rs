@@ -180,3 +180,43 @@ fn db_options(_db: &TestDb, s: &Session) -> Result<orm_session::PgOptions> {
     };
     Ok(orm_session::PgOptions::default().schema(schema.clone()))
 }
+
+// A role without CREATE on the database can still use an engine whose schema exists: the
+// schema is created only when missing. And an engine's Debug never shows a password.
+#[test]
+fn postgres_schema_that_exists_needs_no_create_privilege() -> Result<()> {
+    let Some(db) = TestDb::postgres() else {
+        return Ok(());
+    };
+    let url = orm_tests::database_url().expect("url");
+    let admin = db.connect();
+    let s = db.engine().session();
+    let options = db_options(&db, &s)?;
+    let schema = options.schema.clone().expect("schema");
+    let role = format!("orm_reader_{}", std::process::id());
+    admin.execute(&format!("DROP ROLE IF EXISTS {role}"), &[])?;
+    admin.execute(&format!("CREATE ROLE {role} LOGIN PASSWORD 'hunter2'"), &[])?;
+    admin.execute(&format!("REVOKE CREATE ON DATABASE test FROM {role}"), &[])?;
+    admin.execute(
+        &format!("GRANT USAGE ON SCHEMA \"{schema}\" TO {role}"),
+        &[],
+    )?;
+    admin.execute(
+        &format!("GRANT SELECT ON ALL TABLES IN SCHEMA \"{schema}\" TO {role}"),
+        &[],
+    )?;
+    let config: Vec<&str> = url.splitn(2, "://").collect();
+    let rest = config[1]
+        .split_once('@')
+        .map_or(config[1], |(_, host)| host);
+    let as_role = format!("postgres://{role}:hunter2@{rest}?application_name=orm_reader");
+    let result = (|| -> Result<()> {
+        let engine = Engine::postgres_with(&as_role, options.clone())?;
+        assert!(!format!("{engine:?}").contains("hunter2"), "{engine:?}");
+        assert_eq!(engine.session().query::<Customer>().count()?, 0);
+        Ok(())
+    })();
+    admin.execute(&format!("DROP OWNED BY {role}"), &[])?;
+    admin.execute(&format!("DROP ROLE {role}"), &[])?;
+    result
+}
