@@ -871,16 +871,7 @@ impl Connection {
         } else {
             self.begin()?;
         }
-        let undo = || {
-            let undo = if nested {
-                self.rollback_to(SP)
-            } else {
-                self.rollback()
-            };
-            if let Err(undo) = undo {
-                tracing::warn!(target: "orm::sql", error = %undo, "rolling back a failed write failed");
-            }
-        };
+        let undo = || self.undo_write(nested.then_some(SP));
         // A panic in `f` (a user's iterator or conversion) must not leave its writes behind
         // in the transaction for a later COMMIT: roll back, then let the panic go on.
         match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self))) {
@@ -898,6 +889,33 @@ impl Connection {
                 undo();
                 std::panic::resume_unwind(panic)
             }
+        }
+    }
+
+    /// Undoes a write that failed: rolls back to `savepoint` (and releases it), or without
+    /// one rolls the whole transaction back. A failure to do so is logged, not returned: the
+    /// caller reports the write's own error, and the transaction's state is asked of the
+    /// driver afterwards ([`transaction_status`](Self::transaction_status)).
+    ///
+    /// ```
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = orm_core::Connection::open_sqlite_memory()?;
+    /// conn.begin()?;
+    /// conn.savepoint("step")?;
+    /// conn.execute("CREATE TABLE t (x)", &[])?;
+    /// conn.undo_write(Some("step"));
+    /// assert!(conn.in_transaction());
+    /// conn.undo_write(None);
+    /// assert!(!conn.in_transaction());
+    /// # Ok(()) }
+    /// ```
+    pub fn undo_write(&self, savepoint: Option<&str>) {
+        let undone = match savepoint {
+            Some(name) => self.rollback_to(name),
+            None => self.rollback(),
+        };
+        if let Err(e) = undone {
+            tracing::warn!(target: "orm::sql", error = %e, "rolling back a failed write failed");
         }
     }
 

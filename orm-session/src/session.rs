@@ -549,16 +549,7 @@ impl Shared {
         let Some(conn) = st.conn.as_ref() else {
             return Err(st.fail(lost_reason(TxStatus::Lost)));
         };
-        let undo = || {
-            let r = if nested {
-                conn.rollback_to(SP)
-            } else {
-                conn.rollback()
-            };
-            if let Err(e) = r {
-                tracing::warn!(target: "orm::session", error = %e, "rolling back a failed bulk call failed");
-            }
-        };
+        let undo = || conn.undo_write(nested.then_some(SP));
         let result = match outcome {
             Ok(Ok(())) if nested => conn.release(SP),
             Ok(Ok(())) => Ok(()),

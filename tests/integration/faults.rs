@@ -588,15 +588,21 @@ both! {
     }
 }
 
-// R6: a read-only database: the write fails, nothing is written, and the session recovers.
-#[test]
-fn r6_sqlite_read_only_database() -> Result<()> {
+/// A SQLite file holding one committed row named "before", its engine and a session.
+fn file_with_a_row() -> Result<(TempDb, Engine, Session)> {
     let tmp = TempDb::new();
     let engine = Engine::sqlite_file(tmp.path())?;
     engine.create_table::<Customer>()?;
     let s = engine.session();
     s.add(Customer::new("before", 1))?;
     s.commit()?;
+    Ok((tmp, engine, s))
+}
+
+// R6: a read-only database: the write fails, nothing is written, and the session recovers.
+#[test]
+fn r6_sqlite_read_only_database() -> Result<()> {
+    let (_tmp, engine, s) = file_with_a_row()?;
     s.with_connection(|c| c.execute("PRAGMA query_only = ON", &[]).map(drop))?;
     s.add(Customer::new("refused", 1))?;
     assert!(s.commit().is_err());
@@ -610,12 +616,7 @@ fn r6_sqlite_read_only_database() -> Result<()> {
 // as saved that no later connection can find.
 #[test]
 fn r6_sqlite_deleted_file_never_lets_commit_lie() -> Result<()> {
-    let tmp = TempDb::new();
-    let engine = Engine::sqlite_file(tmp.path())?;
-    engine.create_table::<Customer>()?;
-    let s = engine.session();
-    s.add(Customer::new("before", 1))?;
-    s.commit()?;
+    let (tmp, _engine, s) = file_with_a_row()?;
     std::fs::remove_file(tmp.path()).expect("delete the file");
     s.add(Customer::new("after delete", 1))?;
     // SQLite refuses writes to a file that was unlinked (SQLITE_READONLY_DBMOVED).
