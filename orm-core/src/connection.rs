@@ -1006,6 +1006,8 @@ impl Connection {
         let meta = R::Entity::META;
         Ok(Inserter {
             conn: self,
+            st: InsertState {
+            tx_serial: self.tx_serial.get(),
             meta,
             generated: meta.key_column().generated,
             return_keys,
@@ -1022,7 +1024,23 @@ impl Connection {
             next_key: None,
             explicit_keys: self.backend() == Backend::Postgres,
             sqlite_keys: None,
+        },
         })
+    }
+
+    /// Takes up an inserter put aside with [`Inserter::suspend`]. What it knew of the table's
+    /// keys is kept only within the transaction it was used in; in another it is read again.
+    pub fn resume_inserter<R: RowSource>(&self, mut state: InsertState<R>) -> Inserter<'_, R> {
+        let serial = self.tx_serial.get();
+        if state.tx_serial != serial || !self.in_transaction() {
+            state.next_key = None;
+            state.sqlite_keys = None;
+            state.tx_serial = serial;
+        }
+        Inserter {
+            conn: self,
+            st: state,
+        }
     }
 
     /// The first of `n` consecutive keys nobody uses: what SQLite would assign next. Sound
@@ -1469,6 +1487,18 @@ pub struct InsertOutcome {
 /// batch, not the row count. Made by [`Connection::inserter`].
 pub struct Inserter<'c, R: RowSource> {
     conn: &'c Connection,
+    st: InsertState<R>,
+}
+
+/// An [`Inserter`] put aside between two uses of its connection ([`Inserter::suspend`],
+/// [`Connection::resume_inserter`]): its buffered rows, the keys it handed out and what it
+/// knows of the table's keys. A caller that must not hold its connection while it makes rows
+/// (a session running the caller's iterator without its lock) suspends after each chunk and
+/// resumes for the next, so batches stay full across chunks.
+pub struct InsertState<R: RowSource> {
+    /// The connection's transaction serial when this state was last used: what it knows of
+    /// the table's keys holds only within that transaction.
+    tx_serial: u64,
     meta: &'static EntityMeta,
     generated: Generated,
     return_keys: bool,
@@ -1519,7 +1549,7 @@ impl<R: RowSource> Inserter<'_, R> {
     pub fn push(&mut self, row: R) -> Result<()> {
         let (g, index) = self.classify(&row)?;
         self.place(g, index, row)?;
-        if self.groups[g].rows.len() >= self.groups[g].per_statement {
+        if self.st.groups[g].rows.len() >= self.st.groups[g].per_statement {
             self.send(g)?;
         }
         Ok(())
@@ -1542,16 +1572,16 @@ impl<R: RowSource> Inserter<'_, R> {
             self.place(g, index, row)?;
             #[cfg(feature = "postgres")]
             if let Driver::Postgres(pg) = &self.conn.driver
-                && self.groups[g].fill != Fill::Sequential
-                && !self.groups[g].columns.is_empty()
-                && self.groups[g].rows.len() >= PG_COPY_MIN_ROWS
+                && self.st.groups[g].fill != Fill::Sequential
+                && !self.st.groups[g].columns.is_empty()
+                && self.st.groups[g].rows.len() >= PG_COPY_MIN_ROWS
             {
                 if let Some((g2, index, row)) = self.stream_postgres(pg, g, &mut rows)? {
                     self.place(g2, index, row)?;
                 }
                 continue;
             }
-            if self.groups[g].rows.len() >= self.groups[g].per_statement {
+            if self.st.groups[g].rows.len() >= self.st.groups[g].per_statement {
                 self.send(g)?;
             }
         }
@@ -1561,15 +1591,15 @@ impl<R: RowSource> Inserter<'_, R> {
     /// Puts a classified row into its group, first sending the previous group when the
     /// input order must be kept.
     fn place(&mut self, g: usize, index: usize, row: R) -> Result<()> {
-        if self.ordered
-            && let Some(last) = self.last_group
+        if self.st.ordered
+            && let Some(last) = self.st.last_group
             && last != g
-            && !self.groups[last].rows.is_empty()
+            && !self.st.groups[last].rows.is_empty()
         {
             self.send(last)?;
         }
-        self.last_group = Some(g);
-        self.groups[g].rows.push((index, row));
+        self.st.last_group = Some(g);
+        self.st.groups[g].rows.push((index, row));
         Ok(())
     }
 
@@ -1577,33 +1607,33 @@ impl<R: RowSource> Inserter<'_, R> {
     /// and the row's input index.
     fn classify(&mut self, row: &R) -> Result<(usize, usize)> {
         row.check()?;
-        let index = self.count;
-        self.count += 1;
-        let pk = self.meta.primary_key;
-        let mut cols = std::mem::take(&mut self.scratch);
+        let index = self.st.count;
+        self.st.count += 1;
+        let pk = self.st.meta.primary_key;
+        let mut cols = std::mem::take(&mut self.st.scratch);
         cols.clear();
         row.carried(&mut cols);
         let key_is_null = row.value(pk).is_null();
-        if self.generated == Generated::AutoIncrement
+        if self.st.generated == Generated::AutoIncrement
             && key_is_null
-            && !self.explicit_keys
-            && self.sqlite_keys.is_none()
+            && !self.st.explicit_keys
+            && self.st.sqlite_keys.is_none()
         {
-            self.sqlite_keys = Some(self.conn.sqlite_keys(self.meta)?);
+            self.st.sqlite_keys = Some(self.conn.sqlite_keys(self.st.meta)?);
         }
         let key = row.value(pk);
-        let fill = match self.generated {
+        let fill = match self.st.generated {
             Generated::AutoIncrement if key.is_null() => {
                 cols.retain(|&c| c != pk);
-                match self.sqlite_keys {
+                match self.st.sqlite_keys {
                     Some(SqliteKeys::NotGenerated) => {
                         cols.push(pk);
                         cols.sort_unstable();
                         Fill::Sequential
                     }
-                    Some(SqliteKeys::RowidWithTriggers) if self.return_keys => Fill::PerRow,
-                    _ if self.return_keys => {
-                        if self.explicit_keys {
+                    Some(SqliteKeys::RowidWithTriggers) if self.st.return_keys => Fill::PerRow,
+                    _ if self.st.return_keys => {
+                        if self.st.explicit_keys {
                             cols.push(pk);
                             cols.sort_unstable();
                         }
@@ -1624,8 +1654,8 @@ impl<R: RowSource> Inserter<'_, R> {
             }
             _ => Fill::Row,
         };
-        if self.return_keys {
-            self.keys.push(if fill == Fill::Row {
+        if self.st.return_keys {
+            self.st.keys.push(if fill == Fill::Row {
                 Key::from_value(&key)
             } else {
                 None
@@ -1633,40 +1663,41 @@ impl<R: RowSource> Inserter<'_, R> {
         }
         drop(key);
         let g = match self
+            .st
             .groups
             .iter()
             .position(|g| g.fill == fill && g.columns == cols)
         {
             Some(g) => {
-                self.scratch = cols;
+                self.st.scratch = cols;
                 g
             }
             None => {
-                if let Some(c) = crate::mapping::missing_required(self.meta, &cols) {
+                if let Some(c) = crate::mapping::missing_required(self.st.meta, &cols) {
                     return Err(Error::type_mismatch(
-                        self.meta,
+                        self.st.meta,
                         c,
                         "nothing (the column is missing from the row)".into(),
                     ));
                 }
-                let per_statement = if cols.is_empty() && !self.explicit_keys {
+                let per_statement = if cols.is_empty() && !self.st.explicit_keys {
                     // SQLite's `DEFAULT VALUES` inserts one row.
                     1
-                } else if self.explicit_keys {
+                } else if self.st.explicit_keys {
                     // PostgreSQL: binary COPY, so a batch is bounded by memory, not parameters.
-                    self.batch_rows.max(PG_COPY_ROWS)
+                    self.st.batch_rows.max(PG_COPY_ROWS)
                 } else {
-                    self.batch_rows
-                        .min(self.max_params / cols.len().max(1))
+                    self.st.batch_rows
+                        .min(self.st.max_params / cols.len().max(1))
                         .max(1)
                 };
-                self.groups.push(Group {
+                self.st.groups.push(Group {
                     columns: cols,
                     fill,
                     per_statement,
                     rows: Vec::with_capacity(per_statement.min(1024)),
                 });
-                self.groups.len() - 1
+                self.st.groups.len() - 1
             }
         };
         Ok((g, index))
@@ -1682,11 +1713,11 @@ impl<R: RowSource> Inserter<'_, R> {
         rows: &mut impl Iterator<Item = Result<R>>,
     ) -> Result<Option<(usize, usize, R)>> {
         let conn = self.conn;
-        let meta = self.meta;
+        let meta = self.st.meta;
         // A copy: the group keeps its columns, so that rows classified meanwhile find it.
-        let columns = self.groups[g].columns.clone();
-        let fill = self.groups[g].fill;
-        let mut buffered = std::mem::take(&mut self.groups[g].rows).into_iter();
+        let columns = self.st.groups[g].columns.clone();
+        let fill = self.st.groups[g].fill;
+        let mut buffered = std::mem::take(&mut self.st.groups[g].rows).into_iter();
         let sql = conn.shape::<R::Entity>(Kind::Copy, &columns, 0, false);
         let mut started = false;
         let mut done = false;
@@ -1720,8 +1751,8 @@ impl<R: RowSource> Inserter<'_, R> {
                     };
                     let key = (fill == Fill::Uuid).then(|| {
                         let id = crate::uuid_v7();
-                        if self.return_keys {
-                            self.keys[index] = Some(Key::Uuid(id));
+                        if self.st.return_keys {
+                            self.st.keys[index] = Some(Key::Uuid(id));
                         }
                         ValueRef::Uuid(id)
                     });
@@ -1734,8 +1765,32 @@ impl<R: RowSource> Inserter<'_, R> {
             })?;
             Ok((written, usize::try_from(written).unwrap_or(usize::MAX)))
         });
-        self.written += outcome?;
+        self.st.written += outcome?;
         Ok(other)
+    }
+
+    /// Puts the inserter aside (its buffered rows kept, nothing sent), so that its connection
+    /// can be used or given back meanwhile; [`Connection::resume_inserter`] takes it up again.
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, InsertOptions};
+    /// #[derive(Entity, Debug)]
+    /// struct N { #[orm(primary_key, auto_increment)] id: Option<i64>, v: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<N>()?;
+    /// conn.begin()?;
+    /// let mut ins = conn.inserter::<N>(&InsertOptions::default(), true)?;
+    /// ins.push(N { id: None, v: 1 })?;
+    /// let state = ins.suspend();
+    /// let mut ins = conn.resume_inserter(state);
+    /// ins.push(N { id: None, v: 2 })?;
+    /// assert_eq!(ins.finish()?.keys.len(), 2);
+    /// conn.commit()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn suspend(self) -> InsertState<R> {
+        self.st
     }
 
     /// Sends what is left and reports what was done.
@@ -1743,14 +1798,14 @@ impl<R: RowSource> Inserter<'_, R> {
     /// # Errors
     /// The database's error.
     pub fn finish(mut self) -> Result<InsertOutcome> {
-        for g in 0..self.groups.len() {
-            if !self.groups[g].rows.is_empty() {
+        for g in 0..self.st.groups.len() {
+            if !self.st.groups[g].rows.is_empty() {
                 self.send(g)?;
             }
         }
-        let keys = if self.return_keys {
-            let meta = self.meta;
-            self.keys
+        let keys = if self.st.return_keys {
+            let meta = self.st.meta;
+            self.st.keys
                 .into_iter()
                 .map(|k| {
                     k.ok_or_else(|| Error::InvalidState {
@@ -1768,26 +1823,26 @@ impl<R: RowSource> Inserter<'_, R> {
             Vec::new()
         };
         Ok(InsertOutcome {
-            rows: self.written,
+            rows: self.st.written,
             keys,
         })
     }
 
     fn send(&mut self, g: usize) -> Result<()> {
         let conn = self.conn;
-        let meta = self.meta;
+        let meta = self.st.meta;
         let pk = meta.primary_key;
         let c = match &conn.driver {
             Driver::Sqlite { conn, .. } => conn,
             #[cfg(feature = "postgres")]
             Driver::Postgres(pg) => return self.send_postgres(g, pg),
         };
-        let group = &mut self.groups[g];
+        let group = &mut self.st.groups[g];
         let n = group.rows.len();
-        let first = match (group.fill, self.next_key) {
+        let first = match (group.fill, self.st.next_key) {
             (Fill::Sequential, Some(next)) => keys_from(meta, next, n)?,
             (Fill::Sequential, None) => {
-                conn.reserve_keys::<R::Entity>(n, &mut self.sequence_table)?
+                conn.reserve_keys::<R::Entity>(n, &mut self.st.sequence_table)?
             }
             _ => 0,
         };
@@ -1834,10 +1889,10 @@ impl<R: RowSource> Inserter<'_, R> {
                 Ok(((), n))
             })?;
             for ((index, _), key) in group.rows.iter().zip(keys) {
-                self.keys[*index] = Some(Key::Int(key));
+                self.st.keys[*index] = Some(Key::Int(key));
             }
             group.rows.clear();
-            self.written += n as u64;
+            self.st.written += n as u64;
             return Ok(());
         }
         let sql = conn.shape::<R::Entity>(Kind::Insert, columns, n, false);
@@ -1870,24 +1925,24 @@ impl<R: RowSource> Inserter<'_, R> {
                 });
             }
         }
-        if self.return_keys {
+        if self.st.return_keys {
             for (j, (index, _)) in group.rows.iter().enumerate() {
-                self.keys[*index] = match fill {
+                self.st.keys[*index] = match fill {
                     Fill::Sequential => {
                         Some(Key::Int(first + i64::try_from(j).unwrap_or(i64::MAX)))
                     }
                     Fill::Uuid => uuids.get(j).copied().map(Key::Uuid),
-                    Fill::Row | Fill::PerRow => self.keys[*index].take(),
+                    Fill::Row | Fill::PerRow => self.st.keys[*index].take(),
                 };
             }
         }
         match fill {
             Fill::Sequential => {
-                self.next_key = Some(i128::from(first) + n as i128);
+                self.st.next_key = Some(i128::from(first) + n as i128);
             }
-            Fill::Row if self.generated == Generated::AutoIncrement => {
+            Fill::Row if self.st.generated == Generated::AutoIncrement => {
                 // Rows that carried their own key may sit above what was reserved so far.
-                if let Some(next) = self.next_key {
+                if let Some(next) = self.st.next_key {
                     let top = group
                         .rows
                         .iter()
@@ -1898,14 +1953,14 @@ impl<R: RowSource> Inserter<'_, R> {
                         })
                         .max();
                     if let Some(top) = top {
-                        self.next_key = Some(next.max(i128::from(top) + 1));
+                        self.st.next_key = Some(next.max(i128::from(top) + 1));
                     }
                 }
             }
             _ => {}
         }
         group.rows.clear();
-        self.written += written;
+        self.st.written += written;
         Ok(())
     }
 
@@ -1914,9 +1969,9 @@ impl<R: RowSource> Inserter<'_, R> {
     #[cfg(feature = "postgres")]
     fn send_postgres(&mut self, g: usize, pg: &crate::postgres::PgConn) -> Result<()> {
         let conn = self.conn;
-        let meta = self.meta;
+        let meta = self.st.meta;
         let pk = meta.primary_key;
-        let group = &mut self.groups[g];
+        let group = &mut self.st.groups[g];
         let n = group.rows.len();
         let fill = group.fill;
         let ctx = Ctx::of(meta);
@@ -1986,17 +2041,17 @@ impl<R: RowSource> Inserter<'_, R> {
             }
             conn.execute_prepared(ctx, &sql, values.len(), values.into_iter())?
         };
-        if self.return_keys {
+        if self.st.return_keys {
             for (j, (index, _)) in group.rows.iter().enumerate() {
-                self.keys[*index] = match fill {
+                self.st.keys[*index] = match fill {
                     Fill::Sequential => reserved.get(j).copied().map(Key::Int),
                     Fill::Uuid => uuids.get(j).copied().map(Key::Uuid),
-                    Fill::Row | Fill::PerRow => self.keys[*index].take(),
+                    Fill::Row | Fill::PerRow => self.st.keys[*index].take(),
                 };
             }
         }
         group.rows.clear();
-        self.written += written;
+        self.st.written += written;
         Ok(())
     }
 }

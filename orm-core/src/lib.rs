@@ -46,7 +46,9 @@ mod sqlite;
 mod uuid7;
 mod value;
 
-pub use connection::{Connection, InsertOptions, InsertOutcome, Inserter, SqliteOptions, TxStatus};
+pub use connection::{
+    Connection, InsertOptions, InsertOutcome, InsertState, Inserter, SqliteOptions, TxStatus,
+};
 pub use entity::{
     AsEntity, Column, ColumnMeta, Entity, EntityMeta, Generated, RowValues, assign, read_column,
 };

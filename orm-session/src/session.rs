@@ -501,7 +501,7 @@ impl Shared {
         chunk: usize,
         mut acc: A,
         mut write: impl FnMut(&Connection, &mut Vec<I::Item>, &mut A) -> Result<()>,
-        finish: impl FnOnce(&mut A) -> Result<()>,
+        finish: impl FnOnce(&Connection, &mut A) -> Result<()>,
     ) -> Result<A> {
         const SP: &str = "orm_bulk";
         let mut rows = rows;
@@ -515,7 +515,8 @@ impl Shared {
                 st.ready()?;
                 if buf.is_empty() {
                     if open.is_some() {
-                        finish(&mut acc)?;
+                        let conn = st.conn(&self.engine)?;
+                        finish(conn, &mut acc)?;
                     }
                     return Ok(());
                 }
