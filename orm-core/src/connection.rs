@@ -124,6 +124,11 @@ pub struct Connection {
     raw_used: std::cell::Cell<bool>,
     /// When [`reset`](Connection::reset) last made it idle.
     idle_since: std::cell::Cell<Option<Instant>>,
+    /// PostgreSQL: the type each column of a table is sent as by `COPY` (the live column's,
+    /// where the mapping's field converts into it without loss), checked once per table.
+    wire_types: std::cell::RefCell<
+        std::collections::HashMap<&'static str, std::sync::Arc<[crate::SqlType]>>,
+    >,
 }
 
 enum Driver {
@@ -347,6 +352,7 @@ impl Connection {
             tx_serial: std::cell::Cell::new(0),
             raw_used: std::cell::Cell::new(false),
             idle_since: std::cell::Cell::new(None),
+            wire_types: std::cell::RefCell::default(),
         })
     }
 
@@ -382,6 +388,7 @@ impl Connection {
             tx_serial: std::cell::Cell::new(0),
             raw_used: std::cell::Cell::new(false),
             idle_since: std::cell::Cell::new(None),
+            wire_types: std::cell::RefCell::default(),
         })
     }
 
@@ -483,8 +490,9 @@ impl Connection {
                     }
                     if crate::postgres::is_stale_cache(&e) {
                         // A table dropped and made again by someone else: statements and
-                        // sequence ids cached here point at the old one.
+                        // column types cached here describe the old one.
                         pg.forget();
+                        self.wire_types.borrow_mut().clear();
                     }
                     pg.note_failure();
                 }
@@ -529,6 +537,12 @@ impl Connection {
     /// [`Error::Database`] from the driver.
     pub fn query_values(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
         self.raw_used.set(true);
+        self.catalog_values(sql, params)
+    }
+
+    /// [`query_values`](Self::query_values) for the ORM's own catalogue reads, which change
+    /// nothing a pool must reset.
+    pub(crate) fn catalog_values(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
         match &self.driver {
             Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
                 let mut stmt = conn.prepare_cached(sql)?;
@@ -610,6 +624,7 @@ impl Connection {
     fn raw_sql_ran(&self) {
         self.raw_used.set(true);
         self.key_info.borrow_mut().clear();
+        self.wire_types.borrow_mut().clear();
     }
 
     /// Makes the connection fit for its next user, as a pool does when it takes one back:
@@ -672,6 +687,7 @@ impl Connection {
     /// Prepared statements and looked-up sequences may refer to what DDL changes.
     fn forget_prepared(&self) {
         self.key_info.borrow_mut().clear();
+        self.wire_types.borrow_mut().clear();
         match &self.driver {
             Driver::Sqlite { conn, .. } => conn.flush_prepared_statement_cache(),
             #[cfg(feature = "postgres")]
@@ -1007,24 +1023,24 @@ impl Connection {
         Ok(Inserter {
             conn: self,
             st: InsertState {
-            tx_serial: self.tx_serial.get(),
-            meta,
-            generated: meta.key_column().generated,
-            return_keys,
-            ordered: options.ordered,
-            last_group: None,
-            batch_rows: options.batch_rows.max(1),
-            max_params: self.max_bind_parameters(),
-            groups: Vec::new(),
-            keys: Vec::new(),
-            count: 0,
-            written: 0,
-            scratch: Vec::new(),
-            sequence_table: None,
-            next_key: None,
-            explicit_keys: self.backend() == Backend::Postgres,
-            sqlite_keys: None,
-        },
+                tx_serial: self.tx_serial.get(),
+                meta,
+                generated: meta.key_column().generated,
+                return_keys,
+                ordered: options.ordered,
+                last_group: None,
+                batch_rows: options.batch_rows.max(1),
+                max_params: self.max_bind_parameters(),
+                groups: Vec::new(),
+                keys: Vec::new(),
+                count: 0,
+                written: 0,
+                scratch: Vec::new(),
+                sequence_table: None,
+                next_key: None,
+                explicit_keys: self.backend() == Backend::Postgres,
+                sqlite_keys: None,
+            },
         })
     }
 
@@ -1041,6 +1057,21 @@ impl Connection {
             conn: self,
             st: state,
         }
+    }
+
+    /// The types `meta`'s columns are sent as by `COPY`: checked against the live table once
+    /// per connection and table ([`check_mapping`](Self::check_mapping)); a mapping that does
+    /// not fit fails here, before anything is sent.
+    #[cfg(feature = "postgres")]
+    fn wire_types(&self, meta: &'static EntityMeta) -> Result<std::sync::Arc<[crate::SqlType]>> {
+        if let Some(t) = self.wire_types.borrow().get(meta.table) {
+            return Ok(std::sync::Arc::clone(t));
+        }
+        let types: std::sync::Arc<[crate::SqlType]> = self.check_mapping(meta)?.into();
+        self.wire_types
+            .borrow_mut()
+            .insert(meta.table, std::sync::Arc::clone(&types));
+        Ok(types)
     }
 
     /// The first of `n` consecutive keys nobody uses: what SQLite would assign next. Sound
@@ -1687,7 +1718,8 @@ impl<R: RowSource> Inserter<'_, R> {
                     // PostgreSQL: binary COPY, so a batch is bounded by memory, not parameters.
                     self.st.batch_rows.max(PG_COPY_ROWS)
                 } else {
-                    self.st.batch_rows
+                    self.st
+                        .batch_rows
                         .min(self.st.max_params / cols.len().max(1))
                         .max(1)
                 };
@@ -1714,6 +1746,7 @@ impl<R: RowSource> Inserter<'_, R> {
     ) -> Result<Option<(usize, usize, R)>> {
         let conn = self.conn;
         let meta = self.st.meta;
+        let types = conn.wire_types(meta)?;
         // A copy: the group keeps its columns, so that rows classified meanwhile find it.
         let columns = self.st.groups[g].columns.clone();
         let fill = self.st.groups[g].fill;
@@ -1756,7 +1789,7 @@ impl<R: RowSource> Inserter<'_, R> {
                         }
                         ValueRef::Uuid(id)
                     });
-                    copy_row(&mut enc, meta, &columns, &row, key.as_ref())?;
+                    copy_row(&mut enc, meta, &types, &columns, &row, key.as_ref())?;
                 }
                 if done {
                     enc.trailer();
@@ -1805,7 +1838,8 @@ impl<R: RowSource> Inserter<'_, R> {
         }
         let keys = if self.st.return_keys {
             let meta = self.st.meta;
-            self.st.keys
+            self.st
+                .keys
                 .into_iter()
                 .map(|k| {
                     k.ok_or_else(|| Error::InvalidState {
@@ -2002,6 +2036,7 @@ impl<R: RowSource> Inserter<'_, R> {
             id
         };
         let written = if n >= PG_COPY_MIN_ROWS && !columns.is_empty() {
+            let types = conn.wire_types(meta)?;
             let sql = conn.shape::<R::Entity>(Kind::Copy, columns, 0, false);
             let mut next = 0;
             conn.run(ctx, &sql, || {
@@ -2017,7 +2052,7 @@ impl<R: RowSource> Inserter<'_, R> {
                             // SQLite only.
                             Fill::Row | Fill::PerRow => None,
                         };
-                        copy_row(&mut enc, meta, columns, &rows[next].1, key.as_ref())?;
+                        copy_row(&mut enc, meta, &types, columns, &rows[next].1, key.as_ref())?;
                         next += 1;
                     }
                     if next == n {
@@ -2085,6 +2120,7 @@ fn keys_from(meta: &EntityMeta, next: i128, n: usize) -> Result<i64> {
 fn copy_row<R: RowSource>(
     enc: &mut crate::postgres::CopyEncoder<'_>,
     meta: &'static EntityMeta,
+    types: &[crate::SqlType],
     columns: &[usize],
     row: &R,
     key: Option<&ValueRef<'_>>,
@@ -2099,7 +2135,7 @@ fn copy_row<R: RowSource>(
                 &own
             }
         };
-        enc.value(v, meta.columns[col].sql_type)
+        enc.value(v, types[col])
             .map_err(|found| Error::type_mismatch(meta, col, found))?;
     }
     Ok(())

@@ -56,6 +56,9 @@ pub enum ErrorKind {
     /// but `rollback()` and `close()` fails with this kind until `rollback()` is called
     /// (SQLAlchemy's `PendingRollbackError`).
     PendingRollback,
+    /// An entity's mapping does not fit its live table (a column missing or of a type the
+    /// field cannot go into).
+    SchemaMismatch,
     /// Any other database error.
     Database,
 }
@@ -79,6 +82,7 @@ impl fmt::Display for ErrorKind {
             ErrorKind::Detached => "object detached",
             ErrorKind::MultipleRows => "multiple rows",
             ErrorKind::PendingRollback => "transaction failed; rollback() required",
+            ErrorKind::SchemaMismatch => "mapping does not fit the table",
             ErrorKind::Database => "database error",
         })
     }
@@ -225,6 +229,20 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// An entity's mapping does not fit its live table: every problem found, each naming the
+    /// column, the field's type and the column's type.
+    #[error(
+        "the mapping of {entity} does not fit table `{table}`:{}",
+        problems.iter().map(|p| format!("\n  - {p}")).collect::<String>()
+    )]
+    Schema {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// One line per problem.
+        problems: Vec<String>,
+    },
     /// The transaction failed: nothing of it is committed, and the session refuses work
     /// until `rollback()` (see [`ErrorKind::PendingRollback`]).
     #[error(
@@ -263,6 +281,7 @@ impl Error {
             Error::Detached { .. } => ErrorKind::Detached,
             Error::MultipleRows { .. } => ErrorKind::MultipleRows,
             Error::PendingRollback { .. } => ErrorKind::PendingRollback,
+            Error::Schema { .. } => ErrorKind::SchemaMismatch,
         }
     }
 

@@ -41,6 +41,7 @@ mod hash;
 mod mapping;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod schema;
 mod sql;
 mod sqlite;
 mod uuid7;
@@ -59,6 +60,7 @@ pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, display_url};
+pub use schema::LiveColumn;
 pub use sql::{Backend, statement_cache};
 pub use uuid7::uuid_v7;
 pub use value::{Bind, Field, FromSqlError, Key, SqlType, Value, ValueRef};

@@ -173,6 +173,7 @@ impl Session {
         let ins_opts = InsertOptions::batch_rows(options.batch_rows).grouped();
         let chunk = self.chunk_rows(&options);
         let done = self.shared.bulk_write(
+            E::META,
             objects.into_iter(),
             chunk,
             Saved::<E>::default(),
@@ -339,6 +340,7 @@ impl Session {
         let ins_opts = InsertOptions::batch_rows(options.batch_rows).grouped();
         let chunk = self.chunk_rows(&options);
         let state = self.shared.bulk_write(
+            E::META,
             rows,
             chunk,
             (None, BulkResult::default()),
@@ -382,6 +384,7 @@ impl Session {
         let chunk = self.chunk_rows(&BulkOptions::default());
         let mut values = Vec::new();
         self.shared.bulk_write(
+            E::META,
             rows.into_iter(),
             chunk,
             0u64,

@@ -99,6 +99,9 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 struct Inner {
     target: Target,
     pool: r2d2::Pool<ConnectionManager>,
+    /// Entities whose mapping was checked against the live table (by the address of their
+    /// `EntityMeta`): each is checked once, before its first write through this engine.
+    checked: Mutex<std::collections::HashSet<usize>>,
     max_connections: u32,
     checkout_timeout: Duration,
 }
@@ -157,6 +160,7 @@ impl Engine {
             inner: Arc::new(Inner {
                 target,
                 pool,
+                checked: Mutex::default(),
                 max_connections: max_connections.max(1),
                 checkout_timeout,
             }),
@@ -284,6 +288,50 @@ impl Engine {
         engine.expire_on_commit = self.expire_on_commit;
         engine.autoflush = self.autoflush;
         engine
+    }
+
+    /// Compares `E`'s mapping with its live table and reports every mismatch at once, each
+    /// naming table, column, the field's type and the column's type
+    /// ([`Connection::check_schema`]). Sessions run the same check once per entity and
+    /// engine before the entity's first write, so a table made by a migration tool that does
+    /// not fit fails clearly before anything is written.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Item { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.connect()?.execute("CREATE TABLE item (id INTEGER PRIMARY KEY, name VARCHAR(40))", &[])?;
+    /// engine.check_schema::<Item>()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Schema`](orm_core::Error::Schema); database errors.
+    pub fn check_schema<E: Entity>(&self) -> Result<()> {
+        let conn = self.connect()?;
+        conn.check_schema::<E>()?;
+        self.inner
+            .checked
+            .lock()
+            .insert(std::ptr::from_ref(E::META) as usize);
+        Ok(())
+    }
+
+    /// Checks `meta`'s mapping on `conn` unless this engine did already.
+    pub(crate) fn ensure_checked(
+        &self,
+        meta: &'static orm_core::EntityMeta,
+        conn: &Connection,
+    ) -> Result<()> {
+        let id = std::ptr::from_ref(meta) as usize;
+        if self.inner.checked.lock().contains(&id) {
+            return Ok(());
+        }
+        conn.check_mapping(meta)?;
+        self.inner.checked.lock().insert(id);
+        Ok(())
     }
 
     /// The most connections this engine's pool holds.

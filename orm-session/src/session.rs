@@ -358,6 +358,15 @@ impl Shared {
         let Some(conn) = conn.as_ref() else {
             return Ok(Vec::new());
         };
+        // Each entity's mapping is checked against its live table before its first write.
+        for meta in pending
+            .iter()
+            .chain(deleted)
+            .map(|o| o.entity())
+            .chain(updates.iter().map(|(o, _)| o.entity()))
+        {
+            self.engine.ensure_checked(meta, conn)?;
+        }
         conn.write_atomically(|conn| {
             for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
                 group[0].insert_group(group, conn, maps)?;
@@ -497,6 +506,7 @@ impl Shared {
     /// savepoint is released; an error or a panic anywhere rolls back all of the call.
     pub(crate) fn bulk_write<I: Iterator, A>(
         &self,
+        meta: &'static orm_core::EntityMeta,
         rows: I,
         chunk: usize,
         mut acc: A,
@@ -522,6 +532,7 @@ impl Shared {
                 }
                 let conn = st.conn(&self.engine)?;
                 if open.is_none() {
+                    self.engine.ensure_checked(meta, conn)?;
                     let nested = conn.in_transaction();
                     if nested {
                         conn.savepoint(SP)?;

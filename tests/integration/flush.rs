@@ -150,8 +150,13 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
     let (log, _g) = SqlLog::start();
     s.flush()?;
     if db.is_postgres() {
-        // 250 keys from the identity sequence in one round trip, then one COPY carrying them.
-        let statements = log.statements();
+        // 250 keys from the identity sequence in one round trip, then one COPY carrying them
+        // (besides the one-time check of the mapping against the live table).
+        let statements: Vec<String> = log
+            .statements()
+            .into_iter()
+            .filter(|s| !s.contains("pg_attribute"))
+            .collect();
         assert_eq!(statements.len(), 3, "{statements:#?}");
         assert!(statements[0].starts_with("BEGIN"));
         assert!(statements[1].contains("nextval("), "{}", statements[1]);

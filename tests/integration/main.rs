@@ -28,5 +28,6 @@ mod properties;
 mod query;
 mod reliability;
 mod rollback;
+mod schema;
 mod threads;
 mod versioning;
