@@ -124,6 +124,9 @@ pub struct Connection {
     raw_used: std::cell::Cell<bool>,
     /// When [`reset`](Connection::reset) last made it idle.
     idle_since: std::cell::Cell<Option<Instant>>,
+    /// PostgreSQL: the id of each table's key sequence, with the transaction it was looked up
+    /// in (valid only within it).
+    sequences: std::cell::RefCell<std::collections::HashMap<&'static str, (u64, i64)>>,
     /// PostgreSQL: the type each column of a table is sent as by `COPY` (the live column's,
     /// where the mapping's field converts into it without loss), checked once per table.
     wire_types: std::cell::RefCell<
@@ -353,6 +356,7 @@ impl Connection {
             raw_used: std::cell::Cell::new(false),
             idle_since: std::cell::Cell::new(None),
             wire_types: std::cell::RefCell::default(),
+            sequences: std::cell::RefCell::default(),
         })
     }
 
@@ -389,6 +393,7 @@ impl Connection {
             raw_used: std::cell::Cell::new(false),
             idle_since: std::cell::Cell::new(None),
             wire_types: std::cell::RefCell::default(),
+            sequences: std::cell::RefCell::default(),
         })
     }
 
@@ -625,6 +630,7 @@ impl Connection {
         self.raw_used.set(true);
         self.key_info.borrow_mut().clear();
         self.wire_types.borrow_mut().clear();
+        self.sequences.borrow_mut().clear();
     }
 
     /// Makes the connection fit for its next user, as a pool does when it takes one back:
@@ -2010,9 +2016,19 @@ impl<R: RowSource> Inserter<'_, R> {
         let fill = group.fill;
         let ctx = Ctx::of(meta);
         let reserved: Vec<i64> = if fill == Fill::Sequential {
-            let keys = conn.run(ctx, crate::postgres::RESERVE_KEYS, || {
-                Ok((pg.reserve_keys(meta, n)?, n))
+            // The sequence's id is looked up once per transaction: while it lasts, the rows
+            // this transaction wrote lock the table against being dropped and made again.
+            let serial = conn.tx_serial.get();
+            let known = conn
+                .sequences
+                .borrow()
+                .get(meta.table)
+                .filter(|(s, _)| *s == serial)
+                .map(|(_, id)| *id);
+            let (keys, id) = conn.run(ctx, crate::postgres::RESERVE_KEYS, || {
+                Ok((pg.reserve_keys(meta, n, known)?, n))
             })?;
+            conn.sequences.borrow_mut().insert(meta.table, (serial, id));
             if keys.len() != n {
                 return Err(Error::InvalidState {
                     message: format!(
