@@ -325,7 +325,7 @@ impl Shared {
         }
     }
 
-    /// Sends inserts, then updates, then deletes, all or nothing (see `write_atomically`).
+    /// Sends updates, then inserts, then deletes, all or nothing (see `write_atomically`).
     /// Returns the objects updated.
     fn flush_statements(
         &self,
@@ -368,11 +368,13 @@ impl Shared {
             self.engine.ensure_checked(meta, conn)?;
         }
         conn.write_atomically(|conn| {
-            for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
-                group[0].insert_group(group, conn, maps)?;
-            }
+            // SQLAlchemy's order: UPDATEs before INSERTs, so that a unique value moved away
+            // from one row can be given to a new one in the same flush (F4); DELETEs last.
             for (obj, cols) in &updates {
                 obj.update(conn, cols)?;
+            }
+            for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
+                group[0].insert_group(group, conn, maps)?;
             }
             for obj in deleted {
                 obj.delete(conn)?;
@@ -849,7 +851,9 @@ impl Session {
                 (m.expired, m.marked_delete)
             };
             if marked {
-                return Ok(None);
+                // Marked for deletion but not flushed: still this session's object (F2), as
+                // SQLAlchemy's `get` returns it until the flush.
+                return Ok(Some(Handle { obj }));
             }
             if expired == Expired::NO {
                 return Ok(Some(Handle { obj }));
@@ -965,8 +969,8 @@ impl Session {
         Ok(())
     }
 
-    /// Sends all pending work: inserts (in `add` order), then updates of changed columns,
-    /// then deletes, inside the session's transaction and a savepoint. On error nothing of
+    /// Sends all pending work: updates of changed columns, then inserts (in `add` order),
+    /// then deletes (SQLAlchemy's order), inside the session's transaction and a savepoint. On error nothing of
     /// the flush stays in the database and the session's objects are as before.
     ///
     /// # Errors

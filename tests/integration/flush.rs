@@ -6,7 +6,7 @@ use orm_tests::model::Customer;
 
 // S4
 orm_tests::both! {
-fn s4_one_flush_sends_inserts_then_updates_then_deletes(db) -> Result<()> {
+fn s4_f4_one_flush_sends_updates_then_inserts_then_deletes(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
     let a = s.add(Customer::new("a", 1))?;
@@ -28,7 +28,7 @@ fn s4_one_flush_sends_inserts_then_updates_then_deletes(db) -> Result<()> {
         .collect();
     assert_eq!(
         kinds,
-        ["INSERT", "UPDATE", "DELETE"],
+        ["UPDATE", "INSERT", "DELETE"],
         "the two inserts go in one statement"
     );
     assert_eq!(c.key(), Some(Key::Int(3)), "inserts keep the order of add");
@@ -105,10 +105,11 @@ fn s11_delete_removes_the_row_and_the_identity(db) -> Result<()> {
     s.commit()?;
     s.delete(&h)?;
     assert!(
-        s.get::<Customer>(1)?.is_none(),
-        "marked for deletion: not handed out"
+        s.get::<Customer>(1)?.is_some_and(|g| g == h),
+        "marked for deletion, not flushed: still the session's object (F2)"
     );
     s.commit()?;
+    assert!(s.get::<Customer>(1)?.is_none(), "deleted");
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 0);
     assert_eq!(s.identity_len(), 0);
     // Deleting a pending object just takes it out.
@@ -287,4 +288,47 @@ fn b1_an_exhausted_key_space_is_an_error_not_a_wrong_key_on_sqlite() -> Result<(
     s.rollback()?;
     assert_eq!(engine.connect()?.count::<Customer>(None)?, 1);
     Ok(())
+}
+
+// F4: within one table, UPDATEs go before INSERTs: a unique name moved away from one row is
+// given to a new row in the same flush.
+orm_tests::both! {
+fn f4_a_unique_value_moves_to_a_new_row_in_one_flush(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let old = s.add(Customer::new("ada", 1))?;
+    s.commit()?;
+    old.write()?.name = "ada (retired)".into();
+    s.add(Customer::new("ada", 2))?;
+    s.commit()?;
+    let names: Vec<String> = s
+        .query::<Customer>()
+        .order_by(Customer::ID, Order::Asc)
+        .all()?
+        .iter()
+        .map(|h| h.read().unwrap().name.clone())
+        .collect();
+    assert_eq!(names, ["ada (retired)", "ada"]);
+    Ok(())
+}
+}
+
+// F2: `get` of an object marked for deletion and not flushed returns that object; after the
+// flush, nothing.
+orm_tests::both! {
+fn f2_get_of_an_object_marked_deleted_returns_it_until_the_flush(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let h = s.add(Customer::new("doomed", 1))?;
+    s.commit()?;
+    let id = h.read()?.id.unwrap();
+    s.delete(&h)?;
+    let same = s.get::<Customer>(id)?.expect("still the session's object");
+    assert!(same == h);
+    s.flush()?;
+    assert!(s.get::<Customer>(id)?.is_none());
+    s.commit()?;
+    assert!(s.get::<Customer>(id)?.is_none());
+    Ok(())
+}
 }
