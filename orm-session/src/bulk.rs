@@ -97,14 +97,18 @@ fn update_versioned<E: Entity>(
         .map(|v| obj.column(v).to_owned_value());
     let n = conn.update_columns(obj, columns, version.as_ref())?;
     if n == 0 {
-        return Err(Error::StaleData {
-            entity: meta.name,
-            table: meta.table,
-            key: obj.key().map_or_else(|| "?".into(), |k| k.to_string()),
-            operation: "UPDATE",
-        });
+        return Err(stale(obj));
     }
     Ok(n)
+}
+
+fn stale<E: Entity>(obj: &E) -> Error {
+    Error::StaleData {
+        entity: E::META.name,
+        table: E::META.table,
+        key: obj.key().map_or_else(|| "?".into(), |k| k.to_string()),
+        operation: "UPDATE",
+    }
 }
 
 fn needs_insert<E: Entity>(obj: &E) -> bool {
@@ -131,7 +135,8 @@ impl Session {
 
     /// Saves plain objects without tracking them (SQLAlchemy's `bulk_save_objects`, B2):
     /// objects without a key are inserted in batches, objects with a key update all their
-    /// columns by key. For an entity whose key the user assigns (neither `auto_increment`
+    /// columns by key — or, when no row has that key, are inserted with it (F5; a versioned
+    /// object whose row exists at another version fails with `StaleData`). For an entity whose key the user assigns (neither `auto_increment`
     /// nor `uuid_v7`) there is no telling new from existing, so every object is upserted
     /// (`INSERT … ON CONFLICT (key) DO UPDATE`); with a `#[orm(version)]` column it is
     /// inserted if its key is free, else updated only at the version it holds (R4).
@@ -202,11 +207,26 @@ impl Session {
                             let obj: &'a E = obj;
                             inserter.push(obj)?;
                         }
-                    } else if meta.version_column().is_some() {
-                        acc.result.updated += update_versioned(conn, &*obj, &non_key)?;
-                        acc.bumps.push(obj);
                     } else {
-                        acc.result.updated += conn.update_columns(&*obj, &non_key, None)?;
+                        // A key does not make an object persistent: SQLAlchemy inserts the
+                        // objects that are not (F5). An UPDATE that matches no row becomes
+                        // an INSERT with that key; nothing is dropped silently.
+                        let version = meta
+                            .version_column()
+                            .map(|v| obj.column(v).to_owned_value());
+                        let n = conn.update_columns(&*obj, &non_key, version.as_ref())?;
+                        if n > 0 {
+                            acc.result.updated += n;
+                            if version.is_some() {
+                                acc.bumps.push(obj);
+                            }
+                        } else if conn.insert_if_absent(&*obj)? == 1 {
+                            acc.result.inserted += 1;
+                        } else {
+                            // The row is there but the UPDATE did not match it: another
+                            // writer changed its version (or it appeared meanwhile).
+                            return Err(stale(&*obj));
+                        }
                     }
                 }
                 acc.plain = Some(inserter.suspend());

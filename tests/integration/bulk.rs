@@ -305,3 +305,28 @@ fn b7_a_million_rows_stream_through_an_iterator(db) -> Result<()> {
     Ok(())
 }
 }
+
+// F5: bulk_save never does nothing silently: a new object that carries its own key, on an
+// auto-increment entity, is inserted with that key; one whose row exists is updated.
+orm_tests::both! {
+fn f5_bulk_save_inserts_keyed_objects_that_have_no_row(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let mut objs = vec![
+        Customer { id: Some(500), ..Customer::new("given key", 1) },
+        Customer::new("no key", 2),
+    ];
+    let r = s.bulk_save(objs.iter_mut(), BulkOptions::default())?;
+    assert_eq!((r.inserted, r.updated), (2, 0));
+    s.commit()?;
+    objs[0].age = 10;
+    let r = s.bulk_save(objs.iter_mut().take(1), BulkOptions::default())?;
+    assert_eq!((r.inserted, r.updated), (0, 1));
+    s.commit()?;
+    let conn = engine.connect()?;
+    let row = conn.find::<Customer>(&Key::Int(500))?.expect("inserted with its key");
+    assert_eq!((row.name.as_str(), row.age), ("given key", 10));
+    assert_eq!(conn.count::<Customer>(None)?, 2);
+    Ok(())
+}
+}
