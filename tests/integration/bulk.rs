@@ -312,7 +312,7 @@ orm_tests::both! {
 fn f5_bulk_save_inserts_keyed_objects_that_have_no_row(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
-    let mut objs = vec![
+    let mut objs = [
         Customer { id: Some(500), ..Customer::new("given key", 1) },
         Customer::new("no key", 2),
     ];
