@@ -286,6 +286,61 @@ impl<E, T> Column<E, T> {
     }
 }
 
+/// A typed list of `E`'s columns, for calls that take several (`Session::expire_attrs`): one
+/// column constant, a tuple of them (of any field types, up to eight), or an array or slice
+/// of constants of one type. A misspelt column does not compile.
+///
+/// ```
+/// use orm_core::{ColumnSet, Entity};
+/// #[derive(Entity, Debug)]
+/// struct Item { #[orm(primary_key)] id: i64, label: String, qty: i32 }
+/// assert_eq!(Item::QTY.indexes(), [2]);
+/// assert_eq!((Item::LABEL, Item::QTY).indexes(), [1, 2]);
+/// ```
+pub trait ColumnSet<E> {
+    /// Positions in `E::META.columns`.
+    fn indexes(&self) -> Vec<usize>;
+}
+
+impl<E, T> ColumnSet<E> for Column<E, T> {
+    fn indexes(&self) -> Vec<usize> {
+        vec![self.index]
+    }
+}
+
+impl<E, T, const N: usize> ColumnSet<E> for [Column<E, T>; N] {
+    fn indexes(&self) -> Vec<usize> {
+        self.iter().map(|c| c.index).collect()
+    }
+}
+
+impl<E, T> ColumnSet<E> for &[Column<E, T>] {
+    fn indexes(&self) -> Vec<usize> {
+        self.iter().map(|c| c.index).collect()
+    }
+}
+
+macro_rules! column_tuples {
+    ($( ($($t:ident $i:tt),+) )*) => {$(
+        impl<E, $($t),+> ColumnSet<E> for ($(Column<E, $t>,)+) {
+            fn indexes(&self) -> Vec<usize> {
+                vec![$(self.$i.index),+]
+            }
+        }
+    )*};
+}
+
+column_tuples! {
+    (A 0)
+    (A 0, B 1)
+    (A 0, B 1, C 2)
+    (A 0, B 1, C 2, D 3)
+    (A 0, B 1, C 2, D 3, F 4)
+    (A 0, B 1, C 2, D 3, F 4, G 5)
+    (A 0, B 1, C 2, D 3, F 4, G 5, H 6)
+    (A 0, B 1, C 2, D 3, F 4, G 5, H 6, I 7)
+}
+
 impl<E: Entity, T: Field> Column<E, T> {
     fn cmp(self, op: CmpOp, value: Value) -> Filter<E> {
         Filter::new(Condition::Compare {

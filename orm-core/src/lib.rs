@@ -51,7 +51,8 @@ pub use connection::{
     Connection, InsertOptions, InsertOutcome, InsertState, Inserter, SqliteOptions, TxStatus,
 };
 pub use entity::{
-    AsEntity, Column, ColumnMeta, Entity, EntityMeta, Generated, RowValues, assign, read_column,
+    AsEntity, Column, ColumnMeta, ColumnSet, Entity, EntityMeta, Generated, RowValues, assign,
+    read_column,
 };
 pub use error::{BoxError, Error, ErrorKind, OptionalExt, Result};
 pub use filter::{CmpOp, Condition, Filter, Order, SelectSpec};

@@ -1058,12 +1058,42 @@ impl Session {
         Ok(())
     }
 
-    /// Expires some columns of an object (by column name).
+    /// Expires some columns of an object, given as typed column constants: one
+    /// (`User::NAME`), a tuple (`(User::NAME, User::AGE)`) or an array. A misspelt column
+    /// does not compile (F8). Unflushed changes to those columns are discarded by the reload;
+    /// changes to the others are kept.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct User { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String, age: i32 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<User>()?;
+    /// let s = engine.session();
+    /// let u = s.add(User { id: None, name: "ada".into(), age: 36 })?;
+    /// s.commit()?;
+    /// u.write()?.age = 37;
+    /// s.expire_attrs(&u, (User::AGE,))?;
+    /// assert_eq!(u.read()?.age, 36);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`expire`](Self::expire).
+    pub fn expire_attrs<E: Entity>(
+        &self,
+        h: &Handle<E>,
+        columns: impl orm_core::ColumnSet<E>,
+    ) -> Result<()> {
+        self.expire_columns(h, &columns.indexes())
+    }
+
+    /// [`expire_attrs`](Self::expire_attrs) with column names known only at run time.
     ///
     /// # Errors
     /// [`Error::UnknownColumn`] for a name `E` does not have; as [`expire`](Self::expire).
-    pub fn expire_attrs<E: Entity>(&self, h: &Handle<E>, columns: &[&str]) -> Result<()> {
-        self.persistent(h, "expire")?;
+    pub fn expire_attrs_by_name<E: Entity>(&self, h: &Handle<E>, columns: &[&str]) -> Result<()> {
         let mut cols = Vec::with_capacity(columns.len());
         for name in columns {
             cols.push(
@@ -1072,8 +1102,13 @@ impl Session {
                     .ok_or_else(|| Error::unknown_column(E::META, name))?,
             );
         }
+        self.expire_columns(h, &cols)
+    }
+
+    fn expire_columns<E: Entity>(&self, h: &Handle<E>, cols: &[usize]) -> Result<()> {
+        self.persistent(h, "expire")?;
         let mut m = h.obj.meta.lock();
-        m.expired = m.expired.with(&cols);
+        m.expired = m.expired.with(cols);
         if m.expired == Expired::ALL {
             m.snapshot = None;
         }

@@ -74,7 +74,7 @@ fn s7_expire_attrs_reloads_only_those_columns(db) -> Result<()> {
         w.age = 50;
         w.description = Some("kept".into());
     }
-    s.expire_attrs(&h, &["age"])?;
+    s.expire_attrs(&h, Customer::AGE)?; // F8: typed
     let (log, _g) = SqlLog::start();
     assert_eq!(h.read()?.age, 1, "expired column reloaded");
     assert_eq!(
@@ -91,7 +91,7 @@ fn s7_expire_attrs_reloads_only_those_columns(db) -> Result<()> {
         log.starting_with("UPDATE"),
         vec![db.sql(r#"UPDATE "customer" SET "descr" = ? WHERE "id" = ?"#)]
     );
-    let err = s.expire_attrs(&h, &["agee"]).unwrap_err();
+    let err = s.expire_attrs_by_name(&h, &["agee"]).unwrap_err();
     assert_eq!(err.kind(), ErrorKind::UnknownColumn);
     assert!(
         err.to_string().contains("agee") && err.to_string().contains("descr"),
