@@ -135,11 +135,13 @@ pub(crate) struct Object<E> {
     pub meta: Mutex<Meta>,
 }
 
+/// What the error of a value lock that could not be had says.
+pub(crate) const BORROWED: &str = "borrowed by a live read()/write() guard";
+
 pub(crate) fn borrowed(meta: &EntityMeta, operation: &str) -> Error {
     Error::InvalidState {
         message: format!(
-            "cannot {operation} {}: the object is borrowed by a live read()/write() guard; \
-             drop the guard first",
+            "cannot {operation} {}: the object is {BORROWED}; drop the guard first",
             meta.name
         ),
     }
@@ -628,10 +630,16 @@ impl<E: Entity> Erased for Object<E> {
             .try_read()
             .ok_or_else(|| borrowed(E::META, "compare"))?;
         let meta = self.meta.lock();
-        Ok(meta
+        let mut cols = meta
             .snapshot
             .as_ref()
-            .map_or_else(Vec::new, |snap| changed_columns(&*value, snap)))
+            .map_or_else(Vec::new, |snap| changed_columns(&*value, snap));
+        // A change to an expired column is discarded by its reload: never flushed.
+        if meta.expired != Expired::NO {
+            let expired = meta.expired.columns(E::META.columns.len());
+            cols.retain(|c| !expired.contains(c));
+        }
+        Ok(cols)
     }
 
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()> {

@@ -11,7 +11,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
-    AnyHandle, Erased, Expired, Handle, IdentityMap, Maps, Meta, Object, ObjectState,
+    AnyHandle, BORROWED, Erased, Expired, Handle, IdentityMap, Maps, Meta, Object, ObjectState,
 };
 use crate::query::Query;
 
@@ -28,6 +28,8 @@ pub(crate) struct State {
     /// Deleted by a flush of the current transaction (restored by rollback).
     deleted_in_tx: Vec<Arc<dyn Erased>>,
     autoflush: bool,
+    /// `no_autoflush` scopes open now: autoflush is off while any is.
+    no_autoflush: u32,
     expire_on_commit: bool,
     closed: bool,
     /// A flush of the current transaction inserted objects (rollback must find them).
@@ -51,6 +53,11 @@ impl State {
             Some(ref c) => Ok(c),
             None => Ok(self.conn.insert(engine.connect()?)),
         }
+    }
+
+    /// Whether a load that sends SQL flushes first now (S5, F3).
+    fn autoflushes(&self) -> bool {
+        self.autoflush && self.no_autoflush == 0
     }
 
     /// Gives the connection back to the pool unless a transaction holds this session's work.
@@ -241,7 +248,12 @@ impl Shared {
     pub(crate) fn reload<E: Entity>(&self, obj: &Object<E>) -> Result<()> {
         let mut st = self.lock()?;
         st.ready()?;
-        let r = st.conn(&self.engine).and_then(|conn| obj.reload(conn));
+        let r = (|| {
+            // A reload sends SQL: pending changes (of any object) go first, so that it, and
+            // any later expiry, sees them (F3).
+            self.autoflush_before_reload(&mut st)?;
+            obj.reload(st.conn(&self.engine)?)
+        })();
         st.settle(r)
     }
 
@@ -249,6 +261,23 @@ impl Shared {
     /// whether it is, and is cleared only where the list is cleared or drained.
     fn take_modified(&self) -> Vec<Arc<dyn Erased>> {
         std::mem::take(&mut *self.modified.lock())
+    }
+
+    /// The autoflush before an expired object is reloaded (F3). Where a guard the caller
+    /// holds on a pending or changed object keeps the flush from claiming it, the reload goes
+    /// on without it (nothing is lost: those changes stay pending), as it did before reloads
+    /// autoflushed.
+    fn autoflush_before_reload(&self, st: &mut State) -> Result<()> {
+        if !st.autoflushes() {
+            return Ok(());
+        }
+        match self.flush_inner(st) {
+            Err(e) if e.kind() == ErrorKind::InvalidState && e.to_string().contains(BORROWED) => {
+                tracing::debug!(target: "orm::session", error = %e, "autoflush before a reload skipped");
+                Ok(())
+            }
+            other => other,
+        }
     }
 
     /// Flushes, then records in `st` what the flush did to the transaction.
@@ -658,6 +687,7 @@ impl Session {
                     deleted: Vec::new(),
                     deleted_in_tx: Vec::new(),
                     autoflush,
+                    no_autoflush: 0,
                     expire_on_commit,
                     closed: false,
                     inserted_in_tx: false,
@@ -694,6 +724,37 @@ impl Session {
     /// Changes autoflush for this session.
     pub fn set_autoflush(&self, on: bool) {
         self.shared.lock_now().autoflush = on;
+    }
+
+    /// Runs `f` with autoflush off (SQLAlchemy's `no_autoflush`): loads and reloads inside it
+    /// send no pending change first. Scopes nest; autoflush is back when the outermost ends,
+    /// also when `f` panics.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct C { #[orm(primary_key, auto_increment)] id: Option<i64>, n: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<C>()?;
+    /// let s = engine.session();
+    /// s.add(C { id: None, n: 1 })?;
+    /// let seen = s.no_autoflush(|| s.query::<C>().count())?;
+    /// assert_eq!(seen, 0); // the pending object was not flushed
+    /// assert_eq!(s.query::<C>().count()?, 1);
+    /// # Ok(()) }
+    /// ```
+    pub fn no_autoflush<R>(&self, f: impl FnOnce() -> R) -> R {
+        struct Scope<'a>(&'a Shared);
+        impl Drop for Scope<'_> {
+            fn drop(&mut self) {
+                let mut st = self.0.state.lock();
+                st.no_autoflush = st.no_autoflush.saturating_sub(1);
+            }
+        }
+        self.shared.lock_now().no_autoflush += 1;
+        let _scope = Scope(&self.shared);
+        f()
     }
 
     fn owned<E: Entity>(&self, h: &Handle<E>, operation: &'static str) -> Result<()> {
@@ -858,6 +919,7 @@ impl Session {
             if expired == Expired::NO {
                 return Ok(Some(Handle { obj }));
             }
+            self.shared.autoflush_before_reload(st)?;
             let conn = st.conn(&self.shared.engine)?;
             return match obj.reload(conn) {
                 Ok(()) => Ok(Some(Handle { obj })),
@@ -869,7 +931,7 @@ impl Session {
                 Err(e) => Err(e),
             };
         }
-        if st.autoflush {
+        if st.autoflushes() {
             self.shared.flush_inner(st)?;
         }
         let row = st.conn(&self.shared.engine)?.find::<E>(&key)?;
@@ -903,7 +965,7 @@ impl Session {
         spec: &SelectSpec,
         populate_existing: bool,
     ) -> Result<Vec<Handle<E>>> {
-        if st.autoflush {
+        if st.autoflushes() {
             self.shared.flush_inner(st)?;
         }
         st.conn(&self.shared.engine)?;
@@ -926,7 +988,7 @@ impl Session {
         let mut st = self.shared.lock()?;
         st.ready()?;
         let r = (|| {
-            if st.autoflush {
+            if st.autoflushes() {
                 self.shared.flush_inner(&mut st)?;
             }
             st.conn(&self.shared.engine)?.count_where::<E>(filter)
@@ -1294,7 +1356,7 @@ impl Session {
         let mut st = self.shared.lock()?;
         st.ready()?;
         let r = (|| {
-            if st.autoflush {
+            if st.autoflushes() {
                 self.shared.flush_inner(&mut st)?;
             }
             let conn = st.conn(&self.shared.engine)?;

@@ -43,3 +43,42 @@ fn s5_autoflush_can_be_turned_off(db) -> Result<()> {
     Ok(())
 }
 }
+
+// F3: reloading an expired object is a load that sends SQL: pending changes (of other objects
+// too) are flushed first, so a later expire_all keeps them. Inside `no_autoflush` they are not.
+orm_tests::both! {
+fn f3_autoflush_before_the_reload_of_an_expired_object(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let (a, b) = (s.add(Customer::new("a", 1))?, s.add(Customer::new("b", 2))?);
+    s.commit()?;
+    let _ = (a.read()?.age, b.read()?.age);
+    s.expire(&b)?;
+    a.write()?.age = 77;
+    assert_eq!(b.read()?.age, 2); // the reload: a's change is flushed first
+    assert!(!s.is_modified(&a)?, "flushed by the reload");
+    s.expire_all();
+    assert_eq!(a.read()?.age, 77, "the change survives expire_all");
+    s.commit()?;
+    let conn = engine.connect()?;
+    assert_eq!(conn.find::<Customer>(&a.key().unwrap())?.unwrap().age, 77);
+
+    // Inside no_autoflush, the reload sends nothing first.
+    let _ = (a.read()?.age, b.read()?.age);
+    s.expire(&b)?;
+    a.write()?.age = 88;
+    s.no_autoflush(|| -> Result<()> {
+        assert_eq!(b.read()?.age, 2);
+        assert!(s.is_modified(&a)?, "not flushed inside no_autoflush");
+        Ok(())
+    })?;
+    // get() of an expired object reloads too, after an autoflush.
+    s.expire(&b)?;
+    let got = s.get::<Customer>(b.key().unwrap())?.expect("row");
+    assert!(got == b);
+    assert!(!s.is_modified(&a)?, "flushed by get's reload");
+    s.commit()?;
+    assert_eq!(conn.find::<Customer>(&a.key().unwrap())?.unwrap().age, 88);
+    Ok(())
+}
+}
