@@ -833,6 +833,59 @@ impl Session {
         Ok(out)
     }
 
+    /// Copies the state of an object that is not this session's (a detached handle's value, a
+    /// struct from a cache or a web request) onto the session's own object for its key, and
+    /// returns that object's handle (SQLAlchemy's `merge`, F6): the persistent object is
+    /// loaded if needed and its fields overwritten (the flush then updates the columns that
+    /// differ); without a row for the key, or without a key, the value is added as new.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct User { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<User>()?;
+    /// let s = engine.session();
+    /// let ada = s.add(User { id: None, name: "Ada".into() })?;
+    /// s.commit()?;
+    /// let from_request = User { id: ada.read()?.id, name: "Ada L.".into() };
+    /// let merged = s.merge(from_request)?;
+    /// assert!(merged == ada);
+    /// assert!(s.is_modified(&ada)?);
+    /// s.commit()?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`get`](Self::get) and [`add`](Self::add); [`Error::InvalidState`] when a guard on
+    /// the session's object is alive.
+    pub fn merge<E: Entity>(&self, value: E) -> Result<Handle<E>> {
+        let Some(key) = value.key() else {
+            return self.add(value);
+        };
+        match self.get::<E>(key)? {
+            Some(h) => {
+                *h.write()? = value;
+                Ok(h)
+            }
+            None => self.add(value),
+        }
+    }
+
+    /// [`merge`](Self::merge) of a handle's current value (a detached object, or one of
+    /// another session); the handle itself is left as it is.
+    ///
+    /// # Errors
+    /// As `merge`, and as [`Handle::read`].
+    pub fn merge_handle<E: Entity + Clone>(&self, h: &Handle<E>) -> Result<Handle<E>> {
+        if self.contains(h) {
+            return Ok(h.clone());
+        }
+        let value = h.read()?.clone();
+        self.merge(value)
+    }
+
     /// Adds an existing handle: a transient one becomes pending; a detached one with a key
     /// becomes persistent in this session again (its values kept, to be reloaded when
     /// expired).

@@ -173,3 +173,36 @@ fn s2_a_pending_object_of_a_dropped_session_can_be_added_again(db) -> Result<()>
     Ok(())
 }
 }
+
+// F6: merge copies a detached or foreign object's state onto the session's own object for
+// that key (loading it), or adds it when no row has the key.
+orm_tests::both! {
+fn f6_merge_brings_detached_state_into_the_session(db) -> Result<()> {
+    let engine = db.engine();
+    let a = engine.session();
+    let h = a.add(Customer::new("ada", 30))?;
+    a.commit()?;
+    let id = h.read()?.id.unwrap();
+    a.close()?;
+    h.write()?.age = 31; // changed while detached
+
+    let b = engine.session();
+    let mine = b.get::<Customer>(id)?.expect("loaded");
+    let merged = b.merge_handle(&h)?;
+    assert!(merged == mine, "the session's own object, not the detached one");
+    assert!(!Handle::ptr_eq(&merged, &h));
+    assert_eq!(merged.read()?.age, 31);
+    assert!(b.is_modified(&merged)?);
+    // A struct whose key has no row is added; one without a key too.
+    let fresh = b.merge(Customer { id: Some(9_000), ..Customer::new("from a cache", 1) })?;
+    assert_eq!(fresh.state(), ObjectState::Pending);
+    let keyless = b.merge(Customer::new("from a form", 2))?;
+    assert_eq!(keyless.state(), ObjectState::Pending);
+    b.commit()?;
+    let conn = engine.connect()?;
+    assert_eq!(conn.find::<Customer>(&id.into())?.unwrap().age, 31);
+    assert_eq!(conn.find::<Customer>(&Key::Int(9_000))?.unwrap().name, "from a cache");
+    assert_eq!(conn.count::<Customer>(None)?, 3);
+    Ok(())
+}
+}
