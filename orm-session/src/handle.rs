@@ -81,6 +81,10 @@ pub(crate) struct Meta {
     /// A panic unwound while a write guard on the value was alive: the change may be half
     /// made, and flush refuses the object until its values are reloaded or it leaves.
     pub torn: bool,
+    /// A pending object added with the key of a persistent object marked for deletion: the
+    /// flush turns the pair into one UPDATE of that row (a row switch, F1). The object it
+    /// replaces, out of the identity map until then.
+    pub replaces: Option<Arc<dyn Erased>>,
 }
 
 impl Meta {
@@ -97,6 +101,7 @@ impl Meta {
             marked_delete: false,
             flushing: false,
             torn: false,
+            replaces: None,
         }
     }
 
@@ -479,6 +484,12 @@ pub(crate) trait Erased: Send + Sync {
     ) -> Result<()>;
     /// Undoes what `insert_group` did to this object, after a failed flush.
     fn unpersist(&self, maps: &mut Maps);
+    /// A row switch (F1): UPDATE of every column of the row this pending object takes over,
+    /// at the version the replaced object holds.
+    fn switch_row(&self, conn: &Connection) -> Result<()>;
+    /// After a flush that switched the row: this object is persistent in the identity map;
+    /// returns the object it replaced.
+    fn switched(self: Arc<Self>, maps: &mut Maps) -> Option<Arc<dyn Erased>>;
     /// Columns changed since the snapshot, or none without a snapshot.
     fn changes(&self) -> Result<Vec<usize>>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
@@ -676,6 +687,77 @@ impl<E: Entity> Erased for Object<E> {
             return Err(stale::<E>(&*value, "DELETE"));
         }
         Ok(())
+    }
+
+    fn switch_row(&self, conn: &Connection) -> Result<()> {
+        let old = self
+            .meta
+            .lock()
+            .replaces
+            .clone()
+            .ok_or_else(|| Error::InvalidState {
+                message: format!(
+                    "{}: a row switch without the object it replaces",
+                    E::META.name
+                ),
+            })?;
+        let old = old
+            .as_any()
+            .downcast::<Object<E>>()
+            .map_err(|_| Error::InvalidState {
+                message: format!("{}: a row switch across entities", E::META.name),
+            })?;
+        let version = {
+            let old_value = old
+                .value
+                .try_read()
+                .ok_or_else(|| borrowed(E::META, "flush"))?;
+            version_expected(E::META, &old.meta.lock(), &*old_value)
+        };
+        let value = self
+            .value
+            .try_read()
+            .ok_or_else(|| borrowed(E::META, "flush"))?;
+        let columns: Vec<usize> = (0..E::META.columns.len())
+            .filter(|&c| c != E::META.primary_key && !E::META.columns[c].version)
+            .collect();
+        if conn.update_columns(&*value, &columns, version.as_ref())? == 0 {
+            return Err(stale::<E>(&*value, "UPDATE"));
+        }
+        Ok(())
+    }
+
+    fn switched(self: Arc<Self>, maps: &mut Maps) -> Option<Arc<dyn Erased>> {
+        let old = self.meta.lock().replaces.take();
+        // The row's version went up by one from the replaced object's.
+        if let (Some(vc), Some(old)) = (E::META.version_column(), &old)
+            && let Ok(old) = Arc::clone(old).as_any().downcast::<Object<E>>()
+            && let Some(next) = old.value.try_read().map(|v| match v.column(vc) {
+                ValueRef::I64(x) => Value::I64(x.wrapping_add(1)),
+                ValueRef::I32(x) => Value::I32(x.wrapping_add(1)),
+                other => other.to_owned_value(),
+            })
+        {
+            match self.value.try_write() {
+                Some(mut v) => {
+                    let _ = v.set_column(vc, next.as_ref());
+                }
+                None => self.meta.lock().expire_all(),
+            }
+        }
+        let key = self.value.try_read().and_then(|v| v.key());
+        {
+            let mut m = self.meta.lock();
+            m.state = ObjectState::Persistent;
+            m.key.clone_from(&key);
+            m.new_in_tx = true;
+            m.key_generated = false;
+            m.snapshot = None;
+        }
+        if let Some(key) = key {
+            maps.typed::<E>().insert(key, self);
+        }
+        old
     }
 
     fn unpersist(&self, maps: &mut Maps) {

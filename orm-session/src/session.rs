@@ -263,6 +263,24 @@ impl Shared {
         std::mem::take(&mut *self.modified.lock())
     }
 
+    /// A pending object that was to take over a deleted object's row leaves the session
+    /// unflushed: the replaced object is back in the identity map, marked for deletion again
+    /// (or, after a rollback, simply persistent).
+    fn restore_replaced(st: &mut State, obj: &dyn Erased, mark_delete: bool) {
+        let Some(old) = obj.meta().replaces.take() else {
+            return;
+        };
+        {
+            let mut m = old.meta();
+            m.marked_delete = mark_delete;
+            m.state = ObjectState::Persistent;
+        }
+        Arc::clone(&old).attach(&mut st.maps);
+        if mark_delete {
+            st.deleted.push(old);
+        }
+    }
+
     /// The autoflush before an expired object is reloaded (F3). Where a guard the caller
     /// holds on a pending or changed object keeps the flush from claiming it, the reload goes
     /// on without it (nothing is lost: those changes stay pending), as it did before reloads
@@ -335,6 +353,14 @@ impl Shared {
                     m.marked_delete = false;
                 }
                 st.deleted_in_tx.extend(deleted);
+                for obj in &pending {
+                    if obj.meta().replaces.is_some()
+                        && let Some(old) = Arc::clone(obj).switched(&mut st.maps)
+                    {
+                        old.meta().state = ObjectState::Deleted;
+                        st.deleted_in_tx.push(old);
+                    }
+                }
                 st.inserted_in_tx |= !pending.is_empty();
                 return Ok(());
             }
@@ -396,13 +422,20 @@ impl Shared {
         {
             self.engine.ensure_checked(meta, conn)?;
         }
+        let (switches, inserts): (Vec<Arc<dyn Erased>>, Vec<Arc<dyn Erased>>) = pending
+            .iter()
+            .cloned()
+            .partition(|o| o.meta().replaces.is_some());
         conn.write_atomically(|conn| {
             // SQLAlchemy's order: UPDATEs before INSERTs, so that a unique value moved away
             // from one row can be given to a new one in the same flush (F4); DELETEs last.
             for (obj, cols) in &updates {
                 obj.update(conn, cols)?;
             }
-            for group in pending.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
+            for obj in &switches {
+                obj.switch_row(conn)?;
+            }
+            for group in inserts.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
                 group[0].insert_group(group, conn, maps)?;
             }
             for obj in deleted {
@@ -439,6 +472,7 @@ impl Shared {
             }
         }
         for obj in std::mem::take(&mut st.pending) {
+            Self::restore_replaced(st, &*obj, false);
             obj.meta().detach(ObjectState::Transient);
         }
         for obj in std::mem::take(&mut st.deleted) {
@@ -788,15 +822,24 @@ impl Session {
         value: E,
         key: Option<Key>,
     ) -> Result<Handle<E>> {
+        let mut replaces = None;
         if let Some(key) = key
-            && st.maps.get::<E>(&key).is_some()
+            && let Some(old) = st.maps.get::<E>(&key)
         {
-            return Err(duplicate::<E>(&key));
+            if !old.meta.lock().marked_delete {
+                return Err(duplicate::<E>(&key));
+            }
+            // A row switch (F1): the object marked for deletion leaves the identity map, and
+            // the flush turns the DELETE and this INSERT into one UPDATE of the row.
+            let old: Arc<dyn Erased> = old;
+            st.deleted.retain(|o| !Arc::ptr_eq(o, &old));
+            old.meta().marked_delete = false;
+            old.remove_from(&mut st.maps);
+            replaces = Some(old);
         }
-        let h = Handle::with_meta(
-            value,
-            Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared)),
-        );
+        let mut meta = Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared));
+        meta.replaces = replaces;
+        let h = Handle::with_meta(value, meta);
         st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
         Ok(h)
     }
@@ -1069,6 +1112,7 @@ impl Session {
                 st.pending.retain(|o| {
                     !std::ptr::eq(Arc::as_ptr(o).cast::<()>(), Arc::as_ptr(&h.obj).cast())
                 });
+                Shared::restore_replaced(&mut st, &*h.obj, true);
                 h.obj.meta.lock().detach(ObjectState::Transient);
             }
             ObjectState::Persistent => {
@@ -1282,6 +1326,7 @@ impl Session {
         let state = h.obj.meta.lock().state;
         if state == ObjectState::Pending {
             st.pending.retain(|o| !same(o));
+            Shared::restore_replaced(&mut st, &*h.obj, true);
             h.obj.meta.lock().detach(ObjectState::Transient);
         } else {
             (h.obj.as_ref() as &dyn Erased).remove_from(&mut st.maps);

@@ -332,3 +332,48 @@ fn f2_get_of_an_object_marked_deleted_returns_it_until_the_flush(db) -> Result<(
     Ok(())
 }
 }
+
+// F1: delete an object and add a new one with the same key before a flush: the pair becomes
+// one UPDATE of that row (a row switch); a rollback puts the old object back.
+orm_tests::both! {
+fn f1_delete_then_add_of_one_key_is_a_row_switch(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let old = s.add(Customer::new("old", 1))?;
+    s.commit()?;
+    let id = old.read()?.id.unwrap();
+    s.delete(&old)?;
+    let new = s.add(Customer { id: Some(id), ..Customer::new("new", 2) })?;
+    let (log, _g) = SqlLog::start();
+    s.flush()?;
+    let kinds: Vec<String> = log
+        .statements()
+        .into_iter()
+        .filter_map(|sql| sql.split_whitespace().next().map(str::to_owned))
+        .filter(|w| ["INSERT", "UPDATE", "DELETE", "COPY"].contains(&w.as_str()))
+        .collect();
+    assert_eq!(kinds, ["UPDATE"]);
+    assert_eq!(new.state(), ObjectState::Persistent);
+    assert_eq!(old.state(), ObjectState::Deleted);
+    assert!(s.get::<Customer>(id)?.is_some_and(|h| h == new));
+    s.rollback()?;
+    assert_eq!(old.state(), ObjectState::Persistent, "the old object is back");
+    assert_eq!(new.state(), ObjectState::Transient);
+    assert_eq!(old.read()?.name, "old");
+
+    s.delete(&old)?;
+    let new = s.add(Customer { id: Some(id), ..Customer::new("new", 2) })?;
+    s.commit()?;
+    let conn = engine.connect()?;
+    assert_eq!(conn.count::<Customer>(None)?, 1);
+    assert_eq!(conn.find::<Customer>(&id.into())?.unwrap().name, "new");
+    assert!(s.get::<Customer>(id)?.is_some_and(|h| h == new));
+    // Taking the new object out before the flush leaves the deletion as it was.
+    s.delete(&new)?;
+    let third = s.add(Customer { id: Some(id), ..Customer::new("third", 3) })?;
+    s.expunge(&third)?;
+    s.commit()?;
+    assert_eq!(conn.count::<Customer>(None)?, 0, "the delete of `new` still happened");
+    Ok(())
+}
+}
