@@ -15,6 +15,9 @@ use crate::handle::{
 };
 use crate::query::Query;
 
+/// A list of tracked objects of any entity.
+type Objects = Vec<Arc<dyn Erased>>;
+
 /// What the session state lock protects.
 pub(crate) struct State {
     /// Checked out of the engine's pool at the first statement, given back at commit,
@@ -422,7 +425,7 @@ impl Shared {
         {
             self.engine.ensure_checked(meta, conn)?;
         }
-        let (switches, inserts): (Vec<Arc<dyn Erased>>, Vec<Arc<dyn Erased>>) = pending
+        let (switches, inserts): (Objects, Objects) = pending
             .iter()
             .cloned()
             .partition(|o| o.meta().replaces.is_some());
