@@ -1433,8 +1433,13 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn upsert<E: Entity>(&self, row: &E) -> Result<u64> {
+        self.insert_whole_row(row, Kind::Upsert)
+    }
+
+    /// One row with every column, through the `INSERT … ON CONFLICT` statement `kind`.
+    fn insert_whole_row<E: Entity>(&self, row: &E, kind: Kind) -> Result<u64> {
         let cols: Vec<usize> = (0..E::META.columns.len()).collect();
-        let sql = self.shape::<E>(Kind::Upsert, &cols, 1, false);
+        let sql = self.shape::<E>(kind, &cols, 1, false);
         self.execute_prepared(
             Ctx::of(E::META),
             &sql,
@@ -1449,14 +1454,7 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn insert_if_absent<E: Entity>(&self, row: &E) -> Result<u64> {
-        let cols: Vec<usize> = (0..E::META.columns.len()).collect();
-        let sql = self.shape::<E>(Kind::InsertIfAbsent, &cols, 1, false);
-        self.execute_prepared(
-            Ctx::of(E::META),
-            &sql,
-            cols.len(),
-            cols.iter().map(|&c| row.column(c)),
-        )
+        self.insert_whole_row(row, Kind::InsertIfAbsent)
     }
 
     /// `DELETE` the row with this key (and, with `expected_version`, that version). Returns
