@@ -838,13 +838,7 @@ impl<E: Entity> Erased for Object<E> {
     fn remove_from(&self, maps: &mut Maps) {
         let key = self.meta.lock().key.clone();
         if let Some(key) = key {
-            let map = maps.typed::<E>();
-            if map
-                .get(&key)
-                .is_some_and(|o| std::ptr::eq(Arc::as_ptr(o), self))
-            {
-                map.remove(&key);
-            }
+            maps.typed::<E>().remove_if_same(&key, self);
         }
     }
 }
@@ -866,8 +860,59 @@ fn stale<E: Entity>(value: &E, operation: &'static str) -> Error {
     }
 }
 
-/// The identity map of one entity type.
-pub(crate) type IdentityMap<E> = HashMap<Key, Arc<Object<E>>, orm_core::KeyHashState>;
+/// The identity map of one entity type. It holds its objects weakly, as SQLAlchemy's does
+/// (F7): what keeps an object alive is a handle of the caller's, or the session's own lists
+/// of new, changed and deleted objects. A clean object nobody holds goes away, so a session
+/// that reads many rows and drops them does not grow; one the caller keeps is the same
+/// object for every later load of its row (S1).
+pub(crate) struct IdentityMap<E> {
+    entries: HashMap<Key, Weak<Object<E>>, orm_core::KeyHashState>,
+    /// Entries whose object is gone are swept when the map reaches this size.
+    sweep_at: usize,
+}
+
+impl<E> Default for IdentityMap<E> {
+    fn default() -> Self {
+        IdentityMap {
+            entries: HashMap::default(),
+            sweep_at: 1024,
+        }
+    }
+}
+
+impl<E: Entity> IdentityMap<E> {
+    pub(crate) fn get(&self, key: &Key) -> Option<Arc<Object<E>>> {
+        self.entries.get(key)?.upgrade()
+    }
+
+    pub(crate) fn insert(&mut self, key: Key, obj: Arc<Object<E>>) {
+        self.entries.insert(key, Arc::downgrade(&obj));
+        if self.entries.len() >= self.sweep_at {
+            // Amortized: a sweep at every doubling of the live entries.
+            self.entries.retain(|_, w| w.strong_count() > 0);
+            self.sweep_at = (self.entries.len() * 2).max(1024);
+        }
+    }
+
+    pub(crate) fn remove(&mut self, key: &Key) {
+        self.entries.remove(key);
+    }
+
+    pub(crate) fn reserve(&mut self, n: usize) {
+        self.entries.reserve(n);
+    }
+
+    /// Removes the entry for `key` if it is `obj`'s.
+    pub(crate) fn remove_if_same(&mut self, key: &Key, obj: &Object<E>) {
+        if self
+            .entries
+            .get(key)
+            .is_some_and(|w| std::ptr::eq(w.as_ptr(), obj))
+        {
+            self.entries.remove(key);
+        }
+    }
+}
 
 /// Identity maps of every entity type, type-erased for the operations that visit them all.
 pub(crate) trait AnyMap: Send {
@@ -886,15 +931,19 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
         self
     }
     fn len(&self) -> usize {
-        HashMap::len(self)
+        self.entries
+            .values()
+            .filter(|w| w.strong_count() > 0)
+            .count()
     }
     fn for_each(&self, f: &mut dyn FnMut(&dyn Erased)) {
-        for o in self.values() {
-            f(&**o);
+        for o in self.entries.values().filter_map(Weak::upgrade) {
+            f(&*o);
         }
     }
     fn retain(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool) {
-        HashMap::retain(self, |_, o| f(&**o));
+        self.entries
+            .retain(|_, w| w.upgrade().is_some_and(|o| f(&*o)));
     }
 }
 
@@ -920,7 +969,6 @@ impl Maps {
             .as_any()
             .downcast_ref::<IdentityMap<E>>()?
             .get(key)
-            .cloned()
     }
 
     pub(crate) fn len(&self) -> usize {

@@ -1,6 +1,5 @@
 //! `Session`: identity map, unit-of-work flush, transactions, expiry.
 
-use std::collections::hash_map::Entry;
 use std::ops::{Deref, DerefMut};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -37,6 +36,10 @@ pub(crate) struct State {
     closed: bool,
     /// A flush of the current transaction inserted objects (rollback must find them).
     inserted_in_tx: bool,
+    /// The objects a flush of the current transaction inserted, held strongly until the
+    /// transaction ends (the identity map holds objects weakly), so that a rollback finds
+    /// them and they stay the session's objects for their keys meanwhile.
+    inserted: Objects,
     /// The session's work lives in an open transaction: the driver reported one after a
     /// call of this session. Before each call the driver is asked again, and a transaction
     /// that is gone or aborted meanwhile fails the session (see `ready`).
@@ -365,6 +368,7 @@ impl Shared {
                     }
                 }
                 st.inserted_in_tx |= !pending.is_empty();
+                st.inserted.extend(pending.iter().cloned());
                 return Ok(());
             }
             Ok(Err(e)) => Ok(e),
@@ -485,6 +489,8 @@ impl Shared {
         // plain rollback also expires every object. Otherwise (closing a session that inserted
         // nothing) there is no need to visit them.
         let inserted = std::mem::take(&mut st.inserted_in_tx);
+        // Kept alive until the pass below has seen them.
+        let _inserted = std::mem::take(&mut st.inserted);
         if expire || inserted {
             st.maps.retain(&mut |obj| {
                 let (new, generated) = {
@@ -728,6 +734,7 @@ impl Session {
                     expire_on_commit,
                     closed: false,
                     inserted_in_tx: false,
+                    inserted: Vec::new(),
                     in_tx: false,
                     failed: None,
                     bulk: 0,
@@ -1188,6 +1195,8 @@ impl Session {
                 m.expire_and_unregister();
             }
         });
+        // Committed: the objects inserted are clean and held as weakly as any other.
+        st.inserted.clear();
         if expire {
             self.shared.modified.lock().clear();
         }
@@ -1546,28 +1555,17 @@ fn merge<E: Entity>(
             message: format!("a row of {} has a NULL primary key", E::META.name),
         });
     };
-    match map.entry(key) {
-        Entry::Occupied(e) => {
-            let obj = e.get();
-            let expired = obj.meta.lock().expired;
-            if populate_existing || expired == Expired::ALL {
-                obj.overwrite(row, true)?;
-            } else if expired != Expired::NO {
-                obj.overwrite(row, false)?;
-            }
-            Ok(Handle {
-                obj: Arc::clone(obj),
-            })
+    if let Some(obj) = map.get(&key) {
+        let expired = obj.meta.lock().expired;
+        if populate_existing || expired == Expired::ALL {
+            obj.overwrite(row, true)?;
+        } else if expired != Expired::NO {
+            obj.overwrite(row, false)?;
         }
-        Entry::Vacant(e) => {
-            let meta = Meta::new(
-                ObjectState::Persistent,
-                Some(e.key().clone()),
-                session.clone(),
-            );
-            let h = Handle::with_meta(row, meta);
-            e.insert(Arc::clone(&h.obj));
-            Ok(h)
-        }
+        return Ok(Handle { obj });
     }
+    let meta = Meta::new(ObjectState::Persistent, Some(key.clone()), session.clone());
+    let h = Handle::with_meta(row, meta);
+    map.insert(key, Arc::clone(&h.obj));
+    Ok(h)
 }

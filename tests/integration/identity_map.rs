@@ -206,3 +206,55 @@ fn f6_merge_brings_detached_state_into_the_session(db) -> Result<()> {
     Ok(())
 }
 }
+
+/// Resident memory of this process in KiB, from /proc (Linux), for the figures only.
+fn rss_kib() -> u64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+// F7: the identity map holds clean objects weakly: a session that reads many rows page by
+// page, dropping each page, does not keep them; objects the caller keeps are still the same
+// object for their row (S1). `ORM_F7_ROWS` sets the row count (default 100,000).
+#[test]
+fn f7_a_session_reading_pages_and_dropping_them_stays_flat() -> Result<()> {
+    let rows: i64 = std::env::var("ORM_F7_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(100_000);
+    let engine = orm_tests::memory_engine();
+    engine
+        .connect()?
+        .insert_many((0..rows).map(|i| Customer::new(&format!("c{i}"), 1)))?;
+    let s = engine.session();
+    let kept = s.get::<Customer>(1)?.expect("row 1");
+    let mut peak = 0;
+    let start = rss_kib();
+    for page in 0..rows / 10_000 {
+        let objs = s
+            .query::<Customer>()
+            .order_by(Customer::ID, Order::Asc)
+            .offset(page as u64 * 10_000)
+            .limit(10_000)
+            .all()?;
+        assert_eq!(objs.len(), 10_000);
+        if page == 0 {
+            assert!(objs[0] == kept, "the kept object is the one a load returns");
+        }
+        drop(objs);
+        assert_eq!(s.identity_len(), 1, "only the kept object is held");
+        peak = peak.max(rss_kib());
+    }
+    eprintln!(
+        "F7: read {rows} rows in pages of 10,000: RSS {start} KiB before, peak {peak} KiB (+{} KiB)",
+        peak.saturating_sub(start)
+    );
+    assert!(s.get::<Customer>(1)?.is_some_and(|h| h == kept));
+    Ok(())
+}
