@@ -348,8 +348,12 @@ impl Connection {
             Ok(())
         };
         apply().map_err(|e| open_error(&target, e))?;
-        Ok(Connection {
-            driver: Driver::Sqlite { conn, options },
+        Ok(Self::with_driver(Driver::Sqlite { conn, options }, target))
+    }
+
+    fn with_driver(driver: Driver, target: String) -> Self {
+        Connection {
+            driver,
             target,
             key_info: std::cell::RefCell::default(),
             tx_serial: std::cell::Cell::new(0),
@@ -357,7 +361,7 @@ impl Connection {
             idle_since: std::cell::Cell::new(None),
             wire_types: std::cell::RefCell::default(),
             sequences: std::cell::RefCell::default(),
-        })
+        }
     }
 
     /// Opens a PostgreSQL connection from a URL (`postgres://user:password@host:port/db`) or
@@ -385,16 +389,10 @@ impl Connection {
     #[cfg(feature = "postgres")]
     pub fn open_postgres_with(url: &str, options: &crate::PgOptions) -> Result<Self> {
         let pg = crate::postgres::PgConn::connect(url, options)?;
-        Ok(Connection {
-            driver: Driver::Postgres(Box::new(pg)),
-            target: crate::postgres::redact(url),
-            key_info: std::cell::RefCell::default(),
-            tx_serial: std::cell::Cell::new(0),
-            raw_used: std::cell::Cell::new(false),
-            idle_since: std::cell::Cell::new(None),
-            wire_types: std::cell::RefCell::default(),
-            sequences: std::cell::RefCell::default(),
-        })
+        Ok(Self::with_driver(
+            Driver::Postgres(Box::new(pg)),
+            crate::postgres::redact(url),
+        ))
     }
 
     /// The SQL dialect.
