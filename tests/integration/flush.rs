@@ -377,3 +377,33 @@ fn f1_delete_then_add_of_one_key_is_a_row_switch(db) -> Result<()> {
     Ok(())
 }
 }
+
+// F1, R1: a row switch whose row another connection deleted meanwhile fails the flush with
+// nothing written; the session is as before, and rollback puts the old object back.
+orm_tests::both! {
+fn f1_a_row_switch_onto_a_vanished_row_fails_whole(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let old = s.add(Customer::new("old", 1))?;
+    let other = s.add(Customer::new("other", 2))?;
+    s.commit()?;
+    let id = old.read()?.id.unwrap();
+    other.write()?.age = 20;
+    s.delete(&old)?;
+    let new = s.add(Customer { id: Some(id), ..Customer::new("new", 3) })?;
+    db.connect()
+        .execute(&db.sql("DELETE FROM customer WHERE id = ?"), &[Value::I64(id)])?;
+    let e = s.flush().expect_err("the row is gone");
+    assert_eq!(e.kind(), ErrorKind::StaleData, "{e}");
+    assert_eq!(new.state(), ObjectState::Pending, "still pending");
+    assert!(s.is_modified(&other)?, "the other change is still pending");
+    let conn = engine.connect()?;
+    let kept = conn.find::<Customer>(&other.key().unwrap())?.unwrap();
+    assert_eq!(kept.age, 2, "nothing of the flush was written");
+    s.rollback()?;
+    assert_eq!(new.state(), ObjectState::Transient);
+    assert_eq!(old.state(), ObjectState::Persistent, "the old object is back");
+    assert!(s.get::<Customer>(id)?.is_none(), "its row is gone: nothing to load");
+    Ok(())
+}
+}
