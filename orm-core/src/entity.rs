@@ -41,6 +41,8 @@ pub struct ColumnMeta {
     pub index: bool,
     /// An optimistic-concurrency version counter.
     pub version: bool,
+    /// The entity this column references (`FOREIGN KEY … REFERENCES`), if any.
+    pub references: Option<crate::relation::ForeignKey>,
 }
 
 impl ColumnMeta {
@@ -62,6 +64,8 @@ pub struct EntityMeta {
     pub columns: &'static [ColumnMeta],
     /// Index of the primary-key column in `columns`.
     pub primary_key: usize,
+    /// Relations declared on this entity (`has_many`, `has_one`, `many_to_many`).
+    pub relations: &'static [crate::relation::RelationMeta],
 }
 
 impl EntityMeta {
@@ -83,6 +87,16 @@ impl EntityMeta {
     /// Whether the key is assigned by the database.
     pub fn key_is_auto(&self) -> bool {
         self.key_column().generated == Generated::AutoIncrement
+    }
+
+    /// Positions of the columns that are foreign keys, with what they reference.
+    pub fn foreign_keys(
+        &self,
+    ) -> impl Iterator<Item = (usize, crate::relation::ForeignKey)> + '_ {
+        self.columns
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| c.references.map(|fk| (i, fk)))
     }
 }
 
@@ -149,6 +163,17 @@ pub trait Entity: Sized + Send + Sync + 'static {
     /// The primary key, or `None` while it is not assigned yet.
     fn key(&self) -> Option<Key> {
         Key::from_value(&self.column(Self::META.primary_key))
+    }
+
+    /// Calls `visitor.visit::<T>()` with the target type `T` of relation `relation` (a
+    /// position in `META.relations`); `None` when there is no such relation. Generated.
+    #[doc(hidden)]
+    fn visit_relation<V: crate::relation::TypeVisitor>(
+        relation: usize,
+        visitor: V,
+    ) -> Option<V::Output> {
+        let _ = (relation, visitor);
+        None
     }
 }
 

@@ -60,6 +60,21 @@ pub enum Condition {
     Or(Vec<Condition>),
     /// The negation.
     Not(Box<Condition>),
+    /// A related row exists (`EXISTS (SELECT 1 FROM target WHERE target.inner =
+    /// outer.outer AND condition)`), built by the relation constants' `any` and `has`.
+    Related {
+        /// The related entity.
+        target: &'static crate::EntityMeta,
+        /// Column of the filtered entity in the join.
+        outer: usize,
+        /// Column of the target in the join.
+        inner: usize,
+        /// Many-to-many: the association entity, its column matching `outer` and its
+        /// column matching `inner`.
+        through: Option<(&'static crate::EntityMeta, usize, usize)>,
+        /// A condition on the target's columns.
+        condition: Option<Box<Condition>>,
+    },
 }
 
 /// A filter on entity `E`, built from its typed column constants.

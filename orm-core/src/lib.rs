@@ -41,6 +41,7 @@ mod hash;
 mod mapping;
 #[cfg(feature = "postgres")]
 mod postgres;
+mod relation;
 mod schema;
 mod sql;
 mod sqlite;
@@ -61,6 +62,10 @@ pub use mapping::{ColumnValue, Mapping, RowSource};
 pub use orm_derive::Entity;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, display_url};
+pub use relation::{
+    Cascade, ForeignKey, ManyToMany, ManyToOne, OnDelete, OneToMany, OneToOne, RelationKind,
+    RelationMeta, TypeVisitor, meta_of,
+};
 pub use schema::LiveColumn;
 pub use sql::{Backend, statement_cache};
 pub use uuid7::uuid_v7;

@@ -7,9 +7,9 @@ use std::sync::{Arc, LazyLock};
 
 use parking_lot::RwLock;
 use sea_query::{
-    Alias, ColumnDef, Condition as SqCondition, DeleteStatement, Expr, ExprTrait, Index,
-    InsertStatement, PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder, Table,
-    UpdateStatement,
+    Alias, ColumnDef, Condition as SqCondition, DeleteStatement, Expr, ExprTrait,
+    ForeignKey as SqForeignKey, ForeignKeyAction, Index, InsertStatement, JoinType,
+    PostgresQueryBuilder, Query, SelectStatement, SqliteQueryBuilder, Table, UpdateStatement,
 };
 
 use crate::entity::{EntityMeta, Generated};
@@ -283,7 +283,13 @@ fn delete_sql(q: &DeleteStatement, backend: Backend) -> String {
 }
 
 /// `CREATE TABLE IF NOT EXISTS` and `CREATE INDEX IF NOT EXISTS` statements for an entity.
-pub(crate) fn create_table(m: &EntityMeta, backend: Backend) -> Vec<String> {
+/// References to the entities in `later` are left out, for [`add_foreign_keys`] to add once
+/// those tables exist (a cycle of references on PostgreSQL).
+pub(crate) fn create_table(
+    m: &EntityMeta,
+    backend: Backend,
+    later: &[&EntityMeta],
+) -> Vec<String> {
     let mut t = Table::create();
     t.table(table(m)).if_not_exists();
     for (i, c) in m.columns.iter().enumerate() {
@@ -312,6 +318,12 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend) -> Vec<String> {
         }
         t.col(&mut def);
     }
+    for (i, fk) in m.foreign_keys() {
+        if later.iter().any(|l| std::ptr::eq(*l, fk.target())) {
+            continue;
+        }
+        t.foreign_key(&mut foreign_key(m, i, fk));
+    }
     let integer_key = matches!(m.key_column().sql_type, SqlType::I32 | SqlType::I64);
     if backend == Backend::Sqlite && !integer_key {
         // One B-tree clustered by the key instead of a rowid table plus a unique index:
@@ -334,6 +346,41 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend) -> Vec<String> {
         });
     }
     out
+}
+
+fn foreign_key(m: &EntityMeta, column: usize, fk: crate::ForeignKey) -> sea_query::ForeignKeyCreateStatement {
+    let target = fk.target();
+    let mut k = SqForeignKey::create();
+    k.name(fk_name(m.table, m.columns[column].name))
+        .from(table(m), col(m, column))
+        .to(table(target), col(target, target.primary_key))
+        .on_delete(match fk.on_delete {
+            crate::OnDelete::NoAction => ForeignKeyAction::NoAction,
+            crate::OnDelete::Restrict => ForeignKeyAction::Restrict,
+            crate::OnDelete::Cascade => ForeignKeyAction::Cascade,
+            crate::OnDelete::SetNull => ForeignKeyAction::SetNull,
+        });
+    k
+}
+
+/// `ALTER TABLE … ADD CONSTRAINT … FOREIGN KEY` for column `column` of `m`.
+pub(crate) fn add_foreign_key(
+    m: &EntityMeta,
+    column: usize,
+    fk: crate::ForeignKey,
+    backend: Backend,
+) -> String {
+    let k = foreign_key(m, column, fk);
+    match backend {
+        Backend::Sqlite => k.to_string(SqliteQueryBuilder),
+        Backend::Postgres => k.to_string(PostgresQueryBuilder),
+    }
+}
+
+/// The name of a foreign-key constraint, as PostgreSQL would choose it (`order_customer_id_fkey`).
+pub(crate) fn fk_name(table: &str, column: &str) -> String {
+    let base = index_name(table, column);
+    format!("fk{}", &base[2..])
 }
 
 /// The name of the index on `table.column`: only ASCII letters, digits and `_`, whatever the
@@ -389,7 +436,7 @@ pub(crate) fn select(m: &EntityMeta, spec: &SelectSpec, backend: Backend) -> (St
     q.columns((0..m.columns.len()).map(|c| col(m, c)))
         .from(table(m));
     if let Some(filter) = &spec.filter {
-        q.cond_where(condition(m, filter, &mut operands));
+        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
     }
     for &(c, order) in &spec.order {
         let o = match order {
@@ -425,7 +472,7 @@ pub(crate) fn count(
     let mut q = Query::select();
     q.expr(Expr::cust("COUNT(*)")).from(table(m));
     if let Some(filter) = filter {
-        q.cond_where(condition(m, filter, &mut operands));
+        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
     }
     let (sql, tags) = match backend {
         Backend::Sqlite => q.build(SqliteQueryBuilder),
@@ -458,23 +505,59 @@ fn untag(tags: sea_query::Values, operands: &[Value]) -> Vec<Value> {
         .collect()
 }
 
-fn condition(m: &EntityMeta, c: &Condition, operands: &mut Vec<Value>) -> SqCondition {
+/// Where a condition's columns live: the statement's own table (unqualified, at the top), or
+/// the alias of a related table inside `EXISTS` (nested ones numbered by depth, so that a
+/// self-referential relation's inner and outer tables stay apart).
+#[derive(Clone, Copy)]
+struct Scope<'a> {
+    alias: Option<&'a str>,
+    depth: usize,
+}
+
+impl Scope<'_> {
+    const TOP: Scope<'static> = Scope {
+        alias: None,
+        depth: 0,
+    };
+
+    fn column(&self, m: &EntityMeta, index: usize) -> Expr {
+        match self.alias {
+            None => Expr::col(col(m, index)),
+            Some(a) => Expr::col((Alias::new(a.to_owned()), col(m, index))),
+        }
+    }
+
+    /// The column from inside a subquery, where it must be qualified.
+    fn outer_column(&self, m: &EntityMeta, index: usize) -> Expr {
+        let name = self.alias.unwrap_or(m.table);
+        Expr::col((Alias::new(name.to_owned()), col(m, index)))
+    }
+}
+
+fn condition(
+    m: &EntityMeta,
+    c: &Condition,
+    operands: &mut Vec<Value>,
+    scope: Scope<'_>,
+) -> SqCondition {
     let leaf = match c {
         Condition::And(all) => {
             return all.iter().fold(SqCondition::all(), |acc, c| {
-                acc.add(condition(m, c, operands))
+                acc.add(condition(m, c, operands, scope))
             });
         }
         Condition::Or(any) => {
             return any.iter().fold(SqCondition::any(), |acc, c| {
-                acc.add(condition(m, c, operands))
+                acc.add(condition(m, c, operands, scope))
             });
         }
         Condition::Not(inner) => {
-            return SqCondition::all().add(condition(m, inner, operands)).not();
+            return SqCondition::all()
+                .add(condition(m, inner, operands, scope))
+                .not();
         }
         Condition::Compare { column, op, value } => {
-            let lhs = Expr::col(col(m, *column));
+            let lhs = scope.column(m, *column);
             let rhs = tag(operands, value.clone());
             match op {
                 CmpOp::Eq => lhs.eq(rhs),
@@ -487,7 +570,9 @@ fn condition(m: &EntityMeta, c: &Condition, operands: &mut Vec<Value>) -> SqCond
         }
         Condition::Like { column, pattern } => {
             let rhs = tag(operands, Value::Text(pattern.clone()));
-            Expr::col(col(m, *column)).binary(sea_query::BinOper::Like, rhs)
+            scope
+                .column(m, *column)
+                .binary(sea_query::BinOper::Like, rhs)
         }
         Condition::In { column, values } if values.is_empty() => {
             let _ = column;
@@ -495,9 +580,50 @@ fn condition(m: &EntityMeta, c: &Condition, operands: &mut Vec<Value>) -> SqCond
         }
         Condition::In { column, values } => {
             let tags: Vec<Expr> = values.iter().map(|v| tag(operands, v.clone())).collect();
-            Expr::col(col(m, *column)).is_in(tags)
+            scope.column(m, *column).is_in(tags)
         }
-        Condition::IsNull { column } => Expr::col(col(m, *column)).is_null(),
+        Condition::IsNull { column } => scope.column(m, *column).is_null(),
+        Condition::Related {
+            target,
+            outer,
+            inner,
+            through,
+            condition: filter,
+        } => {
+            let depth = scope.depth + 1;
+            let alias = format!("r{depth}");
+            let inner_scope = Scope {
+                alias: Some(&alias),
+                depth,
+            };
+            let outer_col = scope.outer_column(m, *outer);
+            let mut sub = Query::select();
+            sub.expr(Expr::cust("1"));
+            let join = match through {
+                None => {
+                    sub.from_as(table(target), Alias::new(alias.clone()));
+                    inner_scope.column(target, *inner).eq(outer_col)
+                }
+                Some((assoc, left, right)) => {
+                    let a = format!("a{depth}");
+                    let assoc_col =
+                        |i: usize| Expr::col((Alias::new(a.clone()), col(assoc, i)));
+                    sub.from_as(table(assoc), Alias::new(a.clone())).join_as(
+                        JoinType::InnerJoin,
+                        table(target),
+                        Alias::new(alias.clone()),
+                        inner_scope.column(target, *inner).eq(assoc_col(*right)),
+                    );
+                    assoc_col(*left).eq(outer_col)
+                }
+            };
+            let mut all = SqCondition::all().add(join);
+            if let Some(f) = filter {
+                all = all.add(condition(target, f, operands, inner_scope));
+            }
+            sub.cond_where(all);
+            Expr::exists(sub)
+        }
     };
     SqCondition::all().add(leaf)
 }

@@ -37,6 +37,32 @@ struct FieldDef {
     unique: bool,
     index: bool,
     version: Option<Span>,
+    /// `#[orm(references = Target)]`.
+    references: Option<syn::Path>,
+    /// `#[orm(on_delete = "...")]`, checked.
+    on_delete: Option<(String, Span)>,
+    /// `#[orm(relation = "name")]`.
+    relation: Option<(String, Span)>,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum RelKind {
+    HasMany,
+    HasOne,
+    ManyToMany,
+}
+
+/// A relation declared on the container: `has_many(name = Child::REL, cascade = "...")`,
+/// `has_one(...)`, `many_to_many(name = Target, via = (Assoc::TO_SELF, Assoc::TO_TARGET))`.
+struct RelationDef {
+    kind: RelKind,
+    name: syn::Ident,
+    /// has_many / has_one: the child's many-to-one back to this entity.
+    via: Option<syn::Path>,
+    /// many_to_many: the target type and the association's two many-to-ones.
+    target: Option<syn::Type>,
+    pair: Option<(syn::Path, syn::Path)>,
+    cascade: u8,
 }
 
 struct EntityDef {
@@ -44,12 +70,122 @@ struct EntityDef {
     vis: syn::Visibility,
     table: String,
     fields: Vec<FieldDef>,
+    relations: Vec<RelationDef>,
 }
 
 const FIELD_SYNTAX: &str = "expected one of `#[orm(primary_key)]`, `#[orm(auto_increment)]`, \
      `#[orm(uuid_v7)]`, `#[orm(column = \"name\")]`, `#[orm(unique)]`, `#[orm(index)]`, \
-     `#[orm(version)]`";
-const TABLE_SYNTAX: &str = "expected `#[orm(table = \"name\")]`";
+     `#[orm(version)]`, `#[orm(references = Entity)]`, `#[orm(on_delete = \"cascade\")]`, \
+     `#[orm(relation = \"name\")]`";
+const TABLE_SYNTAX: &str = "expected `#[orm(table = \"name\")]`, \
+     `#[orm(has_many(name = Child::RELATION))]`, `#[orm(has_one(name = Child::RELATION))]` or \
+     `#[orm(many_to_many(name = Target, via = (Assoc::TO_SELF, Assoc::TO_TARGET)))]`";
+const ON_DELETE: &[(&str, &str)] = &[
+    ("no action", "NoAction"),
+    ("restrict", "Restrict"),
+    ("cascade", "Cascade"),
+    ("set null", "SetNull"),
+];
+
+/// SQLAlchemy's cascade words, as the bits of `orm_core::Cascade`.
+fn parse_cascade(lit: &LitStr) -> syn::Result<u8> {
+    let mut bits = 0;
+    for word in lit.value().split(',').map(str::trim).filter(|w| !w.is_empty()) {
+        bits |= match word {
+            "save-update" => 1,
+            "delete" => 2,
+            "delete-orphan" => 4,
+            "all" => 3,
+            "none" => 0,
+            other => {
+                return Err(syn::Error::new(
+                    lit.span(),
+                    format!(
+                        "unknown cascade `{other}`; expected a list of save-update, delete, \
+                         delete-orphan, all, none"
+                    ),
+                ));
+            }
+        };
+    }
+    Ok(bits)
+}
+
+fn parse_relation(
+    kind: RelKind,
+    meta: &syn::meta::ParseNestedMeta<'_>,
+) -> syn::Result<RelationDef> {
+    let mut def = RelationDef {
+        kind,
+        name: format_ident!("_"),
+        via: None,
+        target: None,
+        pair: None,
+        cascade: 1,
+    };
+    let mut named = false;
+    meta.parse_nested_meta(|inner| {
+        if inner.path.is_ident("cascade") {
+            let lit: LitStr = inner.value()?.parse()?;
+            def.cascade = parse_cascade(&lit)?;
+        } else if inner.path.is_ident("via") && kind == RelKind::ManyToMany {
+            let tuple: syn::ExprTuple = inner.value()?.parse()?;
+            let paths: Vec<syn::Path> = tuple
+                .elems
+                .iter()
+                .filter_map(|e| match e {
+                    syn::Expr::Path(p) => Some(p.path.clone()),
+                    _ => None,
+                })
+                .collect();
+            let [a, b] = paths.as_slice() else {
+                return Err(syn::Error::new(
+                    tuple.span(),
+                    "expected `via = (Assoc::TO_SELF, Assoc::TO_TARGET)`: the association \
+                     entity's two many-to-one relations",
+                ));
+            };
+            def.pair = Some((a.clone(), b.clone()));
+        } else if let Some(name) = inner.path.get_ident() {
+            if named {
+                return Err(inner.error("one relation per `has_many(...)`; repeat the attribute"));
+            }
+            named = true;
+            def.name = name.clone();
+            if kind == RelKind::ManyToMany {
+                def.target = Some(inner.value()?.parse()?);
+            } else {
+                let p: syn::ExprPath = inner.value()?.parse().map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected `name = Child::RELATION`, the child's many-to-one relation",
+                    )
+                })?;
+                def.via = Some(p.path);
+            }
+        } else {
+            return Err(inner.error("expected `name = ...` or `cascade = \"...\"`"));
+        }
+        Ok(())
+    })?;
+    if !named {
+        return Err(meta.error("the relation has no name: expected e.g. `has_many(orders = Order::CUSTOMER)`"));
+    }
+    if kind == RelKind::ManyToMany && def.pair.is_none() {
+        return Err(meta.error(
+            "expected `many_to_many(name = Target, via = (Assoc::TO_SELF, Assoc::TO_TARGET))`",
+        ));
+    }
+    if let Some(p) = &def.via
+        && p.segments.len() < 2
+    {
+        return Err(syn::Error::new(
+            p.span(),
+            "expected `Child::RELATION`, a path through the child type",
+        ));
+    }
+    Ok(def)
+}
 
 /// The derive's entry point, on `proc_macro2` tokens so that it can be unit tested.
 pub(crate) fn derive(input: TokenStream) -> TokenStream {
@@ -73,8 +209,22 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
 
 fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<EntityDef> {
     let mut table = None;
+    let mut relations = Vec::new();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("orm")) {
         let r = attr.parse_nested_meta(|meta| {
+            let kind = if meta.path.is_ident("has_many") {
+                Some(RelKind::HasMany)
+            } else if meta.path.is_ident("has_one") {
+                Some(RelKind::HasOne)
+            } else if meta.path.is_ident("many_to_many") {
+                Some(RelKind::ManyToMany)
+            } else {
+                None
+            };
+            if let Some(kind) = kind {
+                relations.push(parse_relation(kind, &meta)?);
+                return Ok(());
+            }
             if meta.path.is_ident("table") {
                 let lit: LitStr = meta
                     .value()
@@ -127,6 +277,7 @@ fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<EntityDef> {
         vis: input.vis.clone(),
         table: table.unwrap_or_else(|| snake_case(&input.ident.to_string())),
         fields,
+        relations,
     })
 }
 
@@ -144,6 +295,9 @@ fn parse_field(f: &syn::Field, errors: &mut Errors) -> Option<FieldDef> {
         unique: false,
         index: false,
         version: None,
+        references: None,
+        on_delete: None,
+        relation: None,
     };
     for attr in f.attrs.iter().filter(|a| a.path().is_ident("orm")) {
         let r = attr.parse_nested_meta(|meta| {
@@ -177,6 +331,25 @@ fn parse_field(f: &syn::Field, errors: &mut Errors) -> Option<FieldDef> {
                 def.index = true;
             } else if p.is_ident("version") {
                 def.version = Some(flag(&meta)?);
+            } else if p.is_ident("references") {
+                let path: syn::Path = meta.value().and_then(|v| v.parse()).map_err(|e| {
+                    syn::Error::new(e.span(), "expected `#[orm(references = Entity)]`")
+                })?;
+                def.references = Some(path);
+            } else if p.is_ident("on_delete") {
+                let lit: LitStr = meta.value().and_then(|v| v.parse())?;
+                let v = lit.value().to_lowercase();
+                if !ON_DELETE.iter().any(|(w, _)| *w == v) {
+                    return Err(syn::Error::new(
+                        lit.span(),
+                        "expected `on_delete = \"cascade\"`, `\"set null\"`, `\"restrict\"` or \
+                         `\"no action\"`",
+                    ));
+                }
+                def.on_delete = Some((v, lit.span()));
+            } else if p.is_ident("relation") {
+                let lit: LitStr = meta.value().and_then(|v| v.parse())?;
+                def.relation = Some((lit.value(), lit.span()));
             } else if p.is_ident("column") {
                 let lit: LitStr = meta.value().and_then(|v| v.parse()).map_err(|e| {
                     syn::Error::new(e.span(), "expected `#[orm(column = \"name\")]`")
@@ -304,6 +477,57 @@ fn check(m: &EntityDef, errors: &mut Errors) {
             );
         }
     }
+    for f in &m.fields {
+        if f.references.is_none() {
+            for (what, span) in [("on_delete", &f.on_delete), ("relation", &f.relation)]
+                .iter()
+                .filter_map(|(w, o)| o.as_ref().map(|(_, s)| (w, s)))
+            {
+                errors.at(
+                    *span,
+                    format!("`{what}` needs `references = Entity` on the same field"),
+                );
+            }
+            continue;
+        }
+        if let Some((_, span)) = &f.on_delete
+            && f.on_delete.as_ref().is_some_and(|(v, _)| v == "set null")
+            && option_of(&f.ty).is_none()
+        {
+            errors.at(
+                *span,
+                "`on_delete = \"set null\"` needs a nullable foreign key (an `Option` field)",
+            );
+        }
+        if relation_name(f).is_none() {
+            errors.at(
+                f.ident.span(),
+                "name the relation of this foreign key: `#[orm(relation = \"name\")]` (a field \
+                 called `<name>_id` names it `<name>`)",
+            );
+        }
+    }
+    let mut consts: Vec<String> = m.fields.iter().map(|f| const_name(&f.ident)).collect();
+    let rel_names = m
+        .fields
+        .iter()
+        .filter(|f| f.references.is_some())
+        .filter_map(|f| relation_name(f).map(|n| (n, f.relation.as_ref().map_or(f.ident.span(), |r| r.1))))
+        .chain(m.relations.iter().map(|r| (r.name.to_string(), r.name.span())));
+    for (name, span) in rel_names {
+        let c = name.to_uppercase();
+        if consts.contains(&c) {
+            errors.at(
+                span,
+                format!(
+                    "the relation constant `{c}` would collide with another constant of `{}`; \
+                     choose another name",
+                    m.ident
+                ),
+            );
+        }
+        consts.push(c);
+    }
     let versions: Vec<&FieldDef> = m.fields.iter().filter(|f| f.version.is_some()).collect();
     if let [_, rest @ ..] = versions.as_slice() {
         for f in rest {
@@ -313,6 +537,36 @@ fn check(m: &EntityDef, errors: &mut Errors) {
             );
         }
     }
+}
+
+/// The constant name of a field: `customer_id` → `CUSTOMER_ID`.
+fn const_name(ident: &syn::Ident) -> String {
+    let field = ident.to_string();
+    field.strip_prefix("r#").unwrap_or(&field).to_uppercase()
+}
+
+/// The many-to-one relation's name of a foreign-key field: `relation = "..."`, else the
+/// field's name without `_id`.
+fn relation_name(f: &FieldDef) -> Option<String> {
+    if let Some((n, _)) = &f.relation {
+        return Some(n.clone());
+    }
+    let field = f.ident.to_string();
+    let field = field.strip_prefix("r#").unwrap_or(&field);
+    field
+        .strip_suffix("_id")
+        .filter(|n| !n.is_empty())
+        .map(str::to_owned)
+}
+
+/// `Child::RELATION` → `Child`.
+fn owner_type(path: &syn::Path) -> syn::Path {
+    let mut p = path.clone();
+    p.segments.pop();
+    if let Some(last) = p.segments.pop() {
+        p.segments.push_value(last.into_value());
+    }
+    p
 }
 
 fn snake_case(name: &str) -> String {
@@ -353,6 +607,23 @@ fn expand(m: &EntityDef) -> TokenStream {
             Generated::UuidV7 => quote!(::orm_core::Generated::UuidV7),
         };
         let (unique, index, version) = (f.unique, f.index, f.version.is_some());
+        let references = match &f.references {
+            Some(target) => {
+                let word = f.on_delete.as_ref().map_or("no action", |(v, _)| v.as_str());
+                let action = ON_DELETE
+                    .iter()
+                    .find(|(w, _)| *w == word)
+                    .map_or("NoAction", |(_, a)| a);
+                let action = format_ident!("{}", action);
+                quote! {
+                    ::core::option::Option::Some(::orm_core::ForeignKey {
+                        target: ::orm_core::meta_of::<#target>,
+                        on_delete: ::orm_core::OnDelete::#action,
+                    })
+                }
+            }
+            None => quote!(::core::option::Option::None),
+        };
         quote! {
             ::orm_core::ColumnMeta {
                 name: #column,
@@ -364,6 +635,7 @@ fn expand(m: &EntityDef) -> TokenStream {
                 unique: #unique,
                 index: #index,
                 version: #version,
+                references: #references,
             }
         }
     });
@@ -388,6 +660,123 @@ fn expand(m: &EntityDef) -> TokenStream {
     });
     let ncols = m.fields.len();
 
+    // Many-to-one relations of foreign keys, and a check that each key's type is the
+    // referenced key's.
+    let many_to_one = m.fields.iter().enumerate().filter_map(|(i, f)| {
+        let target = f.references.as_ref()?;
+        let name = relation_name(f)?;
+        let cname = format_ident!("{}", name.to_uppercase(), span = f.ident.span());
+        let doc = format!("The many-to-one relation `{name}` of the foreign key `{}`.", f.column);
+        Some(quote! {
+            #[doc = #doc]
+            #vis const #cname: ::orm_core::ManyToOne<#ident, #target> = ::orm_core::ManyToOne::new(#i, #name);
+        })
+    });
+    let fk_checks = m.fields.iter().filter_map(|f| {
+        let target = f.references.as_ref()?;
+        let ty = &f.ty;
+        let msg = format!(
+            "the type of foreign key `{}::{}` differs from the primary key of the entity it references",
+            m.ident, f.ident
+        );
+        Some(quote_spanned! {ty.span()=>
+            const _: () = ::core::assert!(
+                <#ty as ::orm_core::Field>::SQL_TYPE as u8
+                    == <#target as ::orm_core::Entity>::META.columns[<#target as ::orm_core::Entity>::META.primary_key].sql_type as u8,
+                #msg
+            );
+        })
+    });
+    let relation_consts = m.relations.iter().enumerate().map(|(ri, r)| {
+        let cname = format_ident!("{}", r.name.to_string().to_uppercase(), span = r.name.span());
+        let doc = format!("The relation `{}`.", r.name);
+        match (r.kind, &r.via, &r.target, &r.pair) {
+            (RelKind::HasMany, Some(via), _, _) => {
+                let child = owner_type(via);
+                quote! {
+                    #[doc = #doc]
+                    #vis const #cname: ::orm_core::OneToMany<#ident, #child> = ::orm_core::OneToMany::new(#ri, #via);
+                }
+            }
+            (RelKind::HasOne, Some(via), _, _) => {
+                let child = owner_type(via);
+                quote! {
+                    #[doc = #doc]
+                    #vis const #cname: ::orm_core::OneToOne<#ident, #child> = ::orm_core::OneToOne::new(#ri, #via);
+                }
+            }
+            (_, _, Some(target), Some((a, b))) => quote! {
+                #[doc = #doc]
+                #vis const #cname: ::orm_core::ManyToMany<#ident, #target> = ::orm_core::ManyToMany::new(#ri, #a, #b);
+            },
+            _ => TokenStream::new(),
+        }
+    });
+    let relation_metas = m.relations.iter().map(|r| {
+        let name = r.name.to_string();
+        let cascade = r.cascade;
+        match (r.kind, &r.via, &r.target, &r.pair) {
+            (RelKind::ManyToMany, _, Some(target), Some((a, b))) => {
+                let assoc = owner_type(a);
+                quote! {
+                    ::orm_core::RelationMeta {
+                        name: #name,
+                        kind: ::orm_core::RelationKind::ManyToMany,
+                        target: ::orm_core::meta_of::<#target>,
+                        remote_column: #a.column(),
+                        through: ::core::option::Option::Some((::orm_core::meta_of::<#assoc>, #b.column())),
+                        cascade: ::orm_core::Cascade::from_bits(#cascade),
+                    }
+                }
+            }
+            (kind, Some(via), _, _) => {
+                let child = owner_type(via);
+                let kind = if kind == RelKind::HasOne {
+                    quote!(::orm_core::RelationKind::OneToOne)
+                } else {
+                    quote!(::orm_core::RelationKind::OneToMany)
+                };
+                quote! {
+                    ::orm_core::RelationMeta {
+                        name: #name,
+                        kind: #kind,
+                        target: ::orm_core::meta_of::<#child>,
+                        remote_column: #via.column(),
+                        through: ::core::option::Option::None,
+                        cascade: ::orm_core::Cascade::from_bits(#cascade),
+                    }
+                }
+            }
+            _ => TokenStream::new(),
+        }
+    });
+    let visit_arms = m.relations.iter().enumerate().filter_map(|(ri, r)| {
+        let target = match (&r.via, &r.target) {
+            (Some(via), _) => {
+                let child = owner_type(via);
+                quote!(#child)
+            }
+            (None, Some(t)) => quote!(#t),
+            _ => return None,
+        };
+        Some(quote! { #ri => ::core::option::Option::Some(visitor.visit::<#target>()), })
+    });
+    let visit = if m.relations.is_empty() {
+        TokenStream::new()
+    } else {
+        quote! {
+            fn visit_relation<V: ::orm_core::TypeVisitor>(
+                relation: usize,
+                visitor: V,
+            ) -> ::core::option::Option<V::Output> {
+                match relation {
+                    #(#visit_arms)*
+                    _ => ::core::option::Option::None,
+                }
+            }
+        }
+    };
+
     quote! {
         const _: () = {
             #[allow(dead_code)]
@@ -404,7 +793,10 @@ fn expand(m: &EntityDef) -> TokenStream {
                     table: #table,
                     columns: &[#(#metas),*],
                     primary_key: #pk,
+                    relations: &[#(#relation_metas),*],
                 };
+
+                #visit
 
                 #[inline]
                 fn column(&self, index: usize) -> ::orm_core::ValueRef<'_> {
@@ -445,7 +837,11 @@ fn expand(m: &EntityDef) -> TokenStream {
             #[allow(missing_docs)]
             impl #ident {
                 #(#consts)*
+                #(#many_to_one)*
+                #(#relation_consts)*
             }
+
+            #(#fk_checks)*
         };
     }
 }
