@@ -639,7 +639,7 @@ impl Connection {
     pub fn create_all(&self, metas: &[&'static EntityMeta]) -> Result<()> {
         let mut left: Vec<&'static EntityMeta> = Vec::new();
         for m in metas {
-            if !left.iter().any(|l| std::ptr::eq(*l, *m)) {
+            if !left.iter().any(|l| l.is(m)) {
                 left.push(m);
             }
         }
@@ -649,7 +649,7 @@ impl Connection {
             let waits_for = |m: &EntityMeta, left: &[&'static EntityMeta]| {
                 m.foreign_keys()
                     .map(|(_, fk)| fk.target())
-                    .filter(|t| !std::ptr::eq(*t, m) && left.iter().any(|l| std::ptr::eq(*l, *t)))
+                    .filter(|t| !t.is(m) && left.iter().any(|l| l.is(t)))
                     .collect::<Vec<_>>()
             };
             // The first entity whose referenced tables exist; in a cycle, the first one left,
@@ -669,17 +669,22 @@ impl Connection {
         }
         for (m, target) in alter {
             for (i, fk) in m.foreign_keys() {
-                if !std::ptr::eq(fk.target(), target) {
+                if !fk.target().is(target) {
                     continue;
                 }
                 let name = sql::fk_name(m.table, m.columns[i].name);
                 let exists = self.catalog_values(
                     "SELECT 1 FROM pg_constraint WHERE conname = $1 AND conrelid = to_regclass($2)",
-                    &[Value::Text(name), Value::Text(format!("\"{}\"", m.table.replace('"', "\"\"")))],
+                    &[
+                        Value::Text(name),
+                        Value::Text(format!("\"{}\"", m.table.replace('"', "\"\""))),
+                    ],
                 )?;
                 if exists.is_empty() {
                     let stmt = sql::add_foreign_key(m, i, fk, self.backend());
-                    self.run(Ctx::of(m), &stmt, || self.batch_raw(&stmt).map(|()| ((), 0)))?;
+                    self.run(Ctx::of(m), &stmt, || {
+                        self.batch_raw(&stmt).map(|()| ((), 0))
+                    })?;
                 }
             }
         }

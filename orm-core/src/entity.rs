@@ -89,10 +89,14 @@ impl EntityMeta {
         self.key_column().generated == Generated::AutoIncrement
     }
 
+    /// Whether `other` is this entity's metadata. A constant's address is not a reliable
+    /// identity (each crate may hold its own copy), so the names are compared too.
+    pub fn is(&self, other: &EntityMeta) -> bool {
+        std::ptr::eq(self, other) || (self.table == other.table && self.name == other.name)
+    }
+
     /// Positions of the columns that are foreign keys, with what they reference.
-    pub fn foreign_keys(
-        &self,
-    ) -> impl Iterator<Item = (usize, crate::relation::ForeignKey)> + '_ {
+    pub fn foreign_keys(&self) -> impl Iterator<Item = (usize, crate::relation::ForeignKey)> + '_ {
         self.columns
             .iter()
             .enumerate()

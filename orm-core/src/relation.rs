@@ -90,7 +90,7 @@ impl ForeignKey {
 
 impl PartialEq for ForeignKey {
     fn eq(&self, other: &Self) -> bool {
-        std::ptr::eq(self.target(), other.target()) && self.on_delete == other.on_delete
+        self.target().is(other.target()) && self.on_delete == other.on_delete
     }
 }
 impl Eq for ForeignKey {}
@@ -233,7 +233,7 @@ impl PartialEq for RelationMeta {
     fn eq(&self, other: &Self) -> bool {
         self.name == other.name
             && self.kind == other.kind
-            && std::ptr::eq(self.target(), other.target())
+            && self.target().is(other.target())
             && self.remote_column == other.remote_column
             && self.cascade == other.cascade
     }

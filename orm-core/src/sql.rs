@@ -285,11 +285,7 @@ fn delete_sql(q: &DeleteStatement, backend: Backend) -> String {
 /// `CREATE TABLE IF NOT EXISTS` and `CREATE INDEX IF NOT EXISTS` statements for an entity.
 /// References to the entities in `later` are left out, for [`add_foreign_keys`] to add once
 /// those tables exist (a cycle of references on PostgreSQL).
-pub(crate) fn create_table(
-    m: &EntityMeta,
-    backend: Backend,
-    later: &[&EntityMeta],
-) -> Vec<String> {
+pub(crate) fn create_table(m: &EntityMeta, backend: Backend, later: &[&EntityMeta]) -> Vec<String> {
     let mut t = Table::create();
     t.table(table(m)).if_not_exists();
     for (i, c) in m.columns.iter().enumerate() {
@@ -319,7 +315,7 @@ pub(crate) fn create_table(
         t.col(&mut def);
     }
     for (i, fk) in m.foreign_keys() {
-        if later.iter().any(|l| std::ptr::eq(*l, fk.target())) {
+        if later.iter().any(|l| l.is(fk.target())) {
             continue;
         }
         t.foreign_key(&mut foreign_key(m, i, fk));
@@ -348,7 +344,11 @@ pub(crate) fn create_table(
     out
 }
 
-fn foreign_key(m: &EntityMeta, column: usize, fk: crate::ForeignKey) -> sea_query::ForeignKeyCreateStatement {
+fn foreign_key(
+    m: &EntityMeta,
+    column: usize,
+    fk: crate::ForeignKey,
+) -> sea_query::ForeignKeyCreateStatement {
     let target = fk.target();
     let mut k = SqForeignKey::create();
     k.name(fk_name(m.table, m.columns[column].name))
@@ -606,8 +606,7 @@ fn condition(
                 }
                 Some((assoc, left, right)) => {
                     let a = format!("a{depth}");
-                    let assoc_col =
-                        |i: usize| Expr::col((Alias::new(a.clone()), col(assoc, i)));
+                    let assoc_col = |i: usize| Expr::col((Alias::new(a.clone()), col(assoc, i)));
                     sub.from_as(table(assoc), Alias::new(a.clone())).join_as(
                         JoinType::InnerJoin,
                         table(target),

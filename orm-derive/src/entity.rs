@@ -90,7 +90,12 @@ const ON_DELETE: &[(&str, &str)] = &[
 /// SQLAlchemy's cascade words, as the bits of `orm_core::Cascade`.
 fn parse_cascade(lit: &LitStr) -> syn::Result<u8> {
     let mut bits = 0;
-    for word in lit.value().split(',').map(str::trim).filter(|w| !w.is_empty()) {
+    for word in lit
+        .value()
+        .split(',')
+        .map(str::trim)
+        .filter(|w| !w.is_empty())
+    {
         bits |= match word {
             "save-update" => 1,
             "delete" => 2,
@@ -169,7 +174,9 @@ fn parse_relation(
         Ok(())
     })?;
     if !named {
-        return Err(meta.error("the relation has no name: expected e.g. `has_many(orders = Order::CUSTOMER)`"));
+        return Err(meta.error(
+            "the relation has no name: expected e.g. `has_many(orders = Order::CUSTOMER)`",
+        ));
     }
     if kind == RelKind::ManyToMany && def.pair.is_none() {
         return Err(meta.error(
@@ -512,8 +519,14 @@ fn check(m: &EntityDef, errors: &mut Errors) {
         .fields
         .iter()
         .filter(|f| f.references.is_some())
-        .filter_map(|f| relation_name(f).map(|n| (n, f.relation.as_ref().map_or(f.ident.span(), |r| r.1))))
-        .chain(m.relations.iter().map(|r| (r.name.to_string(), r.name.span())));
+        .filter_map(|f| {
+            relation_name(f).map(|n| (n, f.relation.as_ref().map_or(f.ident.span(), |r| r.1)))
+        })
+        .chain(
+            m.relations
+                .iter()
+                .map(|r| (r.name.to_string(), r.name.span())),
+        );
     for (name, span) in rel_names {
         let c = name.to_uppercase();
         if consts.contains(&c) {
@@ -609,7 +622,10 @@ fn expand(m: &EntityDef) -> TokenStream {
         let (unique, index, version) = (f.unique, f.index, f.version.is_some());
         let references = match &f.references {
             Some(target) => {
-                let word = f.on_delete.as_ref().map_or("no action", |(v, _)| v.as_str());
+                let word = f
+                    .on_delete
+                    .as_ref()
+                    .map_or("no action", |(v, _)| v.as_str());
                 let action = ON_DELETE
                     .iter()
                     .find(|(w, _)| *w == word)

@@ -415,6 +415,20 @@ impl Engine {
         r
     }
 
+    /// `CREATE TABLE IF NOT EXISTS` for a set of entities, referenced tables first, whatever
+    /// the order given (SQLAlchemy's `create_all`); see [`Connection::create_all`].
+    ///
+    /// [`Connection::create_all`]: orm_core::Connection::create_all
+    ///
+    /// # Errors
+    /// [`Error::Database`](orm_core::Error::Database).
+    pub fn create_all(&self, metas: &[&'static orm_core::EntityMeta]) -> Result<()> {
+        let conn = self.connect()?;
+        let r = conn.create_all(metas);
+        self.release(conn);
+        r
+    }
+
     /// `DROP TABLE IF EXISTS` for `E`.
     ///
     /// # Errors

@@ -85,6 +85,20 @@ pub(crate) struct Meta {
     /// flush turns the pair into one UPDATE of that row (a row switch, F1). The object it
     /// replaces, out of the identity map until then.
     pub replaces: Option<Arc<dyn Erased>>,
+    /// Links to parents made through the session (`Session::link`), for foreign-key columns
+    /// whose value is written by the flush once the parent has a key.
+    pub links: Vec<Link>,
+    /// Loaded collections of this object's relations (`OneToMany`, `OneToOne`, `ManyToMany`),
+    /// by relation position, kept until the object is expired.
+    pub collections: Vec<(usize, Vec<Arc<dyn Erased>>)>,
+}
+
+/// A child's link to its parent through foreign-key column `column`.
+pub(crate) struct Link {
+    pub column: usize,
+    pub parent: Arc<dyn Erased>,
+    /// Written into the column by a flush of the current transaction.
+    pub done: bool,
 }
 
 impl Meta {
@@ -102,6 +116,33 @@ impl Meta {
             flushing: false,
             torn: false,
             replaces: None,
+            links: Vec::new(),
+            collections: Vec::new(),
+        }
+    }
+
+    /// Whether any loaded value is stale.
+    pub(crate) fn is_expired(&self) -> bool {
+        self.expired != Expired::NO
+    }
+
+    /// Whether a link waits for its parent's key.
+    pub(crate) fn waits_for_parent(&self) -> bool {
+        self.links.iter().any(|l| !l.done)
+    }
+
+    /// The loaded collection of relation `relation`, if loaded.
+    pub(crate) fn collection(&self, relation: usize) -> Option<&Vec<Arc<dyn Erased>>> {
+        self.collections
+            .iter()
+            .find(|(r, _)| *r == relation)
+            .map(|(_, c)| c)
+    }
+
+    pub(crate) fn set_collection(&mut self, relation: usize, objects: Vec<Arc<dyn Erased>>) {
+        match self.collections.iter_mut().find(|(r, _)| *r == relation) {
+            Some((_, c)) => *c = objects,
+            None => self.collections.push((relation, objects)),
         }
     }
 
@@ -113,6 +154,7 @@ impl Meta {
         self.snapshot = None;
         // The reload replaces every value, a half-made change included.
         self.torn = false;
+        self.collections.clear();
     }
 
     /// [`expire_all`](Self::expire_all) for callers that also clear the modified list.
@@ -499,6 +541,25 @@ pub(crate) trait Erased: Send + Sync {
     /// After a rollback: forget a generated key (skipped, with a warning, while a guard on the
     /// value is alive).
     fn clear_generated_key(&self);
+    /// Writes the keys of the parents this object is linked to into its foreign-key columns
+    /// (links not written yet), recording each column's previous value in `log`.
+    fn resolve_links(self: Arc<Self>, log: &mut Vec<FkWrite>) -> Result<()>;
+    /// Puts a column's value back (a foreign key the rollback of a flush or transaction
+    /// undoes); skipped, with a warning, while a guard on the value is alive.
+    fn restore_column(&self, column: usize, value: &Value);
+    /// The key the value holds (the identity key of a pending object with an assigned key).
+    fn value_key(&self) -> Option<Key>;
+    /// The value of one column.
+    fn column_value(&self, column: usize) -> Result<Value>;
+    /// The rows this object's foreign keys point to: (referenced entity, key).
+    fn references(&self) -> Vec<(&'static EntityMeta, Key)>;
+    /// Loads the rows of this entity's relation `relation` that reference the given keys
+    /// (see [`LoadReferencing`](crate::relations::LoadReferencing)).
+    fn load_referencing(
+        &self,
+        relation: usize,
+        visitor: crate::relations::LoadReferencing<'_>,
+    ) -> Option<Result<Vec<Arc<dyn Erased>>>>;
     /// Puts this object into the right typed identity map.
     fn attach(self: Arc<Self>, maps: &mut Maps);
     /// Removes this object from its typed identity map.
@@ -828,6 +889,102 @@ impl<E: Entity> Erased for Object<E> {
         let _ = value.set_column(pk, cleared.as_ref());
     }
 
+    fn resolve_links(self: Arc<Self>, log: &mut Vec<FkWrite>) -> Result<()> {
+        let links: Vec<(usize, Arc<dyn Erased>)> = self
+            .meta
+            .lock()
+            .links
+            .iter()
+            .filter(|l| !l.done)
+            .map(|l| (l.column, Arc::clone(&l.parent)))
+            .collect();
+        if links.is_empty() {
+            return Ok(());
+        }
+        let mut value = self
+            .value
+            .try_write()
+            .ok_or_else(|| borrowed(E::META, "flush"))?;
+        for (column, parent) in links {
+            let Some(key) = parent.meta().key.clone() else {
+                return Err(Error::InvalidState {
+                    message: format!(
+                        "{} (table `{}`) is linked through `{}` to a {} that has no row: it \
+                         left the session before the flush; link it again or add the parent",
+                        E::META.name,
+                        E::META.table,
+                        E::META.columns[column].name,
+                        parent.entity().name
+                    ),
+                });
+            };
+            let ty = E::META.columns[column].sql_type;
+            let old = value.column(column).to_owned_value();
+            value
+                .set_column(column, key.to_value(ty).as_ref())
+                .map_err(|source| Error::InvalidState {
+                    message: format!(
+                        "{}::{}: the key {key} of the linked {} does not fit: {source}",
+                        E::META.name,
+                        E::META.columns[column].field,
+                        parent.entity().name
+                    ),
+                })?;
+            log.push(FkWrite {
+                object: Arc::clone(&self) as Arc<dyn Erased>,
+                column,
+                old,
+            });
+        }
+        for l in &mut self.meta.lock().links {
+            l.done = true;
+        }
+        Ok(())
+    }
+
+    fn restore_column(&self, column: usize, old: &Value) {
+        match self.value.try_write() {
+            Some(mut v) => {
+                let _ = v.set_column(column, old.as_ref());
+            }
+            None => tracing::warn!(
+                target: "orm::session",
+                entity = E::META.name,
+                "a guard is alive on an object whose foreign key a rollback restores; left in place"
+            ),
+        }
+    }
+
+    fn load_referencing(
+        &self,
+        relation: usize,
+        visitor: crate::relations::LoadReferencing<'_>,
+    ) -> Option<Result<Vec<Arc<dyn Erased>>>> {
+        E::visit_relation(relation, visitor)
+    }
+
+    fn value_key(&self) -> Option<Key> {
+        self.value.try_read().and_then(|v| v.key())
+    }
+
+    fn column_value(&self, column: usize) -> Result<Value> {
+        let v = self
+            .value
+            .try_read()
+            .ok_or_else(|| borrowed(E::META, "flush"))?;
+        Ok(v.column(column).to_owned_value())
+    }
+
+    fn references(&self) -> Vec<(&'static EntityMeta, Key)> {
+        let Some(v) = self.value.try_read() else {
+            return Vec::new();
+        };
+        E::META
+            .foreign_keys()
+            .filter_map(|(c, fk)| Some((fk.target(), Key::from_value(&v.column(c))?)))
+            .collect()
+    }
+
     fn attach(self: Arc<Self>, maps: &mut Maps) {
         let Some(key) = self.meta.lock().key.clone() else {
             return;
@@ -841,6 +998,14 @@ impl<E: Entity> Erased for Object<E> {
             maps.typed::<E>().remove_if_same(&key, self);
         }
     }
+}
+
+/// A foreign-key column a flush wrote from a link, with the value it held before: a failed
+/// flush or a rollback puts it back.
+pub(crate) struct FkWrite {
+    pub object: Arc<dyn Erased>,
+    pub column: usize,
+    pub old: Value,
 }
 
 fn version_expected<E: Entity>(meta: &EntityMeta, m: &Meta, value: &E) -> Option<Value> {

@@ -10,7 +10,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
-    AnyHandle, BORROWED, Erased, Expired, Handle, IdentityMap, Maps, Meta, Object, ObjectState,
+    AnyHandle, BORROWED, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object,
+    ObjectState,
 };
 use crate::query::Query;
 
@@ -50,6 +51,15 @@ pub(crate) struct State {
     /// Bulk calls in progress: they pull the caller's rows with no lock held, and the
     /// transaction must not end under them.
     bulk: u32,
+    /// Objects with links to parents (`Session::link`); the links are dropped when the
+    /// transaction ends.
+    pub(crate) linked: Objects,
+    /// Parents loaded through many-to-one relations, held until the transaction ends or they
+    /// are expired (the identity map alone holds objects weakly).
+    pub(crate) held: Objects,
+    /// Foreign keys written from links by flushes of the current transaction, with their
+    /// values before: a rollback puts them back.
+    fk_log: Vec<FkWrite>,
 }
 
 impl State {
@@ -61,8 +71,13 @@ impl State {
         }
     }
 
+    /// The objects added and not flushed.
+    pub(crate) fn pending_objects(&self) -> Objects {
+        self.pending.clone()
+    }
+
     /// Whether a load that sends SQL flushes first now (S5, F3).
-    fn autoflushes(&self) -> bool {
+    pub(crate) fn autoflushes(&self) -> bool {
         self.autoflush && self.no_autoflush == 0
     }
 
@@ -205,6 +220,8 @@ impl Drop for StateGuard<'_> {
 /// The part of a session that its handles can reach (through a `Weak`) to reload
 /// themselves and to report writes.
 pub(crate) struct Shared {
+    /// This, weakly: what objects loaded inside a flush point back to.
+    me: Weak<Shared>,
     engine: Engine,
     state: Mutex<State>,
     /// The thread holding `state` (0: none).
@@ -310,6 +327,11 @@ impl Shared {
         st.settle(r)
     }
 
+    /// A flush under a lock the caller holds (autoflush of the relation loaders).
+    pub(crate) fn flush_now(&self, st: &mut State) -> Result<()> {
+        self.flush_inner(st)
+    }
+
     fn flush_inner(&self, st: &mut State) -> Result<()> {
         // The list may hold objects that left this session since they were written (expunged,
         // adopted by another session): their changes are no longer this session's to send.
@@ -337,8 +359,9 @@ impl Shared {
         let _entered = span.enter();
         // A panic in user code (a `Field` conversion) is caught to put the bookkeeping back
         // as it was (the statements were rolled back by `write_atomically`), then goes on.
+        let mut fk_log = Vec::new();
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.flush_statements(st, &pending, &modified, &deleted)
+            self.flush_statements(st, &pending, &modified, &deleted, &mut fk_log)
         }));
         for obj in pending.iter().chain(&modified) {
             obj.unclaim();
@@ -369,14 +392,24 @@ impl Shared {
                 }
                 st.inserted_in_tx |= !pending.is_empty();
                 st.inserted.extend(pending.iter().cloned());
+                st.fk_log.extend(fk_log);
                 return Ok(());
             }
             Ok(Err(e)) => Ok(e),
             Err(panic) => Err(panic),
         };
-        // Objects made persistent by inserts that were rolled back are pending again.
+        // Objects made persistent by inserts that were rolled back are pending again, with
+        // the foreign keys the flush wrote put back and their links to be written again.
         for obj in &pending {
             obj.unpersist(&mut st.maps);
+        }
+        for w in fk_log.iter().rev() {
+            w.object.restore_column(w.column, &w.old);
+            for l in &mut w.object.meta().links {
+                if l.column == w.column {
+                    l.done = false;
+                }
+            }
         }
         st.pending = pending;
         st.deleted = deleted;
@@ -395,24 +428,33 @@ impl Shared {
         pending: &[Arc<dyn Erased>],
         modified: &[Arc<dyn Erased>],
         deleted: &[Arc<dyn Erased>],
+        fk_log: &mut Vec<FkWrite>,
     ) -> Result<Vec<Arc<dyn Erased>>> {
         for obj in pending.iter().chain(modified) {
             obj.claim()?;
         }
         let mut updates = Vec::new();
+        // Persistent objects linked to a parent that has no key yet: updated once the
+        // parent's insert has given it one.
+        let mut relinked = Vec::new();
         for obj in modified {
-            let eligible = {
+            let (eligible, waits) = {
                 let m = obj.meta();
-                m.state == ObjectState::Persistent && !m.marked_delete && m.snapshot.is_some()
+                (
+                    m.state == ObjectState::Persistent && !m.marked_delete && m.snapshot.is_some(),
+                    m.waits_for_parent(),
+                )
             };
-            if eligible {
+            if eligible && waits {
+                relinked.push(Arc::clone(obj));
+            } else if eligible {
                 let cols = obj.changes()?;
                 if !cols.is_empty() {
                     updates.push((Arc::clone(obj), cols));
                 }
             }
         }
-        if pending.is_empty() && updates.is_empty() && deleted.is_empty() {
+        if pending.is_empty() && updates.is_empty() && deleted.is_empty() && relinked.is_empty() {
             return Ok(Vec::new());
         }
         st.conn(&self.engine)?;
@@ -433,24 +475,70 @@ impl Shared {
             .iter()
             .cloned()
             .partition(|o| o.meta().replaces.is_some());
+        // Parents before children, by the links and foreign keys among the new objects.
+        let groups = crate::plan::insert_groups(&inserts)?;
+        let deleted = crate::plan::delete_order(deleted.to_vec());
+        // Children that the deletes leave behind get NULL in their foreign key first.
+        let weak = self.me.clone();
+        let orphans = if deleted.is_empty() {
+            Vec::new()
+        } else {
+            crate::relations::orphans(conn, maps, &weak, &deleted)?
+        };
+        for (child, column) in &orphans {
+            let old = child.column_value(*column)?;
+            child.restore_column(*column, &orm_core::Value::Null);
+            fk_log.push(FkWrite {
+                object: Arc::clone(child),
+                column: *column,
+                old,
+            });
+        }
+        let named = crate::relations::name_references;
         conn.write_atomically(|conn| {
             // SQLAlchemy's order: UPDATEs before INSERTs, so that a unique value moved away
             // from one row can be given to a new one in the same flush (F4); DELETEs last.
             for (obj, cols) in &updates {
-                obj.update(conn, cols)?;
+                obj.update(conn, cols)
+                    .map_err(|e| named(e, obj.entity(), false))?;
             }
             for obj in &switches {
                 obj.switch_row(conn)?;
             }
-            for group in inserts.chunk_by(|a, b| std::ptr::eq(a.entity(), b.entity())) {
-                group[0].insert_group(group, conn, maps)?;
+            for group in &groups {
+                for obj in group {
+                    Arc::clone(obj).resolve_links(fk_log)?;
+                }
+                group[0]
+                    .insert_group(group, conn, maps)
+                    .map_err(|e| named(e, group[0].entity(), false))?;
             }
-            for obj in deleted {
-                obj.delete(conn)?;
+            for obj in &relinked {
+                Arc::clone(obj).resolve_links(fk_log)?;
+                let cols = obj.changes()?;
+                if !cols.is_empty() {
+                    obj.update(conn, &cols)
+                        .map_err(|e| named(e, obj.entity(), false))?;
+                }
+            }
+            for (child, column) in &orphans {
+                child
+                    .update(conn, &[*column])
+                    .map_err(|e| named(e, child.entity(), false))?;
+            }
+            for obj in &deleted {
+                obj.delete(conn).map_err(|e| named(e, obj.entity(), true))?;
             }
             Ok(())
         })
-        .map(|()| updates.into_iter().map(|(o, _)| o).collect())
+        .map(|()| {
+            updates
+                .into_iter()
+                .map(|(o, _)| o)
+                .chain(relinked)
+                .chain(orphans.into_iter().map(|(o, _)| o))
+                .collect()
+        })
     }
 
     /// ROLLBACK, then put the objects back as they were before the transaction. With
@@ -478,6 +566,11 @@ impl Shared {
                 st.fail(reason);
             }
         }
+        // Foreign keys written from links go back to what they were; links are forgotten.
+        for w in std::mem::take(&mut st.fk_log).into_iter().rev() {
+            w.object.restore_column(w.column, &w.old);
+        }
+        Self::forget_links(st);
         for obj in std::mem::take(&mut st.pending) {
             Self::restore_replaced(st, &*obj, false);
             obj.meta().detach(ObjectState::Transient);
@@ -531,6 +624,16 @@ impl Shared {
         result
     }
 
+    /// Drops every link and the parents held for relations (end of a transaction): links
+    /// and loaded collections would otherwise keep each other alive.
+    fn forget_links(st: &mut State) {
+        for obj in std::mem::take(&mut st.linked) {
+            obj.meta().links.clear();
+        }
+        st.held.clear();
+        st.fk_log.clear();
+    }
+
     fn shutdown(&self) -> Result<()> {
         // Close and drop are not re-entrant calls of user code; waiting is right here.
         let mut st = StateGuard {
@@ -555,6 +658,7 @@ impl Shared {
         };
         // No pass over the objects: once the session's `Arc` is gone (right after this), every
         // handle reports `Detached` through its dead `Weak`.
+        Self::forget_links(&mut st);
         st.maps.clear();
         // Back to the pool, which rolls back what is left and resets it.
         st.conn = None;
@@ -721,7 +825,8 @@ impl std::fmt::Debug for Session {
 impl Session {
     pub(crate) fn new(engine: Engine, expire_on_commit: bool, autoflush: bool) -> Self {
         Session {
-            shared: Arc::new(Shared {
+            shared: Arc::new_cyclic(|me| Shared {
+                me: me.clone(),
                 engine,
                 state: Mutex::new(State {
                     conn: None,
@@ -738,6 +843,9 @@ impl Session {
                     in_tx: false,
                     failed: None,
                     bulk: 0,
+                    linked: Vec::new(),
+                    held: Vec::new(),
+                    fk_log: Vec::new(),
                 }),
                 holder: AtomicU64::new(0),
                 modified: Mutex::new(Vec::new()),
@@ -1074,6 +1182,27 @@ impl Session {
         if st.autoflushes() {
             self.shared.flush_inner(st)?;
         }
+        self.load_rows(st, spec, populate_existing)
+    }
+
+    /// Runs `f` on the locked state (for the relation loaders).
+    pub(crate) fn with_state<R>(
+        &self,
+        f: impl FnOnce(&mut State, &Engine) -> Result<R>,
+    ) -> Result<R> {
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = f(&mut st, &self.shared.engine);
+        st.settle(r)
+    }
+
+    /// [`load_locked`](Self::load_locked) without the autoflush.
+    pub(crate) fn load_rows<E: Entity>(
+        &self,
+        st: &mut State,
+        spec: &SelectSpec,
+        populate_existing: bool,
+    ) -> Result<Vec<Handle<E>>> {
         st.conn(&self.shared.engine)?;
         let State { conn, maps, .. } = st;
         let Some(conn) = conn.as_ref() else {
@@ -1127,15 +1256,19 @@ impl Session {
             }
             ObjectState::Persistent => {
                 let mut m = h.obj.meta.lock();
-                if !m.marked_delete {
-                    m.marked_delete = true;
-                    drop(m);
-                    st.deleted.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
+                if m.marked_delete {
+                    return Ok(());
                 }
+                m.marked_delete = true;
+                drop(m);
+                st.deleted.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
             }
-            _ => {}
+            _ => return Ok(()),
         }
-        Ok(())
+        drop(st);
+        // Children of relations declared with a delete cascade go too (loaded if needed,
+        // without an autoflush, which would send this delete before theirs).
+        self.no_autoflush(|| self.cascade_delete(h))
     }
 
     /// Sends all pending work: updates of changed columns, then inserts (in `add` order),
@@ -1186,6 +1319,7 @@ impl Session {
             obj.meta().detach(ObjectState::Detached);
         }
         st.inserted_in_tx = false;
+        Shared::forget_links(&mut st);
         let expire = st.expire_on_commit;
         st.maps.for_each(&mut |obj| {
             let mut m = obj.meta();
@@ -1290,7 +1424,8 @@ impl Session {
 
     /// Expires every persistent object of the session (S7, S10).
     pub fn expire_all(&self) {
-        let st = self.shared.lock_now();
+        let mut st = self.shared.lock_now();
+        st.held.clear();
         st.maps
             .for_each(&mut |obj| obj.meta().expire_and_unregister());
         self.shared.modified.lock().clear();
@@ -1332,6 +1467,8 @@ impl Session {
         let ptr = Arc::as_ptr(&h.obj).cast::<()>();
         let same = |o: &Arc<dyn Erased>| std::ptr::eq(Arc::as_ptr(o).cast::<()>(), ptr);
         let registered = std::mem::take(&mut h.obj.meta.lock().registered);
+        h.obj.meta.lock().links.clear();
+        st.linked.retain(|o| !same(o));
         if registered {
             self.shared.modified.lock().retain(|o| !same(o));
         }
@@ -1544,7 +1681,7 @@ fn duplicate<E: Entity>(key: &Key) -> Error {
 /// Merges a loaded row into the identity map: an object already there is returned as it is
 /// (its unflushed changes kept) unless it is expired or `populate_existing` asks for the
 /// row's values.
-fn merge<E: Entity>(
+pub(crate) fn merge<E: Entity>(
     map: &mut IdentityMap<E>,
     row: E,
     populate_existing: bool,

@@ -26,6 +26,7 @@ mod pool;
 mod postgres;
 mod properties;
 mod query;
+mod relations;
 mod reliability;
 mod rollback;
 mod schema;

@@ -1,0 +1,223 @@
+//! The order of a flush's inserts and deletes across the foreign-key graph.
+//!
+//! Inserts: an object goes after every object it depends on in the same flush: the parents
+//! it is linked to (`Session::link`) and the pending objects whose key its foreign keys hold.
+//! Objects are grouped by depth in that graph (roots first), then by entity in the order the
+//! entities were first added, so that each group is one batched insert and a child's group
+//! comes after its parents' keys are known. A tree of one table added leaves first works the
+//! same way: each level is a group.
+//!
+//! Deletes: an object goes before the objects its foreign keys point to.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+
+use orm_core::{EntityMeta, Error, Key, Result};
+
+use crate::handle::Erased;
+
+fn ptr(o: &Arc<dyn Erased>) -> usize {
+    Arc::as_ptr(o).cast::<()>() as usize
+}
+
+/// An entity's identity for the maps below (see `EntityMeta::is`).
+fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
+    (m.table, m.name)
+}
+
+/// Groups of objects to insert, in order; each group holds one entity's objects.
+pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Vec<Vec<Arc<dyn Erased>>>> {
+    let linked = objs.iter().any(|o| o.meta().waits_for_parent());
+    let references = objs
+        .iter()
+        .any(|o| o.entity().foreign_keys().next().is_some());
+    if !linked && !references {
+        return Ok(objs
+            .chunk_by(|a, b| a.entity().is(b.entity()))
+            .map(<[_]>::to_vec)
+            .collect());
+    }
+    let n = objs.len();
+    let index: HashMap<usize, usize> = objs.iter().enumerate().map(|(i, o)| (ptr(o), i)).collect();
+    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, o) in objs.iter().enumerate() {
+        for l in o.meta().links.iter().filter(|l| !l.done) {
+            if let Some(&p) = index.get(&ptr(&l.parent)) {
+                parents[i].push(p);
+            }
+        }
+    }
+    if references {
+        // Pending objects with an assigned key, of the entities that are referenced.
+        let referenced: Vec<(&str, &str)> = objs
+            .iter()
+            .flat_map(|o| {
+                o.entity()
+                    .foreign_keys()
+                    .map(|(_, fk)| meta_id(fk.target()))
+            })
+            .collect();
+        let keyed: HashMap<((&str, &str), Key), usize> = objs
+            .iter()
+            .enumerate()
+            .filter(|(_, o)| referenced.contains(&meta_id(o.entity())))
+            .filter_map(|(i, o)| Some(((meta_id(o.entity()), o.value_key()?), i)))
+            .collect();
+        if !keyed.is_empty() {
+            for (i, o) in objs.iter().enumerate() {
+                if o.entity().foreign_keys().next().is_none() {
+                    continue;
+                }
+                for (target, key) in o.references() {
+                    if let Some(&p) = keyed.get(&(meta_id(target), key))
+                        && p != i
+                    {
+                        parents[i].push(p);
+                    }
+                }
+            }
+        }
+    }
+    let depth = depths(&parents).map_err(|cycle| {
+        let names: Vec<&str> = cycle.iter().map(|&i| objs[i].entity().name).collect();
+        Error::InvalidState {
+            message: format!(
+                "the objects to insert reference each other in a cycle ({}): none can be \
+                 inserted first; insert one without its link, flush, then link it",
+                names.join(" -> ")
+            ),
+        }
+    })?;
+    // Entities in the order they were first added.
+    let mut rank: Vec<(&str, &str)> = Vec::new();
+    let mut entity_rank = Vec::with_capacity(n);
+    for o in objs {
+        let id = meta_id(o.entity());
+        let r = rank.iter().position(|&e| e == id).unwrap_or_else(|| {
+            rank.push(id);
+            rank.len() - 1
+        });
+        entity_rank.push(r);
+    }
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by_key(|&i| (depth[i], entity_rank[i]));
+    Ok(order
+        .chunk_by(|&a, &b| depth[a] == depth[b] && entity_rank[a] == entity_rank[b])
+        .map(|g| g.iter().map(|&i| Arc::clone(&objs[i])).collect())
+        .collect())
+}
+
+/// The depth of each node (0 without parents, else one more than its deepest parent), or
+/// the nodes of a cycle.
+fn depths(parents: &[Vec<usize>]) -> std::result::Result<Vec<usize>, Vec<usize>> {
+    let n = parents.len();
+    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
+    let mut waiting: Vec<usize> = vec![0; n];
+    for (i, ps) in parents.iter().enumerate() {
+        for &p in ps {
+            children[p].push(i);
+            waiting[i] += 1;
+        }
+    }
+    let mut depth = vec![0; n];
+    let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
+    let mut done = 0;
+    while let Some(i) = ready.pop() {
+        done += 1;
+        for &c in &children[i] {
+            depth[c] = depth[c].max(depth[i] + 1);
+            waiting[c] -= 1;
+            if waiting[c] == 0 {
+                ready.push(c);
+            }
+        }
+    }
+    if done == n {
+        return Ok(depth);
+    }
+    // Walk parents from a node left over until one repeats: that is a cycle.
+    let start = (0..n).find(|&i| waiting[i] > 0).unwrap_or(0);
+    let mut path = vec![start];
+    let mut at = start;
+    loop {
+        let Some(&next) = parents[at].iter().find(|&&p| waiting[p] > 0) else {
+            return Err(path);
+        };
+        if let Some(pos) = path.iter().position(|&p| p == next) {
+            let mut cycle = path.split_off(pos);
+            cycle.push(next);
+            return Err(cycle);
+        }
+        path.push(next);
+        at = next;
+    }
+}
+
+/// The objects to delete, each before the objects (in the same flush) that its foreign keys
+/// point to. Objects in a cycle keep their order, after the rest.
+pub(crate) fn delete_order(objs: Vec<Arc<dyn Erased>>) -> Vec<Arc<dyn Erased>> {
+    if objs.len() < 2
+        || !objs
+            .iter()
+            .any(|o| o.entity().foreign_keys().next().is_some())
+    {
+        return objs;
+    }
+    let n = objs.len();
+    let keyed: HashMap<((&str, &str), Key), usize> = objs
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| Some(((meta_id(o.entity()), o.meta().key.clone()?), i)))
+        .collect();
+    // parents[i]: the objects i references; they wait for i.
+    let mut referenced_by = vec![0usize; n];
+    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    for (i, o) in objs.iter().enumerate() {
+        for (target, key) in o.references() {
+            if let Some(&p) = keyed.get(&(meta_id(target), key))
+                && p != i
+            {
+                parents[i].push(p);
+                referenced_by[p] += 1;
+            }
+        }
+    }
+    let mut out = Vec::with_capacity(n);
+    let mut emitted = vec![false; n];
+    let mut ready: Vec<usize> = (0..n).rev().filter(|&i| referenced_by[i] == 0).collect();
+    while let Some(i) = ready.pop() {
+        emitted[i] = true;
+        out.push(Arc::clone(&objs[i]));
+        for &p in &parents[i] {
+            referenced_by[p] -= 1;
+            if referenced_by[p] == 0 {
+                ready.push(p);
+            }
+        }
+    }
+    out.extend(
+        (0..n)
+            .filter(|&i| !emitted[i])
+            .map(|i| Arc::clone(&objs[i])),
+    );
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::depths;
+
+    #[test]
+    fn depth_follows_the_longest_chain() {
+        // 2 -> 1 -> 0, 3 -> 0
+        let parents = vec![vec![], vec![0], vec![1], vec![0]];
+        assert_eq!(depths(&parents).unwrap(), vec![0, 1, 2, 1]);
+    }
+
+    #[test]
+    fn a_cycle_is_reported_with_its_members() {
+        let parents = vec![vec![], vec![2], vec![1]];
+        let cycle = depths(&parents).unwrap_err();
+        assert!(cycle.contains(&1) && cycle.contains(&2), "{cycle:?}");
+    }
+}
