@@ -56,6 +56,48 @@ fn fail(msg: String) -> Box<dyn std::error::Error> {
     msg.into()
 }
 
+/// The graph of `add_graph`: ten orders per customer.
+#[derive(Entity, Debug, Clone)]
+#[orm(table = "graph_customer", has_many(orders = GraphOrder::CUSTOMER))]
+struct GraphCustomer {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    name: String,
+    description: String,
+}
+
+#[derive(Entity, Debug, Clone)]
+#[orm(table = "graph_order")]
+struct GraphOrder {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    #[orm(references = GraphCustomer)]
+    customer_id: Option<i64>,
+    total: f64,
+    /// The name of the order's customer, to verify every link.
+    note: String,
+}
+
+/// Orders per customer in the graph cases.
+const ORDERS_PER_CUSTOMER: usize = 10;
+
+fn graph_order(i: usize) -> GraphOrder {
+    GraphOrder {
+        id: None,
+        customer_id: None,
+        total: (i % 1000) as f64 + 0.5,
+        note: name(i / ORDERS_PER_CUSTOMER),
+    }
+}
+
+fn graph_customer(i: usize) -> GraphCustomer {
+    GraphCustomer {
+        id: None,
+        name: name(i),
+        description: description(i),
+    }
+}
+
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Db {
     SqliteFile,
@@ -118,6 +160,39 @@ mod pg {
             w.write(&[&name(i), &description(i)])?;
         }
         w.finish()?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The graph floor: one transaction, a binary `COPY` of the customers and one of the
+    /// orders, with keys the program assigns itself.
+    pub fn floor_graph(c: &mut Client, n: usize) -> BoxResult<()> {
+        use super::ORDERS_PER_CUSTOMER as PER;
+        let mut tx = c.transaction()?;
+        let sink =
+            tx.copy_in("COPY graph_customer (id, name, description) FROM STDIN (FORMAT binary)")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT, Type::TEXT]);
+        for i in 0..n / PER {
+            w.write(&[&(i64::try_from(i)? + 1), &name(i), &description(i)])?;
+        }
+        w.finish()?;
+        let sink = tx.copy_in(
+            "COPY graph_order (id, customer_id, total, note) FROM STDIN (FORMAT binary)",
+        )?;
+        let mut w =
+            BinaryCopyInWriter::new(sink, &[Type::INT8, Type::INT8, Type::FLOAT8, Type::TEXT]);
+        for i in 0..n {
+            let o = super::graph_order(i);
+            let customer = i64::try_from(i / PER)? + 1;
+            w.write(&[&(i64::try_from(i)? + 1), &customer, &o.total, &o.note])?;
+        }
+        w.finish()?;
+        // The keys were given: move the identity sequences past them, as a program that
+        // assigns keys must before anyone else inserts.
+        tx.batch_execute(
+            "SELECT setval(pg_get_serial_sequence('graph_customer', 'id'), (SELECT max(id) FROM graph_customer)); \
+             SELECT setval(pg_get_serial_sequence('graph_order', 'id'), (SELECT max(id) FROM graph_order))",
+        )?;
         tx.commit()?;
         Ok(())
     }
@@ -209,7 +284,9 @@ fn fresh(db: Db) -> BoxResult<Fresh> {
         #[cfg(feature = "postgres")]
         Db::Postgres => {
             let mut client = pg::client()?;
-            client.batch_execute("DROP TABLE IF EXISTS customer, customer_uuid")?;
+            client.batch_execute(
+                "DROP TABLE IF EXISTS customer, customer_uuid, graph_order, graph_customer",
+            )?;
             pg = Some(client);
             let engine = Engine::postgres_with(
                 &pg::url(),
@@ -220,9 +297,13 @@ fn fresh(db: Db) -> BoxResult<Fresh> {
     };
     engine.create_table::<Customer>()?;
     engine.create_table::<CustomerUuid>()?;
+    engine.create_all(&[GraphOrder::META, GraphCustomer::META])?;
     if db == Db::SqliteMemory {
         raw.execute_batch(
-            "CREATE TABLE customer (id integer PRIMARY KEY, name text NOT NULL, description text NOT NULL)",
+            "CREATE TABLE customer (id integer PRIMARY KEY, name text NOT NULL, description text NOT NULL); \
+             CREATE TABLE graph_customer (id integer PRIMARY KEY, name text NOT NULL, description text NOT NULL); \
+             CREATE TABLE graph_order (id integer PRIMARY KEY, customer_id bigint REFERENCES graph_customer (id), \
+                 total double NOT NULL, note text NOT NULL)",
         )?;
     }
     Ok(Fresh {
@@ -361,6 +442,118 @@ fn floor_insert(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
             stmt.raw_bind_parameter(p + 1, b)
         },
     )
+}
+
+/// The graph floor on SQLite: multi-row VALUES into both tables, keys assigned by the
+/// program.
+fn floor_graph(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
+    let tx = raw.transaction()?;
+    // `raw_insert` commits its own transaction: both tables go in one here, as the session
+    // does, so the rows are bound by hand.
+    {
+        let customers = n / ORDERS_PER_CUSTOMER;
+        multi_row(
+            &tx,
+            "INSERT INTO graph_customer (id, name, description)",
+            3,
+            customers,
+            |stmt, p, i| {
+                stmt.raw_bind_parameter(p, i64::try_from(i)? + 1)?;
+                stmt.raw_bind_parameter(p + 1, name(i))?;
+                stmt.raw_bind_parameter(p + 2, description(i))?;
+                Ok(())
+            },
+        )?;
+        multi_row(
+            &tx,
+            "INSERT INTO graph_order (id, customer_id, total, note)",
+            4,
+            n,
+            |stmt, p, i| {
+                let o = graph_order(i);
+                stmt.raw_bind_parameter(p, i64::try_from(i)? + 1)?;
+                stmt.raw_bind_parameter(p + 1, i64::try_from(i / ORDERS_PER_CUSTOMER)? + 1)?;
+                stmt.raw_bind_parameter(p + 2, o.total)?;
+                stmt.raw_bind_parameter(p + 3, o.note)?;
+                Ok(())
+            },
+        )?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// Multi-row `INSERT … VALUES` of 100 rows per statement, prepared once, binding row `i`
+/// with `bind` from parameter `p`.
+fn multi_row(
+    tx: &rusqlite::Transaction<'_>,
+    head: &str,
+    ncols: usize,
+    n: usize,
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, usize) -> BoxResult<()>,
+) -> BoxResult<()> {
+    const PER: usize = 100;
+    let group = format!("({})", vec!["?"; ncols].join(", "));
+    let sql = |k: usize| format!("{head} VALUES {}", vec![group.as_str(); k].join(", "));
+    let mut full = tx.prepare(&sql(PER))?;
+    let mut start = 0;
+    while start < n {
+        let k = PER.min(n - start);
+        let mut part;
+        let stmt = if k == PER {
+            &mut full
+        } else {
+            part = tx.prepare(&sql(k))?;
+            &mut part
+        };
+        for j in 0..k {
+            bind(stmt, ncols * j + 1, start + j)?;
+        }
+        stmt.raw_execute()?;
+        start += k;
+    }
+    Ok(())
+}
+
+/// Checks the graph: `n` orders, `n / 10` customers, and every order linked to the customer
+/// whose name its note holds.
+fn verify_graph(f: &mut Fresh, n: usize, via_raw: bool) -> BoxResult<()> {
+    const LINKED: &str = "SELECT (SELECT count(*) FROM graph_customer), (SELECT count(*) FROM graph_order), \
+         (SELECT count(*) FROM graph_order o JOIN graph_customer c ON c.id = o.customer_id WHERE c.name = o.note)";
+    let counts: (i64, i64, i64) = {
+        #[cfg(feature = "postgres")]
+        if let Some(c) = f.pg.as_mut() {
+            let r = c.query_one(LINKED, &[])?;
+            (r.get(0), r.get(1), r.get(2))
+        } else if via_raw {
+            f.raw
+                .query_row(LINKED, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        } else {
+            let v = f.engine.connect()?.query_values(LINKED, &[])?;
+            let int = |x: &Value| if let Value::I64(i) = x { *i } else { -1 };
+            (int(&v[0][0]), int(&v[0][1]), int(&v[0][2]))
+        }
+        #[cfg(not(feature = "postgres"))]
+        if via_raw {
+            f.raw
+                .query_row(LINKED, [], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?
+        } else {
+            let v = f.engine.connect()?.query_values(LINKED, &[])?;
+            let int = |x: &Value| if let Value::I64(i) = x { *i } else { -1 };
+            (int(&v[0][0]), int(&v[0][1]), int(&v[0][2]))
+        }
+    };
+    let want = (
+        i64::try_from(n / ORDERS_PER_CUSTOMER)?,
+        i64::try_from(n)?,
+        i64::try_from(n)?,
+    );
+    if counts != want {
+        return Err(fail(format!(
+            "graph: (customers, orders, linked) = {counts:?}, expected {want:?}"
+        )));
+    }
+    Ok(())
 }
 
 /// Row `i` as a typed mapping.
@@ -565,6 +758,43 @@ fn cases() -> Vec<Case> {
                     },
                     |f, s, handles| check_handles(f, s, &handles),
                 )
+            },
+        },
+        Case {
+            name: "floor_graph",
+            what: "raw driver: n/10 customers and n orders, keys assigned by the program (multi-row VALUES; PostgreSQL two binary COPYs)",
+            floor: "floor_graph",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                let t = timed(|| {
+                    #[cfg(feature = "postgres")]
+                    if let Some(c) = f.pg.as_mut() {
+                        return pg::floor_graph(c, n);
+                    }
+                    floor_graph(&mut f.raw, n)
+                })?;
+                verify_graph(&mut f, n, true)?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "add_graph",
+            what: "add_all of n/10 customers and n orders, each linked before any key exists, + commit",
+            floor: "floor_graph",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                let s = f.engine.session();
+                let t = timed(|| {
+                    let customers = s.add_all((0..n / ORDERS_PER_CUSTOMER).map(graph_customer))?;
+                    let orders = s.add_all((0..n).map(graph_order))?;
+                    for (i, o) in orders.iter().enumerate() {
+                        s.link(o, GraphOrder::CUSTOMER, &customers[i / ORDERS_PER_CUSTOMER])?;
+                    }
+                    s.commit()?;
+                    Ok(())
+                })?;
+                verify_graph(&mut f, n, false)?;
+                Ok(t)
             },
         },
         Case {

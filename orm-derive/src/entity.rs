@@ -233,10 +233,9 @@ fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<EntityDef> {
                 return Ok(());
             }
             if meta.path.is_ident("table") {
-                let lit: LitStr = meta
-                    .value()
-                    .and_then(|v| v.parse())
-                    .map_err(|e| syn::Error::new(e.span(), TABLE_SYNTAX))?;
+                let lit: LitStr = meta.value().and_then(|v| v.parse()).map_err(|e| {
+                    syn::Error::new(e.span(), "expected `#[orm(table = \"name\")]`")
+                })?;
                 if lit.value().is_empty() {
                     return Err(syn::Error::new(
                         lit.span(),
