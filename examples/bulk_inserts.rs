@@ -277,8 +277,10 @@ fn fresh(db: Db) -> BoxResult<Fresh> {
         }
         Db::SqliteMemory => {
             let engine = Engine::sqlite_memory()?;
-            // The floors get a private in-memory database of their own.
+            // The floors get a private in-memory database of their own, enforcing foreign keys
+            // as the engine's connections do.
             let raw = rusqlite::Connection::open_in_memory()?;
+            raw.pragma_update(None, "foreign_keys", true)?;
             (engine, raw, None)
         }
         #[cfg(feature = "postgres")]

@@ -88,6 +88,10 @@ pub(crate) struct Meta {
     /// Links to parents made through the session (`Session::link`), for foreign-key columns
     /// whose value is written by the flush once the parent has a key.
     pub links: Vec<Link>,
+    /// In the session's list of linked objects.
+    pub listed: bool,
+    /// This object's position in the flush being planned (`plan::insert_groups`).
+    pub plan_slot: usize,
     /// Loaded collections of this object's relations (`OneToMany`, `OneToOne`, `ManyToMany`),
     /// by relation position, kept until the object is expired.
     pub collections: Vec<(usize, Vec<Arc<dyn Erased>>)>,
@@ -97,8 +101,12 @@ pub(crate) struct Meta {
 pub(crate) struct Link {
     pub column: usize,
     pub parent: Arc<dyn Erased>,
-    /// Written into the column by a flush of the current transaction.
-    pub done: bool,
+    /// The flush of the current transaction that wrote the parent's key into the column
+    /// (numbered from 1), or 0.
+    pub done: u64,
+    /// What the column held before that flush wrote it: a failed flush or a rollback puts
+    /// it back.
+    pub old: Value,
 }
 
 impl Meta {
@@ -117,6 +125,8 @@ impl Meta {
             torn: false,
             replaces: None,
             links: Vec::new(),
+            listed: false,
+            plan_slot: usize::MAX,
             collections: Vec::new(),
         }
     }
@@ -128,7 +138,7 @@ impl Meta {
 
     /// Whether a link waits for its parent's key.
     pub(crate) fn waits_for_parent(&self) -> bool {
-        self.links.iter().any(|l| !l.done)
+        self.links.iter().any(|l| l.done == 0)
     }
 
     /// The loaded collection of relation `relation`, if loaded.
@@ -543,7 +553,10 @@ pub(crate) trait Erased: Send + Sync {
     fn clear_generated_key(&self);
     /// Writes the keys of the parents this object is linked to into its foreign-key columns
     /// (links not written yet), recording each column's previous value in `log`.
-    fn resolve_links(self: Arc<Self>, log: &mut Vec<FkWrite>) -> Result<()>;
+    fn resolve_links(&self, flush: u64) -> Result<()>;
+    /// Puts back the foreign keys that flush `flush` (or, with 0, any flush) wrote from
+    /// links, and marks those links unwritten.
+    fn unresolve_links(&self, flush: u64);
     /// Puts a column's value back (a foreign key the rollback of a flush or transaction
     /// undoes); skipped, with a warning, while a guard on the value is alive.
     fn restore_column(&self, column: usize, value: &Value);
@@ -889,57 +902,76 @@ impl<E: Entity> Erased for Object<E> {
         let _ = value.set_column(pk, cleared.as_ref());
     }
 
-    fn resolve_links(self: Arc<Self>, log: &mut Vec<FkWrite>) -> Result<()> {
-        let links: Vec<(usize, Arc<dyn Erased>)> = self
-            .meta
-            .lock()
+    fn resolve_links(&self, flush: u64) -> Result<()> {
+        let mut links = {
+            let mut m = self.meta.lock();
+            if !m.waits_for_parent() {
+                return Ok(());
+            }
+            std::mem::take(&mut m.links)
+        };
+        let result = (|| {
+            let mut value = self
+                .value
+                .try_write()
+                .ok_or_else(|| borrowed(E::META, "flush"))?;
+            for link in links.iter_mut().filter(|l| l.done == 0) {
+                let column = link.column;
+                let Some(key) = link.parent.meta().key.clone() else {
+                    return Err(Error::InvalidState {
+                        message: format!(
+                            "{} (table `{}`) is linked through `{}` to a {} that has no row: it \
+                             left the session before the flush; link it again or add the parent",
+                            E::META.name,
+                            E::META.table,
+                            E::META.columns[column].name,
+                            link.parent.entity().name
+                        ),
+                    });
+                };
+                let ty = E::META.columns[column].sql_type;
+                let old = value.column(column).to_owned_value();
+                value
+                    .set_column(column, key.to_value(ty).as_ref())
+                    .map_err(|source| Error::InvalidState {
+                        message: format!(
+                            "{}::{}: the key {key} of the linked {} does not fit: {source}",
+                            E::META.name,
+                            E::META.columns[column].field,
+                            link.parent.entity().name
+                        ),
+                    })?;
+                link.old = old;
+                link.done = flush;
+            }
+            Ok(())
+        })();
+        let mut m = self.meta.lock();
+        // Links made meanwhile (none: the session is locked) would be kept after ours.
+        links.append(&mut m.links);
+        m.links = links;
+        drop(m);
+        if result.is_err() {
+            self.unresolve_links(flush);
+        }
+        result
+    }
+
+    fn unresolve_links(&self, flush: u64) {
+        let mut m = self.meta.lock();
+        let undo: Vec<(usize, Value)> = m
             .links
-            .iter()
-            .filter(|l| !l.done)
-            .map(|l| (l.column, Arc::clone(&l.parent)))
+            .iter_mut()
+            .filter(|l| l.done != 0 && (flush == 0 || l.done == flush))
+            .map(|l| {
+                l.done = 0;
+                (l.column, std::mem::replace(&mut l.old, Value::Null))
+            })
             .collect();
-        if links.is_empty() {
-            return Ok(());
+        drop(m);
+        for (column, old) in undo.iter().rev() {
+            self.restore_column(*column, old);
         }
-        let mut value = self
-            .value
-            .try_write()
-            .ok_or_else(|| borrowed(E::META, "flush"))?;
-        for (column, parent) in links {
-            let Some(key) = parent.meta().key.clone() else {
-                return Err(Error::InvalidState {
-                    message: format!(
-                        "{} (table `{}`) is linked through `{}` to a {} that has no row: it \
-                         left the session before the flush; link it again or add the parent",
-                        E::META.name,
-                        E::META.table,
-                        E::META.columns[column].name,
-                        parent.entity().name
-                    ),
-                });
-            };
-            let ty = E::META.columns[column].sql_type;
-            let old = value.column(column).to_owned_value();
-            value
-                .set_column(column, key.to_value(ty).as_ref())
-                .map_err(|source| Error::InvalidState {
-                    message: format!(
-                        "{}::{}: the key {key} of the linked {} does not fit: {source}",
-                        E::META.name,
-                        E::META.columns[column].field,
-                        parent.entity().name
-                    ),
-                })?;
-            log.push(FkWrite {
-                object: Arc::clone(&self) as Arc<dyn Erased>,
-                column,
-                old,
-            });
-        }
-        for l in &mut self.meta.lock().links {
-            l.done = true;
-        }
-        Ok(())
     }
 
     fn restore_column(&self, column: usize, old: &Value) {

@@ -16,10 +16,6 @@ use orm_core::{EntityMeta, Error, Key, Result};
 
 use crate::handle::Erased;
 
-fn ptr(o: &Arc<dyn Erased>) -> usize {
-    Arc::as_ptr(o).cast::<()>() as usize
-}
-
 /// An entity's identity for the maps below (see `EntityMeta::is`).
 fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
     (m.table, m.name)
@@ -27,58 +23,82 @@ fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
 
 /// Groups of objects to insert, in order; each group holds one entity's objects.
 pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Vec<Vec<Arc<dyn Erased>>>> {
-    let linked = objs.iter().any(|o| o.meta().waits_for_parent());
     let references = objs
-        .iter()
-        .any(|o| o.entity().foreign_keys().next().is_some());
-    if !linked && !references {
+        .chunk_by(|a, b| a.entity().is(b.entity()))
+        .any(|g| g[0].entity().foreign_keys().next().is_some());
+    if !references {
         return Ok(objs
             .chunk_by(|a, b| a.entity().is(b.entity()))
             .map(<[_]>::to_vec)
             .collect());
     }
     let n = objs.len();
-    let index: HashMap<usize, usize> = objs.iter().enumerate().map(|(i, o)| (ptr(o), i)).collect();
-    let mut parents: Vec<Vec<usize>> = vec![Vec::new(); n];
+    // Each object's position, in its own bookkeeping: a link finds its parent's without a
+    // map (a parent whose slot does not point back to it is not in this flush).
     for (i, o) in objs.iter().enumerate() {
-        for l in o.meta().links.iter().filter(|l| !l.done) {
-            if let Some(&p) = index.get(&ptr(&l.parent)) {
-                parents[i].push(p);
+        o.meta().plan_slot = i;
+    }
+    // (child, parent) pairs.
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    let mut parents: Vec<Arc<dyn Erased>> = Vec::new();
+    for (i, o) in objs.iter().enumerate() {
+        // One bookkeeping lock at a time (an object may be linked to itself).
+        parents.clear();
+        parents.extend(
+            o.meta()
+                .links
+                .iter()
+                .filter(|l| l.done == 0)
+                .map(|l| Arc::clone(&l.parent)),
+        );
+        for parent in &parents {
+            let p = parent.meta().plan_slot;
+            if p < n && Arc::ptr_eq(&objs[p], parent) {
+                edges.push((i, p));
             }
         }
     }
-    if references {
-        // Pending objects with an assigned key, of the entities that are referenced.
-        let referenced: Vec<(&str, &str)> = objs
-            .iter()
-            .flat_map(|o| {
-                o.entity()
-                    .foreign_keys()
-                    .map(|(_, fk)| meta_id(fk.target()))
-            })
-            .collect();
-        let keyed: HashMap<((&str, &str), Key), usize> = objs
-            .iter()
-            .enumerate()
-            .filter(|(_, o)| referenced.contains(&meta_id(o.entity())))
-            .filter_map(|(i, o)| Some(((meta_id(o.entity()), o.value_key()?), i)))
-            .collect();
-        if !keyed.is_empty() {
-            for (i, o) in objs.iter().enumerate() {
-                if o.entity().foreign_keys().next().is_none() {
-                    continue;
-                }
-                for (target, key) in o.references() {
-                    if let Some(&p) = keyed.get(&(meta_id(target), key))
-                        && p != i
-                    {
-                        parents[i].push(p);
-                    }
+    // Pending objects with an assigned key, of the entities that are referenced: a foreign
+    // key holding such a key is a dependency as well.
+    let mut referenced: Vec<(&str, &str)> = Vec::new();
+    for m in objs
+        .chunk_by(|a, b| a.entity().is(b.entity()))
+        .map(|g| g[0].entity())
+    {
+        for (_, fk) in m.foreign_keys() {
+            let id = meta_id(fk.target());
+            if !referenced.contains(&id) {
+                referenced.push(id);
+            }
+        }
+    }
+    let keyed: HashMap<((&str, &str), Key), usize> = objs
+        .iter()
+        .enumerate()
+        .filter(|(_, o)| referenced.contains(&meta_id(o.entity())))
+        .filter_map(|(i, o)| Some(((meta_id(o.entity()), o.value_key()?), i)))
+        .collect();
+    if !keyed.is_empty() {
+        for (i, o) in objs.iter().enumerate() {
+            if o.entity().foreign_keys().next().is_none() {
+                continue;
+            }
+            for (target, key) in o.references() {
+                if let Some(&p) = keyed.get(&(meta_id(target), key))
+                    && p != i
+                {
+                    edges.push((i, p));
                 }
             }
         }
     }
-    let depth = depths(&parents).map_err(|cycle| {
+    if edges.is_empty() {
+        return Ok(objs
+            .chunk_by(|a, b| a.entity().is(b.entity()))
+            .map(<[_]>::to_vec)
+            .collect());
+    }
+    let depth = depths(n, &edges).map_err(|cycle| {
         let names: Vec<&str> = cycle.iter().map(|&i| objs[i].entity().name).collect();
         Error::InvalidState {
             message: format!(
@@ -107,24 +127,31 @@ pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Vec<Vec<Arc<dyn 
         .collect())
 }
 
-/// The depth of each node (0 without parents, else one more than its deepest parent), or
-/// the nodes of a cycle.
-fn depths(parents: &[Vec<usize>]) -> std::result::Result<Vec<usize>, Vec<usize>> {
-    let n = parents.len();
-    let mut children: Vec<Vec<usize>> = vec![Vec::new(); n];
-    let mut waiting: Vec<usize> = vec![0; n];
-    for (i, ps) in parents.iter().enumerate() {
-        for &p in ps {
-            children[p].push(i);
-            waiting[i] += 1;
-        }
+/// The depth of each of `n` nodes given (child, parent) edges: 0 without parents, else one
+/// more than its deepest parent. Or the nodes of a cycle.
+fn depths(n: usize, edges: &[(usize, usize)]) -> std::result::Result<Vec<usize>, Vec<usize>> {
+    // Children of each node, as one array sliced by offsets.
+    let mut offsets = vec![0usize; n + 1];
+    let mut waiting = vec![0usize; n];
+    for &(c, p) in edges {
+        offsets[p + 1] += 1;
+        waiting[c] += 1;
+    }
+    for i in 0..n {
+        offsets[i + 1] += offsets[i];
+    }
+    let mut fill = offsets.clone();
+    let mut children = vec![0usize; edges.len()];
+    for &(c, p) in edges {
+        children[fill[p]] = c;
+        fill[p] += 1;
     }
     let mut depth = vec![0; n];
     let mut ready: Vec<usize> = (0..n).filter(|&i| waiting[i] == 0).collect();
     let mut done = 0;
     while let Some(i) = ready.pop() {
         done += 1;
-        for &c in &children[i] {
+        for &c in &children[offsets[i]..offsets[i + 1]] {
             depth[c] = depth[c].max(depth[i] + 1);
             waiting[c] -= 1;
             if waiting[c] == 0 {
@@ -136,11 +163,17 @@ fn depths(parents: &[Vec<usize>]) -> std::result::Result<Vec<usize>, Vec<usize>>
         return Ok(depth);
     }
     // Walk parents from a node left over until one repeats: that is a cycle.
+    let parent_of = |i: usize| {
+        edges
+            .iter()
+            .find(|&&(c, p)| c == i && waiting[p] > 0)
+            .map(|&(_, p)| p)
+    };
     let start = (0..n).find(|&i| waiting[i] > 0).unwrap_or(0);
     let mut path = vec![start];
     let mut at = start;
     loop {
-        let Some(&next) = parents[at].iter().find(|&&p| waiting[p] > 0) else {
+        let Some(next) = parent_of(at) else {
             return Err(path);
         };
         if let Some(pos) = path.iter().position(|&p| p == next) {
@@ -209,15 +242,15 @@ mod tests {
 
     #[test]
     fn depth_follows_the_longest_chain() {
-        // 2 -> 1 -> 0, 3 -> 0
-        let parents = vec![vec![], vec![0], vec![1], vec![0]];
-        assert_eq!(depths(&parents).unwrap(), vec![0, 1, 2, 1]);
+        // 2 -> 1 -> 0, 3 -> 0, 3 -> 2
+        let edges = [(1, 0), (2, 1), (3, 0), (3, 2)];
+        assert_eq!(depths(4, &edges).unwrap(), vec![0, 1, 2, 3]);
     }
 
     #[test]
     fn a_cycle_is_reported_with_its_members() {
-        let parents = vec![vec![], vec![2], vec![1]];
-        let cycle = depths(&parents).unwrap_err();
+        let edges = [(1, 2), (2, 1)];
+        let cycle = depths(3, &edges).unwrap_err();
         assert!(cycle.contains(&1) && cycle.contains(&2), "{cycle:?}");
     }
 }

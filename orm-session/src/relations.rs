@@ -361,7 +361,13 @@ impl Session {
         let cascade = cascade_of::<C, P>(column);
         self.enlist(parent, cascade, "link")?;
         self.enlist(child, cascade, "link")?;
-        let old_parent = self.current_parent::<C, P>(child, column)?;
+        let reverse = reverse::<C, P>(column);
+        // The old parent loses the child from its loaded collection (only a declared
+        // one-to-many has collections).
+        let old_parent = match reverse {
+            Some(_) => self.current_parent::<C, P>(child, column)?,
+            None => None,
+        };
         let key = {
             let m = parent.obj.meta.lock();
             match &m.key {
@@ -374,7 +380,8 @@ impl Session {
                 None => None,
             }
         };
-        {
+        let pending = child.obj.meta.lock().state == ObjectState::Pending;
+        if key.is_some() || !pending {
             // Takes the snapshot of a persistent child and registers it as written.
             let mut g = child.write()?;
             if let Some(k) = &key {
@@ -399,13 +406,16 @@ impl Session {
                 m.links.push(Link {
                     column,
                     parent: erased(parent),
-                    done: false,
+                    done: 0,
+                    old: Value::Null,
                 });
-                drop(m);
-                st.linked.push(erased(child));
+                if !std::mem::replace(&mut m.listed, true) {
+                    drop(m);
+                    st.linked.push(erased(child));
+                }
             }
         }
-        if let Some(r) = reverse::<C, P>(column) {
+        if let Some(r) = reverse {
             let me = erased(child);
             if let Some(old) = old_parent
                 && old != *parent

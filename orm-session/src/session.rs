@@ -57,9 +57,11 @@ pub(crate) struct State {
     /// Parents loaded through many-to-one relations, held until the transaction ends or they
     /// are expired (the identity map alone holds objects weakly).
     pub(crate) held: Objects,
-    /// Foreign keys written from links by flushes of the current transaction, with their
-    /// values before: a rollback puts them back.
+    /// Foreign keys set to NULL by flushes of the current transaction (children left by a
+    /// delete), with their values before: a rollback puts them back.
     fk_log: Vec<FkWrite>,
+    /// Flushes so far (numbers the links each one writes).
+    flushes: u64,
 }
 
 impl State {
@@ -360,8 +362,10 @@ impl Shared {
         // A panic in user code (a `Field` conversion) is caught to put the bookkeeping back
         // as it was (the statements were rolled back by `write_atomically`), then goes on.
         let mut fk_log = Vec::new();
+        st.flushes += 1;
+        let flush_id = st.flushes;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.flush_statements(st, &pending, &modified, &deleted, &mut fk_log)
+            self.flush_statements(st, &pending, &modified, &deleted, &mut fk_log, flush_id)
         }));
         for obj in pending.iter().chain(&modified) {
             obj.unclaim();
@@ -403,13 +407,11 @@ impl Shared {
         for obj in &pending {
             obj.unpersist(&mut st.maps);
         }
+        for obj in pending.iter().chain(&modified) {
+            obj.unresolve_links(flush_id);
+        }
         for w in fk_log.iter().rev() {
             w.object.restore_column(w.column, &w.old);
-            for l in &mut w.object.meta().links {
-                if l.column == w.column {
-                    l.done = false;
-                }
-            }
         }
         st.pending = pending;
         st.deleted = deleted;
@@ -429,6 +431,7 @@ impl Shared {
         modified: &[Arc<dyn Erased>],
         deleted: &[Arc<dyn Erased>],
         fk_log: &mut Vec<FkWrite>,
+        flush_id: u64,
     ) -> Result<Vec<Arc<dyn Erased>>> {
         for obj in pending.iter().chain(modified) {
             obj.claim()?;
@@ -507,14 +510,14 @@ impl Shared {
             }
             for group in &groups {
                 for obj in group {
-                    Arc::clone(obj).resolve_links(fk_log)?;
+                    obj.resolve_links(flush_id)?;
                 }
                 group[0]
                     .insert_group(group, conn, maps)
                     .map_err(|e| named(e, group[0].entity(), false))?;
             }
             for obj in &relinked {
-                Arc::clone(obj).resolve_links(fk_log)?;
+                obj.resolve_links(flush_id)?;
                 let cols = obj.changes()?;
                 if !cols.is_empty() {
                     obj.update(conn, &cols)
@@ -569,6 +572,9 @@ impl Shared {
         // Foreign keys written from links go back to what they were; links are forgotten.
         for w in std::mem::take(&mut st.fk_log).into_iter().rev() {
             w.object.restore_column(w.column, &w.old);
+        }
+        for obj in &st.linked {
+            obj.unresolve_links(0);
         }
         Self::forget_links(st);
         for obj in std::mem::take(&mut st.pending) {
@@ -628,7 +634,9 @@ impl Shared {
     /// and loaded collections would otherwise keep each other alive.
     fn forget_links(st: &mut State) {
         for obj in std::mem::take(&mut st.linked) {
-            obj.meta().links.clear();
+            let mut m = obj.meta();
+            m.links.clear();
+            m.listed = false;
         }
         st.held.clear();
         st.fk_log.clear();
@@ -846,6 +854,7 @@ impl Session {
                     linked: Vec::new(),
                     held: Vec::new(),
                     fk_log: Vec::new(),
+                    flushes: 0,
                 }),
                 holder: AtomicU64::new(0),
                 modified: Mutex::new(Vec::new()),
@@ -1467,7 +1476,11 @@ impl Session {
         let ptr = Arc::as_ptr(&h.obj).cast::<()>();
         let same = |o: &Arc<dyn Erased>| std::ptr::eq(Arc::as_ptr(o).cast::<()>(), ptr);
         let registered = std::mem::take(&mut h.obj.meta.lock().registered);
-        h.obj.meta.lock().links.clear();
+        {
+            let mut m = h.obj.meta.lock();
+            m.links.clear();
+            m.listed = false;
+        }
         st.linked.retain(|o| !same(o));
         if registered {
             self.shared.modified.lock().retain(|o| !same(o));
