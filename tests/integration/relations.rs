@@ -1,4 +1,4 @@
-//! Relations (G1–G8 in docs/behaviours.md): foreign keys in the mapping, linking objects
+//! Relations (G1–G7 in docs/behaviours.md): foreign keys in the mapping, linking objects
 //! before their keys exist, a dependency-ordered flush, cascades, lazy and select-in loading,
 //! filters across relations. Every test runs on SQLite and PostgreSQL and checks the rows on
 //! another connection.
@@ -135,9 +135,9 @@ both! {
         Ok(())
     }
 
-    // G2: children added before their parents, linked before either has a key: the flush
+    // G3: children added before their parents, linked before either has a key: the flush
     // inserts the parents first and writes their keys into the children.
-    fn g2_children_added_first_flush_after_their_parents(db) -> Result<()> {
+    fn g3_children_added_first_flush_after_their_parents(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -168,9 +168,9 @@ both! {
         Ok(())
     }
 
-    // G2: a persistent child moved to a parent that has no key yet is updated after the
+    // G3: a persistent child moved to a parent that has no key yet is updated after the
     // parent's insert, in the same flush.
-    fn g2_persistent_child_relinked_to_a_new_parent(db) -> Result<()> {
+    fn g3_persistent_child_relinked_to_a_new_parent(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -189,8 +189,8 @@ both! {
         Ok(())
     }
 
-    // G3: a tree of one table added in random order (leaves first) flushes level by level.
-    fn g3_self_referential_tree_added_leaves_first(db) -> Result<()> {
+    // G4: a tree of one table added in random order (leaves first) flushes level by level.
+    fn g4_self_referential_tree_added_leaves_first(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -227,9 +227,9 @@ both! {
         Ok(())
     }
 
-    // G3: objects linked in a cycle cannot be inserted in any order: refused, nothing written,
+    // G4: objects linked in a cycle cannot be inserted in any order: refused, nothing written,
     // and the session is usable once the cycle is broken.
-    fn g3_a_cycle_of_links_is_refused(db) -> Result<()> {
+    fn g4_a_cycle_of_links_is_refused(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -249,9 +249,9 @@ both! {
         Ok(())
     }
 
-    // G4: delete cascade: deleting a customer deletes its orders, and their lines, in the
+    // G5: delete cascade: deleting a customer deletes its orders, and their lines, in the
     // same flush, children first.
-    fn g4_delete_cascades_to_children(db) -> Result<()> {
+    fn g5_delete_cascades_to_children(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -281,8 +281,8 @@ both! {
         Ok(())
     }
 
-    // G4: delete-orphan: a child unlinked from its parent is deleted.
-    fn g4_delete_orphan_deletes_an_unlinked_child(db) -> Result<()> {
+    // G5: delete-orphan: a child unlinked from its parent is deleted.
+    fn g5_delete_orphan_deletes_an_unlinked_child(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -301,9 +301,9 @@ both! {
         Ok(())
     }
 
-    // G4: without a delete cascade, deleting a parent sets its children's nullable foreign
+    // G5: without a delete cascade, deleting a parent sets its children's nullable foreign
     // key to NULL (one UPDATE before the DELETE) ...
-    fn g4_no_cascade_nulls_a_nullable_foreign_key(db) -> Result<()> {
+    fn g5_no_cascade_nulls_a_nullable_foreign_key(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -325,8 +325,8 @@ both! {
         Ok(())
     }
 
-    // G4: ... and fails clearly, writing nothing, when the foreign key is NOT NULL.
-    fn g4_no_cascade_not_null_fails_naming_both_tables(db) -> Result<()> {
+    // G5: ... and fails clearly, writing nothing, when the foreign key is NOT NULL.
+    fn g5_no_cascade_not_null_fails_naming_both_tables(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -345,9 +345,9 @@ both! {
         Ok(())
     }
 
-    // G5: N parents with select-in loading cost 2 statements; every collection is then read
+    // G6: N parents with select-in loading cost 2 statements; every collection is then read
     // without SQL; a many-to-one to an object in the identity map costs none.
-    fn g5_selectin_and_lazy_statement_counts(db) -> Result<()> {
+    fn g6_selectin_and_lazy_statement_counts(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -394,9 +394,9 @@ both! {
         Ok(())
     }
 
-    // G6: rollback after a flushed graph puts every object back: transient, generated keys
+    // S9, G3: rollback after a flushed graph puts every object back: transient, generated keys
     // and the foreign keys written from links cleared, nothing in the database.
-    fn g6_rollback_restores_keys_and_foreign_keys(db) -> Result<()> {
+    fn s9_rollback_after_a_flushed_graph_restores_keys_and_foreign_keys(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -427,9 +427,9 @@ both! {
         Ok(())
     }
 
-    // G6: a flush that fails after the parents' insert writes nothing and puts the children's
+    // R1, G3: a flush that fails after the parents' insert writes nothing and puts the children's
     // foreign keys back; fixed, the same objects flush.
-    fn g6_failed_graph_flush_restores_foreign_keys(db) -> Result<()> {
+    fn r1_failed_graph_flush_restores_foreign_keys(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -461,8 +461,8 @@ both! {
         Ok(())
     }
 
-    // G7: a foreign-key violation's message names both tables.
-    fn g7_foreign_key_violation_names_both_tables(db) -> Result<()> {
+    // R3, G1: a foreign-key violation's message names both tables.
+    fn r3_foreign_key_violation_names_both_tables(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -474,9 +474,9 @@ both! {
         Ok(())
     }
 
-    // G8: filters across relations: EXISTS on one-to-many, many-to-one and many-to-many, and
+    // G2: filters across relations: EXISTS on one-to-many, many-to-one and many-to-many, and
     // a self-referential one.
-    fn g8_filters_across_relations(db) -> Result<()> {
+    fn g2_filters_across_relations(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
@@ -521,8 +521,8 @@ both! {
         Ok(())
     }
 
-    // G8: a self-referential filter: nodes having a child labelled "k1".
-    fn g8_self_referential_filter(db) -> Result<()> {
+    // G2: a self-referential filter: nodes having a child labelled "k1".
+    fn g2_self_referential_filter(db) -> Result<()> {
         let engine = db.engine();
         engine.create_all(ALL)?;
         let s = engine.session();
