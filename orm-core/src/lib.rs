@@ -63,8 +63,8 @@ pub use orm_derive::Entity;
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, display_url};
 pub use relation::{
-    Cascade, ForeignKey, ManyToMany, ManyToOne, OnDelete, OneToMany, OneToOne, RelationKind,
-    RelationMeta, TypeVisitor, meta_of,
+    Cascade, ForeignKey, ManyToMany, ManyToOne, MetaFn, OnDelete, OneToMany, OneToOne,
+    RelationKind, RelationMeta, TypeVisitor, meta_of,
 };
 pub use schema::LiveColumn;
 pub use sql::{Backend, statement_cache};

@@ -46,6 +46,9 @@ pub fn meta_of<T: Entity>() -> &'static EntityMeta {
     T::META
 }
 
+/// How metadata names another entity's metadata (see [`meta_of`]).
+pub type MetaFn = fn() -> &'static EntityMeta;
+
 /// What the database does to the rows referencing a row that is deleted (`ON DELETE`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
@@ -76,7 +79,7 @@ impl OnDelete {
 #[derive(Clone, Copy)]
 pub struct ForeignKey {
     /// The referenced entity.
-    pub target: fn() -> &'static EntityMeta,
+    pub target: MetaFn,
     /// `ON DELETE`.
     pub on_delete: OnDelete,
 }
@@ -212,12 +215,12 @@ pub struct RelationMeta {
     /// One-to-many, one-to-one or many-to-many.
     pub kind: RelationKind,
     /// The related entity.
-    pub target: fn() -> &'static EntityMeta,
+    pub target: MetaFn,
     /// The column (of the target, or of the association entity for many-to-many) that
     /// references this entity.
     pub remote_column: usize,
     /// Many-to-many: the association entity and its column referencing the target.
-    pub through: Option<(fn() -> &'static EntityMeta, usize)>,
+    pub through: Option<(MetaFn, usize)>,
     /// What the session cascades along it.
     pub cascade: Cascade,
 }
@@ -291,7 +294,7 @@ pub struct OneToOne<P, C> {
 /// `#[orm(many_to_many(name = B, via = (Assoc::TO_A, Assoc::TO_B)))]`.
 pub struct ManyToMany<A, B> {
     relation: usize,
-    through: fn() -> &'static EntityMeta,
+    through: MetaFn,
     left: usize,
     right: usize,
     _marker: PhantomData<fn() -> (A, B)>,
