@@ -90,8 +90,6 @@ pub(crate) struct Meta {
     pub links: Vec<Link>,
     /// In the session's list of linked objects.
     pub listed: bool,
-    /// This object's position in the flush being planned (`plan::insert_groups`).
-    pub plan_slot: usize,
     /// Loaded collections of this object's relations (`OneToMany`, `OneToOne`, `ManyToMany`),
     /// by relation position, kept until the object is expired.
     pub collections: Vec<(usize, Vec<Arc<dyn Erased>>)>,
@@ -126,7 +124,6 @@ impl Meta {
             replaces: None,
             links: Vec::new(),
             listed: false,
-            plan_slot: usize::MAX,
             collections: Vec::new(),
         }
     }
@@ -190,6 +187,9 @@ impl Meta {
 pub(crate) struct Object<E> {
     pub value: RwLock<E>,
     pub meta: Mutex<Meta>,
+    /// This object's position in the flush being planned (`plan::insert_groups`), readable
+    /// without the bookkeeping lock.
+    pub slot: std::sync::atomic::AtomicUsize,
 }
 
 /// What the error of a value lock that could not be had says.
@@ -334,6 +334,7 @@ impl<E: Entity> Handle<E> {
             obj: Arc::new(Object {
                 value: RwLock::new(value),
                 meta: Mutex::new(meta),
+                slot: std::sync::atomic::AtomicUsize::new(usize::MAX),
             }),
         }
     }
@@ -518,6 +519,8 @@ impl<E: Entity> Object<E> {
 pub(crate) trait Erased: Send + Sync {
     fn entity(&self) -> &'static EntityMeta;
     fn meta(&self) -> MutexGuard<'_, Meta>;
+    /// The object's position in the flush being planned.
+    fn slot(&self) -> &std::sync::atomic::AtomicUsize;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Marks the object as being flushed (so that `write()` refuses meanwhile), then fails
     /// when a guard on its value is alive or a panic tore a change to it.
@@ -528,11 +531,14 @@ pub(crate) trait Erased: Send + Sync {
     /// and makes each chunk persistent as soon as it is sent, while it is still in cache:
     /// key recorded (and written into the value when generated), state `Persistent`, entry
     /// in the identity map. If the flush fails later, [`Erased::unpersist`] undoes it.
+    /// Before each chunk's insert, the chunk's links to parents are written into its foreign
+    /// keys (see [`resolve_links`](Self::resolve_links); `flush` numbers the flush).
     fn insert_group(
         &self,
         group: &[Arc<dyn Erased>],
         conn: &Connection,
         maps: &mut Maps,
+        flush: u64,
     ) -> Result<()>;
     /// Undoes what `insert_group` did to this object, after a failed flush.
     fn unpersist(&self, maps: &mut Maps);
@@ -588,6 +594,10 @@ impl<E: Entity> Erased for Object<E> {
         self.meta.lock()
     }
 
+    fn slot(&self) -> &std::sync::atomic::AtomicUsize {
+        &self.slot
+    }
+
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync> {
         self
     }
@@ -624,6 +634,7 @@ impl<E: Entity> Erased for Object<E> {
         group: &[Arc<dyn Erased>],
         conn: &Connection,
         maps: &mut Maps,
+        flush: u64,
     ) -> Result<()> {
         // Chunks keep the flush's own memory small and its objects in cache; each chunk's
         // statements are full batches (the chunk is a multiple of the batch size). On
@@ -638,6 +649,10 @@ impl<E: Entity> Erased for Object<E> {
         let map = maps.typed::<E>();
         map.reserve(group.len());
         for chunk in group.chunks(chunk_len) {
+            // While the chunk is in cache.
+            for o in chunk {
+                o.resolve_links(flush)?;
+            }
             let objects: Vec<Arc<Object<E>>> = chunk
                 .iter()
                 .map(|o| {

@@ -11,6 +11,7 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use orm_core::{EntityMeta, Error, Key, Result};
 
@@ -21,82 +22,104 @@ fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
     (m.table, m.name)
 }
 
-/// Groups of objects to insert, in order; each group holds one entity's objects.
-pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Vec<Vec<Arc<dyn Erased>>>> {
+/// The objects to insert, reordered, and split into groups: [`Groups`] derefs to a slice of
+/// groups, each one entity's objects, in insert order.
+pub(crate) struct Groups {
+    objects: Vec<Arc<dyn Erased>>,
+    bounds: Vec<std::ops::Range<usize>>,
+}
+
+impl Groups {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[Arc<dyn Erased>]> {
+        self.bounds.iter().map(|r| &self.objects[r.clone()])
+    }
+}
+
+/// Runs of one entity, in order.
+fn runs(objs: &[Arc<dyn Erased>]) -> Vec<std::ops::Range<usize>> {
+    let mut out = Vec::new();
+    let mut start = 0;
+    for run in objs.chunk_by(|a, b| a.entity().is(b.entity())) {
+        out.push(start..start + run.len());
+        start += run.len();
+    }
+    out
+}
+
+/// Orders the objects to insert (see the module's comment). Each object is visited once;
+/// the reordering moves the handles without touching the objects.
+pub(crate) fn insert_groups(objs: Vec<Arc<dyn Erased>>) -> Result<Groups> {
+    let plain = |objs: Vec<Arc<dyn Erased>>| Groups {
+        bounds: runs(&objs),
+        objects: objs,
+    };
     let references = objs
         .chunk_by(|a, b| a.entity().is(b.entity()))
         .any(|g| g[0].entity().foreign_keys().next().is_some());
     if !references {
-        return Ok(objs
-            .chunk_by(|a, b| a.entity().is(b.entity()))
-            .map(<[_]>::to_vec)
-            .collect());
+        return Ok(plain(objs));
     }
     let n = objs.len();
-    // Each object's position, in its own bookkeeping: a link finds its parent's without a
-    // map (a parent whose slot does not point back to it is not in this flush).
+    // One pass: each object's position goes on the object (so that a link finds its
+    // parent's without a map), and its links are collected as (child, parent).
+    let mut linked: Vec<(usize, Arc<dyn Erased>)> = Vec::new();
     for (i, o) in objs.iter().enumerate() {
-        o.meta().plan_slot = i;
-    }
-    // (child, parent) pairs.
-    let mut edges: Vec<(usize, usize)> = Vec::new();
-    let mut parents: Vec<Arc<dyn Erased>> = Vec::new();
-    for (i, o) in objs.iter().enumerate() {
-        // One bookkeeping lock at a time (an object may be linked to itself).
-        parents.clear();
-        parents.extend(
-            o.meta()
-                .links
-                .iter()
-                .filter(|l| l.done == 0)
-                .map(|l| Arc::clone(&l.parent)),
-        );
-        for parent in &parents {
-            let p = parent.meta().plan_slot;
-            if p < n && Arc::ptr_eq(&objs[p], parent) {
-                edges.push((i, p));
-            }
+        o.slot().store(i, Ordering::Relaxed);
+        let m = o.meta();
+        for l in m.links.iter().filter(|l| l.done == 0) {
+            linked.push((i, Arc::clone(&l.parent)));
         }
     }
+    // A parent whose slot does not point back to it is not in this flush.
+    let mut edges: Vec<(usize, usize)> = linked
+        .iter()
+        .filter_map(|(i, parent)| {
+            let p = parent.slot().load(Ordering::Relaxed);
+            (p < n && Arc::ptr_eq(&objs[p], parent)).then_some((*i, p))
+        })
+        .collect();
+    drop(linked);
     // Pending objects with an assigned key, of the entities that are referenced: a foreign
     // key holding such a key is a dependency as well.
+    let entity_runs = runs(&objs);
     let mut referenced: Vec<(&str, &str)> = Vec::new();
-    for m in objs
-        .chunk_by(|a, b| a.entity().is(b.entity()))
-        .map(|g| g[0].entity())
-    {
-        for (_, fk) in m.foreign_keys() {
+    for r in &entity_runs {
+        for (_, fk) in objs[r.start].entity().foreign_keys() {
             let id = meta_id(fk.target());
             if !referenced.contains(&id) {
                 referenced.push(id);
             }
         }
     }
-    let keyed: HashMap<((&str, &str), Key), usize> = objs
-        .iter()
-        .enumerate()
-        .filter(|(_, o)| referenced.contains(&meta_id(o.entity())))
-        .filter_map(|(i, o)| Some(((meta_id(o.entity()), o.value_key()?), i)))
-        .collect();
+    let mut keyed: HashMap<((&str, &str), Key), usize> = HashMap::new();
+    for r in &entity_runs {
+        let id = meta_id(objs[r.start].entity());
+        if referenced.contains(&id) {
+            for i in r.clone() {
+                if let Some(k) = objs[i].value_key() {
+                    keyed.insert((id, k), i);
+                }
+            }
+        }
+    }
     if !keyed.is_empty() {
-        for (i, o) in objs.iter().enumerate() {
-            if o.entity().foreign_keys().next().is_none() {
+        for r in &entity_runs {
+            if objs[r.start].entity().foreign_keys().next().is_none() {
                 continue;
             }
-            for (target, key) in o.references() {
-                if let Some(&p) = keyed.get(&(meta_id(target), key))
-                    && p != i
-                {
-                    edges.push((i, p));
+            for i in r.clone() {
+                for (target, key) in objs[i].references() {
+                    if let Some(&p) = keyed.get(&(meta_id(target), key))
+                        && p != i
+                    {
+                        edges.push((i, p));
+                    }
                 }
             }
         }
     }
     if edges.is_empty() {
-        return Ok(objs
-            .chunk_by(|a, b| a.entity().is(b.entity()))
-            .map(<[_]>::to_vec)
-            .collect());
+        return Ok(plain(objs));
     }
     let depth = depths(n, &edges).map_err(|cycle| {
         let names: Vec<&str> = cycle.iter().map(|&i| objs[i].entity().name).collect();
@@ -110,21 +133,43 @@ pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Vec<Vec<Arc<dyn 
     })?;
     // Entities in the order they were first added.
     let mut rank: Vec<(&str, &str)> = Vec::new();
-    let mut entity_rank = Vec::with_capacity(n);
-    for o in objs {
-        let id = meta_id(o.entity());
-        let r = rank.iter().position(|&e| e == id).unwrap_or_else(|| {
+    let mut entity_rank = vec![0; n];
+    for r in &entity_runs {
+        let id = meta_id(objs[r.start].entity());
+        let k = rank.iter().position(|&e| e == id).unwrap_or_else(|| {
             rank.push(id);
             rank.len() - 1
         });
-        entity_rank.push(r);
+        entity_rank[r.clone()].fill(k);
     }
-    let mut order: Vec<usize> = (0..n).collect();
-    order.sort_by_key(|&i| (depth[i], entity_rank[i]));
-    Ok(order
-        .chunk_by(|&a, &b| depth[a] == depth[b] && entity_rank[a] == entity_rank[b])
-        .map(|g| g.iter().map(|&i| Arc::clone(&objs[i])).collect())
-        .collect())
+    // A stable bucket sort by (depth, entity): each bucket is one group.
+    let ranks = rank.len();
+    let nbuckets = (depth.iter().max().copied().unwrap_or(0) + 1) * ranks;
+    let bucket = |i: usize| depth[i] * ranks + entity_rank[i];
+    let mut sizes = vec![0usize; nbuckets];
+    for i in 0..n {
+        sizes[bucket(i)] += 1;
+    }
+    let mut bounds = Vec::new();
+    let mut next = vec![0usize; nbuckets];
+    let mut start = 0;
+    for (b, &size) in sizes.iter().enumerate() {
+        next[b] = start;
+        if size > 0 {
+            bounds.push(start..start + size);
+        }
+        start += size;
+    }
+    let mut placed: Vec<Option<Arc<dyn Erased>>> = vec![None; n];
+    for (i, o) in objs.into_iter().enumerate() {
+        let b = bucket(i);
+        placed[next[b]] = Some(o);
+        next[b] += 1;
+    }
+    Ok(Groups {
+        objects: placed.into_iter().flatten().collect(),
+        bounds,
+    })
 }
 
 /// The depth of each of `n` nodes given (child, parent) edges: 0 without parents, else one

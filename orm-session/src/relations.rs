@@ -359,28 +359,67 @@ impl Session {
     ) -> Result<()> {
         let column = relation.column();
         let cascade = cascade_of::<C, P>(column);
-        self.enlist(parent, cascade, "link")?;
-        self.enlist(child, cascade, "link")?;
+        // Both in this session (the usual case costs one look at each), else enlisted.
+        let (in_session, key) = {
+            let m = parent.obj.meta.lock();
+            (self.holds(&m), m.key.clone())
+        };
+        if !in_session {
+            self.enlist(parent, cascade, "link")?;
+        }
+        let (in_session, expired, linked_to, mut pending) = {
+            let m = child.obj.meta.lock();
+            let linked_to = m
+                .links
+                .iter()
+                .find(|l| l.column == column)
+                .map(|l| Arc::clone(&l.parent));
+            (
+                self.holds(&m),
+                m.is_expired(),
+                linked_to,
+                m.state == ObjectState::Pending,
+            )
+        };
+        if !in_session {
+            // A transient child becomes pending here; anything else fails.
+            self.enlist(child, cascade, "link")?;
+            pending = true;
+        }
         let reverse = reverse::<C, P>(column);
         // The old parent loses the child from its loaded collection (only a declared
         // one-to-many has collections).
-        let old_parent = match reverse {
-            Some(_) => self.current_parent::<C, P>(child, column)?,
-            None => None,
-        };
-        let key = {
-            let m = parent.obj.meta.lock();
-            match &m.key {
-                Some(k) => Some(k.clone()),
-                // A pending parent whose key the user assigned.
-                None if P::META.key_column().generated == orm_core::Generated::No => {
-                    drop(m);
-                    parent.read()?.key()
+        let old_parent = match (reverse, linked_to) {
+            (None, _) => None,
+            (Some(_), Some(p)) => typed::<P>(&p),
+            (Some(_), None) if expired => self.current_parent::<C, P>(child, column)?,
+            (Some(_), None) => {
+                let old = child
+                    .obj
+                    .value
+                    .try_read()
+                    .ok_or_else(|| crate::handle::borrowed(C::META, "link"))?
+                    .column(column)
+                    .to_owned_value();
+                match Key::from_value(&old.as_ref()) {
+                    Some(k) => self
+                        .shared
+                        .lock()?
+                        .maps
+                        .get::<P>(&k)
+                        .map(|obj| Handle { obj }),
+                    None => None,
                 }
-                None => None,
             }
         };
-        let pending = child.obj.meta.lock().state == ObjectState::Pending;
+        let key = match key {
+            Some(k) => Some(k),
+            // A pending parent whose key the user assigned.
+            None if P::META.key_column().generated == orm_core::Generated::No => {
+                parent.read()?.key()
+            }
+            None => None,
+        };
         if key.is_some() || !pending {
             // Takes the snapshot of a persistent child and registers it as written.
             let mut g = child.write()?;
@@ -540,6 +579,12 @@ impl Session {
         Ok(key
             .and_then(|k| st.maps.get::<P>(&k))
             .map(|obj| Handle { obj }))
+    }
+
+    /// Whether an object with this bookkeeping is pending or persistent in this session.
+    fn holds(&self, m: &crate::handle::Meta) -> bool {
+        matches!(m.state, ObjectState::Pending | ObjectState::Persistent)
+            && m.belongs_to(&self.shared)
     }
 
     /// Makes sure `h` is in this session for `operation`: a transient object is added when

@@ -479,7 +479,7 @@ impl Shared {
             .cloned()
             .partition(|o| o.meta().replaces.is_some());
         // Parents before children, by the links and foreign keys among the new objects.
-        let groups = crate::plan::insert_groups(&inserts)?;
+        let groups = crate::plan::insert_groups(inserts)?;
         let deleted = crate::plan::delete_order(deleted.to_vec());
         // Children that the deletes leave behind get NULL in their foreign key first.
         let weak = self.me.clone();
@@ -508,12 +508,9 @@ impl Shared {
             for obj in &switches {
                 obj.switch_row(conn)?;
             }
-            for group in &groups {
-                for obj in group {
-                    obj.resolve_links(flush_id)?;
-                }
+            for group in groups.iter() {
                 group[0]
-                    .insert_group(group, conn, maps)
+                    .insert_group(group, conn, maps, flush_id)
                     .map_err(|e| named(e, group[0].entity(), false))?;
             }
             for obj in &relinked {
