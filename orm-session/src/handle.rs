@@ -523,14 +523,16 @@ pub(crate) trait Erased: Send + Sync {
     fn slot(&self) -> &std::sync::atomic::AtomicUsize;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Marks the object as being flushed (so that `write()` refuses meanwhile), then fails
-    /// when a guard on its value is alive or a panic tore a change to it.
-    fn claim(&self) -> Result<()>;
+    /// when a guard on its value is alive or a panic tore a change to it. Returns whether the
+    /// object takes over a deleted object's row (a row switch, F1).
+    fn claim(&self) -> Result<bool>;
     /// Ends what `claim` began.
     fn unclaim(&self);
     /// INSERTs `group` (objects of this object's entity, this one among them) in batches,
     /// and makes each chunk persistent as soon as it is sent, while it is still in cache:
     /// key recorded (and written into the value when generated), state `Persistent`, entry
-    /// in the identity map. If the flush fails later, [`Erased::unpersist`] undoes it.
+    /// in the identity map, the flush's claim released. If the flush fails later,
+    /// [`Erased::unpersist`] undoes it.
     /// Before each chunk's insert, the chunk's links to parents are written into its foreign
     /// keys (see [`resolve_links`](Self::resolve_links); `flush` numbers the flush).
     fn insert_group(
@@ -602,8 +604,8 @@ impl<E: Entity> Erased for Object<E> {
         self
     }
 
-    fn claim(&self) -> Result<()> {
-        {
+    fn claim(&self) -> Result<bool> {
+        let switch = {
             let mut meta = self.meta.lock();
             if meta.torn {
                 return Err(Error::InvalidState {
@@ -616,12 +618,13 @@ impl<E: Entity> Erased for Object<E> {
                 });
             }
             meta.flushing = true;
-        }
+            meta.replaces.is_some()
+        };
         // After `flushing` is set: a writer that got the value lock before sees it fails
         // here, one that comes after sees the flag.
         self.value
             .try_write()
-            .map(drop)
+            .map(|_| switch)
             .ok_or_else(|| borrowed(E::META, "flush"))
     }
 
@@ -646,12 +649,15 @@ impl<E: Entity> Erased for Object<E> {
         let pk = E::META.primary_key;
         let sql_type = E::META.key_column().sql_type;
         let uuid_key = E::META.key_column().generated == Generated::UuidV7;
+        let has_references = E::META.foreign_keys().next().is_some();
         let map = maps.typed::<E>();
-        map.reserve(group.len());
+        map.reserve_live(group.len());
         for chunk in group.chunks(chunk_len) {
             // While the chunk is in cache.
-            for o in chunk {
-                o.resolve_links(flush)?;
+            if has_references {
+                for o in chunk {
+                    o.resolve_links(flush)?;
+                }
             }
             let objects: Vec<Arc<Object<E>>> = chunk
                 .iter()
@@ -714,6 +720,8 @@ impl<E: Entity> Erased for Object<E> {
                     m.key_generated = generated;
                     m.state = ObjectState::Persistent;
                     m.new_in_tx = true;
+                    // Persistent now: the flush's claim on it ends here.
+                    m.flushing = false;
                     if reload {
                         m.expire_all();
                     }
@@ -1110,8 +1118,11 @@ impl<E: Entity> IdentityMap<E> {
         self.entries.remove(key);
     }
 
-    pub(crate) fn reserve(&mut self, n: usize) {
+    /// Room for `n` objects about to be inserted that are alive (held by the flush that
+    /// inserts them): no sweep runs while they go in, as it would find nothing to remove.
+    pub(crate) fn reserve_live(&mut self, n: usize) {
         self.entries.reserve(n);
+        self.sweep_at = self.sweep_at.max((self.entries.len() + n) * 2);
     }
 
     /// Removes the entry for `key` if it is `obj`'s.

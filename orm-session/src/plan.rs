@@ -24,12 +24,12 @@ fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
 
 /// The objects to insert, reordered, and split into groups: [`Groups`] derefs to a slice of
 /// groups, each one entity's objects, in insert order.
-pub(crate) struct Groups {
-    objects: Vec<Arc<dyn Erased>>,
+pub(crate) struct Groups<'a> {
+    objects: std::borrow::Cow<'a, [Arc<dyn Erased>]>,
     bounds: Vec<std::ops::Range<usize>>,
 }
 
-impl Groups {
+impl Groups<'_> {
     pub(crate) fn iter(&self) -> impl Iterator<Item = &[Arc<dyn Erased>]> {
         self.bounds.iter().map(|r| &self.objects[r.clone()])
     }
@@ -47,17 +47,17 @@ fn runs(objs: &[Arc<dyn Erased>]) -> Vec<std::ops::Range<usize>> {
 }
 
 /// Orders the objects to insert (see the module's comment). Each object is visited once;
-/// the reordering moves the handles without touching the objects.
-pub(crate) fn insert_groups(objs: Vec<Arc<dyn Erased>>) -> Result<Groups> {
-    let plain = |objs: Vec<Arc<dyn Erased>>| Groups {
-        bounds: runs(&objs),
-        objects: objs,
+/// objects that need no reordering are not copied.
+pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Groups<'_>> {
+    let plain = || Groups {
+        bounds: runs(objs),
+        objects: std::borrow::Cow::Borrowed(objs),
     };
     let references = objs
         .chunk_by(|a, b| a.entity().is(b.entity()))
         .any(|g| g[0].entity().foreign_keys().next().is_some());
     if !references {
-        return Ok(plain(objs));
+        return Ok(plain());
     }
     let n = objs.len();
     // One pass: each object's position goes on the object (so that a link finds its
@@ -81,7 +81,7 @@ pub(crate) fn insert_groups(objs: Vec<Arc<dyn Erased>>) -> Result<Groups> {
     drop(linked);
     // Pending objects with an assigned key, of the entities that are referenced: a foreign
     // key holding such a key is a dependency as well.
-    let entity_runs = runs(&objs);
+    let entity_runs = runs(objs);
     let mut referenced: Vec<(&str, &str)> = Vec::new();
     for r in &entity_runs {
         for (_, fk) in objs[r.start].entity().foreign_keys() {
@@ -119,7 +119,7 @@ pub(crate) fn insert_groups(objs: Vec<Arc<dyn Erased>>) -> Result<Groups> {
         }
     }
     if edges.is_empty() {
-        return Ok(plain(objs));
+        return Ok(plain());
     }
     let depth = depths(n, &edges).map_err(|cycle| {
         let names: Vec<&str> = cycle.iter().map(|&i| objs[i].entity().name).collect();
@@ -160,14 +160,14 @@ pub(crate) fn insert_groups(objs: Vec<Arc<dyn Erased>>) -> Result<Groups> {
         }
         start += size;
     }
-    let mut placed: Vec<Option<Arc<dyn Erased>>> = vec![None; n];
-    for (i, o) in objs.into_iter().enumerate() {
+    let mut order = vec![0usize; n];
+    for i in 0..n {
         let b = bucket(i);
-        placed[next[b]] = Some(o);
+        order[next[b]] = i;
         next[b] += 1;
     }
     Ok(Groups {
-        objects: placed.into_iter().flatten().collect(),
+        objects: std::borrow::Cow::Owned(order.into_iter().map(|i| Arc::clone(&objs[i])).collect()),
         bounds,
     })
 }

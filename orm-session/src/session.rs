@@ -367,11 +367,12 @@ impl Shared {
         let outcome = catch_unwind(AssertUnwindSafe(|| {
             self.flush_statements(st, &pending, &modified, &deleted, &mut fk_log, flush_id)
         }));
-        for obj in pending.iter().chain(&modified) {
-            obj.unclaim();
-        }
         let failure = match outcome {
-            Ok(Ok(updated)) => {
+            Ok(Ok((updated, switched))) => {
+                // Inserted objects were released by their insert, as it made them persistent.
+                for obj in modified.iter().chain(&switched) {
+                    obj.unclaim();
+                }
                 span.record("updated", updated.len());
                 for obj in &updated {
                     obj.updated();
@@ -386,22 +387,23 @@ impl Shared {
                     m.marked_delete = false;
                 }
                 st.deleted_in_tx.extend(deleted);
-                for obj in &pending {
-                    if obj.meta().replaces.is_some()
-                        && let Some(old) = Arc::clone(obj).switched(&mut st.maps)
-                    {
+                for obj in switched {
+                    if let Some(old) = obj.switched(&mut st.maps) {
                         old.meta().state = ObjectState::Deleted;
                         st.deleted_in_tx.push(old);
                     }
                 }
                 st.inserted_in_tx |= !pending.is_empty();
-                st.inserted.extend(pending.iter().cloned());
+                st.inserted.extend(pending);
                 st.fk_log.extend(fk_log);
                 return Ok(());
             }
             Ok(Err(e)) => Ok(e),
             Err(panic) => Err(panic),
         };
+        for obj in pending.iter().chain(&modified) {
+            obj.unclaim();
+        }
         // Objects made persistent by inserts that were rolled back are pending again, with
         // the foreign keys the flush wrote put back and their links to be written again.
         for obj in &pending {
@@ -432,10 +434,14 @@ impl Shared {
         deleted: &[Arc<dyn Erased>],
         fk_log: &mut Vec<FkWrite>,
         flush_id: u64,
-    ) -> Result<Vec<Arc<dyn Erased>>> {
+    ) -> Result<(Objects, Objects)> {
+        // Whether a pending object takes over a deleted object's row: known from the claim,
+        // which looks at every object anyway.
+        let mut switching = false;
         for obj in pending.iter().chain(modified) {
-            obj.claim()?;
+            switching |= obj.claim()?;
         }
+        let mut switched: Objects = Vec::new();
         let mut updates = Vec::new();
         // Persistent objects linked to a parent that has no key yet: updated once the
         // parent's insert has given it one.
@@ -458,27 +464,43 @@ impl Shared {
             }
         }
         if pending.is_empty() && updates.is_empty() && deleted.is_empty() && relinked.is_empty() {
-            return Ok(Vec::new());
+            return Ok((Vec::new(), Vec::new()));
         }
         st.conn(&self.engine)?;
         let State { conn, maps, .. } = st;
         let Some(conn) = conn.as_ref() else {
-            return Ok(Vec::new());
+            return Err(Error::InvalidState {
+                message: "the session has no connection to flush on".into(),
+            });
         };
-        // Each entity's mapping is checked against its live table before its first write.
+        // Each entity's mapping is checked against its live table before its first write (once
+        // per run of objects of one entity).
+        let mut last: Option<&'static orm_core::EntityMeta> = None;
         for meta in pending
             .iter()
             .chain(deleted)
             .map(|o| o.entity())
             .chain(updates.iter().map(|(o, _)| o.entity()))
         {
-            self.engine.ensure_checked(meta, conn)?;
+            if last.is_none_or(|l| !l.is(meta)) {
+                self.engine.ensure_checked(meta, conn)?;
+                last = Some(meta);
+            }
         }
-        let (switches, inserts): (Objects, Objects) = pending
-            .iter()
-            .cloned()
-            .partition(|o| o.meta().replaces.is_some());
-        // Parents before children, by the links and foreign keys among the new objects.
+        // Row switches (F1) are UPDATEs; the rest of the pending objects are inserted, parents
+        // before children (by the links and foreign keys among them).
+        let inserts_owned: Objects;
+        let inserts: &[Arc<dyn Erased>] = if switching {
+            let (switches, inserts): (Objects, Objects) = pending
+                .iter()
+                .cloned()
+                .partition(|o| o.meta().replaces.is_some());
+            switched = switches;
+            inserts_owned = inserts;
+            &inserts_owned
+        } else {
+            pending
+        };
         let groups = crate::plan::insert_groups(inserts)?;
         let deleted = crate::plan::delete_order(deleted.to_vec());
         // Children that the deletes leave behind get NULL in their foreign key first.
@@ -505,7 +527,7 @@ impl Shared {
                 obj.update(conn, cols)
                     .map_err(|e| named(e, obj.entity(), false))?;
             }
-            for obj in &switches {
+            for obj in &switched {
                 obj.switch_row(conn)?;
             }
             for group in groups.iter() {
@@ -532,12 +554,13 @@ impl Shared {
             Ok(())
         })
         .map(|()| {
-            updates
+            let updated = updates
                 .into_iter()
                 .map(|(o, _)| o)
                 .chain(relinked)
                 .chain(orphans.into_iter().map(|(o, _)| o))
-                .collect()
+                .collect();
+            (updated, switched)
         })
     }
 
