@@ -36,8 +36,11 @@
 use std::fmt;
 use std::marker::PhantomData;
 
+use crate::connection::Connection;
 use crate::entity::{Entity, EntityMeta};
-use crate::filter::{Condition, Filter};
+use crate::error::Result;
+use crate::filter::{Condition, Filter, SelectSpec};
+use crate::value::{Key, Value};
 
 /// `fn() -> &'static EntityMeta` for `T`: how metadata points at another entity's (a plain
 /// reference would make two entities that reference each other a cycle in const evaluation).
@@ -297,7 +300,38 @@ pub struct ManyToMany<A, B> {
     through: MetaFn,
     left: usize,
     right: usize,
+    pairs: PairsFn,
     _marker: PhantomData<fn() -> (A, B)>,
+}
+
+/// Reads (left key, right key) pairs of an association entity's rows whose left column holds
+/// one of the given values.
+type PairsFn = fn(&Connection, usize, usize, &[Value]) -> Result<Vec<(Key, Key)>>;
+
+fn association_pairs<T: Entity>(
+    conn: &Connection,
+    left: usize,
+    right: usize,
+    keys: &[Value],
+) -> Result<Vec<(Key, Key)>> {
+    let spec = SelectSpec {
+        filter: Some(Condition::In {
+            column: left,
+            values: keys.to_vec(),
+        }),
+        ..SelectSpec::default()
+    };
+    let mut out = Vec::new();
+    conn.select_each::<T>(&spec, |row| {
+        if let (Some(a), Some(b)) = (
+            Key::from_value(&row.column(left)),
+            Key::from_value(&row.column(right)),
+        ) {
+            out.push((a, b));
+        }
+        Ok(())
+    })?;
+    Ok(out)
 }
 
 macro_rules! copy_debug {
@@ -469,6 +503,7 @@ impl<A, B> ManyToMany<A, B> {
             through: meta_of::<T>,
             left: left.column,
             right: right.column,
+            pairs: association_pairs::<T>,
             _marker: PhantomData,
         }
     }
@@ -486,6 +521,15 @@ impl<A, B> ManyToMany<A, B> {
     /// The association's column referencing `A`, and its column referencing `B`.
     pub const fn columns(&self) -> (usize, usize) {
         (self.left, self.right)
+    }
+
+    /// The (key of `A`, key of `B`) pairs of the association rows whose `A` key is one of
+    /// `keys` (values of the association's column to `A`): one SELECT.
+    ///
+    /// # Errors
+    /// [`Error::Database`](crate::Error::Database) from the driver.
+    pub fn pairs(&self, conn: &Connection, keys: &[Value]) -> Result<Vec<(Key, Key)>> {
+        (self.pairs)(conn, self.left, self.right, keys)
     }
 }
 

@@ -290,9 +290,51 @@ impl<A: Entity, B: Entity> Relation<A> for ManyToMany<A, B> {
     }
 
     fn load_all(self, session: &Session, objects: &[Handle<A>]) -> Result<()> {
-        // One SELECT per object: the association rows are not loaded as objects.
-        for h in objects {
-            self.load(session, h)?;
+        // Per chunk of objects: one SELECT of the association rows, one of the targets.
+        let keyed: Vec<(Key, &Handle<A>)> = objects
+            .iter()
+            .filter_map(|h| Some((h.obj.meta.lock().key.clone()?, h)))
+            .collect();
+        let (left, _) = self.columns();
+        let left_type = self.through().columns[left].sql_type;
+        let per =
+            session.with_state(|st, engine| Ok(chunks(st.conn(engine)?.max_bind_parameters())))?;
+        let mut pairs: Vec<(Key, Key)> = Vec::new();
+        for part in keyed.chunks(per) {
+            let values: Vec<Value> = part.iter().map(|(k, _)| k.to_value(left_type)).collect();
+            pairs.extend(session.with_state(|st, engine| self.pairs(st.conn(engine)?, &values))?);
+        }
+        let mut wanted: Vec<Key> = Vec::new();
+        let mut seen = std::collections::HashSet::<Key, orm_core::KeyHashState>::default();
+        for (_, b) in &pairs {
+            if seen.insert(b.clone()) {
+                wanted.push(b.clone());
+            }
+        }
+        let mut targets: std::collections::HashMap<Key, Arc<dyn Erased>, orm_core::KeyHashState> =
+            std::collections::HashMap::default();
+        let key_type = B::META.key_column().sql_type;
+        for part in wanted.chunks(per) {
+            let values: Vec<Value> = part.iter().map(|k| k.to_value(key_type)).collect();
+            for t in session.load::<B>(&in_list(B::META.primary_key, &values), false)? {
+                if let Some(k) = t.obj.meta.lock().key.clone() {
+                    targets.insert(k, erased(&t));
+                }
+            }
+        }
+        let mut by_parent: std::collections::HashMap<
+            Key,
+            Vec<Arc<dyn Erased>>,
+            orm_core::KeyHashState,
+        > = std::collections::HashMap::default();
+        for (a, b) in pairs {
+            if let Some(t) = targets.get(&b) {
+                by_parent.entry(a).or_default().push(Arc::clone(t));
+            }
+        }
+        for (k, h) in keyed {
+            let found = by_parent.remove(&k).unwrap_or_default();
+            h.obj.meta.lock().set_collection(self.relation(), found);
         }
         Ok(())
     }
@@ -358,7 +400,8 @@ impl Session {
         parent: &Handle<P>,
     ) -> Result<()> {
         let column = relation.column();
-        let cascade = cascade_of::<C, P>(column);
+        let reverse = reverse::<C, P>(column);
+        let cascade = reverse.map_or(Cascade::SAVE_UPDATE, |r| P::META.relations[r].cascade);
         // Both in this session (the usual case costs one look at each), else enlisted.
         let (in_session, key) = {
             let m = parent.obj.meta.lock();
@@ -386,7 +429,6 @@ impl Session {
             self.enlist(child, cascade, "link")?;
             pending = true;
         }
-        let reverse = reverse::<C, P>(column);
         // The old parent loses the child from its loaded collection (only a declared
         // one-to-many has collections).
         let old_parent = match (reverse, linked_to) {

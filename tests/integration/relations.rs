@@ -394,6 +394,42 @@ both! {
         Ok(())
     }
 
+    // G6: a many-to-many loaded for a whole query: the orders, their association rows, the
+    // products: three statements whatever the number of orders.
+    fn g6_many_to_many_selectin_costs_three_statements(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_all(ALL)?;
+        let s = engine.session();
+        let products = s.add_all((0..4).map(|i| Product { id: None, name: format!("p{i}") }))?;
+        for i in 0..20_u32 {
+            let o = s.add(order(f64::from(i)))?;
+            for p in products.iter().take(i as usize % 4) {
+                let l = s.add(Line { id: None, order_id: None, product_id: None, qty: 1 })?;
+                s.link(&l, Line::ORDER, &o)?;
+                s.link(&l, Line::PRODUCT, p)?;
+            }
+        }
+        s.commit()?;
+        let s = engine.session();
+        let (log, _g) = SqlLog::start();
+        let orders = s.query::<Order>().order_by(Order::TOTAL, orm_session::Order::Asc).selectin(Order::PRODUCTS).all()?;
+        for (i, o) in orders.iter().enumerate() {
+            let mut names: Vec<String> = s
+                .related(o, Order::PRODUCTS)?
+                .iter()
+                .map(|p| p.read().map(|p| p.name.clone()))
+                .collect::<Result<_>>()?;
+            names.sort();
+            let want: Vec<String> = (0..i % 4).map(|j| format!("p{j}")).collect();
+            assert_eq!(names, want, "order {i}");
+        }
+        assert_eq!(log.starting_with("SELECT").len(), 3, "{:#?}", log.statements());
+        // The products are the session's objects: one per row.
+        let p0 = s.query::<Product>().filter(Product::NAME.eq("p0")).one()?;
+        assert!(s.related(&orders[1], Order::PRODUCTS)?[0] == p0);
+        Ok(())
+    }
+
     // S9, G3: rollback after a flushed graph puts every object back: transient, generated keys
     // and the foreign keys written from links cleared, nothing in the database.
     fn s9_rollback_after_a_flushed_graph_restores_keys_and_foreign_keys(db) -> Result<()> {
