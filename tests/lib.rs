@@ -350,3 +350,25 @@ macro_rules! both {
         }
     )*};
 }
+
+/// Runs `f` on a thread of its own and fails if it has not finished within `secs` seconds
+/// (a deadlock), passing on its panic if it panicked.
+pub fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
+    use std::sync::mpsc;
+    let (tx, rx) = mpsc::channel();
+    let worker = std::thread::spawn(move || {
+        let r = f();
+        let _ = tx.send(());
+        r
+    });
+    match rx.recv_timeout(std::time::Duration::from_secs(secs)) {
+        Ok(()) => worker.join().expect("worker"),
+        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
+            Ok(v) => v,
+            Err(panic) => std::panic::resume_unwind(panic),
+        },
+        Err(mpsc::RecvTimeoutError::Timeout) => {
+            panic!("no answer within {secs} s: deadlock")
+        }
+    }
+}

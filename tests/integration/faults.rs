@@ -5,34 +5,12 @@
 
 use std::cell::Cell;
 use std::panic::{AssertUnwindSafe, catch_unwind};
-use std::sync::mpsc;
 use std::time::Duration;
 
 use orm_session::prelude::*;
 use orm_session::{FromSqlError, SqlType, ValueRef};
 use orm_tests::model::Customer;
-use orm_tests::{TempDb, TestDb, both};
-
-/// Runs `f` on a thread of its own and fails if it has not finished within `secs` seconds
-/// (a deadlock), passing on its panic if it panicked.
-fn watchdog<T: Send + 'static>(secs: u64, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let (tx, rx) = mpsc::channel();
-    let worker = std::thread::spawn(move || {
-        let r = f();
-        let _ = tx.send(());
-        r
-    });
-    match rx.recv_timeout(Duration::from_secs(secs)) {
-        Ok(()) => worker.join().expect("worker"),
-        Err(mpsc::RecvTimeoutError::Disconnected) => match worker.join() {
-            Ok(v) => v,
-            Err(panic) => std::panic::resume_unwind(panic),
-        },
-        Err(mpsc::RecvTimeoutError::Timeout) => {
-            panic!("no answer within {secs} s: deadlock")
-        }
-    }
-}
+use orm_tests::{TempDb, TestDb, both, watchdog};
 
 /// Names of the rows the table holds, in key order, read on a connection of its own.
 fn names(engine: &Engine) -> Result<Vec<String>> {

@@ -4,7 +4,7 @@
 //! another connection.
 
 use orm_session::prelude::*;
-use orm_tests::{SqlLog, both};
+use orm_tests::{SqlLog, both, watchdog};
 
 #[derive(Entity, Debug, Clone, PartialEq)]
 #[orm(table = "shop_customer", has_many(orders = Order::CUSTOMER, cascade = "all, delete-orphan"))]
@@ -571,5 +571,97 @@ both! {
         let kids = s.query::<Node>().filter(Node::PARENT.has(Node::LABEL.eq("root"))).all()?;
         assert!(kids.len() == 1 && kids[0] == k1);
         Ok(())
+    }
+
+    // R1, G3: a guard the caller holds on a linked child keeps the flush from writing its
+    // foreign key: the flush fails whole, the links stay, and once the guard is gone the
+    // same objects flush.
+    fn r1_a_guard_on_a_linked_child_fails_the_graph_flush_whole(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_all(ALL)?;
+        let s = engine.session();
+        let c = s.add(Customer { id: None, name: "c".into() })?;
+        let orders = s.add_all((0..3).map(|i| order(f64::from(i))))?;
+        for o in &orders {
+            s.link(o, Order::CUSTOMER, &c)?;
+        }
+        {
+            let _reading = orders[2].read()?;
+            let e = s.flush().expect_err("the child is borrowed");
+            assert_eq!(e.kind(), ErrorKind::InvalidState);
+        }
+        assert_eq!(count(db, "shop_customer"), 0);
+        assert_eq!(c.state(), ObjectState::Pending);
+        assert_eq!(orders[0].read()?.customer_id, None);
+        s.commit()?;
+        let id = c.read()?.id;
+        for o in &orders {
+            assert_eq!(o.read()?.customer_id, id);
+        }
+        assert_eq!(count(db, "shop_order"), 3);
+        Ok(())
+    }
+
+    // R1, G5: another connection adds a child after delete() loaded the children to cascade
+    // to: the parent's DELETE fails on the foreign key, nothing of the flush stays, and the
+    // error names both tables.
+    fn r1_a_child_added_elsewhere_fails_the_cascade_whole(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_all(ALL)?;
+        let s = engine.session();
+        let c = s.add(Customer { id: None, name: "c".into() })?;
+        let o = s.add(order(1.0))?;
+        s.link(&o, Order::CUSTOMER, &c)?;
+        s.commit()?;
+        let id = c.read()?.id.expect("key");
+        s.delete(&c)?;
+        assert_eq!(s.deleted_objects().len(), 2);
+        db.connect().execute(
+            &db.sql("INSERT INTO shop_order (customer_id, total) VALUES (?, ?)"),
+            &[Value::I64(id), Value::F64(2.0)],
+        )?;
+        let e = s.commit().expect_err("a child the session did not see");
+        assert_eq!(e.kind(), ErrorKind::ForeignKeyViolation);
+        let msg = e.to_string();
+        assert!(msg.contains("shop_order") && msg.contains("shop_customer"), "{msg}");
+        s.rollback()?;
+        assert_eq!(count(db, "shop_customer"), 1);
+        assert_eq!(count(db, "shop_order"), 2);
+        Ok(())
+    }
+
+    // R9, G3: threads linking children to one parent in one session at once: every link
+    // is kept, nothing waits for ever.
+    fn r9_threads_linking_in_one_session(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_all(ALL)?;
+        watchdog(60, move || -> Result<()> {
+            let s = std::sync::Arc::new(engine.session());
+            let c = s.add(Customer { id: None, name: "c".into() })?;
+            let workers: Vec<_> = (0..4)
+                .map(|t| {
+                    let (s, c) = (std::sync::Arc::clone(&s), c.clone());
+                    std::thread::spawn(move || -> Result<()> {
+                        for i in 0..250 {
+                            let o = Handle::new(order(f64::from(t * 1000 + i)));
+                            s.link(&o, Order::CUSTOMER, &c)?;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            for w in workers {
+                w.join().expect("worker")?;
+            }
+            assert_eq!(s.related(&c, Customer::ORDERS)?.len(), 1000);
+            s.commit()?;
+            let id = c.read()?.id.expect("key");
+            let n = engine.connect()?.query_i64(
+                &format!("SELECT COUNT(*) FROM shop_order WHERE customer_id = {id}"),
+                &[],
+            )?;
+            assert_eq!(n, 1000);
+            Ok(())
+        })
     }
 }
