@@ -88,8 +88,6 @@ pub(crate) struct Meta {
     /// Links to parents made through the session (`Session::link`), for foreign-key columns
     /// whose value is written by the flush once the parent has a key.
     pub links: Vec<Link>,
-    /// In the session's list of linked objects.
-    pub listed: bool,
     /// Loaded collections of this object's relations (`OneToMany`, `OneToOne`, `ManyToMany`),
     /// by relation position, kept until the object is expired.
     pub collections: Vec<(usize, Vec<Arc<dyn Erased>>)>,
@@ -123,7 +121,6 @@ impl Meta {
             torn: false,
             replaces: None,
             links: Vec::new(),
-            listed: false,
             collections: Vec::new(),
         }
     }
@@ -523,9 +520,9 @@ pub(crate) trait Erased: Send + Sync {
     fn slot(&self) -> &std::sync::atomic::AtomicUsize;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Marks the object as being flushed (so that `write()` refuses meanwhile), then fails
-    /// when a guard on its value is alive or a panic tore a change to it. Returns whether the
-    /// object takes over a deleted object's row (a row switch, F1).
-    fn claim(&self) -> Result<bool>;
+    /// when a guard on its value is alive or a panic tore a change to it. Records `slot`, its
+    /// position in the flush (see [`slot`](Self::slot)), and says what the flush must know.
+    fn claim(&self, slot: usize) -> Result<Claim>;
     /// Ends what `claim` began.
     fn unclaim(&self);
     /// INSERTs `group` (objects of this object's entity, this one among them) in batches,
@@ -537,7 +534,7 @@ pub(crate) trait Erased: Send + Sync {
     /// keys (see [`resolve_links`](Self::resolve_links); `flush` numbers the flush).
     fn insert_group(
         &self,
-        group: &[Arc<dyn Erased>],
+        group: &[&Arc<dyn Erased>],
         conn: &Connection,
         maps: &mut Maps,
         flush: u64,
@@ -604,8 +601,9 @@ impl<E: Entity> Erased for Object<E> {
         self
     }
 
-    fn claim(&self) -> Result<bool> {
-        let switch = {
+    fn claim(&self, slot: usize) -> Result<Claim> {
+        self.slot.store(slot, std::sync::atomic::Ordering::Relaxed);
+        let claim = {
             let mut meta = self.meta.lock();
             if meta.torn {
                 return Err(Error::InvalidState {
@@ -618,13 +616,16 @@ impl<E: Entity> Erased for Object<E> {
                 });
             }
             meta.flushing = true;
-            meta.replaces.is_some()
+            Claim {
+                switch: meta.replaces.is_some(),
+                linked: meta.waits_for_parent(),
+            }
         };
         // After `flushing` is set: a writer that got the value lock before sees it fails
         // here, one that comes after sees the flag.
         self.value
             .try_write()
-            .map(|_| switch)
+            .map(|_| claim)
             .ok_or_else(|| borrowed(E::META, "flush"))
     }
 
@@ -634,7 +635,7 @@ impl<E: Entity> Erased for Object<E> {
 
     fn insert_group(
         &self,
-        group: &[Arc<dyn Erased>],
+        group: &[&Arc<dyn Erased>],
         conn: &Connection,
         maps: &mut Maps,
         flush: u64,
@@ -662,14 +663,15 @@ impl<E: Entity> Erased for Object<E> {
             let objects: Vec<Arc<Object<E>>> = chunk
                 .iter()
                 .map(|o| {
-                    Arc::clone(o).as_any().downcast::<Object<E>>().map_err(|_| {
-                        Error::InvalidState {
+                    Arc::clone(*o)
+                        .as_any()
+                        .downcast::<Object<E>>()
+                        .map_err(|_| Error::InvalidState {
                             message: format!(
                                 "a flush group of {} holds another entity",
                                 E::META.name
                             ),
-                        }
-                    })
+                        })
                 })
                 .collect::<Result<_>>()?;
             let (keys, generated) = {
@@ -1053,6 +1055,15 @@ impl<E: Entity> Erased for Object<E> {
             maps.typed::<E>().remove_if_same(&key, self);
         }
     }
+}
+
+/// What claiming an object for a flush found out about it.
+#[derive(Clone, Copy)]
+pub(crate) struct Claim {
+    /// It takes over a deleted object's row (a row switch, F1).
+    pub switch: bool,
+    /// A link waits for its parent's key.
+    pub linked: bool,
 }
 
 /// A foreign-key column a flush wrote from a link, with the value it held before: a failed

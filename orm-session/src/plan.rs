@@ -22,15 +22,14 @@ fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
     (m.table, m.name)
 }
 
-/// The objects to insert, reordered, and split into groups: [`Groups`] derefs to a slice of
-/// groups, each one entity's objects, in insert order.
+/// The objects to insert, in insert order, split into groups of one entity each.
 pub(crate) struct Groups<'a> {
-    objects: std::borrow::Cow<'a, [Arc<dyn Erased>]>,
+    objects: Vec<&'a Arc<dyn Erased>>,
     bounds: Vec<std::ops::Range<usize>>,
 }
 
-impl Groups<'_> {
-    pub(crate) fn iter(&self) -> impl Iterator<Item = &[Arc<dyn Erased>]> {
+impl<'a> Groups<'a> {
+    pub(crate) fn iter(&self) -> impl Iterator<Item = &[&'a Arc<dyn Erased>]> {
         self.bounds.iter().map(|r| &self.objects[r.clone()])
     }
 }
@@ -46,12 +45,17 @@ fn runs(objs: &[Arc<dyn Erased>]) -> Vec<std::ops::Range<usize>> {
     out
 }
 
-/// Orders the objects to insert (see the module's comment). Each object is visited once;
-/// objects that need no reordering are not copied.
-pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Groups<'_>> {
+/// Orders the objects to insert (see the module's comment). `claimed` lists the objects
+/// with links, when the flush's claim has already put each object's position in `objs` on
+/// it (`Erased::slot`); without it, the positions are put there now and every object is
+/// looked at. Only objects with links or referenced keys are visited; none is copied.
+pub(crate) fn insert_groups<'a>(
+    objs: &'a [Arc<dyn Erased>],
+    claimed: Option<&[usize]>,
+) -> Result<Groups<'a>> {
     let plain = || Groups {
         bounds: runs(objs),
-        objects: std::borrow::Cow::Borrowed(objs),
+        objects: objs.iter().collect(),
     };
     let references = objs
         .chunk_by(|a, b| a.entity().is(b.entity()))
@@ -60,25 +64,31 @@ pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Groups<'_>> {
         return Ok(plain());
     }
     let n = objs.len();
-    // One pass: each object's position goes on the object (so that a link finds its
-    // parent's without a map), and its links are collected as (child, parent).
-    let mut linked: Vec<(usize, Arc<dyn Erased>)> = Vec::new();
-    for (i, o) in objs.iter().enumerate() {
-        o.slot().store(i, Ordering::Relaxed);
-        let m = o.meta();
+    let scanned: Vec<usize>;
+    let linked = match claimed {
+        Some(l) => l,
+        None => {
+            for (i, o) in objs.iter().enumerate() {
+                o.slot().store(i, Ordering::Relaxed);
+            }
+            scanned = (0..n)
+                .filter(|&i| objs[i].meta().waits_for_parent())
+                .collect();
+            &scanned
+        }
+    };
+    // (child, parent) pairs; a parent whose slot does not point back to it is not in this
+    // flush.
+    let mut edges: Vec<(usize, usize)> = Vec::new();
+    for &i in linked {
+        let m = objs[i].meta();
         for l in m.links.iter().filter(|l| l.done == 0) {
-            linked.push((i, Arc::clone(&l.parent)));
+            let p = l.parent.slot().load(Ordering::Relaxed);
+            if p < n && Arc::ptr_eq(&objs[p], &l.parent) {
+                edges.push((i, p));
+            }
         }
     }
-    // A parent whose slot does not point back to it is not in this flush.
-    let mut edges: Vec<(usize, usize)> = linked
-        .iter()
-        .filter_map(|(i, parent)| {
-            let p = parent.slot().load(Ordering::Relaxed);
-            (p < n && Arc::ptr_eq(&objs[p], parent)).then_some((*i, p))
-        })
-        .collect();
-    drop(linked);
     // Pending objects with an assigned key, of the entities that are referenced: a foreign
     // key holding such a key is a dependency as well.
     let entity_runs = runs(objs);
@@ -93,8 +103,10 @@ pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Groups<'_>> {
     }
     let mut keyed: HashMap<((&str, &str), Key), usize> = HashMap::new();
     for r in &entity_runs {
-        let id = meta_id(objs[r.start].entity());
-        if referenced.contains(&id) {
+        let meta = objs[r.start].entity();
+        let id = meta_id(meta);
+        // Generated keys are not known before the insert: nothing can hold them yet.
+        if referenced.contains(&id) && meta.key_column().generated == orm_core::Generated::No {
             for i in r.clone() {
                 if let Some(k) = objs[i].value_key() {
                     keyed.insert((id, k), i);
@@ -167,7 +179,7 @@ pub(crate) fn insert_groups(objs: &[Arc<dyn Erased>]) -> Result<Groups<'_>> {
         next[b] += 1;
     }
     Ok(Groups {
-        objects: std::borrow::Cow::Owned(order.into_iter().map(|i| Arc::clone(&objs[i])).collect()),
+        objects: order.into_iter().map(|i| &objs[i]).collect(),
         bounds,
     })
 }

@@ -150,12 +150,15 @@ fn children<P: Entity, C: Entity>(
         return Ok(c.iter().filter_map(typed::<C>).collect());
     }
     let Some(key) = key else {
-        // No row yet: the children are the objects linked to it.
+        // No row yet: the children are the objects linked to it, pending, or persistent ones
+        // linked since the last flush (written, so in the modified list).
         let st = session.shared.lock()?;
         let me = erased(parent);
+        let modified = session.shared.modified_objects();
         return Ok(st
-            .linked
+            .pending_objects()
             .iter()
+            .chain(&modified)
             .filter(|o| {
                 o.meta()
                     .links
@@ -490,10 +493,8 @@ impl Session {
                     done: 0,
                     old: Value::Null,
                 });
-                if !std::mem::replace(&mut m.listed, true) {
-                    drop(m);
-                    st.linked.push(erased(child));
-                }
+                drop(m);
+                st.linked = true;
             }
         }
         if let Some(r) = reverse {

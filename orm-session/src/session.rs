@@ -51,9 +51,9 @@ pub(crate) struct State {
     /// Bulk calls in progress: they pull the caller's rows with no lock held, and the
     /// transaction must not end under them.
     bulk: u32,
-    /// Objects with links to parents (`Session::link`); the links are dropped when the
-    /// transaction ends.
-    pub(crate) linked: Objects,
+    /// Links were made (`Session::link`) in the current transaction: they are dropped when it
+    /// ends.
+    pub(crate) linked: bool,
     /// Parents loaded through many-to-one relations, held until the transaction ends or they
     /// are expired (the identity map alone holds objects weakly).
     pub(crate) held: Objects,
@@ -266,6 +266,11 @@ impl Shared {
         }
     }
 
+    /// The objects written since their last flush.
+    pub(crate) fn modified_objects(&self) -> Objects {
+        self.modified.lock().clone()
+    }
+
     pub(crate) fn register_modified(&self, obj: Arc<dyn Erased>) {
         self.modified.lock().push(obj);
     }
@@ -438,8 +443,16 @@ impl Shared {
         // Whether a pending object takes over a deleted object's row: known from the claim,
         // which looks at every object anyway.
         let mut switching = false;
-        for obj in pending.iter().chain(modified) {
-            switching |= obj.claim()?;
+        let mut linked = Vec::new();
+        for (i, obj) in pending.iter().enumerate() {
+            let claim = obj.claim(i)?;
+            switching |= claim.switch;
+            if claim.linked {
+                linked.push(i);
+            }
+        }
+        for obj in modified {
+            obj.claim(usize::MAX)?;
         }
         let mut switched: Objects = Vec::new();
         let mut updates = Vec::new();
@@ -490,18 +503,18 @@ impl Shared {
         // Row switches (F1) are UPDATEs; the rest of the pending objects are inserted, parents
         // before children (by the links and foreign keys among them).
         let inserts_owned: Objects;
-        let inserts: &[Arc<dyn Erased>] = if switching {
+        let groups = if switching {
             let (switches, inserts): (Objects, Objects) = pending
                 .iter()
                 .cloned()
                 .partition(|o| o.meta().replaces.is_some());
             switched = switches;
             inserts_owned = inserts;
-            &inserts_owned
+            crate::plan::insert_groups(&inserts_owned, None)?
         } else {
-            pending
+            // The claims put each object's position in `pending` on it.
+            crate::plan::insert_groups(pending, Some(&linked))?
         };
-        let groups = crate::plan::insert_groups(inserts)?;
         let deleted = crate::plan::delete_order(deleted.to_vec());
         // Children that the deletes leave behind get NULL in their foreign key first.
         let weak = self.me.clone();
@@ -593,11 +606,12 @@ impl Shared {
         for w in std::mem::take(&mut st.fk_log).into_iter().rev() {
             w.object.restore_column(w.column, &w.old);
         }
-        for obj in &st.linked {
-            obj.unresolve_links(0);
-        }
-        Self::forget_links(st);
+        let linked = std::mem::take(&mut st.linked);
+        st.held.clear();
         for obj in std::mem::take(&mut st.pending) {
+            if linked {
+                obj.meta().links.clear();
+            }
             Self::restore_replaced(st, &*obj, false);
             obj.meta().detach(ObjectState::Transient);
         }
@@ -610,8 +624,13 @@ impl Shared {
         let inserted = std::mem::take(&mut st.inserted_in_tx);
         // Kept alive until the pass below has seen them.
         let _inserted = std::mem::take(&mut st.inserted);
-        if expire || inserted {
+        if expire || inserted || linked {
             st.maps.retain(&mut |obj| {
+                if linked {
+                    // The foreign keys its links wrote go back; the links are forgotten.
+                    obj.unresolve_links(0);
+                    obj.meta().links.clear();
+                }
                 let (new, generated) = {
                     let m = obj.meta();
                     (m.new_in_tx, m.key_generated)
@@ -636,8 +655,12 @@ impl Shared {
             });
         }
         for obj in std::mem::take(&mut st.deleted_in_tx) {
+            if linked {
+                obj.unresolve_links(0);
+            }
             {
                 let mut m = obj.meta();
+                m.links.clear();
                 m.state = ObjectState::Persistent;
                 m.registered = false;
                 if expire {
@@ -648,18 +671,6 @@ impl Shared {
         }
         self.modified.lock().clear();
         result
-    }
-
-    /// Drops every link and the parents held for relations (end of a transaction): links
-    /// and loaded collections would otherwise keep each other alive.
-    fn forget_links(st: &mut State) {
-        for obj in std::mem::take(&mut st.linked) {
-            let mut m = obj.meta();
-            m.links.clear();
-            m.listed = false;
-        }
-        st.held.clear();
-        st.fk_log.clear();
     }
 
     fn shutdown(&self) -> Result<()> {
@@ -685,8 +696,9 @@ impl Shared {
             Ok(())
         };
         // No pass over the objects: once the session's `Arc` is gone (right after this), every
-        // handle reports `Detached` through its dead `Weak`.
-        Self::forget_links(&mut st);
+        // handle reports `Detached` through its dead `Weak`. (Links live only in a
+        // transaction, which the rollback above ended.)
+        st.held.clear();
         st.maps.clear();
         // Back to the pool, which rolls back what is left and resets it.
         st.conn = None;
@@ -871,7 +883,7 @@ impl Session {
                     in_tx: false,
                     failed: None,
                     bulk: 0,
-                    linked: Vec::new(),
+                    linked: false,
                     held: Vec::new(),
                     fk_log: Vec::new(),
                     flushes: 0,
@@ -1344,16 +1356,25 @@ impl Session {
         }
         st.in_tx = false;
         st.release_idle();
+        // Links are done with: every linked object was flushed. Dropping them with the pass
+        // below breaks the references between parents and children.
+        let linked = std::mem::take(&mut st.linked);
         for obj in std::mem::take(&mut st.deleted_in_tx) {
-            obj.meta().detach(ObjectState::Detached);
+            let mut m = obj.meta();
+            m.links.clear();
+            m.detach(ObjectState::Detached);
         }
         st.inserted_in_tx = false;
-        Shared::forget_links(&mut st);
+        st.held.clear();
+        st.fk_log.clear();
         let expire = st.expire_on_commit;
         st.maps.for_each(&mut |obj| {
             let mut m = obj.meta();
             m.new_in_tx = false;
             m.key_generated = false;
+            if linked {
+                m.links.clear();
+            }
             if expire {
                 m.expire_and_unregister();
             }
@@ -1496,12 +1517,7 @@ impl Session {
         let ptr = Arc::as_ptr(&h.obj).cast::<()>();
         let same = |o: &Arc<dyn Erased>| std::ptr::eq(Arc::as_ptr(o).cast::<()>(), ptr);
         let registered = std::mem::take(&mut h.obj.meta.lock().registered);
-        {
-            let mut m = h.obj.meta.lock();
-            m.links.clear();
-            m.listed = false;
-        }
-        st.linked.retain(|o| !same(o));
+        h.obj.meta.lock().links.clear();
         if registered {
             self.shared.modified.lock().retain(|o| !same(o));
         }
@@ -1526,6 +1542,7 @@ impl Session {
             let mut m = obj.meta();
             m.detach(state);
             m.registered = false;
+            m.links.clear();
         };
         for obj in std::mem::take(&mut st.pending) {
             leave(&*obj, ObjectState::Transient);
