@@ -68,6 +68,9 @@ struct RelationDef {
 struct EntityDef {
     ident: syn::Ident,
     vis: syn::Visibility,
+    /// The path generated code names `orm_core` by (`#[orm(crate = "…")]`, or found in the
+    /// crate's manifest).
+    krate: TokenStream,
     table: String,
     fields: Vec<FieldDef>,
     relations: Vec<RelationDef>,
@@ -216,6 +219,7 @@ pub(crate) fn derive(input: TokenStream) -> TokenStream {
 
 fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<EntityDef> {
     let mut table = None;
+    let mut krate = None;
     let mut relations = Vec::new();
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("orm")) {
         let r = attr.parse_nested_meta(|meta| {
@@ -230,6 +234,17 @@ fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<EntityDef> {
             };
             if let Some(kind) = kind {
                 relations.push(parse_relation(kind, &meta)?);
+                return Ok(());
+            }
+            if meta.path.is_ident("crate") {
+                let lit: LitStr = meta.value().and_then(|v| v.parse()).map_err(|e| {
+                    syn::Error::new(
+                        e.span(),
+                        "expected `#[orm(crate = \"path::to::orm_session\")]`",
+                    )
+                })?;
+                let path: syn::Path = lit.parse()?;
+                krate = Some(quote!(#path::__private::orm_core));
                 return Ok(());
             }
             if meta.path.is_ident("table") {
@@ -282,6 +297,7 @@ fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<EntityDef> {
         ident: input.ident.clone(),
         vis: input.vis.clone(),
         table: table.unwrap_or_else(|| snake_case(&input.ident.to_string())),
+        krate: krate.unwrap_or_else(crate::manifest::core_path),
         fields,
         relations,
     })
@@ -597,6 +613,7 @@ fn snake_case(name: &str) -> String {
 }
 
 fn expand(m: &EntityDef) -> TokenStream {
+    let krate = &m.krate;
     let ident = &m.ident;
     let vis = &m.vis;
     let name = ident.to_string();
@@ -614,9 +631,9 @@ fn expand(m: &EntityDef) -> TokenStream {
         let field = field.strip_prefix("r#").unwrap_or(&field);
         let pk = f.primary_key.is_some();
         let generated = match f.generated {
-            Generated::No => quote!(::orm_core::Generated::No),
-            Generated::AutoIncrement => quote!(::orm_core::Generated::AutoIncrement),
-            Generated::UuidV7 => quote!(::orm_core::Generated::UuidV7),
+            Generated::No => quote!(#krate::Generated::No),
+            Generated::AutoIncrement => quote!(#krate::Generated::AutoIncrement),
+            Generated::UuidV7 => quote!(#krate::Generated::UuidV7),
         };
         let (unique, index, version) = (f.unique, f.index, f.version.is_some());
         let references = match &f.references {
@@ -631,20 +648,20 @@ fn expand(m: &EntityDef) -> TokenStream {
                     .map_or("NoAction", |(_, a)| a);
                 let action = format_ident!("{}", action);
                 quote! {
-                    ::core::option::Option::Some(::orm_core::ForeignKey {
-                        target: ::orm_core::meta_of::<#target>,
-                        on_delete: ::orm_core::OnDelete::#action,
+                    ::core::option::Option::Some(#krate::ForeignKey {
+                        target: #krate::meta_of::<#target>,
+                        on_delete: #krate::OnDelete::#action,
                     })
                 }
             }
             None => quote!(::core::option::Option::None),
         };
         quote! {
-            ::orm_core::ColumnMeta {
+            #krate::ColumnMeta {
                 name: #column,
                 field: #field,
-                sql_type: <#ty as ::orm_core::Field>::SQL_TYPE,
-                nullable: <#ty as ::orm_core::Field>::NULLABLE,
+                sql_type: <#ty as #krate::Field>::SQL_TYPE,
+                nullable: <#ty as #krate::Field>::NULLABLE,
                 primary_key: #pk,
                 generated: #generated,
                 unique: #unique,
@@ -670,7 +687,7 @@ fn expand(m: &EntityDef) -> TokenStream {
         let doc = format!("The column `{column}` (field `{field}`).");
         quote! {
             #[doc = #doc]
-            #vis const #cname: ::orm_core::Column<#ident, #ty> = ::orm_core::Column::new(#i, #column);
+            #vis const #cname: #krate::Column<#ident, #ty> = #krate::Column::new(#i, #column);
         }
     });
     let ncols = m.fields.len();
@@ -684,7 +701,7 @@ fn expand(m: &EntityDef) -> TokenStream {
         let doc = format!("The many-to-one relation `{name}` of the foreign key `{}`.", f.column);
         Some(quote! {
             #[doc = #doc]
-            #vis const #cname: ::orm_core::ManyToOne<#ident, #target> = ::orm_core::ManyToOne::new(#i, #name);
+            #vis const #cname: #krate::ManyToOne<#ident, #target> = #krate::ManyToOne::new(#i, #name);
         })
     });
     let fk_checks = m.fields.iter().filter_map(|f| {
@@ -696,8 +713,8 @@ fn expand(m: &EntityDef) -> TokenStream {
         );
         Some(quote_spanned! {ty.span()=>
             const _: () = ::core::assert!(
-                <#ty as ::orm_core::Field>::SQL_TYPE as u8
-                    == <#target as ::orm_core::Entity>::META.columns[<#target as ::orm_core::Entity>::META.primary_key].sql_type as u8,
+                <#ty as #krate::Field>::SQL_TYPE as u8
+                    == <#target as #krate::Entity>::META.columns[<#target as #krate::Entity>::META.primary_key].sql_type as u8,
                 #msg
             );
         })
@@ -710,19 +727,19 @@ fn expand(m: &EntityDef) -> TokenStream {
                 let child = owner_type(via);
                 quote! {
                     #[doc = #doc]
-                    #vis const #cname: ::orm_core::OneToMany<#ident, #child> = ::orm_core::OneToMany::new(#ri, #via);
+                    #vis const #cname: #krate::OneToMany<#ident, #child> = #krate::OneToMany::new(#ri, #via);
                 }
             }
             (RelKind::HasOne, Some(via), _, _) => {
                 let child = owner_type(via);
                 quote! {
                     #[doc = #doc]
-                    #vis const #cname: ::orm_core::OneToOne<#ident, #child> = ::orm_core::OneToOne::new(#ri, #via);
+                    #vis const #cname: #krate::OneToOne<#ident, #child> = #krate::OneToOne::new(#ri, #via);
                 }
             }
             (_, _, Some(target), Some((a, b))) => quote! {
                 #[doc = #doc]
-                #vis const #cname: ::orm_core::ManyToMany<#ident, #target> = ::orm_core::ManyToMany::new(#ri, #a, #b);
+                #vis const #cname: #krate::ManyToMany<#ident, #target> = #krate::ManyToMany::new(#ri, #a, #b);
             },
             _ => TokenStream::new(),
         }
@@ -734,31 +751,31 @@ fn expand(m: &EntityDef) -> TokenStream {
             (RelKind::ManyToMany, _, Some(target), Some((a, b))) => {
                 let assoc = owner_type(a);
                 quote! {
-                    ::orm_core::RelationMeta {
+                    #krate::RelationMeta {
                         name: #name,
-                        kind: ::orm_core::RelationKind::ManyToMany,
-                        target: ::orm_core::meta_of::<#target>,
+                        kind: #krate::RelationKind::ManyToMany,
+                        target: #krate::meta_of::<#target>,
                         remote_column: #a.column(),
-                        through: ::core::option::Option::Some((::orm_core::meta_of::<#assoc>, #b.column())),
-                        cascade: ::orm_core::Cascade::from_bits(#cascade),
+                        through: ::core::option::Option::Some((#krate::meta_of::<#assoc>, #b.column())),
+                        cascade: #krate::Cascade::from_bits(#cascade),
                     }
                 }
             }
             (kind, Some(via), _, _) => {
                 let child = owner_type(via);
                 let kind = if kind == RelKind::HasOne {
-                    quote!(::orm_core::RelationKind::OneToOne)
+                    quote!(#krate::RelationKind::OneToOne)
                 } else {
-                    quote!(::orm_core::RelationKind::OneToMany)
+                    quote!(#krate::RelationKind::OneToMany)
                 };
                 quote! {
-                    ::orm_core::RelationMeta {
+                    #krate::RelationMeta {
                         name: #name,
                         kind: #kind,
-                        target: ::orm_core::meta_of::<#child>,
+                        target: #krate::meta_of::<#child>,
                         remote_column: #via.column(),
                         through: ::core::option::Option::None,
-                        cascade: ::orm_core::Cascade::from_bits(#cascade),
+                        cascade: #krate::Cascade::from_bits(#cascade),
                     }
                 }
             }
@@ -780,7 +797,7 @@ fn expand(m: &EntityDef) -> TokenStream {
         TokenStream::new()
     } else {
         quote! {
-            fn visit_relation<V: ::orm_core::TypeVisitor>(
+            fn visit_relation<V: #krate::TypeVisitor>(
                 relation: usize,
                 visitor: V,
             ) -> ::core::option::Option<V::Output> {
@@ -795,15 +812,15 @@ fn expand(m: &EntityDef) -> TokenStream {
     quote! {
         const _: () = {
             #[allow(dead_code)]
-            fn __orm_assert_field<T: ::orm_core::Field>() {}
+            fn __orm_assert_field<T: #krate::Field>() {}
             #[allow(dead_code)]
             fn __orm_assert_all() {
                 #(#asserts)*
             }
 
             #[automatically_derived]
-            impl ::orm_core::Entity for #ident {
-                const META: &'static ::orm_core::EntityMeta = &::orm_core::EntityMeta {
+            impl #krate::Entity for #ident {
+                const META: &'static #krate::EntityMeta = &#krate::EntityMeta {
                     name: #name,
                     table: #table,
                     columns: &[#(#metas),*],
@@ -814,9 +831,9 @@ fn expand(m: &EntityDef) -> TokenStream {
                 #visit
 
                 #[inline]
-                fn column(&self, index: usize) -> ::orm_core::ValueRef<'_> {
+                fn column(&self, index: usize) -> #krate::ValueRef<'_> {
                     match index {
-                        #(#idx => ::orm_core::Field::to_sql(&self.#idents),)*
+                        #(#idx => #krate::Field::to_sql(&self.#idents),)*
                         _ => ::core::panic!("{} has {} columns; index {} is out of range", #name, #ncols, index),
                     }
                 }
@@ -824,23 +841,23 @@ fn expand(m: &EntityDef) -> TokenStream {
                 fn set_column(
                     &mut self,
                     index: usize,
-                    value: ::orm_core::ValueRef<'_>,
-                ) -> ::core::result::Result<(), ::orm_core::FromSqlError> {
+                    value: #krate::ValueRef<'_>,
+                ) -> ::core::result::Result<(), #krate::FromSqlError> {
                     match index {
-                        #(#idx => ::orm_core::assign(&mut self.#idents, value),)*
+                        #(#idx => #krate::assign(&mut self.#idents, value),)*
                         _ => ::core::panic!("{} has {} columns; index {} is out of range", #name, #ncols, index),
                     }
                 }
 
-                fn from_row(row: &dyn ::orm_core::RowValues) -> ::orm_core::Result<Self> {
+                fn from_row(row: &dyn #krate::RowValues) -> #krate::Result<Self> {
                     ::core::result::Result::Ok(Self {
-                        #(#idents: ::orm_core::read_column::<#types>(row, <Self as ::orm_core::Entity>::META, #idx)?,)*
+                        #(#idents: #krate::read_column::<#types>(row, <Self as #krate::Entity>::META, #idx)?,)*
                     })
                 }
             }
 
             #[automatically_derived]
-            impl ::orm_core::AsEntity for #ident {
+            impl #krate::AsEntity for #ident {
                 type Entity = Self;
                 #[inline]
                 fn as_entity(&self) -> &Self {
@@ -891,12 +908,25 @@ mod tests {
     }
 
     #[test]
+    fn a_renamed_dependency_is_named_by_the_crate_attribute() {
+        let out = errors_of(quote! {
+            #[orm(crate = "my_orm")]
+            struct T { #[orm(primary_key)] id: i64 }
+        });
+        assert!(
+            out.contains("my_orm :: __private :: orm_core :: Entity for T"),
+            "{out}"
+        );
+        assert!(!out.contains("compile_error"), "{out}");
+    }
+
+    #[test]
     fn expands_a_valid_entity() {
         let out = errors_of(quote! {
             #[orm(table = "t")]
             struct Ok { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String }
         });
-        assert!(out.contains("impl :: orm_core :: Entity for Ok"), "{out}");
+        assert!(out.contains("Entity for Ok"), "{out}");
         assert!(out.contains("const NAME"), "{out}");
         assert!(!out.contains("compile_error"), "{out}");
     }

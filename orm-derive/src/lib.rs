@@ -5,6 +5,10 @@
 //! | attribute | meaning | default |
 //! | --- | --- | --- |
 //! | `#[orm(table = "name")]` | the table name | the struct name in snake_case |
+//! | `#[orm(has_many(name = Child::REL, cascade = "…"))]` | a one-to-many relation through the child's foreign key `REL`; cascades `save-update`, `delete`, `delete-orphan`, `all`, `none` | `save-update` |
+//! | `#[orm(has_one(name = Child::REL, cascade = "…"))]` | a one-to-one relation (make the foreign key `unique`) | `save-update` |
+//! | `#[orm(many_to_many(name = Target, via = (Assoc::TO_SELF, Assoc::TO_TARGET)))]` | a many-to-many relation through an association entity | — |
+//! | `#[orm(crate = "path")]` | where `orm_session` (or `orm_core`) is, for a renamed dependency | found in the crate's `Cargo.toml` |
 //!
 //! # Field attributes
 //!
@@ -17,6 +21,9 @@
 //! | `#[orm(unique)]` | a `UNIQUE` constraint | off |
 //! | `#[orm(index)]` | a non-unique index | off |
 //! | `#[orm(version)]` | an `i64`/`i32` optimistic-concurrency counter checked and bumped by every update and delete | off |
+//! | `#[orm(references = Entity)]` | a foreign key to `Entity`'s primary key (same type); makes the many-to-one constant, named after the field without `_id` | — |
+//! | `#[orm(on_delete = "cascade")]` | the foreign key's `ON DELETE`: `"no action"`, `"restrict"`, `"cascade"`, `"set null"` | `"no action"` |
+//! | `#[orm(relation = "name")]` | the many-to-one relation's name | the field name without `_id` |
 //!
 //! Field types: `i32`, `i64`, `f64`, `bool`, `String`, `Vec<u8>`, `uuid::Uuid`, `Option` of
 //! each (a nullable column), and any type implementing `orm_core::Field`.
@@ -43,6 +50,7 @@
 //! ```
 
 mod entity;
+mod manifest;
 
 use proc_macro::TokenStream;
 
