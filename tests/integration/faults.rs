@@ -678,6 +678,7 @@ fn terminate(db: &TestDb, s: &Session) -> Result<()> {
 // R6: the backend is terminated between the flush and COMMIT: commit fails, a retry never
 // says Ok, and after rollback the session works on a new connection.
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn r6_postgres_connection_lost_before_commit() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());
@@ -697,6 +698,7 @@ fn r6_postgres_connection_lost_before_commit() -> Result<()> {
 
 // R6: the backend is terminated in the middle of a streamed COPY.
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn r6_postgres_connection_lost_mid_copy() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());
@@ -732,6 +734,7 @@ fn r6_postgres_connection_lost_mid_copy() -> Result<()> {
 // R6: the backend is terminated while COMMIT runs (a deferred trigger makes COMMIT take a
 // second): commit fails and the row is not there.
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn r6_postgres_connection_lost_during_commit() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());

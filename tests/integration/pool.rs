@@ -10,6 +10,7 @@ use orm_tests::{TestDb, both};
 // 64 threads run short sessions through an engine capped at 8 connections: all finish, and
 // no more than 8 connections are ever open.
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn sixty_four_threads_share_eight_postgres_connections() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());
@@ -102,6 +103,7 @@ both! {
 // What one user of a pooled PostgreSQL connection changes with raw SQL (settings, the search
 // path, temporary tables) does not reach the next user.
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn postgres_connections_are_reset_between_users() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());
@@ -133,6 +135,7 @@ fn postgres_connections_are_reset_between_users() -> Result<()> {
 // A table dropped and made again by another program: pooled connections go on inserting
 // (keys included) without failing on what they had cached for the old table.
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn postgres_table_recreated_elsewhere_keeps_working() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());
@@ -184,6 +187,7 @@ fn db_options(_db: &TestDb, s: &Session) -> Result<orm_session::PgOptions> {
 // A role without CREATE on the database can still use an engine whose schema exists: the
 // schema is created only when missing. And an engine's Debug never shows a password.
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn postgres_schema_that_exists_needs_no_create_privilege() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());

@@ -35,6 +35,7 @@ fn column_facts(conn: &Connection, table: &str) -> Result<Vec<Vec<Value>>> {
 }
 
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn ddl_uses_identity_columns_and_native_types() -> Result<()> {
     let Some(db) = pg() else { return Ok(()) };
     let conn = db.connect();
@@ -109,6 +110,7 @@ fn ddl_uses_identity_columns_and_native_types() -> Result<()> {
 }
 
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn sqlstates_map_to_error_kinds() -> Result<()> {
     let Some(db) = pg() else { return Ok(()) };
     let conn = db.connect();
@@ -160,6 +162,7 @@ fn sqlstates_map_to_error_kinds() -> Result<()> {
 }
 
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn a_serialization_failure_is_reported_as_busy() -> Result<()> {
     let Some(db) = pg() else { return Ok(()) };
     let engine = db.engine();
@@ -181,6 +184,7 @@ fn a_serialization_failure_is_reported_as_busy() -> Result<()> {
 }
 
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn open_errors_name_the_server_without_the_password() {
     let Some(url) = orm_tests::database_url() else {
         return;
@@ -196,6 +200,7 @@ fn open_errors_name_the_server_without_the_password() {
 }
 
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn a_schema_keeps_tables_apart() -> Result<()> {
     let Some(db) = pg() else { return Ok(()) };
     let url = orm_tests::database_url().expect("url");
@@ -215,6 +220,7 @@ fn a_schema_keeps_tables_apart() -> Result<()> {
 }
 
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn a_lost_connection_is_an_error_and_the_engine_recovers() -> Result<()> {
     let Some(db) = pg() else { return Ok(()) };
     let engine = db.engine();
@@ -283,6 +289,7 @@ fn nan_and_infinities_round_trip_on_postgres() -> Result<()> {
 }
 
 #[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
 fn raw_transaction_statements_are_followed() -> Result<()> {
     let Some(db) = pg() else { return Ok(()) };
     let conn = db.connect();
