@@ -44,8 +44,26 @@ pub enum ErrorKind {
     StaleData,
     /// The object was deleted, or its session is gone.
     ObjectDeleted,
-    /// The call is not valid in the current state.
+    /// The call is not valid in the current state (and none of the kinds below says why).
     InvalidState,
+    /// Another object for the same row is already in the session (an `add` of a second
+    /// object with a key the session holds).
+    DuplicateObject,
+    /// The object is in use: a `read()`/`write()` guard on it is alive, or a flush on
+    /// another thread is writing it.
+    Borrowed,
+    /// The object is not in this session (it is transient, detached, or another session's).
+    NotInSession,
+    /// The session is closed.
+    SessionClosed,
+    /// The session was called from code running inside one of its own calls (a
+    /// `with_connection` closure, a `Field` conversion, a bulk call's iterator).
+    Reentrant,
+    /// A panic unwound while a `write()` guard on the object was alive: its change may be
+    /// half made, and the session refuses to flush it until it is reloaded.
+    TornObject,
+    /// The objects to insert reference each other in a cycle: none can go first.
+    DependencyCycle,
     /// The object is not attached to a live session (expunged, closed, or never added).
     Detached,
     /// A query expected at most one row and found more.
@@ -79,6 +97,13 @@ impl fmt::Display for ErrorKind {
             ErrorKind::StaleData => "stale data",
             ErrorKind::ObjectDeleted => "object deleted",
             ErrorKind::InvalidState => "invalid state",
+            ErrorKind::DuplicateObject => "another object for this row is in the session",
+            ErrorKind::Borrowed => "object in use",
+            ErrorKind::NotInSession => "object not in this session",
+            ErrorKind::SessionClosed => "session closed",
+            ErrorKind::Reentrant => "re-entrant call",
+            ErrorKind::TornObject => "object torn by a panic",
+            ErrorKind::DependencyCycle => "dependency cycle",
             ErrorKind::Detached => "object detached",
             ErrorKind::MultipleRows => "multiple rows",
             ErrorKind::PendingRollback => "transaction failed; rollback() required",
@@ -229,6 +254,69 @@ pub enum Error {
         /// What is wrong and how to fix it.
         message: String,
     },
+    /// A second object for a row the session holds an object for.
+    #[error(
+        "an object of {entity} (table `{table}`) with key {key} is already in this session; \
+         use `get` to obtain it, or `merge` to copy this one's values onto it"
+    )]
+    DuplicateObject {
+        /// Entity.
+        entity: &'static str,
+        /// Table.
+        table: &'static str,
+        /// The key.
+        key: String,
+    },
+    /// The object is in use by a guard or a flush.
+    #[error("cannot {operation} {entity}: {reason}")]
+    Borrowed {
+        /// Entity.
+        entity: &'static str,
+        /// What was attempted.
+        operation: &'static str,
+        /// Why, and what to do.
+        reason: &'static str,
+    },
+    /// The object is not in this session.
+    #[error(
+        "cannot {operation} {entity}: the object is not in this session ({state}); add it (or \
+         merge it) first"
+    )]
+    NotInSession {
+        /// Entity.
+        entity: &'static str,
+        /// What was attempted.
+        operation: &'static str,
+        /// Where the object stands instead.
+        state: String,
+    },
+    /// The session is closed.
+    #[error("the session is closed; open another with `engine.session()`")]
+    SessionClosed,
+    /// The session was called from inside one of its own calls.
+    #[error("{message}")]
+    Reentrant {
+        /// What happened and what to do instead.
+        message: String,
+    },
+    /// A panic tore a change to the object.
+    #[error(
+        "cannot flush {entity}: a panic unwound while a write() guard on it was alive, so its \
+         change may be half made; refresh or expire it to discard the change, or expunge it"
+    )]
+    TornObject {
+        /// Entity.
+        entity: &'static str,
+    },
+    /// Objects to insert reference each other in a cycle.
+    #[error(
+        "the objects to insert reference each other in a cycle ({cycle}): none can be inserted \
+         first; insert one without its link, flush, then link it"
+    )]
+    DependencyCycle {
+        /// The entities around the cycle, `A -> B -> A`.
+        cycle: String,
+    },
     /// An entity's mapping does not fit its live table: every problem found, each naming the
     /// column, the field's type and the column's type.
     #[error(
@@ -277,6 +365,13 @@ impl Error {
             Error::NotFound { .. } | Error::NoValue { .. } => ErrorKind::NotFound,
             Error::StaleData { .. } => ErrorKind::StaleData,
             Error::InvalidState { .. } => ErrorKind::InvalidState,
+            Error::DuplicateObject { .. } => ErrorKind::DuplicateObject,
+            Error::Borrowed { .. } => ErrorKind::Borrowed,
+            Error::NotInSession { .. } => ErrorKind::NotInSession,
+            Error::SessionClosed => ErrorKind::SessionClosed,
+            Error::Reentrant { .. } => ErrorKind::Reentrant,
+            Error::TornObject { .. } => ErrorKind::TornObject,
+            Error::DependencyCycle { .. } => ErrorKind::DependencyCycle,
             Error::ObjectDeleted { .. } => ErrorKind::ObjectDeleted,
             Error::Detached { .. } => ErrorKind::Detached,
             Error::MultipleRows { .. } => ErrorKind::MultipleRows,

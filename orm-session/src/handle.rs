@@ -189,15 +189,12 @@ pub(crate) struct Object<E> {
     pub slot: std::sync::atomic::AtomicUsize,
 }
 
-/// What the error of a value lock that could not be had says.
-pub(crate) const BORROWED: &str = "borrowed by a live read()/write() guard";
-
-pub(crate) fn borrowed(meta: &EntityMeta, operation: &str) -> Error {
-    Error::InvalidState {
-        message: format!(
-            "cannot {operation} {}: the object is {BORROWED}; drop the guard first",
-            meta.name
-        ),
+/// The error of a value lock that could not be had.
+pub(crate) fn borrowed(meta: &EntityMeta, operation: &'static str) -> Error {
+    Error::Borrowed {
+        entity: meta.name,
+        operation,
+        reason: "a read() or write() guard on it is alive; drop the guard first",
     }
 }
 
@@ -342,7 +339,7 @@ impl<E: Entity> Handle<E> {
     /// # Errors
     /// [`Error::ObjectDeleted`] when the object is expired and its row is gone;
     /// [`Error::Detached`] when it is expired and has no session to reload from;
-    /// [`Error::InvalidState`] when a write guard on it is alive; database errors.
+    /// [`Error::Borrowed`] when a write guard on it is alive; database errors.
     pub fn read(&self) -> Result<ReadGuard<'_, E>> {
         self.ensure_loaded()?;
         self.obj
@@ -358,7 +355,7 @@ impl<E: Entity> Handle<E> {
     /// once the object is added to a session again.
     ///
     /// # Errors
-    /// As [`read`](Self::read); [`Error::InvalidState`] when any guard on it is alive, or a
+    /// As [`read`](Self::read); [`Error::Borrowed`] when any guard on it is alive, or a
     /// flush on another thread is writing it (write again once it is over).
     pub fn write(&self) -> Result<WriteGuard<'_, E>> {
         self.ensure_loaded()?;
@@ -369,12 +366,11 @@ impl<E: Entity> Handle<E> {
             .ok_or_else(|| borrowed(E::META, "write"))?;
         let mut meta = self.obj.meta.lock();
         if meta.flushing {
-            return Err(Error::InvalidState {
-                message: format!(
-                    "cannot write {}: a flush on another thread is writing it; write again \
-                     once that flush is over",
-                    E::META.name
-                ),
+            return Err(Error::Borrowed {
+                entity: E::META.name,
+                operation: "write",
+                reason: "a flush on another thread is writing it; write again once that flush \
+                         is over",
             });
         }
         if meta.key.is_some() && meta.state != ObjectState::Pending {
@@ -606,13 +602,8 @@ impl<E: Entity> Erased for Object<E> {
         let claim = {
             let mut meta = self.meta.lock();
             if meta.torn {
-                return Err(Error::InvalidState {
-                    message: format!(
-                        "cannot flush {}: a panic unwound while a write() guard on it was alive, \
-                         so its change may be half made; refresh or expire it to discard the \
-                         change, or expunge it",
-                        E::META.name
-                    ),
+                return Err(Error::TornObject {
+                    entity: E::META.name,
                 });
             }
             meta.flushing = true;

@@ -135,12 +135,8 @@ pub(crate) fn insert_groups<'a>(
     }
     let depth = depths(n, &edges).map_err(|cycle| {
         let names: Vec<&str> = cycle.iter().map(|&i| objs[i].entity().name).collect();
-        Error::InvalidState {
-            message: format!(
-                "the objects to insert reference each other in a cycle ({}): none can be \
-                 inserted first; insert one without its link, flush, then link it",
-                names.join(" -> ")
-            ),
+        Error::DependencyCycle {
+            cycle: names.join(" -> "),
         }
     })?;
     // Entities in the order they were first added.

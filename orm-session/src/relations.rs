@@ -394,7 +394,7 @@ impl Session {
     /// back as they were, and are linked again after being added again.
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when an object is in another session, detached, or not in
+    /// [`Error::NotInSession`] when an object is in another session, detached, or not in
     /// this one without a save-update cascade; as [`Handle::write`].
     pub fn link<C: Entity, P: Entity>(
         &self,
@@ -632,7 +632,12 @@ impl Session {
 
     /// Makes sure `h` is in this session for `operation`: a transient object is added when
     /// the cascade has save-update.
-    fn enlist<E: Entity>(&self, h: &Handle<E>, cascade: Cascade, operation: &str) -> Result<()> {
+    fn enlist<E: Entity>(
+        &self,
+        h: &Handle<E>,
+        cascade: Cascade,
+        operation: &'static str,
+    ) -> Result<()> {
         let (state, mine) = {
             let m = h.obj.meta.lock();
             (m.state, m.belongs_to(&self.shared))
@@ -640,19 +645,15 @@ impl Session {
         match state {
             ObjectState::Transient if cascade.contains(Cascade::SAVE_UPDATE) => self.add_handle(h),
             ObjectState::Pending | ObjectState::Persistent if mine => Ok(()),
-            ObjectState::Transient => Err(Error::InvalidState {
-                message: format!(
-                    "cannot {operation} {}: it is not in the session and the relation has no \
-                     save-update cascade; add it first",
-                    E::META.name
-                ),
+            ObjectState::Transient => Err(Error::NotInSession {
+                entity: E::META.name,
+                operation,
+                state: "transient, and the relation's cascade leaves save-update out".into(),
             }),
-            other => Err(Error::InvalidState {
-                message: format!(
-                    "cannot {operation} {}: it is {other:?} and not in this session; add it \
-                     (or merge it) first",
-                    E::META.name
-                ),
+            _ => Err(Error::NotInSession {
+                entity: E::META.name,
+                operation,
+                state: format!("{:?}", h.state()),
             }),
         }
     }

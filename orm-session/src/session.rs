@@ -10,8 +10,7 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
-    AnyHandle, BORROWED, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object,
-    ObjectState,
+    AnyHandle, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object, ObjectState,
 };
 use crate::query::Query;
 
@@ -95,9 +94,7 @@ impl State {
     /// and the transaction that holds its work still there as far as the driver says.
     pub(crate) fn ready(&mut self) -> Result<()> {
         if self.closed {
-            return Err(Error::InvalidState {
-                message: "the session is closed".into(),
-            });
+            return Err(Error::SessionClosed);
         }
         if let Some(reason) = &self.failed {
             return Err(Error::PendingRollback {
@@ -161,10 +158,10 @@ impl State {
 
     fn refuse_in_bulk(&self, operation: &str) -> Result<()> {
         if self.bulk > 0 {
-            return Err(Error::InvalidState {
+            return Err(Error::Reentrant {
                 message: format!(
                     "cannot {operation} while a bulk call of this session is in progress (its \
-                     rows' iterator called the session)"
+                     rows' iterator called the session); do it after the bulk call"
                 ),
             });
         }
@@ -237,12 +234,12 @@ impl Shared {
     /// Locks the session state.
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when this thread holds it already: code that runs under the
+    /// [`Error::Reentrant`] when this thread holds it already: code that runs under the
     /// lock called the session again.
     pub(crate) fn lock(&self) -> Result<StateGuard<'_>> {
         let me = thread_tag();
         if self.holder.load(Ordering::Relaxed) == me {
-            return Err(Error::InvalidState {
+            return Err(Error::Reentrant {
                 message: "the session was called from code running inside one of its own calls \
                           (a with_connection closure or a Field conversion); use the \
                           Connection given to the closure instead"
@@ -320,7 +317,7 @@ impl Shared {
             return Ok(());
         }
         match self.flush_inner(st) {
-            Err(e) if e.kind() == ErrorKind::InvalidState && e.to_string().contains(BORROWED) => {
+            Err(e) if e.kind() == ErrorKind::Borrowed => {
                 tracing::debug!(target: "orm::session", error = %e, "autoflush before a reload skipped");
                 Ok(())
             }
@@ -707,9 +704,7 @@ impl Shared {
 
     fn check_open(st: &State) -> Result<()> {
         if st.closed {
-            Err(Error::InvalidState {
-                message: "the session is closed".into(),
-            })
+            Err(Error::SessionClosed)
         } else {
             Ok(())
         }
@@ -954,11 +949,10 @@ impl Session {
         if h.obj.meta.lock().belongs_to(&self.shared) {
             Ok(())
         } else {
-            Err(Error::InvalidState {
-                message: format!(
-                    "cannot {operation} {}: the object is not in this session",
-                    E::META.name
-                ),
+            Err(Error::NotInSession {
+                entity: E::META.name,
+                operation,
+                state: format!("{:?}", h.state()),
             })
         }
     }
@@ -966,7 +960,7 @@ impl Session {
     /// Adds a new object; it is inserted at the next flush. Returns its handle (pending).
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when an object with the same (user-assigned) key is already in
+    /// [`Error::DuplicateObject`] when an object with the same (user-assigned) key is already in
     /// the session, or the session is closed.
     pub fn add<E: Entity>(&self, value: E) -> Result<Handle<E>> {
         let key = value.key();
@@ -1060,7 +1054,7 @@ impl Session {
     /// ```
     ///
     /// # Errors
-    /// As [`get`](Self::get) and [`add`](Self::add); [`Error::InvalidState`] when a guard on
+    /// As [`get`](Self::get) and [`add`](Self::add); [`Error::Borrowed`] when a guard on
     /// the session's object is alive.
     pub fn merge<E: Entity>(&self, value: E) -> Result<Handle<E>> {
         let Some(key) = value.key() else {
@@ -1093,7 +1087,8 @@ impl Session {
     /// expired).
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when it belongs to a live session, or its key is taken here.
+    /// [`Error::InvalidState`] when it belongs to another live session;
+    /// [`Error::DuplicateObject`] when its key is taken here.
     pub fn add_handle<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
         let mut st = self.shared.lock()?;
         st.ready()?;
@@ -1281,7 +1276,7 @@ impl Session {
     /// taken out of the session (it becomes transient).
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when the object is not in this session.
+    /// [`Error::NotInSession`] when the object is not in this session.
     pub fn delete<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
         self.owned(h, "delete")?;
         let mut st = self.shared.lock()?;
@@ -1318,7 +1313,7 @@ impl Session {
     ///
     /// # Errors
     /// The database error (naming entity, table and the placeholder SQL);
-    /// [`Error::StaleData`] for a version mismatch; [`Error::InvalidState`] when a guard on a
+    /// [`Error::StaleData`] for a version mismatch; [`Error::Borrowed`] when a guard on a
     /// flushed object is alive.
     pub fn flush(&self) -> Result<()> {
         let mut st = self.shared.lock()?;
@@ -1406,7 +1401,8 @@ impl Session {
     /// Expires an object: its next access reloads it; unflushed changes to it are discarded.
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when it is not persistent in this session.
+    /// [`Error::NotInSession`] when it is not in this session; [`Error::InvalidState`] when
+    /// it is pending (it has no row to reload).
     pub fn expire<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
         self.persistent(h, "expire")?;
         h.obj.meta.lock().expire_all();
@@ -1510,7 +1506,7 @@ impl Session {
     /// deleted one detached. Its values stay readable.
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when it is not in this session.
+    /// [`Error::NotInSession`] when it is not in this session.
     pub fn expunge<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
         self.owned(h, "expunge")?;
         let mut st = self.shared.lock()?;
@@ -1571,7 +1567,7 @@ impl Session {
     /// Whether the object has changes a flush would send (pending objects always do).
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when a write guard on it is alive.
+    /// [`Error::Borrowed`] when a write guard on it is alive.
     pub fn is_modified<E: Entity>(&self, h: &Handle<E>) -> Result<bool> {
         match h.obj.meta.lock().state {
             ObjectState::Pending => return Ok(true),
@@ -1593,7 +1589,7 @@ impl Session {
     /// Persistent objects with changes a flush would send.
     ///
     /// # Errors
-    /// [`Error::InvalidState`] when a write guard on one of them is alive.
+    /// [`Error::Borrowed`] when a write guard on one of them is alive.
     pub fn dirty_objects(&self) -> Result<Vec<AnyHandle>> {
         let candidates: Vec<Arc<dyn Erased>> = self.shared.modified.lock().clone();
         let mut out = Vec::new();
@@ -1672,7 +1668,7 @@ impl Session {
     /// with "database is locked" (SQLite refuses to wait where waiting could deadlock).
     ///
     /// `f` runs with the session locked: calling the session from inside it fails with
-    /// [`Error::InvalidState`] (use the connection it is given). If `f` fails or panics, the
+    /// [`Error::Reentrant`] (use the connection it is given). If `f` fails or panics, the
     /// driver is asked what became of the transaction, as after any failed statement.
     ///
     /// # Errors
@@ -1718,13 +1714,10 @@ impl Drop for Session {
 }
 
 fn duplicate<E: Entity>(key: &Key) -> Error {
-    Error::InvalidState {
-        message: format!(
-            "an object of {} (table `{}`) with key {key} is already in this session; \
-             use `get` to obtain it",
-            E::META.name,
-            E::META.table
-        ),
+    Error::DuplicateObject {
+        entity: E::META.name,
+        table: E::META.table,
+        key: key.to_string(),
     }
 }
 

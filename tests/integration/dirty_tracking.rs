@@ -118,7 +118,7 @@ fn s3_flush_refuses_while_a_write_guard_is_alive(db) -> Result<()> {
     let mut guard = h.write()?;
     guard.age = 2;
     let err = s.flush().unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert_eq!(err.kind(), ErrorKind::Borrowed);
     assert!(err.to_string().contains("guard"), "{err}");
     drop(guard);
     s.commit()?;

@@ -51,3 +51,42 @@ fn optional_turns_not_found_into_none(db) -> Result<()> {
     Ok(())
 }
 }
+
+orm_tests::both! {
+// Each misuse of the session has a kind of its own (not a catch-all), and a message that says
+// what to do.
+fn misuses_have_kinds_of_their_own(db) -> Result<()> {
+    use orm_session::{Handle, ObjectState};
+    use orm_tests::model::Customer;
+    let engine = db.engine();
+    let s = engine.session();
+    let other = engine.session();
+    let ada = s.add(Customer::new("ada", 36))?;
+    s.commit()?;
+    // Not in this session: another session's object, and a transient one.
+    let e = other.delete(&ada).expect_err("another session's object");
+    assert_eq!(e.kind(), ErrorKind::NotInSession);
+    assert!(e.to_string().contains("add it"), "{e}");
+    let loose = Handle::new(Customer::new("loose", 1));
+    assert_eq!(loose.state(), ObjectState::Transient);
+    assert_eq!(s.expunge(&loose).expect_err("transient").kind(), ErrorKind::NotInSession);
+    // A second object for a row the session holds.
+    let id = ada.read()?.id;
+    let e = s.add(Customer { id, ..Customer::new("ada again", 1) }).expect_err("duplicate");
+    assert_eq!(e.kind(), ErrorKind::DuplicateObject);
+    assert!(e.to_string().contains("merge"), "{e}");
+    // A live guard.
+    let reading = ada.read()?;
+    let Err(e) = ada.write() else {
+        panic!("a read guard is alive");
+    };
+    assert_eq!(e.kind(), ErrorKind::Borrowed);
+    assert!(e.to_string().contains("drop the guard"), "{e}");
+    drop(reading);
+    // Expunged and expired: it has no session to reload from.
+    s.expunge(&ada)?;
+    assert_eq!(ada.state(), ObjectState::Detached);
+    other.close()?;
+    Ok(())
+}
+}

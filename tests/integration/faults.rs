@@ -275,7 +275,7 @@ both! {
         }));
         assert!(caught.is_err());
         let refused = s.commit().expect_err("a torn object is not flushed");
-        assert_eq!(refused.kind(), ErrorKind::InvalidState);
+        assert_eq!(refused.kind(), ErrorKind::TornObject);
         assert!(refused.to_string().contains("panic"), "{refused}");
         assert_eq!(names(&engine)?, ["whole"]);
         s.refresh(&h)?;
@@ -288,7 +288,7 @@ both! {
             g.name = "pend".into();
             panic!("again");
         }));
-        assert_eq!(kind(s.flush()), ErrorKind::InvalidState);
+        assert_eq!(kind(s.flush()), ErrorKind::TornObject);
         s.expunge(&p)?;
         works_again(&engine, &s, "after")
     }
@@ -386,7 +386,7 @@ both! {
         watchdog(30, move || -> Result<()> {
             let s = engine.session();
             let inner = s.with_connection(|_| s.query::<Customer>().count());
-            assert_eq!(kind(inner), ErrorKind::InvalidState);
+            assert_eq!(kind(inner), ErrorKind::Reentrant);
             s.add(Customer::new("after", 1))?;
             s.commit()?;
             assert_eq!(s.query::<Customer>().count()?, 1);
@@ -416,7 +416,7 @@ both! {
                     // Either the flush got there first, or it saw the reader's guard.
                     match s.flush() {
                         Ok(()) => {}
-                        Err(e) => assert_eq!(e.kind(), ErrorKind::InvalidState, "{e}"),
+                        Err(e) => assert_eq!(e.kind(), ErrorKind::Borrowed, "{e}"),
                     }
                     reader.join().unwrap()
                 })?;

@@ -56,7 +56,7 @@ fn s1_adding_a_second_object_for_a_known_key_is_refused(db) -> Result<()> {
     s.add(Tag { name: "x".into() })?;
     s.flush()?;
     let err = s.add(Tag { name: "x".into() }).unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert_eq!(err.kind(), ErrorKind::DuplicateObject);
     assert!(err.to_string().contains("already in this session"), "{err}");
     Ok(())
 }

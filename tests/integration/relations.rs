@@ -238,7 +238,7 @@ both! {
         s.link(&a, Node::PARENT, &b)?;
         s.link(&b, Node::PARENT, &a)?;
         let e = s.flush().expect_err("cycle");
-        assert_eq!(e.kind(), ErrorKind::InvalidState);
+        assert_eq!(e.kind(), ErrorKind::DependencyCycle);
         assert!(e.to_string().contains("cycle"), "{e}");
         assert_eq!(count(db, "tree_node"), 0);
         assert_eq!(a.state(), ObjectState::Pending);
@@ -588,7 +588,7 @@ both! {
         {
             let _reading = orders[2].read()?;
             let e = s.flush().expect_err("the child is borrowed");
-            assert_eq!(e.kind(), ErrorKind::InvalidState);
+            assert_eq!(e.kind(), ErrorKind::Borrowed);
         }
         assert_eq!(count(db, "shop_customer"), 0);
         assert_eq!(c.state(), ObjectState::Pending);
