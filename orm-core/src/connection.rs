@@ -221,32 +221,6 @@ impl std::fmt::Debug for Connection {
     }
 }
 
-impl From<i64> for Key {
-    fn from(v: i64) -> Self {
-        Key::Int(v)
-    }
-}
-impl From<i32> for Key {
-    fn from(v: i32) -> Self {
-        Key::Int(i64::from(v))
-    }
-}
-impl From<&str> for Key {
-    fn from(v: &str) -> Self {
-        Key::Text(v.into())
-    }
-}
-impl From<String> for Key {
-    fn from(v: String) -> Self {
-        Key::Text(v.into_boxed_str())
-    }
-}
-impl From<uuid::Uuid> for Key {
-    fn from(v: uuid::Uuid) -> Self {
-        Key::Uuid(v)
-    }
-}
-
 /// Names the statement for logging and errors.
 #[derive(Clone, Copy)]
 struct Ctx<'a> {

@@ -145,6 +145,10 @@ pub trait Entity: Sized + Send + Sync + 'static {
     /// Table and column metadata.
     const META: &'static EntityMeta;
 
+    /// The primary key's type: `i64` for an `Option<i64>` key field, `String` for a `String`
+    /// one. `Session::get` takes it, and `Handle::id` returns it.
+    type Id: crate::value::KeyValue;
+
     /// The value of column `index` (a position in `META.columns`), borrowed from the field.
     fn column(&self, index: usize) -> ValueRef<'_>;
 

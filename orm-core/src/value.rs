@@ -551,6 +551,138 @@ impl Key {
     }
 }
 
+impl From<i64> for Key {
+    fn from(v: i64) -> Self {
+        Key::Int(v)
+    }
+}
+impl From<i32> for Key {
+    fn from(v: i32) -> Self {
+        Key::Int(i64::from(v))
+    }
+}
+impl From<&str> for Key {
+    fn from(v: &str) -> Self {
+        Key::Text(v.into())
+    }
+}
+impl From<String> for Key {
+    fn from(v: String) -> Self {
+        Key::Text(v.into_boxed_str())
+    }
+}
+impl From<Uuid> for Key {
+    fn from(v: Uuid) -> Self {
+        Key::Uuid(v)
+    }
+}
+impl From<Vec<u8>> for Key {
+    fn from(v: Vec<u8>) -> Self {
+        Key::Bytes(v.into_boxed_slice())
+    }
+}
+impl From<bool> for Key {
+    fn from(v: bool) -> Self {
+        Key::Bool(v)
+    }
+}
+
+/// The Rust type of a primary key (`Entity::Id`): what `Session::get` takes and
+/// `Handle::id` returns, so that a key of the wrong type does not compile.
+///
+/// ```
+/// use orm_core::{Entity, Key, KeyValue};
+/// #[derive(Entity)]
+/// struct Tag { #[orm(primary_key)] name: String }
+/// #[derive(Entity)]
+/// struct Item { #[orm(primary_key, auto_increment)] id: Option<i64> }
+/// fn id_of<E: Entity>(k: &Key) -> Option<E::Id> { E::Id::from_key(k) }
+/// assert_eq!(id_of::<Item>(&Key::Int(7)), Some(7_i64));
+/// assert_eq!(id_of::<Tag>(&Key::Text("x".into())), Some("x".to_owned()));
+/// assert_eq!(id_of::<Tag>(&Key::Int(7)), None);
+/// ```
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a primary key",
+    note = "primary keys are i64, i32, String, uuid::Uuid, Vec<u8> or bool (or an Option of one)"
+)]
+pub trait KeyValue: Into<Key> + Clone + fmt::Debug + PartialEq + Send + Sync + 'static {
+    /// The key's value, if `key` holds one of this type.
+    fn from_key(key: &Key) -> Option<Self>;
+}
+
+impl KeyValue for i64 {
+    fn from_key(key: &Key) -> Option<Self> {
+        match key {
+            Key::Int(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+impl KeyValue for i32 {
+    fn from_key(key: &Key) -> Option<Self> {
+        match key {
+            Key::Int(v) => i32::try_from(*v).ok(),
+            _ => None,
+        }
+    }
+}
+impl KeyValue for String {
+    fn from_key(key: &Key) -> Option<Self> {
+        match key {
+            Key::Text(v) => Some(v.to_string()),
+            _ => None,
+        }
+    }
+}
+impl KeyValue for Uuid {
+    fn from_key(key: &Key) -> Option<Self> {
+        match key {
+            Key::Uuid(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+impl KeyValue for Vec<u8> {
+    fn from_key(key: &Key) -> Option<Self> {
+        match key {
+            Key::Bytes(v) => Some(v.to_vec()),
+            _ => None,
+        }
+    }
+}
+impl KeyValue for bool {
+    fn from_key(key: &Key) -> Option<Self> {
+        match key {
+            Key::Bool(v) => Some(*v),
+            _ => None,
+        }
+    }
+}
+
+/// The key type of a primary-key field's type: `Option<i64>` → `i64`. Used by the derive.
+#[doc(hidden)]
+#[diagnostic::on_unimplemented(
+    message = "`{Self}` cannot be a primary key",
+    note = "primary keys are i64, i32, String, uuid::Uuid, Vec<u8> or bool (or an Option of one)"
+)]
+pub trait KeyField {
+    /// The key type.
+    type Id: KeyValue;
+}
+
+macro_rules! key_fields {
+    ($($t:ty),*) => {$(
+        impl KeyField for $t {
+            type Id = $t;
+        }
+    )*};
+}
+key_fields!(i64, i32, String, Uuid, Vec<u8>, bool);
+
+impl<T: KeyValue> KeyField for Option<T> {
+    type Id = T;
+}
+
 impl fmt::Display for Key {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {

@@ -623,6 +623,8 @@ fn expand(m: &EntityDef) -> TokenStream {
         .iter()
         .position(|f| f.primary_key.is_some())
         .unwrap_or(0);
+    let pk_ty = &m.fields[pk].ty;
+    let id_ty = quote_spanned! {pk_ty.span()=> <#pk_ty as #krate::KeyField>::Id };
 
     let metas = m.fields.iter().map(|f| {
         let ty = &f.ty;
@@ -820,6 +822,8 @@ fn expand(m: &EntityDef) -> TokenStream {
 
             #[automatically_derived]
             impl #krate::Entity for #ident {
+                type Id = #id_ty;
+
                 const META: &'static #krate::EntityMeta = &#krate::EntityMeta {
                     name: #name,
                     table: #table,

@@ -7,7 +7,8 @@ use std::ops::{Deref, DerefMut};
 use std::sync::{Arc, Weak};
 
 use orm_core::{
-    Connection, Entity, EntityMeta, Error, Generated, InsertOptions, Key, Result, Value, ValueRef,
+    Connection, Entity, EntityMeta, Error, Generated, InsertOptions, Key, KeyValue, Result, Value,
+    ValueRef,
 };
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -419,6 +420,29 @@ impl<E: Entity> Handle<E> {
     /// The identity key, once the object is persistent.
     pub fn key(&self) -> Option<Key> {
         self.obj.meta.lock().key.clone()
+    }
+
+    /// The primary key in its own type (`E::Id`), once the object has a row: `Some(5)` for
+    /// an `i64` key, with no matching on [`Key`].
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key, auto_increment)] id: Option<i64>, name: String }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// let rex = s.add(Pet { id: None, name: "Rex".into() })?;
+    /// assert_eq!(rex.id(), None);            // pending: no key yet
+    /// s.flush()?;
+    /// let id: i64 = rex.id().expect("flushed");
+    /// assert!(s.get::<Pet>(id)?.expect("row") == rex);
+    /// # Ok(()) }
+    /// ```
+    pub fn id(&self) -> Option<E::Id> {
+        let key = self.obj.meta.lock().key.clone()?;
+        E::Id::from_key(&key)
     }
 
     /// Whether loaded values are stale and will be reloaded on the next access.

@@ -78,7 +78,7 @@ impl<C: Entity, P: Entity> Relation<C> for ManyToOne<C, P> {
         let Some(key) = Key::from_value(&h.read()?.column(self.column())) else {
             return Ok(None);
         };
-        let parent = session.get::<P>(key)?;
+        let parent = session.get_by_key::<P>(key)?;
         if let Some(p) = &parent {
             session.shared.lock()?.held.push(erased(p));
         }

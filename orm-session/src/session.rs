@@ -1060,7 +1060,7 @@ impl Session {
         let Some(key) = value.key() else {
             return self.add(value);
         };
-        match self.get::<E>(key)? {
+        match self.get_by_key::<E>(key)? {
             Some(h) => {
                 *h.write()? = value;
                 Ok(h)
@@ -1143,12 +1143,36 @@ impl Session {
     }
 
     /// The object of `E` with this primary key: from the identity map without SQL when it is
-    /// there and not expired, else loaded (after an autoflush).
+    /// there and not expired, else loaded (after an autoflush). The key has `E`'s key type
+    /// (`E::Id`, or what converts into it): a key of another type does not compile.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Tag { #[orm(primary_key)] name: String, uses: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Tag>()?;
+    /// let s = engine.session();
+    /// s.add(Tag { name: "rust".into(), uses: 1 })?;
+    /// let tag = s.get::<Tag>("rust")?.expect("added");   // &str into the String key
+    /// assert_eq!(tag.id(), Some("rust".to_owned()));
+    /// assert!(s.get::<Tag>("go")?.is_none());
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// Database and conversion errors.
-    pub fn get<E: Entity>(&self, key: impl Into<Key>) -> Result<Option<Handle<E>>> {
-        let key = key.into();
+    pub fn get<E: Entity>(&self, key: impl Into<E::Id>) -> Result<Option<Handle<E>>> {
+        self.get_by_key(key.into().into())
+    }
+
+    /// [`get`](Self::get) with an untyped [`Key`] (keys from `AnyHandle::key`, or built at run
+    /// time). A key of another type than `E`'s finds nothing.
+    ///
+    /// # Errors
+    /// Database and conversion errors.
+    pub fn get_by_key<E: Entity>(&self, key: Key) -> Result<Option<Handle<E>>> {
         let mut st = self.shared.lock()?;
         st.ready()?;
         let r = self.get_locked(&mut st, key);

@@ -74,7 +74,7 @@ fn f3_autoflush_before_the_reload_of_an_expired_object(db) -> Result<()> {
     })?;
     // get() of an expired object reloads too, after an autoflush.
     s.expire(&b)?;
-    let got = s.get::<Customer>(b.key().unwrap())?.expect("row");
+    let got = s.get::<Customer>(b.id().unwrap())?.expect("row");
     assert!(got == b);
     assert!(!s.is_modified(&a)?, "flushed by get's reload");
     s.commit()?;

@@ -94,7 +94,7 @@ fn s2_states_from_transient_to_detached(db) -> Result<()> {
     assert!(!s.contains(&other));
 
     let kept = s
-        .get::<Customer>(other.key().expect("key"))?
+        .get::<Customer>(other.id().expect("key"))?
         .expect("its row");
     assert!(
         kept != other,

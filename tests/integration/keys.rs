@@ -188,7 +188,7 @@ both! {
             0
         );
         // A key that cannot exist in an i32 column is simply not found, on every backend.
-        assert!(s.get::<Small>(1_i64 << 40)?.is_none());
+        assert!(s.get_by_key::<Small>(Key::Int(1_i64 << 40))?.is_none());
         assert!(conn.find::<Small>(&Key::Int(1 << 40))?.is_none());
         Ok(())
     }
