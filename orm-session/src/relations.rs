@@ -413,6 +413,15 @@ impl Session {
         if !in_session {
             self.enlist(parent, cascade, "link")?;
         }
+        // A one-to-one holds one child: linking another one unlinks the child it has (its
+        // foreign key becomes NULL, or it is deleted with delete-orphan), as SQLAlchemy does.
+        if let Some(r) = reverse
+            && P::META.relations[r].kind == RelationKind::OneToOne
+            && let Some(current) = self.related(parent, OneToOne::new(r, relation))?
+            && current != *child
+        {
+            self.unlink(&current, relation)?;
+        }
         let (in_session, expired, linked_to, mut pending) = {
             let m = child.obj.meta.lock();
             let linked_to = m

@@ -56,6 +56,25 @@ struct Node {
     label: String,
 }
 
+/// A one-to-one: a user has at most one profile.
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "app_user", has_one(profile = Profile::USER, cascade = "all"))]
+struct User {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    name: String,
+}
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "app_profile")]
+struct Profile {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    #[orm(references = User, unique)]
+    user_id: Option<i64>,
+    bio: String,
+}
+
 /// No cascade, nullable foreign key: deleting the author leaves the books with NULL.
 #[derive(Entity, Debug, Clone, PartialEq)]
 #[orm(table = "lib_author", has_many(books = Book::AUTHOR))]
@@ -104,6 +123,8 @@ const ALL: &[&EntityMeta] = &[
     Author::META,
     Player::META,
     Team::META,
+    Profile::META,
+    User::META,
 ];
 
 fn count(db: &orm_tests::TestDb, table: &str) -> i64 {
@@ -663,5 +684,39 @@ both! {
             assert_eq!(n, 1000);
             Ok(())
         })
+    }
+
+    // G2, G5: a one-to-one holds one child: linking a second profile to a user replaces the
+    // first, whose foreign key becomes NULL (an UPDATE before the INSERT, so the unique
+    // foreign key is never violated).
+    fn g2_one_to_one_link_replaces_the_child(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_all(ALL)?;
+        let s = engine.session();
+        let u = s.add(User { id: None, name: "ada".into() })?;
+        let first = s.add(Profile { id: None, user_id: None, bio: "first".into() })?;
+        s.link(&first, Profile::USER, &u)?;
+        s.commit()?;
+        assert!(s.related(&u, User::PROFILE)?.expect("one") == first);
+        let second = Handle::new(Profile { id: None, user_id: None, bio: "second".into() });
+        s.link(&second, Profile::USER, &u)?;
+        assert!(s.related(&u, User::PROFILE)?.expect("one") == second);
+        s.commit()?;
+        let rows = db
+            .connect()
+            .query_values("SELECT bio, user_id FROM app_profile ORDER BY bio", &[])?;
+        let uid = u.id().expect("key");
+        assert_eq!(
+            rows,
+            vec![
+                vec![Value::Text("first".into()), Value::Null],
+                vec![Value::Text("second".into()), Value::I64(uid)],
+            ]
+        );
+        assert_eq!(first.read()?.user_id, None);
+        // Filters reach across it too.
+        let with_bio = s.query::<User>().filter(User::PROFILE.has(Profile::BIO.eq("second"))).count()?;
+        assert_eq!(with_bio, 1);
+        Ok(())
     }
 }
