@@ -15,9 +15,10 @@ pub struct Customer {
     pub name: String,
 }
 
-/// An order of a customer.
+/// An order of a customer. (`crate = "…"` names the facade explicitly, as a crate that
+/// renamed its dependency would.)
 #[derive(Entity, Debug, Clone, PartialEq)]
-#[orm(table = "orders")]
+#[orm(table = "orders", crate = "orm_session")]
 pub struct Order {
     /// Key.
     #[orm(primary_key, uuid_v7)]
@@ -27,6 +28,14 @@ pub struct Order {
     pub customer_id: Option<i64>,
     /// Amount.
     pub total: f64,
+}
+
+/// A struct whose table takes its name: `line_item`.
+#[derive(Entity, Debug, Clone, PartialEq)]
+pub struct LineItem {
+    /// Key.
+    #[orm(primary_key)]
+    pub id: i32,
 }
 
 /// Saves a customer with two orders and reads them back.

@@ -49,6 +49,7 @@
 //! assert_eq!(Customer::DESCRIPTION.name(), "descr");
 //! ```
 
+mod deps;
 mod entity;
 mod manifest;
 

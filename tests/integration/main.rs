@@ -12,6 +12,7 @@ mod concurrency;
 mod core_insert;
 mod crash;
 mod ddl;
+mod derive_manifest;
 mod dirty_tracking;
 mod edges;
 mod errors;
