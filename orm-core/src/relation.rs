@@ -403,41 +403,59 @@ impl<C: Entity, P: Entity> ManyToOne<C, P> {
     }
 }
 
-/// What one-to-many and one-to-one relations share: built from the child's many-to-one.
-macro_rules! parent_side {
-    ($($t:ident: $what:literal),*) => {$(
-        impl<P, C> $t<P, C> {
-            /// Used by generated code: relation `relation` of `P::META.relations`, through
-            /// `via`.
-            #[doc(hidden)]
-            pub const fn new(relation: usize, via: ManyToOne<C, P>) -> Self {
-                $t {
-                    relation,
-                    column: via.column,
-                    _marker: PhantomData,
-                }
-            }
-
-            /// Position in `P::META.relations`.
-            pub const fn relation(&self) -> usize {
-                self.relation
-            }
-
-            #[doc = $what]
-            pub const fn via(&self) -> ManyToOne<C, P> {
-                ManyToOne {
-                    column: self.column,
-                    name: "",
-                    _marker: PhantomData,
-                }
-            }
+// One-to-many and one-to-one share their shape; they are written out (not made by a macro)
+// so that a wrong relation in a derive attribute is reported at the attribute, plainly.
+impl<P, C> OneToMany<P, C> {
+    /// Used by generated code: relation `relation` of `P::META.relations`, through `via`.
+    #[doc(hidden)]
+    pub const fn new(relation: usize, via: ManyToOne<C, P>) -> Self {
+        OneToMany {
+            relation,
+            column: via.column,
+            _marker: PhantomData,
         }
-    )*};
+    }
+
+    /// Position in `P::META.relations`.
+    pub const fn relation(&self) -> usize {
+        self.relation
+    }
+
+    /// The children's many-to-one back to the parent.
+    pub const fn via(&self) -> ManyToOne<C, P> {
+        ManyToOne {
+            column: self.column,
+            name: "",
+            _marker: PhantomData,
+        }
+    }
 }
-parent_side!(
-    OneToMany: "The children's many-to-one back to the parent.",
-    OneToOne: "The child's many-to-one back to the parent."
-);
+
+impl<P, C> OneToOne<P, C> {
+    /// Used by generated code: relation `relation` of `P::META.relations`, through `via`.
+    #[doc(hidden)]
+    pub const fn new(relation: usize, via: ManyToOne<C, P>) -> Self {
+        OneToOne {
+            relation,
+            column: via.column,
+            _marker: PhantomData,
+        }
+    }
+
+    /// Position in `P::META.relations`.
+    pub const fn relation(&self) -> usize {
+        self.relation
+    }
+
+    /// The child's many-to-one back to the parent.
+    pub const fn via(&self) -> ManyToOne<C, P> {
+        ManyToOne {
+            column: self.column,
+            name: "",
+            _marker: PhantomData,
+        }
+    }
+}
 
 fn referenced_by<P: Entity, C: Entity>(column: usize, filter: Option<Filter<C>>) -> Filter<P> {
     Filter::new(Condition::Related {
