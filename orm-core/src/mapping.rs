@@ -226,6 +226,17 @@ fn coerce(meta: &'static crate::EntityMeta, c: usize, value: Value) -> Result<Va
         (_, Value::Null) if col.nullable || (col.primary_key && col.generated != Generated::No) => {
             Value::Null
         }
+        (SqlType::I16, Value::I16(v)) => Value::I16(v),
+        (SqlType::I16, Value::I32(v)) => {
+            Value::I16(i16::try_from(v).map_err(|_| mismatch(&Value::I32(v)))?)
+        }
+        (SqlType::I16, Value::I64(v)) => {
+            Value::I16(i16::try_from(v).map_err(|_| mismatch(&Value::I64(v)))?)
+        }
+        (SqlType::I32, Value::I16(v)) => Value::I32(i32::from(v)),
+        (SqlType::I64, Value::I16(v)) => Value::I64(i64::from(v)),
+        (SqlType::F32, Value::F32(v)) => Value::F32(v),
+        (SqlType::F64, Value::F32(v)) => Value::F64(f64::from(v)),
         (SqlType::I32, Value::I32(v)) => Value::I32(v),
         (SqlType::I32, Value::I64(v)) => {
             Value::I32(i32::try_from(v).map_err(|_| mismatch(&Value::I64(v)))?)

@@ -538,6 +538,12 @@ fn put_value(v: &ValueRef<'_>, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNu
         ValueRef::Null => return Ok(IsNull::Yes),
         ValueRef::I64(i) => put_int(*i, ty, out)?,
         ValueRef::I32(i) => put_int(i64::from(*i), ty, out)?,
+        ValueRef::I16(i) => put_int(i64::from(*i), ty, out)?,
+        ValueRef::F32(f) => match *ty {
+            Type::FLOAT4 => out.extend_from_slice(&f.to_be_bytes()),
+            Type::FLOAT8 => out.extend_from_slice(&f64::from(*f).to_be_bytes()),
+            _ => return Err(mismatch("a float", ty)),
+        },
         ValueRef::Bool(b) => match *ty {
             Type::BOOL => out.extend_from_slice(&[u8::from(*b)]),
             _ => put_int(i64::from(*b), ty, out)?,
@@ -664,6 +670,28 @@ fn decode<'a>(
                 message: format!("{v} does not fit in i32"),
             })?)
         }
+        SqlType::I16 => {
+            let v = int_of(raw, ty).ok_or_else(wrong)??;
+            ValueRef::I16(i16::try_from(v).map_err(|_| FromSqlError::Invalid {
+                message: format!("{v} does not fit in i16"),
+            })?)
+        }
+        SqlType::F32 => match *ty {
+            Type::FLOAT4 => ValueRef::F32(f32::from_be_bytes(fixed(raw, ty)?)),
+            Type::FLOAT8 => {
+                let v = f64::from_be_bytes(fixed(raw, ty)?);
+                #[allow(clippy::cast_possible_truncation)]
+                let narrow = v as f32;
+                if v.is_nan() || f64::from(narrow) == v {
+                    ValueRef::F32(narrow)
+                } else {
+                    return Err(FromSqlError::Invalid {
+                        message: format!("{v} is not exactly representable as f32"),
+                    });
+                }
+            }
+            _ => return Err(wrong()),
+        },
         SqlType::F64 => match *ty {
             Type::FLOAT8 => ValueRef::F64(f64::from_be_bytes(fixed(raw, ty)?)),
             Type::FLOAT4 => ValueRef::F64(f64::from(f32::from_be_bytes(fixed(raw, ty)?))),
@@ -779,6 +807,9 @@ impl CopyEncoder<'_> {
                 SqlType::I32 => i32::try_from(i)
                     .map(|v| v.to_be_bytes().to_vec())
                     .map_err(|_| "an i64 out of range for a 32-bit column".to_owned()),
+                SqlType::I16 => i16::try_from(i)
+                    .map(|v| v.to_be_bytes().to_vec())
+                    .map_err(|_| "an integer out of range for a 16-bit column".to_owned()),
                 #[allow(clippy::cast_precision_loss)]
                 SqlType::F64 => Ok((i as f64).to_be_bytes().to_vec()),
                 _ => Err("an integer".to_owned()),
@@ -793,6 +824,10 @@ impl CopyEncoder<'_> {
             (ValueRef::I32(i), SqlType::I32) => self.field(&i.to_be_bytes()),
             (ValueRef::I64(i), _) => self.field(&int(*i)?),
             (ValueRef::I32(i), _) => self.field(&int(i64::from(*i))?),
+            (ValueRef::I16(i), SqlType::I16) => self.field(&i.to_be_bytes()),
+            (ValueRef::I16(i), _) => self.field(&int(i64::from(*i))?),
+            (ValueRef::F32(f), SqlType::F32) => self.field(&f.to_be_bytes()),
+            (ValueRef::F32(f), SqlType::F64) => self.field(&f64::from(*f).to_be_bytes()),
             (ValueRef::F64(f), SqlType::F64) => self.field(&f.to_be_bytes()),
             (ValueRef::Bool(b), SqlType::Bool) => self.field(&[u8::from(*b)]),
             (ValueRef::Text(s), SqlType::Text) => self.field(s.as_bytes()),

@@ -30,7 +30,9 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
             let as_type = match t.as_str() {
                 "bigint" => SqlType::I64,
                 "integer" => SqlType::I32,
+                "smallint" => SqlType::I16,
                 "double precision" => SqlType::F64,
+                "real" => SqlType::F32,
                 "boolean" => SqlType::Bool,
                 "text" | "citext" | "name" => SqlType::Text,
                 "bytea" => SqlType::Blob,
@@ -41,7 +43,12 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
             let ok = match field {
                 // Integers go into any integer column wide enough for the value (checked as
                 // each value is encoded).
-                SqlType::I64 | SqlType::I32 => matches!(as_type, SqlType::I64 | SqlType::I32),
+                SqlType::I64 | SqlType::I32 | SqlType::I16 => {
+                    matches!(as_type, SqlType::I64 | SqlType::I32 | SqlType::I16)
+                }
+                // An f32 goes exactly into a double; a double column is read back into the
+                // f32 field when the value converts exactly.
+                SqlType::F32 => matches!(as_type, SqlType::F32 | SqlType::F64),
                 SqlType::Uuid => matches!(as_type, SqlType::Uuid | SqlType::Blob),
                 other => other == as_type,
             };
@@ -65,10 +72,10 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
                 "numeric"
             };
             let ok = match field {
-                SqlType::I64 | SqlType::I32 | SqlType::Bool => {
+                SqlType::I64 | SqlType::I32 | SqlType::I16 | SqlType::Bool => {
                     matches!(affinity, "integer" | "numeric")
                 }
-                SqlType::F64 => matches!(affinity, "real" | "numeric"),
+                SqlType::F64 | SqlType::F32 => matches!(affinity, "real" | "numeric"),
                 // Text in a NUMERIC or INTEGER column would be turned into a number when it
                 // looks like one: not lossless.
                 SqlType::Text => matches!(affinity, "text" | "blob"),

@@ -291,6 +291,9 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend, later: &[&EntityMet
     for (i, c) in m.columns.iter().enumerate() {
         let mut def = ColumnDef::new(col(m, i));
         match (c.sql_type, backend) {
+            (SqlType::I16, _) => def.small_integer(),
+            (SqlType::F32, Backend::Sqlite) => def.custom(Alias::new("REAL")),
+            (SqlType::F32, Backend::Postgres) => def.custom(Alias::new("real")),
             (SqlType::I32, _) => def.integer(),
             (SqlType::I64, _) => def.big_integer(),
             (SqlType::F64, _) => def.double(),

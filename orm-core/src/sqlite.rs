@@ -34,6 +34,8 @@ impl rusqlite::ToSql for ValueRef<'_> {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match self {
             ValueRef::Null => RValueRef::Null,
+            ValueRef::I16(v) => RValueRef::Integer(i64::from(*v)),
+            ValueRef::F32(v) => real(f64::from(*v))?,
             ValueRef::I32(v) => RValueRef::Integer(i64::from(*v)),
             ValueRef::I64(v) => RValueRef::Integer(*v),
             ValueRef::F64(v) => real(*v)?,
@@ -50,6 +52,8 @@ impl rusqlite::ToSql for Value {
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
         Ok(ToSqlOutput::Borrowed(match self {
             Value::Null => RValueRef::Null,
+            Value::I16(v) => RValueRef::Integer(i64::from(*v)),
+            Value::F32(v) => real(f64::from(*v))?,
             Value::I32(v) => RValueRef::Integer(i64::from(*v)),
             Value::I64(v) => RValueRef::Integer(*v),
             Value::F64(v) => real(*v)?,
@@ -85,6 +89,24 @@ pub(crate) fn decode(v: RValueRef<'_>, ty: SqlType) -> Result<ValueRef<'_>, From
                 message: format!("{i} does not fit in i32"),
             })?)
         }
+        (SqlType::I16, RValueRef::Integer(i)) => {
+            ValueRef::I16(i16::try_from(i).map_err(|_| FromSqlError::Invalid {
+                message: format!("{i} does not fit in i16"),
+            })?)
+        }
+        // SQLite keeps reals as doubles: an f32 written comes back exactly; another double
+        // must convert exactly too.
+        #[allow(clippy::cast_possible_truncation)]
+        (SqlType::F32, RValueRef::Real(r)) if r.is_nan() || f64::from(r as f32) == r => {
+            ValueRef::F32(r as f32)
+        }
+        (SqlType::F32, RValueRef::Real(r)) => {
+            return Err(FromSqlError::Invalid {
+                message: format!("{r} is not exactly representable as f32"),
+            });
+        }
+        #[allow(clippy::cast_precision_loss)]
+        (SqlType::F32, RValueRef::Integer(i)) => ValueRef::F32(i as f32),
         (SqlType::F64, RValueRef::Real(r)) => ValueRef::F64(r),
         #[allow(clippy::cast_precision_loss)]
         (SqlType::F64, RValueRef::Integer(i)) => ValueRef::F64(i as f64),

@@ -18,10 +18,14 @@ use uuid::Uuid;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum SqlType {
+    /// 16-bit signed integer (`smallint`).
+    I16,
     /// 32-bit signed integer.
     I32,
     /// 64-bit signed integer.
     I64,
+    /// 32-bit IEEE float (`real`).
+    F32,
     /// 64-bit IEEE float.
     F64,
     /// Boolean (an integer 0/1 on SQLite).
@@ -37,8 +41,10 @@ pub enum SqlType {
 impl fmt::Display for SqlType {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
+            SqlType::I16 => "i16",
             SqlType::I32 => "i32",
             SqlType::I64 => "i64",
+            SqlType::F32 => "f32",
             SqlType::F64 => "f64",
             SqlType::Bool => "bool",
             SqlType::Text => "text",
@@ -64,10 +70,14 @@ impl fmt::Display for SqlType {
 pub enum Value {
     /// SQL `NULL`.
     Null,
+    /// A 16-bit integer.
+    I16(i16),
     /// A 32-bit integer.
     I32(i32),
     /// A 64-bit integer.
     I64(i64),
+    /// A 32-bit float.
+    F32(f32),
     /// A 64-bit float.
     F64(f64),
     /// A boolean.
@@ -85,6 +95,8 @@ impl Value {
     pub fn as_ref(&self) -> ValueRef<'_> {
         match self {
             Value::Null => ValueRef::Null,
+            Value::I16(v) => ValueRef::I16(*v),
+            Value::F32(v) => ValueRef::F32(*v),
             Value::I32(v) => ValueRef::I32(*v),
             Value::I64(v) => ValueRef::I64(*v),
             Value::F64(v) => ValueRef::F64(*v),
@@ -122,10 +134,14 @@ impl Value {
 pub enum ValueRef<'a> {
     /// SQL `NULL`.
     Null,
+    /// A 16-bit integer.
+    I16(i16),
     /// A 32-bit integer.
     I32(i32),
     /// A 64-bit integer.
     I64(i64),
+    /// A 32-bit float.
+    F32(f32),
     /// A 64-bit float.
     F64(f64),
     /// A boolean.
@@ -143,6 +159,8 @@ impl ValueRef<'_> {
     pub fn to_owned_value(&self) -> Value {
         match self {
             ValueRef::Null => Value::Null,
+            ValueRef::I16(v) => Value::I16(*v),
+            ValueRef::F32(v) => Value::F32(*v),
             ValueRef::I32(v) => Value::I32(*v),
             ValueRef::I64(v) => Value::I64(*v),
             ValueRef::F64(v) => Value::F64(*v),
@@ -162,6 +180,8 @@ impl ValueRef<'_> {
     pub fn sql_type(&self) -> Option<SqlType> {
         Some(match self {
             ValueRef::Null => return None,
+            ValueRef::I16(_) => SqlType::I16,
+            ValueRef::F32(_) => SqlType::F32,
             ValueRef::I32(_) => SqlType::I32,
             ValueRef::I64(_) => SqlType::I64,
             ValueRef::F64(_) => SqlType::F64,
@@ -177,6 +197,8 @@ impl ValueRef<'_> {
     pub fn same_as(&self, other: &Value) -> bool {
         match (self, other) {
             (ValueRef::Null, Value::Null) => true,
+            (ValueRef::I16(a), Value::I16(b)) => a == b,
+            (ValueRef::F32(a), Value::F32(b)) => a.to_bits() == b.to_bits(),
             (ValueRef::I32(a), Value::I32(b)) => a == b,
             (ValueRef::I64(a), Value::I64(b)) => a == b,
             (ValueRef::F64(a), Value::F64(b)) => a.to_bits() == b.to_bits(),
@@ -195,6 +217,8 @@ impl ValueRef<'_> {
             ValueRef::Null => "NULL".into(),
             ValueRef::I64(_) => "an i64".into(),
             ValueRef::I32(_) => "an i32".into(),
+            ValueRef::I16(_) => "an i16".into(),
+            ValueRef::F32(_) => "an f32".into(),
             ValueRef::F64(_) => "an f64".into(),
             ValueRef::Bool(_) => "a bool".into(),
             ValueRef::Text(t) => format!("text of {} bytes", t.len()),
@@ -247,7 +271,7 @@ impl FromSqlError {
 
 /// A Rust type that can be stored in one column.
 ///
-/// Implemented for `i32`, `i64`, `f64`, `bool`, `String`, `Vec<u8>`, `uuid::Uuid` and
+/// Implemented for `i16`, `i32`, `i64`, `f32`, `f64`, `bool`, `String`, `Vec<u8>`, `uuid::Uuid` and
 /// `Option<T>` of each (`Option` makes the column nullable). Implement it for your own types
 /// to map them onto one of those SQL types:
 ///
@@ -281,7 +305,7 @@ impl FromSqlError {
 #[diagnostic::on_unimplemented(
     message = "`{Self}` cannot be stored in a column",
     label = "unsupported field type",
-    note = "supported types: i32, i64, f64, bool, String, Vec<u8>, uuid::Uuid and Option of each",
+    note = "supported types: i16, i32, i64, f32, f64, bool, String, Vec<u8>, uuid::Uuid and Option of each",
     note = "for your own type, implement `orm_core::Field` (see its documentation)"
 )]
 pub trait Field: Sized {
@@ -322,6 +346,51 @@ macro_rules! copy_field {
 
 copy_field!(i64, I64, I64);
 copy_field!(f64, F64, F64);
+
+/// A narrower integer read from a wider one must fit.
+impl Field for i16 {
+    const SQL_TYPE: SqlType = SqlType::I16;
+    #[inline]
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::I16(*self)
+    }
+    #[inline]
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        let wide = match value {
+            ValueRef::I16(v) => return Ok(v),
+            ValueRef::I32(v) => i64::from(v),
+            ValueRef::I64(v) => v,
+            ValueRef::Null => return Err(FromSqlError::UnexpectedNull),
+            other => return Err(FromSqlError::wrong(SqlType::I16, &other)),
+        };
+        i16::try_from(wide).map_err(|_| FromSqlError::Invalid {
+            message: format!("{wide} does not fit in i16"),
+        })
+    }
+}
+
+/// Read from a `real` column, or from a double-precision one when the value converts
+/// exactly (what an `f32` field wrote always does).
+impl Field for f32 {
+    const SQL_TYPE: SqlType = SqlType::F32;
+    #[inline]
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::F32(*self)
+    }
+    #[inline]
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        match value {
+            ValueRef::F32(v) => Ok(v),
+            #[allow(clippy::cast_possible_truncation)]
+            ValueRef::F64(v) if v.is_nan() || f64::from(v as f32) == v => Ok(v as f32),
+            ValueRef::F64(v) => Err(FromSqlError::Invalid {
+                message: format!("{v} is not exactly representable as f32"),
+            }),
+            ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+            other => Err(FromSqlError::wrong(SqlType::F32, &other)),
+        }
+    }
+}
 copy_field!(bool, Bool, Bool);
 copy_field!(Uuid, Uuid, Uuid);
 
@@ -335,6 +404,7 @@ impl Field for i32 {
     fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
         match value {
             ValueRef::I32(v) => Ok(v),
+            ValueRef::I16(v) => Ok(i32::from(v)),
             ValueRef::I64(v) => i32::try_from(v).map_err(|_| FromSqlError::Invalid {
                 message: format!("{v} does not fit in i32"),
             }),
@@ -459,6 +529,8 @@ macro_rules! value_from {
         }
     };
 }
+value_from!(i16, I16);
+value_from!(f32, F32);
 value_from!(i32, I32);
 value_from!(i64, I64);
 value_from!(f64, F64);
@@ -528,13 +600,14 @@ impl Key {
     /// The key of a value, or `None` if the value is NULL or a float.
     pub fn from_value(v: &ValueRef<'_>) -> Option<Key> {
         Some(match v {
+            ValueRef::I16(i) => Key::Int(i64::from(*i)),
             ValueRef::I32(i) => Key::Int(i64::from(*i)),
             ValueRef::I64(i) => Key::Int(*i),
             ValueRef::Text(t) => Key::Text(t.as_ref().into()),
             ValueRef::Blob(b) => Key::Bytes(b.as_ref().into()),
             ValueRef::Uuid(u) => Key::Uuid(*u),
             ValueRef::Bool(b) => Key::Bool(*b),
-            ValueRef::Null | ValueRef::F64(_) => return None,
+            ValueRef::Null | ValueRef::F32(_) | ValueRef::F64(_) => return None,
         })
     }
 

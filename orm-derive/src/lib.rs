@@ -25,8 +25,8 @@
 //! | `#[orm(on_delete = "cascade")]` | the foreign key's `ON DELETE`: `"no action"`, `"restrict"`, `"cascade"`, `"set null"` | `"no action"` |
 //! | `#[orm(relation = "name")]` | the many-to-one relation's name | the field name without `_id` |
 //!
-//! Field types: `i32`, `i64`, `f64`, `bool`, `String`, `Vec<u8>`, `uuid::Uuid`, `Option` of
-//! each (a nullable column), and any type implementing `orm_core::Field`.
+//! Field types: `i16`, `i32`, `i64`, `f32`, `f64`, `bool`, `String`, `Vec<u8>`, `uuid::Uuid`,
+//! `Option` of each (a nullable column), and any type implementing `orm_core::Field`.
 //!
 //! The derive also generates one typed column constant per field, named after the field in
 //! upper case (`Customer::NAME`), for filters and bulk mappings.

@@ -32,4 +32,5 @@ mod reliability;
 mod rollback;
 mod schema;
 mod threads;
+mod types;
 mod versioning;
