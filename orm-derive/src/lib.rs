@@ -51,6 +51,7 @@
 
 mod deps;
 mod entity;
+mod field_enum;
 mod manifest;
 
 use proc_macro::TokenStream;
@@ -60,4 +61,32 @@ use proc_macro::TokenStream;
 #[proc_macro_derive(Entity, attributes(orm))]
 pub fn derive_entity(input: TokenStream) -> TokenStream {
     entity::derive(input.into()).into()
+}
+
+/// Implements `orm_core::Field` for an enum of unit variants, stored as text (the variant's
+/// name, or `#[orm(rename = "…")]`; the default) or as an integer (`#[orm(repr = "i32")]` or
+/// `"i64"`: the variant's discriminant). A value in the database that names no variant is a
+/// conversion error naming the enum and the values it takes.
+///
+/// ```
+/// use orm_core::{Entity, Field, FieldEnum, ValueRef};
+///
+/// #[derive(FieldEnum, Debug, Clone, Copy, PartialEq)]
+/// enum Status { Active, #[orm(rename = "on_hold")] OnHold, Closed }
+///
+/// #[derive(FieldEnum, Debug, Clone, Copy, PartialEq)]
+/// #[orm(repr = "i32")]
+/// enum Priority { Low = 1, High = 10 }
+///
+/// #[derive(Entity)]
+/// struct Ticket { #[orm(primary_key)] id: i64, status: Status, priority: Option<Priority> }
+///
+/// assert_eq!(Status::OnHold.to_sql(), ValueRef::Text("on_hold".into()));
+/// assert_eq!(Priority::from_sql(ValueRef::I32(10)), Ok(Priority::High));
+/// assert!(Status::from_sql(ValueRef::Text("gone".into())).is_err());
+/// let _open = Ticket::STATUS.ne(Status::Closed);
+/// ```
+#[proc_macro_derive(FieldEnum, attributes(orm))]
+pub fn derive_field_enum(input: TokenStream) -> TokenStream {
+    field_enum::derive(input.into()).into()
 }

@@ -17,7 +17,7 @@ pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
 pub use orm_core::PgOptions;
 pub use orm_core::{
     AsEntity, Backend, Bind, Cascade, Column, ColumnMeta, Condition, Connection, Entity,
-    EntityMeta, Error, ErrorKind, Field, Filter, ForeignKey, FromSqlError, Generated,
+    EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, ForeignKey, FromSqlError, Generated,
     InsertOptions, Key, ManyToMany, ManyToOne, Mapping, OnDelete, OneToMany, OneToOne, OptionalExt,
     Order, RelationKind, RelationMeta, Result, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
 };
@@ -38,8 +38,8 @@ pub use session::Session;
 pub mod prelude {
     pub use crate::{
         AnyHandle, AsEntity, Bind, BulkOptions, BulkResult, Column, Connection, Engine, Entity,
-        EntityMeta, Error, ErrorKind, Field, Filter, Handle, Key, ManyToMany, ManyToOne, Mapping,
-        ObjectState, OneToMany, OneToOne, OptionalExt, Order, Query, Relation, Result, Session,
-        SqliteOptions, Value,
+        EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, Handle, Key, ManyToMany, ManyToOne,
+        Mapping, ObjectState, OneToMany, OneToOne, OptionalExt, Order, Query, Relation, Result,
+        Session, SqliteOptions, Value,
     };
 }

@@ -150,3 +150,96 @@ both! {
         Ok(())
     }
 }
+
+#[derive(FieldEnum, Debug, Clone, Copy, PartialEq, Eq)]
+enum Status {
+    Active,
+    #[orm(rename = "on hold ⏸")]
+    OnHold,
+    Closed,
+}
+
+#[derive(FieldEnum, Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+#[orm(repr = "i32")]
+enum Priority {
+    Low = -1,
+    Normal = 0,
+    High = 10,
+}
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "ticket")]
+struct Ticket {
+    #[orm(primary_key)]
+    id: i64,
+    status: Status,
+    priority: Priority,
+    previous: Option<Status>,
+}
+
+fn tickets() -> Vec<Ticket> {
+    let statuses = [Status::Active, Status::OnHold, Status::Closed];
+    let priorities = [Priority::Low, Priority::Normal, Priority::High];
+    (0..30)
+        .map(|i: usize| Ticket {
+            id: i64::try_from(i).expect("small"),
+            status: statuses[i % 3],
+            priority: priorities[(i / 3) % 3],
+            previous: (i % 2 == 0).then_some(statuses[(i + 1) % 3]),
+        })
+        .collect()
+}
+
+both! {
+    // Enums stored as text and as integers: every write path, filters, ordering by the
+    // integer, and a value in the table that names no variant is a conversion error naming
+    // the enum.
+    fn enums_round_trip_filter_and_refuse_unknown_values(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_table::<Ticket>()?;
+        let want = tickets();
+        let s = engine.session();
+        s.add_all(want[..10].to_vec())?;
+        s.commit()?;
+        engine.connect()?.insert_many(want[10..20].iter())?;
+        let rows = want[20..].iter().map(|t| {
+            Mapping::new()
+                .set(Ticket::ID, t.id)
+                .set(Ticket::STATUS, t.status)
+                .set(Ticket::PRIORITY, t.priority)
+                .set(Ticket::PREVIOUS, t.previous)
+        });
+        s.bulk_insert_mappings(rows, BulkOptions::default())?;
+        s.commit()?;
+        let mut got: Vec<Ticket> = engine.connect()?.select_all()?;
+        got.sort_by_key(|t| t.id);
+        assert_eq!(got, want);
+        let on_hold = s.query::<Ticket>().filter(Ticket::STATUS.eq(Status::OnHold)).count()?;
+        assert_eq!(on_hold, 10);
+        let urgent = s
+            .query::<Ticket>()
+            .filter(Ticket::PRIORITY.ge(Priority::Normal).and(Ticket::PREVIOUS.is_null()))
+            .count()?;
+        assert_eq!(urgent, 9);
+        let first = s.query::<Ticket>().order_by(Ticket::PRIORITY, Order::Asc).first()?.expect("row");
+        assert_eq!(first.read()?.priority, Priority::Low);
+        // Stored as the names and numbers, readable by any SQL.
+        let raw = engine.connect()?.query_values(
+            &db.sql("SELECT status, priority FROM ticket WHERE id = ?"),
+            &[Value::I64(1)],
+        )?;
+        assert_eq!(raw[0][0], Value::Text("on hold ⏸".into()));
+        assert!(matches!(raw[0][1], Value::I64(-1) | Value::I32(-1)), "{:?}", raw[0][1]);
+        // Someone else writes a status the enum does not have.
+        engine.connect()?.execute(
+            &db.sql("UPDATE ticket SET status = ? WHERE id = ?"),
+            &[Value::Text("archived".into()), Value::I64(2)],
+        )?;
+        let s = engine.session();
+        let e = s.get::<Ticket>(2).expect_err("no such variant");
+        assert_eq!(e.kind(), ErrorKind::Conversion);
+        let msg = e.to_string();
+        assert!(msg.contains("archived") && msg.contains("Status") && msg.contains("Closed"), "{msg}");
+        Ok(())
+    }
+}
