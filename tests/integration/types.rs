@@ -185,7 +185,7 @@ fn tickets() -> Vec<Ticket> {
             id: i64::try_from(i).expect("small"),
             status: statuses[i % 3],
             priority: priorities[(i / 3) % 3],
-            previous: (i % 2 == 0).then_some(statuses[(i + 1) % 3]),
+            previous: i.is_multiple_of(2).then_some(statuses[(i + 1) % 3]),
         })
         .collect()
 }
