@@ -226,6 +226,7 @@ fn coerce(meta: &'static crate::EntityMeta, c: usize, value: Value) -> Result<Va
         (_, Value::Null) if col.nullable || (col.primary_key && col.generated != Generated::No) => {
             Value::Null
         }
+        (SqlType::Json, Value::Text(v)) => Value::Text(v),
         (SqlType::I16, Value::I16(v)) => Value::I16(v),
         (SqlType::I16, Value::I32(v)) => {
             Value::I16(i16::try_from(v).map_err(|_| mismatch(&Value::I32(v)))?)

@@ -561,6 +561,11 @@ fn put_value(v: &ValueRef<'_>, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNu
                 out.extend_from_slice(u.as_bytes());
             }
             Type::BYTEA => out.extend_from_slice(s.as_bytes()),
+            // jsonb's binary form is a version byte, then the text.
+            Type::JSONB => {
+                out.extend_from_slice(&[1]);
+                out.extend_from_slice(s.as_bytes());
+            }
             Type::INT2 | Type::INT4 | Type::INT8 | Type::FLOAT4 | Type::FLOAT8 | Type::BOOL => {
                 return Err(mismatch("text", ty));
             }
@@ -702,6 +707,19 @@ fn decode<'a>(
             _ => return Err(wrong()),
         },
         SqlType::Text if is_text(ty) => ValueRef::Text(Cow::Borrowed(utf8(raw)?)),
+        SqlType::Json => match *ty {
+            Type::JSONB => match raw.split_first() {
+                Some((1, text)) => ValueRef::Text(Cow::Borrowed(utf8(text)?)),
+                _ => {
+                    return Err(FromSqlError::Invalid {
+                        message: "a jsonb value of an unknown binary version".into(),
+                    });
+                }
+            },
+            Type::JSON => ValueRef::Text(Cow::Borrowed(utf8(raw)?)),
+            _ if is_text(ty) => ValueRef::Text(Cow::Borrowed(utf8(raw)?)),
+            _ => return Err(wrong()),
+        },
         SqlType::Blob if *ty == Type::BYTEA => ValueRef::Blob(Cow::Borrowed(raw)),
         SqlType::Uuid => match *ty {
             Type::UUID | Type::BYTEA => ValueRef::Uuid(uuid::Uuid::from_slice(raw).map_err(
@@ -755,6 +773,7 @@ pub(crate) fn decode_any(row: &postgres::Row, index: usize) -> Result<Value, Err
         Type::BOOL => SqlType::Bool,
         Type::BYTEA => SqlType::Blob,
         Type::UUID => SqlType::Uuid,
+        Type::JSONB | Type::JSON => SqlType::Json,
         _ if is_text(ty) => SqlType::Text,
         _ => {
             return Err(Error::InvalidState {
@@ -831,6 +850,12 @@ impl CopyEncoder<'_> {
             (ValueRef::F64(f), SqlType::F64) => self.field(&f.to_be_bytes()),
             (ValueRef::Bool(b), SqlType::Bool) => self.field(&[u8::from(*b)]),
             (ValueRef::Text(s), SqlType::Text) => self.field(s.as_bytes()),
+            (ValueRef::Text(s), SqlType::Json) => {
+                let mut bytes = Vec::with_capacity(s.len() + 1);
+                bytes.push(1);
+                bytes.extend_from_slice(s.as_bytes());
+                self.field(&bytes)
+            }
             (ValueRef::Text(s), SqlType::Uuid) => {
                 let u =
                     uuid::Uuid::parse_str(s).map_err(|_| "text that is not a UUID".to_owned())?;

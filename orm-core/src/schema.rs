@@ -37,6 +37,9 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
                 "text" | "citext" | "name" => SqlType::Text,
                 "bytea" => SqlType::Blob,
                 "uuid" => SqlType::Uuid,
+                // `json` (without the b) keeps the text as sent, and has no binary COPY form
+                // of its own: the mapping supports `jsonb`.
+                "jsonb" => SqlType::Json,
                 _ if t.starts_with("character") => SqlType::Text,
                 _ => return Err("a type the mapping does not support".into()),
             };
@@ -78,7 +81,7 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
                 SqlType::F64 | SqlType::F32 => matches!(affinity, "real" | "numeric"),
                 // Text in a NUMERIC or INTEGER column would be turned into a number when it
                 // looks like one: not lossless.
-                SqlType::Text => matches!(affinity, "text" | "blob"),
+                SqlType::Text | SqlType::Json => matches!(affinity, "text" | "blob"),
                 SqlType::Blob | SqlType::Uuid => matches!(affinity, "blob" | "text"),
             };
             if ok {

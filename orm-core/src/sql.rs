@@ -292,6 +292,9 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend, later: &[&EntityMet
         let mut def = ColumnDef::new(col(m, i));
         match (c.sql_type, backend) {
             (SqlType::I16, _) => def.small_integer(),
+            // Not SQLite's `JSON` type name: it has NUMERIC affinity.
+            (SqlType::Json, Backend::Sqlite) => def.text(),
+            (SqlType::Json, Backend::Postgres) => def.custom(Alias::new("jsonb")),
             (SqlType::F32, Backend::Sqlite) => def.custom(Alias::new("REAL")),
             (SqlType::F32, Backend::Postgres) => def.custom(Alias::new("real")),
             (SqlType::I32, _) => def.integer(),

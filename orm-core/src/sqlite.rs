@@ -119,6 +119,13 @@ pub(crate) fn decode(v: RValueRef<'_>, ty: SqlType) -> Result<ValueRef<'_>, From
                 }
             })?))
         }
+        (SqlType::Json, RValueRef::Text(t)) => {
+            ValueRef::Text(Cow::Borrowed(std::str::from_utf8(t).map_err(|e| {
+                FromSqlError::Invalid {
+                    message: format!("invalid UTF-8: {e}"),
+                }
+            })?))
+        }
         (SqlType::Blob, RValueRef::Blob(b)) => ValueRef::Blob(Cow::Borrowed(b)),
         (SqlType::Uuid, RValueRef::Blob(b)) => ValueRef::Uuid(uuid::Uuid::from_slice(b).map_err(
             |e| FromSqlError::Invalid {

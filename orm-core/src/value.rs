@@ -36,6 +36,8 @@ pub enum SqlType {
     Blob,
     /// A UUID (16 bytes on SQLite, `uuid` on PostgreSQL).
     Uuid,
+    /// A JSON document, as text (`TEXT` on SQLite, `jsonb` on PostgreSQL).
+    Json,
 }
 
 impl fmt::Display for SqlType {
@@ -50,6 +52,7 @@ impl fmt::Display for SqlType {
             SqlType::Text => "text",
             SqlType::Blob => "blob",
             SqlType::Uuid => "uuid",
+            SqlType::Json => "json",
         })
     }
 }
@@ -767,3 +770,75 @@ impl fmt::Display for Key {
         }
     }
 }
+
+/// JSON fields (feature `json`): `serde_json::Value` and [`Json<T>`] for any serde type.
+#[cfg(feature = "json")]
+mod json {
+    use std::borrow::Cow;
+
+    use super::{Field, FromSqlError, SqlType, ValueRef};
+
+    fn text(value: ValueRef<'_>) -> Result<Cow<'_, str>, FromSqlError> {
+        match value {
+            ValueRef::Text(t) => Ok(t),
+            ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+            other => Err(FromSqlError::WrongType {
+                expected: SqlType::Json,
+                found: other.describe(),
+            }),
+        }
+    }
+
+    fn invalid(e: &serde_json::Error) -> FromSqlError {
+        FromSqlError::Invalid {
+            message: format!("not the JSON the field takes: {e}"),
+        }
+    }
+
+    /// A JSON document of any shape.
+    impl Field for serde_json::Value {
+        const SQL_TYPE: SqlType = SqlType::Json;
+        fn to_sql(&self) -> ValueRef<'_> {
+            ValueRef::Text(Cow::Owned(self.to_string()))
+        }
+        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+            serde_json::from_str(&text(value)?).map_err(|e| invalid(&e))
+        }
+    }
+
+    /// Any serde type stored as a JSON document: `Json<Settings>` for a field that is a
+    /// struct of the application's own.
+    ///
+    /// A value whose `Serialize` fails (a map with keys that are not strings) panics when it
+    /// is bound; the call it was part of writes nothing (R7).
+    ///
+    /// ```
+    /// use orm_core::{Field, Json, ValueRef};
+    /// let v = Json(vec![1, 2, 3]);
+    /// assert_eq!(v.to_sql(), ValueRef::Text("[1,2,3]".into()));
+    /// assert_eq!(Json::<Vec<i32>>::from_sql(ValueRef::Text("[4]".into())), Ok(Json(vec![4])));
+    /// ```
+    #[derive(Debug, Clone, PartialEq, Eq, Default)]
+    pub struct Json<T>(pub T);
+
+    impl<T: serde::Serialize + serde::de::DeserializeOwned> Field for Json<T> {
+        const SQL_TYPE: SqlType = SqlType::Json;
+        fn to_sql(&self) -> ValueRef<'_> {
+            match serde_json::to_string(&self.0) {
+                Ok(s) => ValueRef::Text(Cow::Owned(s)),
+                Err(e) => panic!(
+                    "a Json<{}> value cannot be serialized: {e}",
+                    std::any::type_name::<T>()
+                ),
+            }
+        }
+        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+            serde_json::from_str(&text(value)?)
+                .map(Json)
+                .map_err(|e| invalid(&e))
+        }
+    }
+}
+
+#[cfg(feature = "json")]
+pub use json::Json;

@@ -13,6 +13,8 @@ pub use engine::{
     ConnectionManager, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Engine, PooledConnection,
 };
 pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
+#[cfg(feature = "json")]
+pub use orm_core::Json;
 #[cfg(feature = "postgres")]
 pub use orm_core::PgOptions;
 pub use orm_core::{
