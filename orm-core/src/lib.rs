@@ -45,6 +45,7 @@ mod relation;
 mod schema;
 mod sql;
 mod sqlite;
+mod temporal;
 mod uuid7;
 mod value;
 

@@ -226,6 +226,10 @@ fn coerce(meta: &'static crate::EntityMeta, c: usize, value: Value) -> Result<Va
         (_, Value::Null) if col.nullable || (col.primary_key && col.generated != Generated::No) => {
             Value::Null
         }
+        (SqlType::Date, Value::Date(v)) => Value::Date(v),
+        (SqlType::Time, Value::Time(v)) => Value::Time(v),
+        (SqlType::DateTime, Value::DateTime(v)) => Value::DateTime(v),
+        (SqlType::Timestamp, Value::Timestamp(v)) => Value::Timestamp(v),
         (SqlType::Json, Value::Text(v)) => Value::Text(v),
         (SqlType::I16, Value::I16(v)) => Value::I16(v),
         (SqlType::I16, Value::I32(v)) => {

@@ -516,6 +516,10 @@ fn mismatch(what: &str, ty: &Type) -> Box<dyn StdError + Sync + Send> {
     )))
 }
 
+/// PostgreSQL counts dates and timestamps from 2000-01-01; the ORM from 1970-01-01.
+const PG_EPOCH_DAYS: i32 = 10_957;
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
 fn put_int(v: i64, ty: &Type, out: &mut BytesMut) -> ConvResult<()> {
     let range = || Box::new(BindError(format!("an integer out of range for type {ty}")));
     match *ty {
@@ -539,6 +543,20 @@ fn put_value(v: &ValueRef<'_>, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNu
         ValueRef::I64(i) => put_int(*i, ty, out)?,
         ValueRef::I32(i) => put_int(i64::from(*i), ty, out)?,
         ValueRef::I16(i) => put_int(i64::from(*i), ty, out)?,
+        ValueRef::Date(d) => match *ty {
+            Type::DATE => out.extend_from_slice(&(d - PG_EPOCH_DAYS).to_be_bytes()),
+            _ => return Err(mismatch("a date", ty)),
+        },
+        ValueRef::Time(t) => match *ty {
+            Type::TIME => out.extend_from_slice(&t.to_be_bytes()),
+            _ => return Err(mismatch("a time", ty)),
+        },
+        ValueRef::DateTime(t) | ValueRef::Timestamp(t) => match *ty {
+            Type::TIMESTAMP | Type::TIMESTAMPTZ => {
+                out.extend_from_slice(&(t - PG_EPOCH_MICROS).to_be_bytes());
+            }
+            _ => return Err(mismatch("a timestamp", ty)),
+        },
         ValueRef::F32(f) => match *ty {
             Type::FLOAT4 => out.extend_from_slice(&f.to_be_bytes()),
             Type::FLOAT8 => out.extend_from_slice(&f64::from(*f).to_be_bytes()),
@@ -707,6 +725,20 @@ fn decode<'a>(
             _ => return Err(wrong()),
         },
         SqlType::Text if is_text(ty) => ValueRef::Text(Cow::Borrowed(utf8(raw)?)),
+        SqlType::Date if *ty == Type::DATE => {
+            ValueRef::Date(i32::from_be_bytes(fixed(raw, ty)?) + PG_EPOCH_DAYS)
+        }
+        SqlType::Time if *ty == Type::TIME => ValueRef::Time(i64::from_be_bytes(fixed(raw, ty)?)),
+        SqlType::DateTime | SqlType::Timestamp
+            if *ty == Type::TIMESTAMP || *ty == Type::TIMESTAMPTZ =>
+        {
+            let t = i64::from_be_bytes(fixed(raw, ty)?) + PG_EPOCH_MICROS;
+            if want == SqlType::DateTime {
+                ValueRef::DateTime(t)
+            } else {
+                ValueRef::Timestamp(t)
+            }
+        }
         SqlType::Json => match *ty {
             Type::JSONB => match raw.split_first() {
                 Some((1, text)) => ValueRef::Text(Cow::Borrowed(utf8(text)?)),
@@ -734,7 +766,12 @@ fn decode<'a>(
             })?),
             _ => return Err(wrong()),
         },
-        SqlType::Text | SqlType::Blob => return Err(wrong()),
+        SqlType::Text
+        | SqlType::Blob
+        | SqlType::Date
+        | SqlType::Time
+        | SqlType::DateTime
+        | SqlType::Timestamp => return Err(wrong()),
     })
 }
 
@@ -774,6 +811,10 @@ pub(crate) fn decode_any(row: &postgres::Row, index: usize) -> Result<Value, Err
         Type::BYTEA => SqlType::Blob,
         Type::UUID => SqlType::Uuid,
         Type::JSONB | Type::JSON => SqlType::Json,
+        Type::DATE => SqlType::Date,
+        Type::TIME => SqlType::Time,
+        Type::TIMESTAMP => SqlType::DateTime,
+        Type::TIMESTAMPTZ => SqlType::Timestamp,
         _ if is_text(ty) => SqlType::Text,
         _ => {
             return Err(Error::InvalidState {
@@ -846,6 +887,12 @@ impl CopyEncoder<'_> {
             (ValueRef::I16(i), SqlType::I16) => self.field(&i.to_be_bytes()),
             (ValueRef::I16(i), _) => self.field(&int(i64::from(*i))?),
             (ValueRef::F32(f), SqlType::F32) => self.field(&f.to_be_bytes()),
+            (ValueRef::Date(d), SqlType::Date) => self.field(&(d - PG_EPOCH_DAYS).to_be_bytes()),
+            (ValueRef::Time(t), SqlType::Time) => self.field(&t.to_be_bytes()),
+            (
+                ValueRef::DateTime(t) | ValueRef::Timestamp(t),
+                SqlType::DateTime | SqlType::Timestamp,
+            ) => self.field(&(t - PG_EPOCH_MICROS).to_be_bytes()),
             (ValueRef::F32(f), SqlType::F64) => self.field(&f64::from(*f).to_be_bytes()),
             (ValueRef::F64(f), SqlType::F64) => self.field(&f.to_be_bytes()),
             (ValueRef::Bool(b), SqlType::Bool) => self.field(&[u8::from(*b)]),

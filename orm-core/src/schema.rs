@@ -40,6 +40,10 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
                 // `json` (without the b) keeps the text as sent, and has no binary COPY form
                 // of its own: the mapping supports `jsonb`.
                 "jsonb" => SqlType::Json,
+                "date" => SqlType::Date,
+                "time without time zone" | "time" => SqlType::Time,
+                "timestamp without time zone" | "timestamp" => SqlType::DateTime,
+                "timestamp with time zone" | "timestamptz" => SqlType::Timestamp,
                 _ if t.starts_with("character") => SqlType::Text,
                 _ => return Err("a type the mapping does not support".into()),
             };
@@ -81,7 +85,12 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
                 SqlType::F64 | SqlType::F32 => matches!(affinity, "real" | "numeric"),
                 // Text in a NUMERIC or INTEGER column would be turned into a number when it
                 // looks like one: not lossless.
-                SqlType::Text | SqlType::Json => matches!(affinity, "text" | "blob"),
+                SqlType::Text
+                | SqlType::Json
+                | SqlType::Date
+                | SqlType::Time
+                | SqlType::DateTime
+                | SqlType::Timestamp => matches!(affinity, "text" | "blob"),
                 SqlType::Blob | SqlType::Uuid => matches!(affinity, "blob" | "text"),
             };
             if ok {

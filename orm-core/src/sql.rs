@@ -292,6 +292,14 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend, later: &[&EntityMet
         let mut def = ColumnDef::new(col(m, i));
         match (c.sql_type, backend) {
             (SqlType::I16, _) => def.small_integer(),
+            (
+                SqlType::Date | SqlType::Time | SqlType::DateTime | SqlType::Timestamp,
+                Backend::Sqlite,
+            ) => def.text(),
+            (SqlType::Date, Backend::Postgres) => def.custom(Alias::new("date")),
+            (SqlType::Time, Backend::Postgres) => def.custom(Alias::new("time")),
+            (SqlType::DateTime, Backend::Postgres) => def.custom(Alias::new("timestamp")),
+            (SqlType::Timestamp, Backend::Postgres) => def.custom(Alias::new("timestamptz")),
             // Not SQLite's `JSON` type name: it has NUMERIC affinity.
             (SqlType::Json, Backend::Sqlite) => def.text(),
             (SqlType::Json, Backend::Postgres) => def.custom(Alias::new("jsonb")),

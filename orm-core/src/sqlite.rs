@@ -29,9 +29,25 @@ fn real(v: f64) -> rusqlite::Result<RValueRef<'static>> {
     }
 }
 
+/// Dates and times go to SQLite as ISO 8601 text.
+fn temporal(v: &ValueRef<'_>) -> Option<ToSqlOutput<'static>> {
+    use crate::temporal::{format_date, format_datetime, format_time};
+    let text = match v {
+        ValueRef::Date(d) => format_date(*d),
+        ValueRef::Time(t) => format_time(*t),
+        ValueRef::DateTime(t) => format_datetime(*t),
+        ValueRef::Timestamp(t) => format!("{}+00:00", format_datetime(*t)),
+        _ => return None,
+    };
+    Some(ToSqlOutput::Owned(rusqlite::types::Value::Text(text)))
+}
+
 impl rusqlite::ToSql for ValueRef<'_> {
     #[inline]
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        if let Some(t) = temporal(self) {
+            return Ok(t);
+        }
         Ok(ToSqlOutput::Borrowed(match self {
             ValueRef::Null => RValueRef::Null,
             ValueRef::I16(v) => RValueRef::Integer(i64::from(*v)),
@@ -43,6 +59,12 @@ impl rusqlite::ToSql for ValueRef<'_> {
             ValueRef::Text(v) => RValueRef::Text(v.as_bytes()),
             ValueRef::Blob(v) => RValueRef::Blob(v),
             ValueRef::Uuid(v) => RValueRef::Blob(v.as_bytes()),
+            ValueRef::Date(_)
+            | ValueRef::Time(_)
+            | ValueRef::DateTime(_)
+            | ValueRef::Timestamp(_) => {
+                return Ok(ToSqlOutput::Borrowed(RValueRef::Null));
+            }
         }))
     }
 }
@@ -50,6 +72,9 @@ impl rusqlite::ToSql for ValueRef<'_> {
 impl rusqlite::ToSql for Value {
     #[inline]
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
+        if let Some(t) = temporal(&self.as_ref()) {
+            return Ok(t);
+        }
         Ok(ToSqlOutput::Borrowed(match self {
             Value::Null => RValueRef::Null,
             Value::I16(v) => RValueRef::Integer(i64::from(*v)),
@@ -61,6 +86,9 @@ impl rusqlite::ToSql for Value {
             Value::Text(v) => RValueRef::Text(v.as_bytes()),
             Value::Blob(v) => RValueRef::Blob(v),
             Value::Uuid(v) => RValueRef::Blob(v.as_bytes()),
+            Value::Date(_) | Value::Time(_) | Value::DateTime(_) | Value::Timestamp(_) => {
+                return Ok(ToSqlOutput::Borrowed(RValueRef::Null));
+            }
         }))
     }
 }
@@ -125,6 +153,22 @@ pub(crate) fn decode(v: RValueRef<'_>, ty: SqlType) -> Result<ValueRef<'_>, From
                     message: format!("invalid UTF-8: {e}"),
                 }
             })?))
+        }
+        (
+            SqlType::Date | SqlType::Time | SqlType::DateTime | SqlType::Timestamp,
+            RValueRef::Text(t),
+        ) => {
+            use crate::temporal::{parse_date, parse_datetime, parse_time};
+            let text = std::str::from_utf8(t).map_err(|_| wrong())?;
+            let bad = || FromSqlError::Invalid {
+                message: format!("`{text}` is not a {ty} in ISO 8601 form"),
+            };
+            match ty {
+                SqlType::Date => ValueRef::Date(parse_date(text).ok_or_else(bad)?),
+                SqlType::Time => ValueRef::Time(parse_time(text).ok_or_else(bad)?),
+                SqlType::DateTime => ValueRef::DateTime(parse_datetime(text).ok_or_else(bad)?),
+                _ => ValueRef::Timestamp(parse_datetime(text).ok_or_else(bad)?),
+            }
         }
         (SqlType::Blob, RValueRef::Blob(b)) => ValueRef::Blob(Cow::Borrowed(b)),
         (SqlType::Uuid, RValueRef::Blob(b)) => ValueRef::Uuid(uuid::Uuid::from_slice(b).map_err(

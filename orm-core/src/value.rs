@@ -38,6 +38,14 @@ pub enum SqlType {
     Uuid,
     /// A JSON document, as text (`TEXT` on SQLite, `jsonb` on PostgreSQL).
     Json,
+    /// A calendar date (`date`; ISO text on SQLite).
+    Date,
+    /// A time of day to the microsecond (`time`; ISO text on SQLite).
+    Time,
+    /// A date and time without a zone (`timestamp`; ISO text on SQLite).
+    DateTime,
+    /// An instant, stored as UTC (`timestamptz`; ISO text with `+00:00` on SQLite).
+    Timestamp,
 }
 
 impl fmt::Display for SqlType {
@@ -53,6 +61,10 @@ impl fmt::Display for SqlType {
             SqlType::Blob => "blob",
             SqlType::Uuid => "uuid",
             SqlType::Json => "json",
+            SqlType::Date => "date",
+            SqlType::Time => "time",
+            SqlType::DateTime => "datetime",
+            SqlType::Timestamp => "timestamp",
         })
     }
 }
@@ -91,6 +103,14 @@ pub enum Value {
     Blob(Vec<u8>),
     /// A UUID.
     Uuid(Uuid),
+    /// A date: days since 1970-01-01.
+    Date(i32),
+    /// A time of day: microseconds since midnight.
+    Time(i64),
+    /// A date and time without a zone: microseconds since 1970-01-01 00:00.
+    DateTime(i64),
+    /// An instant: microseconds since 1970-01-01 00:00 UTC.
+    Timestamp(i64),
 }
 
 impl Value {
@@ -107,6 +127,10 @@ impl Value {
             Value::Text(v) => ValueRef::Text(Cow::Borrowed(v)),
             Value::Blob(v) => ValueRef::Blob(Cow::Borrowed(v)),
             Value::Uuid(v) => ValueRef::Uuid(*v),
+            Value::Date(v) => ValueRef::Date(*v),
+            Value::Time(v) => ValueRef::Time(*v),
+            Value::DateTime(v) => ValueRef::DateTime(*v),
+            Value::Timestamp(v) => ValueRef::Timestamp(*v),
         }
     }
 
@@ -155,6 +179,14 @@ pub enum ValueRef<'a> {
     Blob(Cow<'a, [u8]>),
     /// A UUID.
     Uuid(Uuid),
+    /// A date: days since 1970-01-01.
+    Date(i32),
+    /// A time of day: microseconds since midnight.
+    Time(i64),
+    /// A date and time without a zone: microseconds since 1970-01-01 00:00.
+    DateTime(i64),
+    /// An instant: microseconds since 1970-01-01 00:00 UTC.
+    Timestamp(i64),
 }
 
 impl ValueRef<'_> {
@@ -171,6 +203,10 @@ impl ValueRef<'_> {
             ValueRef::Text(v) => Value::Text(v.to_string()),
             ValueRef::Blob(v) => Value::Blob(v.to_vec()),
             ValueRef::Uuid(v) => Value::Uuid(*v),
+            ValueRef::Date(v) => Value::Date(*v),
+            ValueRef::Time(v) => Value::Time(*v),
+            ValueRef::DateTime(v) => Value::DateTime(*v),
+            ValueRef::Timestamp(v) => Value::Timestamp(*v),
         }
     }
 
@@ -192,6 +228,10 @@ impl ValueRef<'_> {
             ValueRef::Text(_) => SqlType::Text,
             ValueRef::Blob(_) => SqlType::Blob,
             ValueRef::Uuid(_) => SqlType::Uuid,
+            ValueRef::Date(_) => SqlType::Date,
+            ValueRef::Time(_) => SqlType::Time,
+            ValueRef::DateTime(_) => SqlType::DateTime,
+            ValueRef::Timestamp(_) => SqlType::Timestamp,
         })
     }
 
@@ -209,6 +249,10 @@ impl ValueRef<'_> {
             (ValueRef::Text(a), Value::Text(b)) => a.as_ref() == b.as_str(),
             (ValueRef::Blob(a), Value::Blob(b)) => a.as_ref() == b.as_slice(),
             (ValueRef::Uuid(a), Value::Uuid(b)) => a == b,
+            (ValueRef::Date(a), Value::Date(b)) => a == b,
+            (ValueRef::Time(a), Value::Time(b))
+            | (ValueRef::DateTime(a), Value::DateTime(b))
+            | (ValueRef::Timestamp(a), Value::Timestamp(b)) => a == b,
             _ => false,
         }
     }
@@ -227,6 +271,10 @@ impl ValueRef<'_> {
             ValueRef::Text(t) => format!("text of {} bytes", t.len()),
             ValueRef::Blob(b) => format!("blob of {} bytes", b.len()),
             ValueRef::Uuid(_) => "a UUID".into(),
+            ValueRef::Date(_) => "a date".into(),
+            ValueRef::Time(_) => "a time".into(),
+            ValueRef::DateTime(_) => "a date-time".into(),
+            ValueRef::Timestamp(_) => "a timestamp".into(),
         }
     }
 }
@@ -610,7 +658,13 @@ impl Key {
             ValueRef::Blob(b) => Key::Bytes(b.as_ref().into()),
             ValueRef::Uuid(u) => Key::Uuid(*u),
             ValueRef::Bool(b) => Key::Bool(*b),
-            ValueRef::Null | ValueRef::F32(_) | ValueRef::F64(_) => return None,
+            ValueRef::Null
+            | ValueRef::F32(_)
+            | ValueRef::F64(_)
+            | ValueRef::Date(_)
+            | ValueRef::Time(_)
+            | ValueRef::DateTime(_)
+            | ValueRef::Timestamp(_) => return None,
         })
     }
 

@@ -338,3 +338,107 @@ both! {
         Ok(())
     }
 }
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "event")]
+struct Event {
+    #[orm(primary_key)]
+    id: i64,
+    day: chrono::NaiveDate,
+    at: chrono::NaiveTime,
+    local: chrono::NaiveDateTime,
+    instant: chrono::DateTime<chrono::Utc>,
+    due: Option<chrono::NaiveDate>,
+}
+
+fn events() -> Vec<Event> {
+    use chrono::{NaiveDate, NaiveTime, TimeZone, Utc};
+    let days = [
+        NaiveDate::from_ymd_opt(1, 1, 1),
+        NaiveDate::from_ymd_opt(1900, 2, 28),
+        NaiveDate::from_ymd_opt(1969, 12, 31),
+        NaiveDate::from_ymd_opt(1970, 1, 1),
+        NaiveDate::from_ymd_opt(2000, 2, 29),
+        NaiveDate::from_ymd_opt(2024, 2, 29),
+        NaiveDate::from_ymd_opt(9999, 12, 31),
+    ]
+    .map(|d| d.expect("date"));
+    let times = [
+        NaiveTime::from_hms_opt(0, 0, 0),
+        NaiveTime::from_hms_micro_opt(12, 34, 56, 789_012),
+        NaiveTime::from_hms_micro_opt(23, 59, 59, 999_999),
+    ]
+    .map(|t| t.expect("time"));
+    (0..21)
+        .map(|i: usize| {
+            let day = days[i % days.len()];
+            let at = times[i % times.len()];
+            // A zone other than UTC: stored as the same instant, read back in UTC.
+            let offset = chrono::FixedOffset::east_opt(5 * 3600 + 1800).expect("offset");
+            let instant = offset
+                .from_local_datetime(&day.and_time(at))
+                .single()
+                .expect("instant")
+                .with_timezone(&Utc);
+            Event {
+                id: i64::try_from(i).expect("small"),
+                day,
+                at,
+                local: day.and_time(at),
+                instant,
+                due: i.is_multiple_of(2).then(|| days[(i + 3) % days.len()]),
+            }
+        })
+        .collect()
+}
+
+both! {
+    // chrono dates and times, leap days, far past and future, sub-second precision and a
+    // non-UTC instant, through the flush, the core insert and COPY; filters and ordering.
+    fn chrono_values_round_trip_filter_and_order(db) -> Result<()> {
+        use chrono::NaiveDate;
+        let engine = db.engine();
+        engine.create_table::<Event>()?;
+        let want = events();
+        let s = engine.session();
+        s.add_all(want[..7].to_vec())?;
+        s.commit()?;
+        engine.connect()?.insert_many(want[7..14].iter())?;
+        let rows = want[14..].iter().map(|e| {
+            Mapping::new()
+                .set(Event::ID, e.id)
+                .set(Event::DAY, e.day)
+                .set(Event::AT, e.at)
+                .set(Event::LOCAL, e.local)
+                .set(Event::INSTANT, e.instant)
+                .set(Event::DUE, e.due)
+        });
+        s.bulk_insert_mappings(rows, BulkOptions::default())?;
+        s.commit()?;
+        let mut got: Vec<Event> = engine.connect()?.select_all()?;
+        got.sort_by_key(|e| e.id);
+        assert_eq!(got, want);
+        let leap = NaiveDate::from_ymd_opt(2024, 2, 29).expect("date");
+        assert_eq!(s.query::<Event>().filter(Event::DAY.eq(leap)).count()?, 3);
+        let before_epoch = NaiveDate::from_ymd_opt(1970, 1, 1).expect("date");
+        assert_eq!(s.query::<Event>().filter(Event::DAY.lt(before_epoch)).count()?, 9);
+        let latest = s.query::<Event>().order_by(Event::LOCAL, Order::Desc).first()?.expect("row");
+        assert_eq!(latest.read()?.day, NaiveDate::from_ymd_opt(9999, 12, 31).expect("date"));
+        let earliest = s.query::<Event>().order_by(Event::INSTANT, Order::Asc).first()?.expect("row");
+        assert_eq!(earliest.read()?.day, NaiveDate::from_ymd_opt(1, 1, 1).expect("date"));
+        if db.is_postgres() {
+            let t = engine.connect()?.query_values(
+                "SELECT data_type::text FROM information_schema.columns \
+                 WHERE table_schema = current_schema() AND table_name = 'event' ORDER BY ordinal_position",
+                &[],
+            )?;
+            let t: Vec<Value> = t.into_iter().map(|r| r[0].clone()).collect();
+            assert_eq!(
+                t,
+                ["bigint", "date", "time without time zone", "timestamp without time zone", "timestamp with time zone", "date"]
+                    .map(|x| Value::Text(x.into()))
+            );
+        }
+        Ok(())
+    }
+}
