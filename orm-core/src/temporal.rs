@@ -221,6 +221,127 @@ mod chrono_fields {
     }
 }
 
+#[cfg(feature = "time")]
+mod time_fields {
+    use super::MICROS_PER_DAY;
+    use crate::value::{Field, FromSqlError, SqlType, ValueRef};
+    use time::{Date, OffsetDateTime, PrimitiveDateTime, Time, UtcOffset};
+
+    /// The Julian day number of 1970-01-01.
+    const UNIX_JULIAN: i32 = 2_440_588;
+
+    fn wrong(expected: SqlType, found: &ValueRef<'_>) -> FromSqlError {
+        match found {
+            ValueRef::Null => FromSqlError::UnexpectedNull,
+            other => FromSqlError::WrongType {
+                expected,
+                found: other.describe(),
+            },
+        }
+    }
+
+    fn out_of_range(what: &str) -> FromSqlError {
+        FromSqlError::Invalid {
+            message: format!("{what} out of the range the time crate represents"),
+        }
+    }
+
+    fn date_days(d: Date) -> i32 {
+        d.to_julian_day() - UNIX_JULIAN
+    }
+
+    fn days_date(days: i64) -> Result<Date, FromSqlError> {
+        i32::try_from(days + i64::from(UNIX_JULIAN))
+            .ok()
+            .and_then(|j| Date::from_julian_day(j).ok())
+            .ok_or_else(|| out_of_range("a date"))
+    }
+
+    fn time_micros(t: Time) -> i64 {
+        let (h, m, s, us) = t.as_hms_micro();
+        ((i64::from(h) * 60 + i64::from(m)) * 60 + i64::from(s)) * 1_000_000 + i64::from(us)
+    }
+
+    fn micros_time(micros: i64) -> Result<Time, FromSqlError> {
+        let s = micros.div_euclid(1_000_000);
+        let us = u32::try_from(micros.rem_euclid(1_000_000)).unwrap_or(0);
+        let part = |v: i64| u8::try_from(v).map_err(|_| out_of_range("a time"));
+        Time::from_hms_micro(part(s / 3600)?, part(s / 60 % 60)?, part(s % 60)?, us)
+            .map_err(|_| out_of_range("a time"))
+    }
+
+    fn datetime_micros(dt: PrimitiveDateTime) -> i64 {
+        i64::from(date_days(dt.date())) * MICROS_PER_DAY + time_micros(dt.time())
+    }
+
+    fn micros_datetime(m: i64) -> Result<PrimitiveDateTime, FromSqlError> {
+        Ok(PrimitiveDateTime::new(
+            days_date(m.div_euclid(MICROS_PER_DAY))?,
+            micros_time(m.rem_euclid(MICROS_PER_DAY))?,
+        ))
+    }
+
+    /// A calendar date (`date`).
+    impl Field for Date {
+        const SQL_TYPE: SqlType = SqlType::Date;
+        fn to_sql(&self) -> ValueRef<'_> {
+            ValueRef::Date(date_days(*self))
+        }
+        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+            match value {
+                ValueRef::Date(d) => days_date(i64::from(d)),
+                other => Err(wrong(SqlType::Date, &other)),
+            }
+        }
+    }
+
+    /// A time of day (`time`), to the microsecond.
+    impl Field for Time {
+        const SQL_TYPE: SqlType = SqlType::Time;
+        fn to_sql(&self) -> ValueRef<'_> {
+            ValueRef::Time(time_micros(*self))
+        }
+        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+            match value {
+                ValueRef::Time(t) => micros_time(t),
+                other => Err(wrong(SqlType::Time, &other)),
+            }
+        }
+    }
+
+    /// A date and time without a zone (`timestamp`), to the microsecond.
+    impl Field for PrimitiveDateTime {
+        const SQL_TYPE: SqlType = SqlType::DateTime;
+        fn to_sql(&self) -> ValueRef<'_> {
+            ValueRef::DateTime(datetime_micros(*self))
+        }
+        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+            match value {
+                ValueRef::DateTime(m) => micros_datetime(m),
+                other => Err(wrong(SqlType::DateTime, &other)),
+            }
+        }
+    }
+
+    /// An instant (`timestamptz`), stored as UTC and read back with the UTC offset.
+    impl Field for OffsetDateTime {
+        const SQL_TYPE: SqlType = SqlType::Timestamp;
+        fn to_sql(&self) -> ValueRef<'_> {
+            let utc = self.to_offset(UtcOffset::UTC);
+            ValueRef::Timestamp(datetime_micros(PrimitiveDateTime::new(
+                utc.date(),
+                utc.time(),
+            )))
+        }
+        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+            match value {
+                ValueRef::Timestamp(m) => Ok(micros_datetime(m)?.assume_utc()),
+                other => Err(wrong(SqlType::Timestamp, &other)),
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

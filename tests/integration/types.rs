@@ -442,3 +442,78 @@ both! {
         Ok(())
     }
 }
+
+/// The same table as `Event`, mapped with the `time` crate's types.
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "event")]
+struct TimeEvent {
+    #[orm(primary_key)]
+    id: i64,
+    day: time::Date,
+    at: time::Time,
+    local: time::PrimitiveDateTime,
+    instant: time::OffsetDateTime,
+    due: Option<time::Date>,
+}
+
+fn to_time(e: &Event) -> TimeEvent {
+    use chrono::{Datelike, Timelike};
+    let date = |d: chrono::NaiveDate| {
+        let month = time::Month::try_from(u8::try_from(d.month()).expect("month")).expect("month");
+        time::Date::from_calendar_date(d.year(), month, u8::try_from(d.day()).expect("day"))
+            .expect("date")
+    };
+    let at = |t: chrono::NaiveTime| {
+        time::Time::from_hms_micro(
+            u8::try_from(t.hour()).expect("h"),
+            u8::try_from(t.minute()).expect("m"),
+            u8::try_from(t.second()).expect("s"),
+            t.nanosecond() / 1000,
+        )
+        .expect("time")
+    };
+    let utc = e.instant.naive_utc();
+    TimeEvent {
+        id: e.id,
+        day: date(e.day),
+        at: at(e.at),
+        local: time::PrimitiveDateTime::new(date(e.local.date()), at(e.local.time())),
+        instant: time::PrimitiveDateTime::new(date(utc.date()), at(utc.time())).assume_utc(),
+        due: e.due.map(date),
+    }
+}
+
+both! {
+    // The `time` crate's types map to the same columns as chrono's: rows written with one
+    // are read with the other, both ways, through the flush and COPY.
+    fn time_crate_values_share_chrono_columns(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_table::<Event>()?;
+        let chrono_rows = events();
+        let time_rows: Vec<TimeEvent> = chrono_rows.iter().map(to_time).collect();
+        let s = engine.session();
+        s.add_all(chrono_rows.clone())?;
+        s.commit()?;
+        let mut read: Vec<TimeEvent> = engine.connect()?.select_all()?;
+        read.sort_by_key(|e| e.id);
+        assert_eq!(read, time_rows);
+        engine.connect()?.execute("DELETE FROM event", &[])?;
+        let rows = time_rows.iter().map(|e| {
+            Mapping::new()
+                .set(TimeEvent::ID, e.id)
+                .set(TimeEvent::DAY, e.day)
+                .set(TimeEvent::AT, e.at)
+                .set(TimeEvent::LOCAL, e.local)
+                .set(TimeEvent::INSTANT, e.instant)
+                .set(TimeEvent::DUE, e.due)
+        });
+        s.bulk_insert_mappings(rows, BulkOptions::default())?;
+        s.commit()?;
+        let mut back: Vec<Event> = engine.connect()?.select_all()?;
+        back.sort_by_key(|e| e.id);
+        assert_eq!(back, chrono_rows);
+        let leap = time::macros::date!(2024 - 02 - 29);
+        assert_eq!(s.query::<TimeEvent>().filter(TimeEvent::DAY.eq(leap)).count()?, 3);
+        Ok(())
+    }
+}
