@@ -230,7 +230,7 @@ fn coerce(meta: &'static crate::EntityMeta, c: usize, value: Value) -> Result<Va
         (SqlType::Time, Value::Time(v)) => Value::Time(v),
         (SqlType::DateTime, Value::DateTime(v)) => Value::DateTime(v),
         (SqlType::Timestamp, Value::Timestamp(v)) => Value::Timestamp(v),
-        (SqlType::Json, Value::Text(v)) => Value::Text(v),
+        (SqlType::Json | SqlType::Decimal, Value::Text(v)) => Value::Text(v),
         (SqlType::I16, Value::I16(v)) => Value::I16(v),
         (SqlType::I16, Value::I32(v)) => {
             Value::I16(i16::try_from(v).map_err(|_| mismatch(&Value::I32(v)))?)

@@ -516,6 +516,108 @@ fn mismatch(what: &str, ty: &Type) -> Box<dyn StdError + Sync + Send> {
     )))
 }
 
+/// A decimal's text (`-123.4500`) in `numeric`'s binary form: digit count, weight (of the
+/// first base-10000 digit), sign, display scale, then base-10000 digits.
+fn numeric_from_text(text: &str) -> Result<Vec<u8>, String> {
+    let bad = || format!("`{text}` is not a decimal number");
+    let (neg, body) = match text.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, text.strip_prefix('+').unwrap_or(text)),
+    };
+    let (int, frac) = body.split_once('.').unwrap_or((body, ""));
+    if (int.is_empty() && frac.is_empty())
+        || !int.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit())
+    {
+        return Err(bad());
+    }
+    let dscale = u16::try_from(frac.len()).map_err(|_| bad())?;
+    let int = int.trim_start_matches('0');
+    let mut digits = String::new();
+    digits.extend(std::iter::repeat_n('0', (4 - int.len() % 4) % 4));
+    digits.push_str(int);
+    let int_groups = digits.len() / 4;
+    digits.push_str(frac);
+    digits.extend(std::iter::repeat_n('0', (4 - frac.len() % 4) % 4));
+    let mut groups: Vec<i16> = digits
+        .as_bytes()
+        .chunks(4)
+        .map(|c| {
+            std::str::from_utf8(c)
+                .ok()
+                .and_then(|s| s.parse().ok())
+                .unwrap_or(0)
+        })
+        .collect();
+    let mut weight = i16::try_from(int_groups).map_err(|_| bad())? - 1;
+    let lead = groups.iter().take_while(|&&g| g == 0).count();
+    groups.drain(..lead);
+    weight -= i16::try_from(lead).map_err(|_| bad())?;
+    while groups.last() == Some(&0) {
+        groups.pop();
+    }
+    let sign: u16 = if neg && !groups.is_empty() { 0x4000 } else { 0 };
+    if groups.is_empty() {
+        weight = 0;
+    }
+    let mut out = Vec::with_capacity(8 + 2 * groups.len());
+    out.extend_from_slice(
+        &i16::try_from(groups.len())
+            .map_err(|_| bad())?
+            .to_be_bytes(),
+    );
+    out.extend_from_slice(&weight.to_be_bytes());
+    out.extend_from_slice(&sign.to_be_bytes());
+    out.extend_from_slice(&dscale.to_be_bytes());
+    for g in groups {
+        out.extend_from_slice(&g.to_be_bytes());
+    }
+    Ok(out)
+}
+
+/// `numeric`'s binary form back to its text.
+fn numeric_to_text(raw: &[u8]) -> Result<String, FromSqlError> {
+    let bad = || FromSqlError::Invalid {
+        message: "a numeric value that is not a finite number".into(),
+    };
+    let word = |i: usize| -> Option<[u8; 2]> { raw.get(i..i + 2)?.try_into().ok() };
+    let n = usize::try_from(i16::from_be_bytes(word(0).ok_or_else(bad)?)).map_err(|_| bad())?;
+    let weight = i64::from(i16::from_be_bytes(word(2).ok_or_else(bad)?));
+    let sign = u16::from_be_bytes(word(4).ok_or_else(bad)?);
+    let dscale = usize::from(u16::from_be_bytes(word(6).ok_or_else(bad)?));
+    if sign != 0 && sign != 0x4000 {
+        return Err(bad());
+    }
+    let mut digits = String::with_capacity(4 * n);
+    for i in 0..n {
+        let g = i16::from_be_bytes(word(8 + 2 * i).ok_or_else(bad)?);
+        digits.push_str(&format!("{g:04}"));
+    }
+    let point = (weight + 1) * 4;
+    let len = i64::try_from(digits.len()).map_err(|_| bad())?;
+    let (int, mut frac) = if point <= 0 {
+        let zeros = usize::try_from(-point).map_err(|_| bad())?;
+        (String::from("0"), "0".repeat(zeros) + &digits)
+    } else if point >= len {
+        let zeros = usize::try_from(point - len).map_err(|_| bad())?;
+        (digits + &"0".repeat(zeros), String::new())
+    } else {
+        let p = usize::try_from(point).map_err(|_| bad())?;
+        (digits[..p].to_owned(), digits[p..].to_owned())
+    };
+    let int = int.trim_start_matches('0');
+    let int = if int.is_empty() { "0" } else { int };
+    if frac.len() < dscale {
+        frac.extend(std::iter::repeat_n('0', dscale - frac.len()));
+    }
+    frac.truncate(dscale);
+    let sign = if sign == 0x4000 { "-" } else { "" };
+    Ok(if frac.is_empty() {
+        format!("{sign}{int}")
+    } else {
+        format!("{sign}{int}.{frac}")
+    })
+}
+
 /// PostgreSQL counts dates and timestamps from 2000-01-01; the ORM from 1970-01-01.
 const PG_EPOCH_DAYS: i32 = 10_957;
 const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
@@ -579,6 +681,9 @@ fn put_value(v: &ValueRef<'_>, ty: &Type, out: &mut BytesMut) -> ConvResult<IsNu
                 out.extend_from_slice(u.as_bytes());
             }
             Type::BYTEA => out.extend_from_slice(s.as_bytes()),
+            Type::NUMERIC => {
+                out.extend_from_slice(&numeric_from_text(s).map_err(|e| Box::new(BindError(e)))?);
+            }
             // jsonb's binary form is a version byte, then the text.
             Type::JSONB => {
                 out.extend_from_slice(&[1]);
@@ -739,6 +844,11 @@ fn decode<'a>(
                 ValueRef::Timestamp(t)
             }
         }
+        SqlType::Decimal => match *ty {
+            Type::NUMERIC => ValueRef::Text(Cow::Owned(numeric_to_text(raw)?)),
+            _ if is_text(ty) => ValueRef::Text(Cow::Borrowed(utf8(raw)?)),
+            _ => return Err(wrong()),
+        },
         SqlType::Json => match *ty {
             Type::JSONB => match raw.split_first() {
                 Some((1, text)) => ValueRef::Text(Cow::Borrowed(utf8(text)?)),
@@ -811,6 +921,7 @@ pub(crate) fn decode_any(row: &postgres::Row, index: usize) -> Result<Value, Err
         Type::BYTEA => SqlType::Blob,
         Type::UUID => SqlType::Uuid,
         Type::JSONB | Type::JSON => SqlType::Json,
+        Type::NUMERIC => SqlType::Decimal,
         Type::DATE => SqlType::Date,
         Type::TIME => SqlType::Time,
         Type::TIMESTAMP => SqlType::DateTime,
@@ -897,6 +1008,7 @@ impl CopyEncoder<'_> {
             (ValueRef::F64(f), SqlType::F64) => self.field(&f.to_be_bytes()),
             (ValueRef::Bool(b), SqlType::Bool) => self.field(&[u8::from(*b)]),
             (ValueRef::Text(s), SqlType::Text) => self.field(s.as_bytes()),
+            (ValueRef::Text(s), SqlType::Decimal) => self.field(&numeric_from_text(s)?),
             (ValueRef::Text(s), SqlType::Json) => {
                 let mut bytes = Vec::with_capacity(s.len() + 1);
                 bytes.push(1);
@@ -952,6 +1064,31 @@ mod tests {
             redact("postgresql://u:secret@h1:1,h2:2/db"),
             "postgres://u@h1:1,h2:2/db"
         );
+    }
+
+    #[test]
+    fn numeric_text_round_trips_through_the_binary_form() {
+        for t in [
+            "0",
+            "1",
+            "-1",
+            "10000",
+            "12345.6789",
+            "-0.0001",
+            "0.00000001",
+            "100000000",
+            "79228162514264337593543950335",
+            "-0.0000000000000000000000000001",
+            "1.50",
+            "9999.9999",
+            "123000",
+            "0.10",
+        ] {
+            let bin = numeric_from_text(t).expect("encodes");
+            assert_eq!(numeric_to_text(&bin).expect("decodes"), t, "{t}");
+        }
+        assert!(numeric_from_text("1e5").is_err());
+        assert!(numeric_from_text("-").is_err());
     }
 
     #[test]

@@ -40,6 +40,7 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
                 // `json` (without the b) keeps the text as sent, and has no binary COPY form
                 // of its own: the mapping supports `jsonb`.
                 "jsonb" => SqlType::Json,
+                "numeric" => SqlType::Decimal,
                 "date" => SqlType::Date,
                 "time without time zone" | "time" => SqlType::Time,
                 "timestamp without time zone" | "timestamp" => SqlType::DateTime,
@@ -90,7 +91,8 @@ fn fits(backend: Backend, field: SqlType, column: &str) -> std::result::Result<S
                 | SqlType::Date
                 | SqlType::Time
                 | SqlType::DateTime
-                | SqlType::Timestamp => matches!(affinity, "text" | "blob"),
+                | SqlType::Timestamp
+                | SqlType::Decimal => matches!(affinity, "text" | "blob"),
                 SqlType::Blob | SqlType::Uuid => matches!(affinity, "blob" | "text"),
             };
             if ok {

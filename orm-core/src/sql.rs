@@ -292,6 +292,8 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend, later: &[&EntityMet
         let mut def = ColumnDef::new(col(m, i));
         match (c.sql_type, backend) {
             (SqlType::I16, _) => def.small_integer(),
+            (SqlType::Decimal, Backend::Sqlite) => def.text(),
+            (SqlType::Decimal, Backend::Postgres) => def.custom(Alias::new("numeric")),
             (
                 SqlType::Date | SqlType::Time | SqlType::DateTime | SqlType::Timestamp,
                 Backend::Sqlite,

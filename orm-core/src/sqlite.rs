@@ -147,7 +147,7 @@ pub(crate) fn decode(v: RValueRef<'_>, ty: SqlType) -> Result<ValueRef<'_>, From
                 }
             })?))
         }
-        (SqlType::Json, RValueRef::Text(t)) => {
+        (SqlType::Json | SqlType::Decimal, RValueRef::Text(t)) => {
             ValueRef::Text(Cow::Borrowed(std::str::from_utf8(t).map_err(|e| {
                 FromSqlError::Invalid {
                     message: format!("invalid UTF-8: {e}"),

@@ -46,6 +46,9 @@ pub enum SqlType {
     DateTime,
     /// An instant, stored as UTC (`timestamptz`; ISO text with `+00:00` on SQLite).
     Timestamp,
+    /// An exact decimal number, carried as its text (`numeric` on PostgreSQL, `TEXT` on
+    /// SQLite).
+    Decimal,
 }
 
 impl fmt::Display for SqlType {
@@ -65,6 +68,7 @@ impl fmt::Display for SqlType {
             SqlType::Time => "time",
             SqlType::DateTime => "datetime",
             SqlType::Timestamp => "timestamp",
+            SqlType::Decimal => "decimal",
         })
     }
 }
@@ -896,3 +900,37 @@ mod json {
 
 #[cfg(feature = "json")]
 pub use json::Json;
+
+/// `rust_decimal::Decimal` fields (feature `decimal`): exact, carried as text in canonical
+/// form (no trailing zeros, so that equal numbers are equal text on SQLite).
+#[cfg(feature = "decimal")]
+mod decimal {
+    use std::borrow::Cow;
+
+    use rust_decimal::Decimal;
+
+    use super::{Field, FromSqlError, SqlType, ValueRef};
+
+    /// An exact decimal number, up to 28 digits (`numeric` on PostgreSQL; text on SQLite,
+    /// where it compares for equality but does not order as a number).
+    impl Field for Decimal {
+        const SQL_TYPE: SqlType = SqlType::Decimal;
+        fn to_sql(&self) -> ValueRef<'_> {
+            ValueRef::Text(Cow::Owned(self.normalize().to_string()))
+        }
+        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+            match value {
+                ValueRef::Text(t) => {
+                    Decimal::from_str_exact(&t).map_err(|e| FromSqlError::Invalid {
+                        message: format!("`{t}` is not a decimal that fits: {e}"),
+                    })
+                }
+                ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+                other => Err(FromSqlError::WrongType {
+                    expected: SqlType::Decimal,
+                    found: other.describe(),
+                }),
+            }
+        }
+    }
+}

@@ -517,3 +517,59 @@ both! {
         Ok(())
     }
 }
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "ledger")]
+struct Ledger {
+    #[orm(primary_key)]
+    id: i64,
+    amount: rust_decimal::Decimal,
+    fee: Option<rust_decimal::Decimal>,
+}
+
+both! {
+    // Decimals stay exact to 28 digits (the largest, the smallest step, negative, zero)
+    // through the flush, the core insert and COPY (binary numeric on PostgreSQL), and filter
+    // by equality; on PostgreSQL they also order as numbers.
+    fn decimals_round_trip_exactly(db) -> Result<()> {
+        use std::str::FromStr;
+        let engine = db.engine();
+        engine.create_table::<Ledger>()?;
+        let values = [
+            "0", "1.5", "-1.50", "0.0000000000000000000000000001", "-0.0000000000000000000000000001",
+            "79228162514264337593543950335", "-79228162514264337593543950335",
+            "1234567890.123456789012345678", "10000", "0.1", "99999999.9999",
+        ]
+        .map(|t| rust_decimal::Decimal::from_str(t).expect("decimal"));
+        let want: Vec<Ledger> = values
+            .iter()
+            .enumerate()
+            .map(|(i, v)| Ledger {
+                id: i64::try_from(i).expect("small"),
+                amount: *v,
+                fee: (i % 2 == 1).then(|| values[(i + 5) % values.len()]),
+            })
+            .collect();
+        let s = engine.session();
+        s.add_all(want[..4].to_vec())?;
+        s.commit()?;
+        engine.connect()?.insert_many(want[4..8].iter())?;
+        let rows = want[8..].iter().map(|l| {
+            Mapping::new().set(Ledger::ID, l.id).set(Ledger::AMOUNT, l.amount).set(Ledger::FEE, l.fee)
+        });
+        s.bulk_insert_mappings(rows, BulkOptions::default())?;
+        s.commit()?;
+        let mut got: Vec<Ledger> = engine.connect()?.select_all()?;
+        got.sort_by_key(|l| l.id);
+        assert_eq!(got, want);
+        let one_and_a_half = rust_decimal::Decimal::from_str("1.500").expect("decimal");
+        assert_eq!(s.query::<Ledger>().filter(Ledger::AMOUNT.eq(one_and_a_half)).count()?, 1);
+        if db.is_postgres() {
+            let top = s.query::<Ledger>().order_by(Ledger::AMOUNT, Order::Desc).first()?.expect("row");
+            assert_eq!(top.read()?.amount, rust_decimal::Decimal::MAX);
+            let sum = engine.connect()?.query_values("SELECT sum(amount)::text FROM ledger WHERE id IN (1, 2)", &[])?;
+            assert_eq!(sum[0][0], Value::Text("0.0".into()));
+        }
+        Ok(())
+    }
+}
