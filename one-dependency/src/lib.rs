@@ -38,6 +38,34 @@ pub struct LineItem {
     pub id: i32,
 }
 
+/// How a customer pays.
+#[derive(FieldEnum, Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Payment {
+    /// By card.
+    Card,
+    /// On invoice.
+    #[orm(rename = "invoice")]
+    Invoice,
+}
+
+/// A record with every optional field type, named through the facade alone.
+#[derive(Entity, Debug, Clone, PartialEq)]
+pub struct Profile {
+    /// Key.
+    #[orm(primary_key, auto_increment)]
+    pub id: Option<i64>,
+    /// chrono.
+    pub born: orm_session::chrono::NaiveDate,
+    /// time.
+    pub seen: orm_session::time::OffsetDateTime,
+    /// Exact money.
+    pub balance: orm_session::rust_decimal::Decimal,
+    /// JSON.
+    pub prefs: orm_session::serde_json::Value,
+    /// An enum.
+    pub payment: Payment,
+}
+
 /// Saves a customer with two orders and reads them back.
 ///
 /// # Errors

@@ -49,6 +49,10 @@ mod temporal;
 mod uuid7;
 mod value;
 
+/// The crates of the optional field types, so that an application needs no dependency of its
+/// own on them to name their types.
+#[cfg(feature = "chrono")]
+pub use chrono;
 pub use connection::{
     Connection, InsertOptions, InsertOutcome, InsertState, Inserter, SqliteOptions, TxStatus,
 };
@@ -67,8 +71,14 @@ pub use relation::{
     Cascade, ForeignKey, ManyToMany, ManyToOne, MetaFn, OnDelete, OneToMany, OneToOne,
     RelationKind, RelationMeta, TypeVisitor, meta_of,
 };
+#[cfg(feature = "decimal")]
+pub use rust_decimal;
 pub use schema::LiveColumn;
+#[cfg(feature = "json")]
+pub use serde_json;
 pub use sql::{Backend, statement_cache};
+#[cfg(feature = "time")]
+pub use time;
 pub use uuid7::uuid_v7;
 #[cfg(feature = "json")]
 pub use value::Json;

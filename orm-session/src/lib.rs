@@ -17,6 +17,16 @@ pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
 pub use orm_core::Json;
 #[cfg(feature = "postgres")]
 pub use orm_core::PgOptions;
+/// The crates of the optional field types (`orm_session::chrono::NaiveDate`, …), for
+/// applications that depend on this crate alone.
+#[cfg(feature = "chrono")]
+pub use orm_core::chrono;
+#[cfg(feature = "decimal")]
+pub use orm_core::rust_decimal;
+#[cfg(feature = "json")]
+pub use orm_core::serde_json;
+#[cfg(feature = "time")]
+pub use orm_core::time;
 pub use orm_core::{
     AsEntity, Backend, Bind, Cascade, Column, ColumnMeta, Condition, Connection, Entity,
     EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, ForeignKey, FromSqlError, Generated,
