@@ -109,21 +109,44 @@ pub(crate) fn parse_datetime(s: &str) -> Option<i64> {
     days.checked_mul(MICROS_PER_DAY)?.checked_add(time)
 }
 
+/// What a temporal field says about a value of another kind.
+#[cfg(any(feature = "chrono", feature = "time"))]
+fn wrong(expected: crate::SqlType, found: &crate::ValueRef<'_>) -> crate::FromSqlError {
+    match found {
+        crate::ValueRef::Null => crate::FromSqlError::UnexpectedNull,
+        other => crate::FromSqlError::WrongType {
+            expected,
+            found: other.describe(),
+        },
+    }
+}
+
+/// `Field` for a temporal type: `$to` makes the carried integer from `&Self`, `$from` the
+/// value back from it.
+#[cfg(any(feature = "chrono", feature = "time"))]
+macro_rules! temporal_field {
+    ($doc:literal, $t:ty, $variant:ident, $to:expr, $from:expr) => {
+        #[doc = $doc]
+        impl Field for $t {
+            const SQL_TYPE: SqlType = SqlType::$variant;
+            fn to_sql(&self) -> ValueRef<'_> {
+                ValueRef::$variant($to(self))
+            }
+            fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+                match value {
+                    ValueRef::$variant(v) => $from(v),
+                    other => Err(super::wrong(SqlType::$variant, &other)),
+                }
+            }
+        }
+    };
+}
+
 #[cfg(feature = "chrono")]
 mod chrono_fields {
     use super::{MICROS_PER_DAY, civil_from_days, days_from_civil};
     use crate::value::{Field, FromSqlError, SqlType, ValueRef};
     use chrono::{DateTime, Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike, Utc};
-
-    fn wrong(expected: SqlType, found: &ValueRef<'_>) -> FromSqlError {
-        match found {
-            ValueRef::Null => FromSqlError::UnexpectedNull,
-            other => FromSqlError::WrongType {
-                expected,
-                found: other.describe(),
-            },
-        }
-    }
 
     fn out_of_range(what: &str) -> FromSqlError {
         FromSqlError::Invalid {
@@ -164,61 +187,34 @@ mod chrono_fields {
         Ok(date.and_time(micros_time(m.rem_euclid(MICROS_PER_DAY))?))
     }
 
-    /// A calendar date (`date`).
-    impl Field for NaiveDate {
-        const SQL_TYPE: SqlType = SqlType::Date;
-        fn to_sql(&self) -> ValueRef<'_> {
-            ValueRef::Date(date_days(*self))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::Date(d) => days_date(i64::from(d)),
-                other => Err(wrong(SqlType::Date, &other)),
-            }
-        }
-    }
-
-    /// A time of day (`time`), to the microsecond.
-    impl Field for NaiveTime {
-        const SQL_TYPE: SqlType = SqlType::Time;
-        fn to_sql(&self) -> ValueRef<'_> {
-            ValueRef::Time(time_micros(*self))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::Time(t) => micros_time(t),
-                other => Err(wrong(SqlType::Time, &other)),
-            }
-        }
-    }
-
-    /// A date and time without a zone (`timestamp`), to the microsecond.
-    impl Field for NaiveDateTime {
-        const SQL_TYPE: SqlType = SqlType::DateTime;
-        fn to_sql(&self) -> ValueRef<'_> {
-            ValueRef::DateTime(datetime_micros(*self))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::DateTime(m) => micros_datetime(m),
-                other => Err(wrong(SqlType::DateTime, &other)),
-            }
-        }
-    }
-
-    /// An instant, stored as UTC (`timestamptz`), to the microsecond.
-    impl Field for DateTime<Utc> {
-        const SQL_TYPE: SqlType = SqlType::Timestamp;
-        fn to_sql(&self) -> ValueRef<'_> {
-            ValueRef::Timestamp(datetime_micros(self.naive_utc()))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::Timestamp(m) => Ok(micros_datetime(m)?.and_utc()),
-                other => Err(wrong(SqlType::Timestamp, &other)),
-            }
-        }
-    }
+    temporal_field!(
+        "A calendar date (`date`).",
+        NaiveDate,
+        Date,
+        |d: &NaiveDate| date_days(*d),
+        |d: i32| days_date(i64::from(d))
+    );
+    temporal_field!(
+        "A time of day (`time`), to the microsecond.",
+        NaiveTime,
+        Time,
+        |t: &NaiveTime| time_micros(*t),
+        micros_time
+    );
+    temporal_field!(
+        "A date and time without a zone (`timestamp`), to the microsecond.",
+        NaiveDateTime,
+        DateTime,
+        |t: &NaiveDateTime| datetime_micros(*t),
+        micros_datetime
+    );
+    temporal_field!(
+        "An instant, stored as UTC (`timestamptz`), to the microsecond.",
+        DateTime<Utc>,
+        Timestamp,
+        |t: &DateTime<Utc>| datetime_micros(t.naive_utc()),
+        |m: i64| micros_datetime(m).map(|dt| dt.and_utc())
+    );
 }
 
 #[cfg(feature = "time")]
@@ -229,16 +225,6 @@ mod time_fields {
 
     /// The Julian day number of 1970-01-01.
     const UNIX_JULIAN: i32 = 2_440_588;
-
-    fn wrong(expected: SqlType, found: &ValueRef<'_>) -> FromSqlError {
-        match found {
-            ValueRef::Null => FromSqlError::UnexpectedNull,
-            other => FromSqlError::WrongType {
-                expected,
-                found: other.describe(),
-            },
-        }
-    }
 
     fn out_of_range(what: &str) -> FromSqlError {
         FromSqlError::Invalid {
@@ -281,65 +267,39 @@ mod time_fields {
         ))
     }
 
-    /// A calendar date (`date`).
-    impl Field for Date {
-        const SQL_TYPE: SqlType = SqlType::Date;
-        fn to_sql(&self) -> ValueRef<'_> {
-            ValueRef::Date(date_days(*self))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::Date(d) => days_date(i64::from(d)),
-                other => Err(wrong(SqlType::Date, &other)),
-            }
-        }
+    fn offset_micros(t: &OffsetDateTime) -> i64 {
+        let utc = t.to_offset(UtcOffset::UTC);
+        datetime_micros(PrimitiveDateTime::new(utc.date(), utc.time()))
     }
 
-    /// A time of day (`time`), to the microsecond.
-    impl Field for Time {
-        const SQL_TYPE: SqlType = SqlType::Time;
-        fn to_sql(&self) -> ValueRef<'_> {
-            ValueRef::Time(time_micros(*self))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::Time(t) => micros_time(t),
-                other => Err(wrong(SqlType::Time, &other)),
-            }
-        }
-    }
-
-    /// A date and time without a zone (`timestamp`), to the microsecond.
-    impl Field for PrimitiveDateTime {
-        const SQL_TYPE: SqlType = SqlType::DateTime;
-        fn to_sql(&self) -> ValueRef<'_> {
-            ValueRef::DateTime(datetime_micros(*self))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::DateTime(m) => micros_datetime(m),
-                other => Err(wrong(SqlType::DateTime, &other)),
-            }
-        }
-    }
-
-    /// An instant (`timestamptz`), stored as UTC and read back with the UTC offset.
-    impl Field for OffsetDateTime {
-        const SQL_TYPE: SqlType = SqlType::Timestamp;
-        fn to_sql(&self) -> ValueRef<'_> {
-            let utc = self.to_offset(UtcOffset::UTC);
-            ValueRef::Timestamp(datetime_micros(PrimitiveDateTime::new(
-                utc.date(),
-                utc.time(),
-            )))
-        }
-        fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
-            match value {
-                ValueRef::Timestamp(m) => Ok(micros_datetime(m)?.assume_utc()),
-                other => Err(wrong(SqlType::Timestamp, &other)),
-            }
-        }
-    }
+    temporal_field!(
+        "A calendar date (`date`).",
+        Date,
+        Date,
+        |d: &Date| date_days(*d),
+        |d: i32| days_date(i64::from(d))
+    );
+    temporal_field!(
+        "A time of day (`time`), to the microsecond.",
+        Time,
+        Time,
+        |t: &Time| time_micros(*t),
+        micros_time
+    );
+    temporal_field!(
+        "A date and time without a zone (`timestamp`), to the microsecond.",
+        PrimitiveDateTime,
+        DateTime,
+        |t: &PrimitiveDateTime| datetime_micros(*t),
+        micros_datetime
+    );
+    temporal_field!(
+        "An instant (`timestamptz`), stored as UTC and read back with the UTC offset.",
+        OffsetDateTime,
+        Timestamp,
+        offset_micros,
+        |m: i64| micros_datetime(m).map(PrimitiveDateTime::assume_utc)
+    );
 }
 
 #[cfg(test)]
