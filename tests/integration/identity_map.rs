@@ -264,3 +264,56 @@ fn f7_a_session_reading_pages_and_dropping_them_stays_flat(db) -> Result<()> {
     Ok(())
 }
 }
+
+// S1 over many objects: identity holds while the map grows, loses entries (expunged, deleted,
+// dropped) and is compacted, with keys of a high-bit pattern beside sequential ones.
+orm_tests::both! {
+fn s1_identity_holds_through_removals_and_compaction(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let keys: Vec<i64> = (1..=1500).chain((1..=1500).map(|i| i << 40)).collect();
+    let handles = s.add_all(keys.iter().map(|&k| Customer {
+        id: Some(k),
+        ..Customer::new(&format!("c{k}"), 1)
+    }))?;
+    s.commit()?;
+    // Every third handle is kept; of those, every fifth is expunged and every seventh deleted.
+    let mut kept = Vec::new();
+    let mut expunged = Vec::new();
+    for (i, h) in handles.into_iter().enumerate() {
+        if i % 3 != 0 {
+            continue;
+        }
+        if i % 5 == 0 {
+            // The key is read first: an expunged object cannot reload its expired values.
+            let id = h.read()?.id.expect("a key");
+            s.expunge(&h)?;
+            expunged.push((id, h));
+        } else if i % 7 == 0 {
+            s.delete(&h)?;
+        } else {
+            kept.push(h);
+        }
+    }
+    s.commit()?;
+    assert_eq!(s.identity_len(), kept.len(), "only the kept objects are held");
+    // Loading everything again (and so growing the map past a compaction) finds the kept
+    // objects as they are, and new objects for the others.
+    let all = s.query::<Customer>().all()?;
+    let deleted = (0..keys.len()).filter(|i| i % 3 == 0 && i % 5 != 0 && i % 7 == 0).count();
+    assert_eq!(all.len(), keys.len() - deleted);
+    for h in &kept {
+        let id = h.read()?.id.expect("a key");
+        let again = s.get::<Customer>(id)?.expect("the row");
+        assert!(again == *h, "key {id}: the session's own object");
+        assert!(all.iter().any(|a| a == h), "key {id}: the query's object is the kept one");
+    }
+    for (id, h) in &expunged {
+        let id = *id;
+        let again = s.get::<Customer>(id)?.expect("the row");
+        assert!(again != *h, "key {id}: an expunged object is not the session's");
+    }
+    assert_eq!(s.identity_len(), all.len());
+    Ok(())
+}
+}
