@@ -15,6 +15,9 @@ use crate::sql::{self, Backend, Kind, Shape};
 use crate::sqlite;
 use crate::value::{Key, Value, ValueRef};
 
+mod batch;
+pub use batch::VersionRule;
+
 /// Options for opening SQLite.
 ///
 /// ```

@@ -55,6 +55,7 @@ mod value;
 pub use chrono;
 pub use connection::{
     Connection, InsertOptions, InsertOutcome, InsertState, Inserter, SqliteOptions, TxStatus,
+    VersionRule,
 };
 pub use entity::{
     AsEntity, Column, ColumnMeta, ColumnSet, Entity, EntityMeta, Generated, RowValues, assign,

@@ -8,7 +8,7 @@ use std::sync::{Arc, Weak};
 
 use orm_core::{
     Connection, Entity, EntityMeta, Error, Generated, InsertOptions, Key, KeyValue, Result, Value,
-    ValueRef,
+    ValueRef, VersionRule,
 };
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
@@ -571,6 +571,20 @@ pub(crate) trait Erased: Send + Sync {
     fn changes(&self) -> Result<Vec<usize>>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
     fn delete(&self, conn: &Connection) -> Result<()>;
+    /// Updates the columns `columns` of every object of `group` (objects of this entity,
+    /// this one among them) in batched statements, each checked against its version; a
+    /// row that matched nothing is [`Error::StaleData`], naming every such row.
+    fn update_group(
+        &self,
+        group: &[&Arc<dyn Erased>],
+        columns: &[usize],
+        conn: &Connection,
+    ) -> Result<()>;
+    /// Deletes every object of `group` (objects of this entity) in batched statements, as
+    /// [`delete`](Self::delete) does one.
+    fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()>;
+    /// This object as `Any`, to reach its entity's type.
+    fn as_any_ref(&self) -> &dyn Any;
     /// After a successful update: bump the version field, drop the snapshot.
     fn updated(&self);
     /// After a rollback: forget a generated key (skipped, with a warning, while a guard on the
@@ -803,6 +817,81 @@ impl<E: Entity> Erased for Object<E> {
             return Err(stale::<E>(&*value, "DELETE"));
         }
         Ok(())
+    }
+
+    fn update_group(
+        &self,
+        group: &[&Arc<dyn Erased>],
+        columns: &[usize],
+        conn: &Connection,
+    ) -> Result<()> {
+        let objects = typed_group::<E>(group)?;
+        let pk = E::META.primary_key;
+        let values = objects
+            .iter()
+            .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
+            .collect::<Result<Vec<_>>>()?;
+        let versions: Vec<Option<Value>> = objects
+            .iter()
+            .zip(&values)
+            .map(|(o, v)| version_expected(E::META, &o.meta.lock(), &**v))
+            .collect();
+        let rule = if E::META.version_column().is_some() {
+            VersionRule::Check
+        } else {
+            VersionRule::Ignore
+        };
+        let mut rows = Vec::with_capacity(objects.len() * (columns.len() + 2));
+        for (value, version) in values.iter().zip(&versions) {
+            rows.push(value.column(pk));
+            rows.extend(columns.iter().map(|&c| value.column(c)));
+            if let Some(v) = version {
+                rows.push(v.as_ref());
+            }
+        }
+        let matched = conn.update_many::<E>(columns, rule, &rows)?;
+        stale_rows::<E>(&values, &matched, "UPDATE")
+    }
+
+    fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()> {
+        let objects = typed_group::<E>(group)?;
+        let values = objects
+            .iter()
+            .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
+            .collect::<Result<Vec<_>>>()?;
+        let key_type = E::META.key_column().sql_type;
+        let mut keys = Vec::with_capacity(objects.len());
+        let mut versions = Vec::with_capacity(objects.len());
+        for (o, value) in objects.iter().zip(&values) {
+            let meta = o.meta.lock();
+            let key = meta
+                .key
+                .clone()
+                .or_else(|| value.key())
+                .ok_or(Error::Detached {
+                    entity: E::META.name,
+                    operation: "delete an object without a key",
+                })?;
+            keys.push(key.to_value(key_type));
+            versions.push(version_expected(E::META, &meta, &**value));
+        }
+        let check = E::META.version_column().is_some();
+        let mut rows = Vec::with_capacity(objects.len() * 2);
+        for (key, version) in keys.iter().zip(&versions) {
+            rows.push(key.as_ref());
+            if let Some(v) = version {
+                rows.push(v.as_ref());
+            }
+        }
+        let matched = conn.delete_many::<E>(check, &rows)?;
+        if check {
+            return stale_rows::<E>(&values, &matched, "DELETE");
+        }
+        Ok(())
+    }
+
+    fn as_any_ref(&self) -> &dyn Any {
+        self
     }
 
     fn switch_row(&self, conn: &Connection) -> Result<()> {
@@ -1096,6 +1185,53 @@ fn version_expected<E: Entity>(meta: &EntityMeta, m: &Meta, value: &E) -> Option
     Some(match m.snapshot.as_ref() {
         Some(s) => s[vc].clone(),
         None => value.column(vc).to_owned_value(),
+    })
+}
+
+/// The objects of a flush group as their entity's.
+fn typed_group<'a, E: Entity>(group: &[&'a Arc<dyn Erased>]) -> Result<Vec<&'a Object<E>>> {
+    group
+        .iter()
+        .map(|o| {
+            o.as_any_ref()
+                .downcast_ref::<Object<E>>()
+                .ok_or_else(|| Error::InvalidState {
+                    message: format!("a flush group of {} holds another entity", E::META.name),
+                })
+        })
+        .collect()
+}
+
+/// [`Error::StaleData`] naming the rows of a batch that matched nothing (at most ten, then
+/// how many more), or `Ok` when every row matched.
+fn stale_rows<E: Entity>(
+    values: &[impl std::ops::Deref<Target = E>],
+    matched: &[bool],
+    operation: &'static str,
+) -> Result<()> {
+    let stale: Vec<String> = values
+        .iter()
+        .zip(matched)
+        .filter(|(_, m)| !**m)
+        .map(|(v, _)| v.key().map_or_else(|| "?".into(), |k| k.to_string()))
+        .collect();
+    if stale.is_empty() {
+        return Ok(());
+    }
+    let mut key = stale
+        .iter()
+        .take(10)
+        .cloned()
+        .collect::<Vec<_>>()
+        .join(", ");
+    if stale.len() > 10 {
+        key.push_str(&format!(" and {} more", stale.len() - 10));
+    }
+    Err(Error::StaleData {
+        entity: E::META.name,
+        table: E::META.table,
+        key,
+        operation,
     })
 }
 

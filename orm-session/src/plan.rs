@@ -289,6 +289,83 @@ pub(crate) fn delete_order(objs: Vec<Arc<dyn Erased>>) -> Vec<Arc<dyn Erased>> {
     out
 }
 
+/// The updates of a flush as batches, one batched `UPDATE` apiece: positions in `updates`
+/// of the objects of one entity whose changed columns are the same, in the order each batch
+/// first appears.
+pub(crate) fn update_batches(updates: &[(Arc<dyn Erased>, Vec<usize>)]) -> Vec<Vec<usize>> {
+    let mut batches: Vec<Vec<usize>> = Vec::new();
+    let mut index: HashMap<((&str, &str), &[usize]), usize> = HashMap::new();
+    for (i, (obj, cols)) in updates.iter().enumerate() {
+        let id = (meta_id(obj.entity()), cols.as_slice());
+        match index.get(&id) {
+            Some(&b) => batches[b].push(i),
+            None => {
+                index.insert(id, batches.len());
+                batches.push(vec![i]);
+            }
+        }
+    }
+    batches
+}
+
+/// The deletes of a flush (in [`delete_order`]) as batches of one entity each, one batched
+/// `DELETE` apiece. When the foreign keys among the deleted entities form no cycle and no
+/// entity references itself, the entities go children first and each is one batch: every
+/// row is then deleted after the rows that reference it, as in the per-object order.
+/// Otherwise (a tree in one table, a cycle) each object is its own batch, in that order.
+pub(crate) fn delete_batches(objs: &[Arc<dyn Erased>]) -> Vec<Vec<&Arc<dyn Erased>>> {
+    let mut entities: Vec<&'static EntityMeta> = Vec::new();
+    for o in objs {
+        if !entities.iter().any(|e| e.is(o.entity())) {
+            entities.push(o.entity());
+        }
+    }
+    let index = |m: &EntityMeta| entities.iter().position(|e| e.is(m));
+    // edges[i]: the entities entity i references (among those deleted).
+    let mut edges: Vec<Vec<usize>> = vec![Vec::new(); entities.len()];
+    let mut self_referencing = false;
+    for (i, e) in entities.iter().enumerate() {
+        for (_, fk) in e.foreign_keys() {
+            if let Some(j) = index(fk.target()) {
+                self_referencing |= i == j;
+                edges[i].push(j);
+            }
+        }
+    }
+    let one_each = || objs.iter().map(|o| vec![o]).collect();
+    if self_referencing {
+        return one_each();
+    }
+    // Children first: an entity goes once no entity left references it.
+    let mut referencing = vec![0usize; entities.len()];
+    for targets in &edges {
+        for &j in targets {
+            referencing[j] += 1;
+        }
+    }
+    let mut order = Vec::with_capacity(entities.len());
+    let mut ready: Vec<usize> = (0..entities.len())
+        .rev()
+        .filter(|&i| referencing[i] == 0)
+        .collect();
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for &j in &edges[i] {
+            referencing[j] -= 1;
+            if referencing[j] == 0 {
+                ready.push(j);
+            }
+        }
+    }
+    if order.len() < entities.len() {
+        return one_each();
+    }
+    order
+        .into_iter()
+        .map(|i| objs.iter().filter(|o| o.entity().is(entities[i])).collect())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::depths;

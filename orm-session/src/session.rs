@@ -533,9 +533,16 @@ impl Shared {
         conn.write_atomically(|conn| {
             // SQLAlchemy's order: UPDATEs before INSERTs, so that a unique value moved away
             // from one row can be given to a new one in the same flush (F4); DELETEs last.
-            for (obj, cols) in &updates {
-                obj.update(conn, cols)
-                    .map_err(|e| named(e, obj.entity(), false))?;
+            for group in crate::plan::update_batches(&updates) {
+                let (obj, cols) = &updates[group[0]];
+                if group.len() == 1 {
+                    obj.update(conn, cols)
+                } else {
+                    let objs: Vec<&Arc<dyn Erased>> =
+                        group.iter().map(|&i| &updates[i].0).collect();
+                    obj.update_group(&objs, cols, conn)
+                }
+                .map_err(|e| named(e, obj.entity(), false))?;
             }
             for obj in &switched {
                 obj.switch_row(conn)?;
@@ -558,8 +565,14 @@ impl Shared {
                     .update(conn, &[*column])
                     .map_err(|e| named(e, child.entity(), false))?;
             }
-            for obj in &deleted {
-                obj.delete(conn).map_err(|e| named(e, obj.entity(), true))?;
+            for group in crate::plan::delete_batches(&deleted) {
+                let obj = group[0];
+                if group.len() == 1 {
+                    obj.delete(conn)
+                } else {
+                    obj.delete_group(&group, conn)
+                }
+                .map_err(|e| named(e, obj.entity(), true))?;
             }
             Ok(())
         })

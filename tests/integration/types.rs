@@ -573,3 +573,97 @@ both! {
         Ok(())
     }
 }
+
+/// Every loaded object takes the other fields of the next row, and one flush writes them
+/// all: batched `UPDATE`s, one per set of changed columns (one array per column type on PostgreSQL).
+/// Then every other object is deleted in one batched `DELETE`. Returns what the table holds.
+fn batched_writes<E>(
+    db: &orm_tests::TestDb,
+    want: &[E],
+    rekey: impl Fn(&E, &E) -> E,
+) -> Result<Vec<E>>
+where
+    E: Entity + Clone + PartialEq + std::fmt::Debug,
+{
+    let engine = db.engine();
+    let s = engine.session();
+    s.add_all(want.to_vec())?;
+    s.commit()?;
+    let position = |v: &E| {
+        want.iter()
+            .position(|w| w.key() == v.key())
+            .expect("a row of want")
+    };
+    let mut expected = want.to_vec();
+    let (log, _g) = orm_tests::SqlLog::start();
+    let handles = s.query::<E>().all()?;
+    for h in &handles {
+        let j = position(&*h.read()?);
+        let new = rekey(&want[(j + 1) % want.len()], &want[j]);
+        *h.write()? = new.clone();
+        expected[j] = new;
+    }
+    s.commit()?;
+    // One statement per set of changed columns (a row whose neighbour holds the same value
+    // in a column changes fewer columns).
+    let updates = log.starting_with("UPDATE").len();
+    assert!(
+        updates > 0 && updates < handles.len() / 2,
+        "{:?}",
+        log.statements()
+    );
+    let read = |engine: &Engine| -> Result<Vec<E>> {
+        let got: Vec<E> = engine.connect()?.select_all()?;
+        let mut sorted: Vec<E> = Vec::with_capacity(got.len());
+        for w in want {
+            sorted.extend(got.iter().filter(|g| g.key() == w.key()).cloned());
+        }
+        Ok(sorted)
+    };
+    assert_eq!(read(&engine)?, expected);
+    for h in handles.iter().step_by(2) {
+        s.delete(h)?;
+    }
+    s.commit()?;
+    assert_eq!(
+        log.starting_with("DELETE").len(),
+        1,
+        "{:?}",
+        log.statements()
+    );
+    read(&engine)
+}
+
+both! {
+    // Every field type goes through the batched UPDATE and DELETE of a flush.
+    fn every_field_type_goes_through_batched_updates_and_deletes(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_table::<Narrow>()?;
+        engine.create_table::<Ticket>()?;
+        engine.create_table::<Doc>()?;
+        engine.create_table::<Event>()?;
+        engine.create_table::<Ledger>()?;
+        let narrow = rows();
+        let left = batched_writes(db, &narrow, |n, k| Narrow { id: k.id, ..n.clone() })?;
+        assert_eq!(left.len(), narrow.len() / 2);
+        let tickets = tickets();
+        let left = batched_writes(db, &tickets, |t, k| Ticket { id: k.id, ..t.clone() })?;
+        assert_eq!(left.len(), tickets.len() / 2);
+        let docs = docs();
+        let left = batched_writes(db, &docs, |d, k| Doc { id: k.id, ..d.clone() })?;
+        assert_eq!(left.len(), docs.len() / 2);
+        let events = events();
+        let left = batched_writes(db, &events, |e, k| Event { id: k.id, ..e.clone() })?;
+        assert_eq!(left.len(), events.len() / 2);
+        let ledger: Vec<Ledger> = (0..10)
+            .map(|i| Ledger {
+                id: i,
+                amount: rust_decimal::Decimal::new(i * 1_000_000_007 - 3, 9),
+                fee: (i % 3 != 0).then_some(rust_decimal::Decimal::MAX),
+            })
+            .collect();
+        let left = batched_writes(db, &ledger, |l, k| Ledger { id: k.id, ..l.clone() })?;
+        assert_eq!(left.len(), ledger.len() / 2);
+        Ok(())
+    }
+}
