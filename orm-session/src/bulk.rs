@@ -1,7 +1,9 @@
 //! The bulk paths (B2–B4): no identity map, no dirty tracking, statements prepared once,
 //! rows streamed in batches.
 
-use orm_core::{Entity, Error, Generated, InsertOptions, Key, Mapping, Result, Value, ValueRef};
+use orm_core::{
+    Entity, Error, Generated, InsertOptions, Key, Mapping, Result, Value, ValueRef, VersionRule,
+};
 
 use crate::session::Session;
 
@@ -386,10 +388,12 @@ impl Session {
     }
 
     /// Updates rows given as column → value [`Mapping`]s keyed by primary key (SQLAlchemy's
-    /// `bulk_update_mappings`, B4): one prepared `UPDATE` per set of columns, run per row.
-    /// A row that carries the `#[orm(version)]` column is checked against it and bumps it.
-    /// Returns the number of rows updated; keys that match no row are skipped (unless
-    /// versioned, which is a stale-data error).
+    /// `bulk_update_mappings`, B4). Consecutive rows that set the same columns go in batched
+    /// statements (`UPDATE … FROM unnest(…)` on PostgreSQL, `UPDATE … FROM (VALUES …)` on
+    /// SQLite); a key given twice is written twice, in order. A row that carries the
+    /// `#[orm(version)]` column is checked against it and bumps it; one without it still bumps
+    /// it. Returns the number of rows updated; keys that match no row are skipped (unless
+    /// versioned, which is a stale-data error naming every such row).
     ///
     /// # Errors
     /// [`Error::TypeMismatch`] for a row without its key; [`Error::StaleData`]; database
@@ -402,41 +406,72 @@ impl Session {
         let pk = meta.primary_key;
         let version = meta.version_column();
         let chunk = self.chunk_rows(&BulkOptions::default());
-        let mut values = Vec::new();
-        self.shared.bulk_write(
-            E::META,
-            rows.into_iter(),
-            chunk,
-            0u64,
-            |conn, chunk, updated| {
-                for row in chunk.drain(..) {
-                    row.check(true)?;
-                    let key = row.get(pk).cloned().unwrap_or(Value::Null);
-                    values.clear();
-                    values.extend(
-                        row.columns()
+        self.shared
+            .bulk_write(
+                E::META,
+                rows.into_iter(),
+                chunk,
+                (0u64, Vec::new()),
+                |conn, chunk, (updated, stale)| {
+                    // (columns set, whether the row carries its version) of each row.
+                    let mut shapes = Vec::with_capacity(chunk.len());
+                    for row in chunk.iter() {
+                        row.check(true)?;
+                        let cols: Vec<usize> = row
+                            .columns()
                             .filter(|&c| c != pk && Some(c) != version)
-                            .map(|c| (c, row.get(c).cloned().unwrap_or(Value::Null))),
-                    );
-                    let expected = version.and_then(|v| row.get(v));
-                    if values.is_empty() && expected.is_none() {
-                        continue;
+                            .collect();
+                        let expected = version.is_some_and(|v| row.get(v).is_some());
+                        shapes.push((cols, expected));
                     }
-                    let n = conn.update_values::<E>(&key, &values, expected)?;
-                    if n == 0 && expected.is_some() {
-                        return Err(Error::StaleData {
-                            entity: meta.name,
-                            table: meta.table,
-                            key: Key::from_value(&key.as_ref())
-                                .map_or_else(|| "?".into(), |k| k.to_string()),
-                            operation: "UPDATE",
-                        });
+                    let mut start = 0;
+                    while start < chunk.len() {
+                        let end = start
+                            + shapes[start..]
+                                .iter()
+                                .take_while(|s| **s == shapes[start])
+                                .count();
+                        let (cols, expected) = &shapes[start];
+                        let run = &chunk[start..end];
+                        start = end;
+                        if cols.is_empty() && !expected {
+                            continue;
+                        }
+                        let null = Value::Null;
+                        let mut flat = Vec::with_capacity(run.len() * (cols.len() + 2));
+                        for row in run {
+                            flat.push(row.get(pk).unwrap_or(&null).as_ref());
+                            flat.extend(cols.iter().map(|&c| row.get(c).unwrap_or(&null).as_ref()));
+                            if let (true, Some(v)) = (expected, version) {
+                                flat.push(row.get(v).unwrap_or(&null).as_ref());
+                            }
+                        }
+                        let rule = match (expected, version) {
+                            (true, _) => VersionRule::Check,
+                            (false, Some(_)) => VersionRule::Bump,
+                            (false, None) => VersionRule::Ignore,
+                        };
+                        let matched = conn.update_many::<E>(cols, rule, &flat)?;
+                        if *expected {
+                            stale.extend(run.iter().zip(&matched).filter(|(_, m)| !**m).map(
+                                |(row, _)| {
+                                    row.get(pk)
+                                        .and_then(|k| Key::from_value(&k.as_ref()))
+                                        .map_or_else(|| "?".into(), |k| k.to_string())
+                                },
+                            ));
+                        }
+                        *updated += matched.iter().filter(|m| **m).count() as u64;
                     }
-                    *updated += n;
-                }
-                Ok(())
-            },
-            |_, _| Ok(()),
-        )
+                    chunk.clear();
+                    Ok(())
+                },
+                // Every statement of the call ran, so that all its stale rows are named.
+                |_, (_, stale)| match stale.is_empty() {
+                    true => Ok(()),
+                    false => Err(crate::handle::stale_keys(meta, stale, "UPDATE")),
+                },
+            )
+            .map(|(updated, _)| updated)
     }
 }

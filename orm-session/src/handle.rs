@@ -1218,21 +1218,21 @@ fn stale_rows<E: Entity>(
     if stale.is_empty() {
         return Ok(());
     }
-    let mut key = stale
-        .iter()
-        .take(10)
-        .cloned()
-        .collect::<Vec<_>>()
-        .join(", ");
-    if stale.len() > 10 {
-        key.push_str(&format!(" and {} more", stale.len() - 10));
+    Err(stale_keys(E::META, &stale, operation))
+}
+
+/// [`Error::StaleData`] for the rows with these keys (at most ten named, then how many more).
+pub(crate) fn stale_keys(meta: &EntityMeta, keys: &[String], operation: &'static str) -> Error {
+    let mut key = keys.iter().take(10).cloned().collect::<Vec<_>>().join(", ");
+    if keys.len() > 10 {
+        key.push_str(&format!(" and {} more", keys.len() - 10));
     }
-    Err(Error::StaleData {
-        entity: E::META.name,
-        table: E::META.table,
+    Error::StaleData {
+        entity: meta.name,
+        table: meta.table,
         key,
         operation,
-    })
+    }
 }
 
 fn stale<E: Entity>(value: &E, operation: &'static str) -> Error {

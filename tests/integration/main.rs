@@ -7,6 +7,7 @@
     clippy::cast_sign_loss
 )]
 mod autoflush;
+mod batched;
 mod bulk;
 mod concurrency;
 mod core_insert;
