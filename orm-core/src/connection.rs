@@ -16,7 +16,7 @@ use crate::sqlite;
 use crate::value::{Key, Value, ValueRef};
 
 mod batch;
-pub use batch::VersionRule;
+pub use batch::{Matched, VersionRule};
 
 /// Options for opening SQLite.
 ///

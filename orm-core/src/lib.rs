@@ -54,8 +54,8 @@ mod value;
 #[cfg(feature = "chrono")]
 pub use chrono;
 pub use connection::{
-    Connection, InsertOptions, InsertOutcome, InsertState, Inserter, SqliteOptions, TxStatus,
-    VersionRule,
+    Connection, InsertOptions, InsertOutcome, InsertState, Inserter, Matched, SqliteOptions,
+    TxStatus, VersionRule,
 };
 pub use entity::{
     AsEntity, Column, ColumnMeta, ColumnSet, Entity, EntityMeta, Generated, RowValues, assign,

@@ -453,15 +453,14 @@ impl Session {
                         };
                         let matched = conn.update_many::<E>(cols, rule, &flat)?;
                         if *expected {
-                            stale.extend(run.iter().zip(&matched).filter(|(_, m)| !**m).map(
-                                |(row, _)| {
-                                    row.get(pk)
-                                        .and_then(|k| Key::from_value(&k.as_ref()))
-                                        .map_or_else(|| "?".into(), |k| k.to_string())
-                                },
-                            ));
+                            stale.extend(matched.missing.iter().map(|&i| {
+                                run[i]
+                                    .get(pk)
+                                    .and_then(|k| Key::from_value(&k.as_ref()))
+                                    .map_or_else(|| "?".into(), |k| k.to_string())
+                            }));
                         }
-                        *updated += matched.iter().filter(|m| **m).count() as u64;
+                        *updated += matched.rows;
                     }
                     chunk.clear();
                     Ok(())

@@ -850,7 +850,7 @@ impl<E: Entity> Erased for Object<E> {
             }
         }
         let matched = conn.update_many::<E>(columns, rule, &rows)?;
-        stale_rows::<E>(&values, &matched, "UPDATE")
+        stale_rows::<E>(&values, &matched.missing, "UPDATE")
     }
 
     fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()> {
@@ -884,10 +884,7 @@ impl<E: Entity> Erased for Object<E> {
             }
         }
         let matched = conn.delete_many::<E>(check, &rows)?;
-        if check {
-            return stale_rows::<E>(&values, &matched, "DELETE");
-        }
-        Ok(())
+        stale_rows::<E>(&values, &matched.missing, "DELETE")
     }
 
     fn as_any_ref(&self) -> &dyn Any {
@@ -1202,22 +1199,24 @@ fn typed_group<'a, E: Entity>(group: &[&'a Arc<dyn Erased>]) -> Result<Vec<&'a O
         .collect()
 }
 
-/// [`Error::StaleData`] naming the rows of a batch that matched nothing (at most ten, then
-/// how many more), or `Ok` when every row matched.
+/// [`Error::StaleData`] naming the rows of a batch that matched nothing (their positions in
+/// `values`), or `Ok` when every row matched.
 fn stale_rows<E: Entity>(
     values: &[impl std::ops::Deref<Target = E>],
-    matched: &[bool],
+    missing: &[usize],
     operation: &'static str,
 ) -> Result<()> {
-    let stale: Vec<String> = values
-        .iter()
-        .zip(matched)
-        .filter(|(_, m)| !**m)
-        .map(|(v, _)| v.key().map_or_else(|| "?".into(), |k| k.to_string()))
-        .collect();
-    if stale.is_empty() {
+    if missing.is_empty() {
         return Ok(());
     }
+    let stale: Vec<String> = missing
+        .iter()
+        .map(|&i| {
+            values[i]
+                .key()
+                .map_or_else(|| "?".into(), |k| k.to_string())
+        })
+        .collect();
     Err(stale_keys(E::META, &stale, operation))
 }
 

@@ -371,16 +371,19 @@ impl Shared {
         }));
         let failure = match outcome {
             Ok(Ok((updated, switched))) => {
-                // Inserted objects were released by their insert, as it made them persistent.
-                for obj in modified.iter().chain(&switched) {
-                    obj.unclaim();
-                }
                 span.record("updated", updated.len());
                 for obj in &updated {
                     obj.updated();
                 }
+                // Inserted objects were released by their insert, as it made them persistent;
+                // the others' claims end here (one lock of each object for both changes).
                 for obj in &modified {
-                    obj.meta().registered = false;
+                    let mut m = obj.meta();
+                    m.flushing = false;
+                    m.registered = false;
+                }
+                for obj in &switched {
+                    obj.unclaim();
                 }
                 for obj in &deleted {
                     obj.remove_from(&mut st.maps);

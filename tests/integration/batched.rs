@@ -316,3 +316,29 @@ fn b8_bulk_update_mappings_names_every_stale_row_and_writes_nothing(db) -> Resul
     Ok(())
 }
 }
+
+// B8: without a version column, a row is stale when it is gone; the batch's count shows a
+// row short, and the rows that no longer exist are named.
+orm_tests::both! {
+fn b8_rows_deleted_elsewhere_are_named_by_an_unversioned_batched_update(db) -> Result<()> {
+    use orm_tests::model::Customer;
+    let engine = db.engine();
+    engine.connect()?.insert_many((0..ROWS).map(|i| Customer::new(&format!("c{i}"), 1)))?;
+    let s = engine.session();
+    let all = s.query::<Customer>().order_by(Customer::ID, Order::Asc).all()?;
+    engine
+        .connect()?
+        .execute(&db.sql("DELETE FROM customer WHERE id IN (5, 180)"), &[])?;
+    for h in &all {
+        h.write()?.age = 2;
+    }
+    let err = s.commit().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StaleData);
+    assert!(err.to_string().contains("5, 180"), "{err}");
+    s.rollback()?;
+    let conn = engine.connect()?;
+    assert_eq!(conn.count::<Customer>(Some(Customer::AGE.eq(2)))?, 0, "nothing written");
+    assert_eq!(conn.count::<Customer>(None)?, ROWS as u64 - 2);
+    Ok(())
+}
+}

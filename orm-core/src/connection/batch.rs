@@ -2,16 +2,21 @@
 //!
 //! PostgreSQL gets one statement per batch whose rows travel as arrays, one per column
 //! (`UPDATE t SET c = v.c FROM unnest($1::int8[], $2::text[]) AS v(k, c) WHERE t.id = v.k`,
-//! `DELETE FROM t WHERE id = ANY($1::int8[])`), and names the rows it changed with
-//! `RETURNING`. SQLite gets `UPDATE … FROM (VALUES (?, ?), …)` and `DELETE … WHERE id IN (…)`
-//! of up to 100 rows, also with `RETURNING`. Either way the caller learns, for every row it
-//! sent, whether a row of the table matched: a stale row is named exactly, and the caller
-//! decides whether that is an error.
+//! `DELETE FROM t WHERE id = ANY($1::int8[])`). SQLite gets `UPDATE … FROM (VALUES (?, ?),
+//! …)` and `DELETE … WHERE id IN (…)` of up to 100 rows. Either way the caller learns which of
+//! the rows it sent matched nothing, so that a stale row is named exactly and the caller
+//! decides whether that is an error: with a version check, the statement names the rows it
+//! changed (`RETURNING`); without one, a statement that changed fewer rows than it was sent
+//! is followed by a `SELECT` of the keys that exist (a row matches its key alone exactly
+//! when it exists). A delete without a version check only counts.
 //!
 //! A key may appear once per statement (a join that matches one row twice would update it
 //! once, with either value): a batch ends before a key it already holds.
 
-use std::collections::HashSet;
+use std::collections::HashSet as StdHashSet;
+
+/// Key sets of a batch, with the identity maps' fast hasher.
+type HashSet<K> = StdHashSet<K, crate::KeyHashState>;
 
 use super::{Connection, Ctx, DResult, Driver};
 use crate::entity::{Entity, EntityMeta};
@@ -33,6 +38,24 @@ pub enum VersionRule {
     Check,
 }
 
+/// What a batched write matched ([`Connection::update_many`], [`Connection::delete_many`]).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub struct Matched {
+    /// Rows of the table the call changed.
+    pub rows: u64,
+    /// Positions, among the call's rows, of the rows that matched nothing, ascending. Empty
+    /// for a delete without a version check: which of its rows were already gone is not
+    /// asked.
+    pub missing: Vec<usize>,
+}
+
+/// What one statement reports: how many rows it changed, or which (by key).
+enum Sent {
+    Count(u64),
+    Keys(HashSet<Key>),
+}
+
 /// Rows per SQLite statement (fewer when the columns would pass the parameter limit):
 /// measured against the prepared per-row statement, `UPDATE … FROM (VALUES …)` is fastest
 /// from about 50 rows on and flat up to a few hundred.
@@ -50,7 +73,7 @@ impl Connection {
     /// Updates the columns `columns` of many rows by key, batched (see the module's comment
     /// for the statements). `rows` is flat: for each row its key, then the values of
     /// `columns` in order, then, with [`VersionRule::Check`], the version the row must hold.
-    /// Returns, for each row, whether a row of the table matched.
+    /// Returns how many rows changed and which of those sent matched nothing.
     ///
     /// ```
     /// use orm_core::{Connection, Entity, ValueRef, VersionRule};
@@ -65,7 +88,7 @@ impl Connection {
     ///     ValueRef::I64(3), ValueRef::Text("three".into()),
     /// ];
     /// let matched = conn.update_many::<Item>(&[1], VersionRule::Ignore, &rows)?;
-    /// assert_eq!(matched, [true, false]);
+    /// assert_eq!((matched.rows, matched.missing), (1, vec![1]));
     /// # Ok(()) }
     /// ```
     ///
@@ -77,7 +100,7 @@ impl Connection {
         columns: &[usize],
         version: VersionRule,
         rows: &[ValueRef<'_>],
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Matched> {
         let meta = E::META;
         let version_col = match version {
             VersionRule::Ignore => None,
@@ -90,10 +113,10 @@ impl Connection {
         };
         let check = version == VersionRule::Check;
         let stride = 1 + columns.len() + usize::from(check);
-        self.batched(meta, rows, stride, |batch| match &self.driver {
+        self.batched(meta, rows, stride, true, |batch| match &self.driver {
             Driver::Sqlite { conn, .. } => {
                 let sql = sqlite_update(meta, columns, version_col, check, batch.len() / stride);
-                self.returned_keys(meta, &sql, || sqlite_returning(conn, meta, &sql, batch))
+                self.sqlite_send(conn, meta, &sql, batch, check)
             }
             #[cfg(feature = "postgres")]
             Driver::Postgres(pg) => {
@@ -106,14 +129,15 @@ impl Connection {
                 }
                 let sql = pg_update(meta, columns, version_col, check, &sent);
                 let arrays = pg_arrays(meta, batch, &sent)?;
-                self.returned_keys(meta, &sql, || pg_returning(pg, &sql, &arrays))
+                self.pg_send(pg, meta, &sql, &arrays, check)
             }
         })
     }
 
     /// Deletes many rows by key, batched (see the module's comment). `rows` is flat: for
     /// each row its key, then, with `check_version`, the version the row must hold.
-    /// Returns, for each row, whether a row of the table matched.
+    /// Returns how many rows were deleted and, with `check_version`, which of those sent
+    /// matched nothing.
     ///
     /// ```
     /// use orm_core::{Connection, Entity, ValueRef};
@@ -124,7 +148,7 @@ impl Connection {
     /// conn.create_table::<Item>()?;
     /// conn.insert_many([Item { id: 1, name: "a".into() }])?;
     /// let matched = conn.delete_many::<Item>(false, &[ValueRef::I64(1), ValueRef::I64(2)])?;
-    /// assert_eq!(matched, [true, false]);
+    /// assert_eq!(matched.rows, 1);
     /// # Ok(()) }
     /// ```
     ///
@@ -136,7 +160,7 @@ impl Connection {
         &self,
         check_version: bool,
         rows: &[ValueRef<'_>],
-    ) -> Result<Vec<bool>> {
+    ) -> Result<Matched> {
         let meta = E::META;
         let version_col = if check_version {
             Some(meta.version_column().ok_or_else(|| Error::InvalidState {
@@ -149,10 +173,10 @@ impl Connection {
             None
         };
         let stride = 1 + usize::from(check_version);
-        self.batched(meta, rows, stride, |batch| match &self.driver {
+        self.batched(meta, rows, stride, false, |batch| match &self.driver {
             Driver::Sqlite { conn, .. } => {
                 let sql = sqlite_delete(meta, version_col, batch.len() / stride);
-                self.returned_keys(meta, &sql, || sqlite_returning(conn, meta, &sql, batch))
+                self.sqlite_send(conn, meta, &sql, batch, check_version)
             }
             #[cfg(feature = "postgres")]
             Driver::Postgres(pg) => {
@@ -163,21 +187,22 @@ impl Connection {
                 }
                 let sql = pg_delete(meta, version_col, &sent);
                 let arrays = pg_arrays(meta, batch, &sent)?;
-                self.returned_keys(meta, &sql, || pg_returning(pg, &sql, &arrays))
+                self.pg_send(pg, meta, &sql, &arrays, check_version)
             }
         })
     }
 
     /// Splits `rows` (of `stride` values each) into batches, each under the backend's size
-    /// and without a key twice, runs `send` on each, and says for every row whether its key
-    /// came back.
+    /// and without a key twice, and runs `send` on each. A batch that reports fewer rows
+    /// than it holds has its missing rows found by a `SELECT` of its keys when `lookup`.
     fn batched<'v>(
         &self,
         meta: &'static EntityMeta,
         rows: &'v [ValueRef<'v>],
         stride: usize,
-        mut send: impl FnMut(&'v [ValueRef<'v>]) -> Result<HashSet<Key>>,
-    ) -> Result<Vec<bool>> {
+        lookup: bool,
+        mut send: impl FnMut(&'v [ValueRef<'v>]) -> Result<Sent>,
+    ) -> Result<Matched> {
         if !rows.len().is_multiple_of(stride) {
             return Err(Error::InvalidState {
                 message: format!(
@@ -193,8 +218,8 @@ impl Connection {
             #[cfg(feature = "postgres")]
             Driver::Postgres(_) => PG_ROWS,
         };
-        let mut matched = Vec::with_capacity(rows.len() / stride);
-        let mut keys: HashSet<Key> = HashSet::new();
+        let mut matched = Matched::default();
+        let mut keys: HashSet<Key> = HashSet::default();
         let mut start = 0;
         while start < rows.len() {
             keys.clear();
@@ -208,26 +233,135 @@ impl Connection {
                 }
                 end += stride;
             }
-            let returned = send(&rows[start..end])?;
-            matched.extend(rows[start..end].chunks(stride).map(|r| {
-                Key::from_value(&r[0]).is_some_and(|k| returned.contains(&comparable(k)))
-            }));
+            let batch = &rows[start..end];
+            let first = start / stride;
             start = end;
+            let found = match send(batch)? {
+                Sent::Count(n) => {
+                    matched.rows += n;
+                    if n == (batch.len() / stride) as u64 || !lookup {
+                        continue;
+                    }
+                    self.existing(meta, batch, stride)?
+                }
+                Sent::Keys(found) => {
+                    matched.rows += found.len() as u64;
+                    found
+                }
+            };
+            matched.missing.extend(
+                batch
+                    .chunks(stride)
+                    .enumerate()
+                    .filter(|(_, r)| {
+                        !Key::from_value(&r[0]).is_some_and(|k| found.contains(&comparable(k)))
+                    })
+                    .map(|(i, _)| first + i),
+            );
         }
         Ok(matched)
     }
 
-    /// Runs a statement that returns the keys of the rows it changed, logged as one.
-    fn returned_keys(
+    /// Which keys of a batch have a row (`SELECT key FROM t WHERE key IN (…)`).
+    fn existing(
+        &self,
+        meta: &'static EntityMeta,
+        batch: &[ValueRef<'_>],
+        stride: usize,
+    ) -> Result<HashSet<Key>> {
+        let keys: Vec<ValueRef<'_>> = batch.iter().step_by(stride).cloned().collect();
+        let t = quote(meta.table);
+        let pk = quote(meta.columns[meta.primary_key].name);
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => {
+                let sql = format!(
+                    "SELECT {pk} FROM {t} WHERE {pk} IN ({})",
+                    vec!["?"; keys.len()].join(", ")
+                );
+                match self.returned(meta, &sql, || sqlite_rows(conn, meta, &sql, &keys))? {
+                    Sent::Keys(k) => Ok(k),
+                    Sent::Count(_) => Ok(HashSet::default()),
+                }
+            }
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => {
+                let types = self.wire_types(meta)?;
+                let sent = [(meta.primary_key, types[meta.primary_key])];
+                let sql = format!(
+                    "SELECT {pk} FROM {t} WHERE {pk} = ANY($1::{}[])",
+                    pg_type(sent[0].1)
+                );
+                let arrays = pg_arrays(meta, &keys, &sent)?;
+                match self.returned(meta, &sql, || pg_rows(pg, &sql, &arrays))? {
+                    Sent::Keys(k) => Ok(k),
+                    Sent::Count(_) => Ok(HashSet::default()),
+                }
+            }
+        }
+    }
+
+    /// Runs a statement that returns keys, logged as one.
+    fn returned(
         &self,
         meta: &'static EntityMeta,
         sql: &str,
         f: impl FnOnce() -> DResult<Vec<Option<Key>>>,
-    ) -> Result<HashSet<Key>> {
+    ) -> Result<Sent> {
         self.run(Ctx::of(meta), sql, || {
             let keys: HashSet<Key> = f()?.into_iter().flatten().map(comparable).collect();
             let n = keys.len();
-            Ok((keys, n))
+            Ok((Sent::Keys(keys), n))
+        })
+    }
+
+    /// Runs a SQLite write: its count, or with `returning` the keys it returns.
+    fn sqlite_send(
+        &self,
+        conn: &rusqlite::Connection,
+        meta: &'static EntityMeta,
+        sql: &str,
+        batch: &[ValueRef<'_>],
+        returning: bool,
+    ) -> Result<Sent> {
+        if returning {
+            let sql = format!(
+                "{sql} RETURNING {}.{}",
+                quote(meta.table),
+                quote(meta.columns[meta.primary_key].name)
+            );
+            return self.returned(meta, &sql, || sqlite_rows(conn, meta, &sql, batch));
+        }
+        self.run(Ctx::of(meta), sql, || {
+            let mut stmt = conn.prepare_cached(sql)?;
+            for (i, v) in batch.iter().enumerate() {
+                stmt.raw_bind_parameter(i + 1, v)?;
+            }
+            let n = stmt.raw_execute()?;
+            Ok((Sent::Count(n as u64), n))
+        })
+    }
+
+    /// Runs a PostgreSQL write: its count, or with `returning` the keys it returns.
+    #[cfg(feature = "postgres")]
+    fn pg_send(
+        &self,
+        pg: &crate::postgres::PgConn,
+        meta: &'static EntityMeta,
+        sql: &str,
+        arrays: &[PgArray],
+        returning: bool,
+    ) -> Result<Sent> {
+        if returning {
+            let sql = format!(
+                "{sql} RETURNING {}.{}",
+                quote(meta.table),
+                quote(meta.columns[meta.primary_key].name)
+            );
+            return self.returned(meta, &sql, || pg_rows(pg, &sql, arrays));
+        }
+        self.run(Ctx::of(meta), sql, || {
+            let n = pg.execute(sql, &pg_params(arrays))?;
+            Ok((Sent::Count(n), usize::try_from(n).unwrap_or(usize::MAX)))
         })
     }
 }
@@ -242,8 +376,8 @@ fn comparable(k: Key) -> Key {
     }
 }
 
-/// Runs a SQLite statement with `RETURNING key`; the keys it returns.
-fn sqlite_returning(
+/// Runs a SQLite statement that returns keys (`RETURNING key`, `SELECT key`); the keys.
+fn sqlite_rows(
     conn: &rusqlite::Connection,
     meta: &'static EntityMeta,
     sql: &str,
@@ -264,18 +398,22 @@ fn sqlite_returning(
     Ok(out)
 }
 
-/// Runs a PostgreSQL statement with `RETURNING key`; the keys it returns.
 #[cfg(feature = "postgres")]
-fn pg_returning(
+fn pg_params(arrays: &[PgArray]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    arrays
+        .iter()
+        .map(|a| a as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+/// Runs a PostgreSQL statement that returns keys; the keys.
+#[cfg(feature = "postgres")]
+fn pg_rows(
     pg: &crate::postgres::PgConn,
     sql: &str,
     arrays: &[PgArray],
 ) -> DResult<Vec<Option<Key>>> {
-    let params: Vec<&(dyn postgres::types::ToSql + Sync)> = arrays
-        .iter()
-        .map(|a| a as &(dyn postgres::types::ToSql + Sync))
-        .collect();
-    pg.query(sql, &params)?
+    pg.query(sql, &pg_params(arrays))?
         .iter()
         .map(|r| {
             crate::postgres::decode_any(r, 0)
@@ -323,7 +461,6 @@ fn sqlite_update(
             quote(m.columns[v].name)
         ));
     }
-    sql.push_str(&format!(" RETURNING {t}.{pk}"));
     sql
 }
 
@@ -334,11 +471,11 @@ fn sqlite_delete(m: &EntityMeta, version: Option<usize>, rows: usize) -> String 
     let pk = quote(m.columns[m.primary_key].name);
     match version {
         None => format!(
-            "DELETE FROM {t} WHERE {pk} IN ({}) RETURNING {pk}",
+            "DELETE FROM {t} WHERE {pk} IN ({})",
             vec!["?"; rows].join(", ")
         ),
         Some(v) => format!(
-            "DELETE FROM {t} WHERE ({pk}, {}) IN (VALUES {}) RETURNING {pk}",
+            "DELETE FROM {t} WHERE ({pk}, {}) IN (VALUES {})",
             quote(m.columns[v].name),
             vec!["(?, ?)"; rows].join(", ")
         ),
@@ -414,7 +551,6 @@ fn pg_update(
             sent.len() - 1
         ));
     }
-    sql.push_str(&format!(" RETURNING {t}.{pk}"));
     sql
 }
 
@@ -424,12 +560,11 @@ fn pg_delete(m: &EntityMeta, version: Option<usize>, sent: &[(usize, SqlType)]) 
     let pk = quote(m.columns[m.primary_key].name);
     match version {
         None => format!(
-            "DELETE FROM {t} WHERE {pk} = ANY($1::{}[]) RETURNING {pk}",
+            "DELETE FROM {t} WHERE {pk} = ANY($1::{}[])",
             pg_type(sent[0].1)
         ),
         Some(v) => format!(
-            "DELETE FROM {t} USING {} WHERE {t}.{pk} = \"orm_v\".\"c0\" AND {t}.{} = \"orm_v\".\"c1\" \
-             RETURNING {t}.{pk}",
+            "DELETE FROM {t} USING {} WHERE {t}.{pk} = \"orm_v\".\"c0\" AND {t}.{} = \"orm_v\".\"c1\"",
             pg_unnest(sent),
             quote(m.columns[v].name)
         ),
