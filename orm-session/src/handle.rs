@@ -831,21 +831,25 @@ impl<E: Entity> Erased for Object<E> {
             .iter()
             .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
             .collect::<Result<Vec<_>>>()?;
-        let versions: Vec<Option<Value>> = objects
-            .iter()
-            .zip(&values)
-            .map(|(o, v)| version_expected(E::META, &o.meta.lock(), &**v))
-            .collect();
+        let versions: Vec<Option<Value>> = if E::META.version_column().is_some() {
+            objects
+                .iter()
+                .zip(&values)
+                .map(|(o, v)| version_expected(E::META, &o.meta.lock(), &**v))
+                .collect()
+        } else {
+            Vec::new()
+        };
         let rule = if E::META.version_column().is_some() {
             VersionRule::Check
         } else {
             VersionRule::Ignore
         };
         let mut rows = Vec::with_capacity(objects.len() * (columns.len() + 2));
-        for (value, version) in values.iter().zip(&versions) {
+        for (i, value) in values.iter().enumerate() {
             rows.push(value.column(pk));
             rows.extend(columns.iter().map(|&c| value.column(c)));
-            if let Some(v) = version {
+            if let Some(Some(v)) = versions.get(i) {
                 rows.push(v.as_ref());
             }
         }
