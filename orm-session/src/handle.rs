@@ -88,10 +88,62 @@ pub(crate) struct Meta {
     pub replaces: Option<Arc<dyn Erased>>,
     /// Links to parents made through the session (`Session::link`), for foreign-key columns
     /// whose value is written by the flush once the parent has a key.
-    pub links: Vec<Link>,
+    pub links: List<Link>,
     /// Loaded collections of this object's relations (`OneToMany`, `OneToOne`, `ManyToMany`),
     /// by relation position, kept until the object is expired.
-    pub collections: Vec<(usize, Vec<Arc<dyn Erased>>)>,
+    pub collections: List<(usize, Vec<Arc<dyn Erased>>)>,
+}
+
+/// A list that costs one pointer while empty, as the links and loaded collections of most
+/// objects are: a `Vec`, boxed on first use. (Two empty `Vec`s in every tracked object cost
+/// 32 bytes of its 240; the extra allocation is paid only by objects that have items.)
+#[allow(clippy::box_collection)]
+pub(crate) struct List<T>(Option<Box<Vec<T>>>);
+
+impl<T> Default for List<T> {
+    fn default() -> Self {
+        List(None)
+    }
+}
+
+impl<T> List<T> {
+    pub(crate) fn push(&mut self, item: T) {
+        self.0.get_or_insert_with(Box::default).push(item);
+    }
+
+    pub(crate) fn retain(&mut self, keep: impl FnMut(&T) -> bool) {
+        if let Some(items) = &mut self.0 {
+            items.retain(keep);
+        }
+    }
+
+    pub(crate) fn clear(&mut self) {
+        self.0 = None;
+    }
+
+    pub(crate) fn iter_mut(&mut self) -> std::slice::IterMut<'_, T> {
+        match &mut self.0 {
+            Some(items) => items.iter_mut(),
+            None => [].iter_mut(),
+        }
+    }
+
+    /// Moves every item of `other` to the end of this list.
+    pub(crate) fn append(&mut self, other: &mut List<T>) {
+        if let Some(items) = other.0.take() {
+            match &mut self.0 {
+                Some(mine) => mine.extend(*items),
+                None => self.0 = Some(items),
+            }
+        }
+    }
+}
+
+impl<T> Deref for List<T> {
+    type Target = [T];
+    fn deref(&self) -> &[T] {
+        self.0.as_deref().map_or(&[], Vec::as_slice)
+    }
 }
 
 /// A child's link to its parent through foreign-key column `column`.
@@ -121,8 +173,8 @@ impl Meta {
             flushing: false,
             torn: false,
             replaces: None,
-            links: Vec::new(),
-            collections: Vec::new(),
+            links: List::default(),
+            collections: List::default(),
         }
     }
 
