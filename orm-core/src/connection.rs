@@ -1371,6 +1371,112 @@ impl Connection {
         self.count_where::<E>(filter.as_ref().map(crate::Filter::condition))
     }
 
+    /// `UPDATE` of every row of `E` that `filter` matches (all rows without one), setting the
+    /// columns of `values`; a versioned entity's version is incremented unless `values` sets
+    /// it. Returns the number of rows changed and, with `returning`, their keys
+    /// (`RETURNING`, on both backends).
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, Value};
+    /// #[derive(Entity, Debug)]
+    /// struct Item { #[orm(primary_key)] id: i64, qty: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Item>()?;
+    /// conn.insert_many((1..=4).map(|id| Item { id, qty: id * 10 }))?;
+    /// let low = Item::QTY.lt(25_i64);
+    /// let (n, keys) = conn.update_where::<Item>(&[(1, Value::I64(0))], Some(low.condition()), true)?;
+    /// assert_eq!((n, keys.len()), (2, 2));
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Database`] from the driver.
+    pub fn update_where<E: Entity>(
+        &self,
+        values: &[(usize, Value)],
+        filter: Option<&Condition>,
+        returning: bool,
+    ) -> Result<(u64, Vec<Key>)> {
+        let meta = E::META;
+        let bump = meta
+            .version_column()
+            .filter(|v| !values.iter().any(|(c, _)| c == v));
+        let (sql, params) =
+            sql::update_where(meta, values, bump, filter, returning, self.backend());
+        self.write_returning::<E>(&sql, &params, returning)
+    }
+
+    /// `DELETE` of every row of `E` that `filter` matches (all rows without one). Returns the
+    /// number of rows deleted and, with `returning`, their keys.
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity};
+    /// #[derive(Entity, Debug)]
+    /// struct Item { #[orm(primary_key)] id: i64, qty: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Item>()?;
+    /// conn.insert_many((1..=4).map(|id| Item { id, qty: id * 10 }))?;
+    /// let (n, _) = conn.delete_where::<Item>(Some(Item::QTY.ge(30_i64).condition()), false)?;
+    /// assert_eq!(n, 2);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Database`] from the driver (a row still referenced by a foreign key).
+    pub fn delete_where<E: Entity>(
+        &self,
+        filter: Option<&Condition>,
+        returning: bool,
+    ) -> Result<(u64, Vec<Key>)> {
+        let (sql, params) = sql::delete_where(E::META, filter, returning, self.backend());
+        self.write_returning::<E>(&sql, &params, returning)
+    }
+
+    /// Runs a write; its row count, and with `returning` the keys its rows return.
+    fn write_returning<E: Entity>(
+        &self,
+        sql: &str,
+        params: &[Value],
+        returning: bool,
+    ) -> Result<(u64, Vec<Key>)> {
+        let meta = E::META;
+        let ty = meta.key_column().sql_type;
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::of(meta), sql, || {
+                let mut stmt = conn.prepare_cached(sql)?;
+                if !returning {
+                    let n = stmt.execute(rusqlite::params_from_iter(params.iter()))?;
+                    return Ok(((n as u64, Vec::new()), n));
+                }
+                let mut keys = Vec::new();
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                while let Some(row) = rows.next()? {
+                    let v = sqlite::decode(row.get_ref(0)?, ty)
+                        .map_err(|e| Error::type_mismatch(meta, meta.primary_key, e.to_string()))?;
+                    keys.extend(Key::from_value(&v));
+                }
+                let n = keys.len();
+                Ok(((n as u64, keys), n))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::of(meta), sql, || {
+                if !returning {
+                    let n = pg.execute(sql, &pg_params(params))?;
+                    return Ok(((n, Vec::new()), usize::try_from(n).unwrap_or(usize::MAX)));
+                }
+                let mut keys = Vec::new();
+                for row in pg.query(sql, &pg_params(params))? {
+                    let v = crate::postgres::decode_any(&row, 0)?;
+                    keys.extend(Key::from_value(&v.as_ref()));
+                }
+                let n = keys.len();
+                Ok(((n as u64, keys), n))
+            }),
+        }
+    }
+
     /// `SELECT COUNT(*)` of `E` with an untyped condition.
     ///
     /// # Errors

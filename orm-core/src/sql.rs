@@ -497,6 +497,61 @@ pub(crate) fn count(
     (sql, untag(tags, &operands))
 }
 
+/// Builds `UPDATE t SET c = ?, … WHERE filter`, with the version column incremented when
+/// `bump` names it, and `RETURNING key` when `returning`.
+pub(crate) fn update_where(
+    m: &EntityMeta,
+    values: &[(usize, Value)],
+    bump: Option<usize>,
+    filter: Option<&Condition>,
+    returning: bool,
+    backend: Backend,
+) -> (String, Vec<Value>) {
+    let mut operands = Vec::new();
+    let mut q = Query::update();
+    q.table(table(m));
+    for (c, v) in values {
+        q.value(col(m, *c), tag(&mut operands, v.clone()));
+    }
+    if let Some(v) = bump {
+        q.value(col(m, v), Expr::col(col(m, v)).add(Expr::cust("1")));
+    }
+    if let Some(filter) = filter {
+        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+    }
+    if returning {
+        q.returning_col(col(m, m.primary_key));
+    }
+    let (sql, tags) = match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder),
+        Backend::Postgres => q.build(PostgresQueryBuilder),
+    };
+    (sql, untag(tags, &operands))
+}
+
+/// Builds `DELETE FROM t WHERE filter`, with `RETURNING key` when `returning`.
+pub(crate) fn delete_where(
+    m: &EntityMeta,
+    filter: Option<&Condition>,
+    returning: bool,
+    backend: Backend,
+) -> (String, Vec<Value>) {
+    let mut operands = Vec::new();
+    let mut q = Query::delete();
+    q.from_table(table(m));
+    if let Some(filter) = filter {
+        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+    }
+    if returning {
+        q.returning_col(col(m, m.primary_key));
+    }
+    let (sql, tags) = match backend {
+        Backend::Sqlite => q.build(SqliteQueryBuilder),
+        Backend::Postgres => q.build(PostgresQueryBuilder),
+    };
+    (sql, untag(tags, &operands))
+}
+
 fn tag(operands: &mut Vec<Value>, v: Value) -> Expr {
     let i = i64::try_from(operands.len()).unwrap_or(i64::MAX);
     operands.push(v);

@@ -1459,7 +1459,7 @@ impl<E: Entity> IdentityMap<E> {
     }
 
     /// The live objects, in the order they came in.
-    fn live(&self) -> impl Iterator<Item = Arc<Object<E>>> + '_ {
+    pub(crate) fn live(&self) -> impl Iterator<Item = Arc<Object<E>>> + '_ {
         self.slots.iter().filter_map(|(_, w)| w.upgrade())
     }
 }

@@ -1,6 +1,7 @@
 #![doc = include_str!("../../README.md")]
 
 mod bulk;
+mod by_filter;
 mod engine;
 mod handle;
 mod plan;
@@ -9,6 +10,7 @@ mod relations;
 mod session;
 
 pub use bulk::{BulkOptions, BulkResult};
+pub use by_filter::Synchronize;
 pub use engine::{
     ConnectionManager, DEFAULT_CHECKOUT_TIMEOUT, DEFAULT_MAX_CONNECTIONS, Engine, PooledConnection,
 };
@@ -52,6 +54,6 @@ pub mod prelude {
         AnyHandle, AsEntity, Bind, BulkOptions, BulkResult, Column, Connection, Engine, Entity,
         EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, Handle, Key, ManyToMany, ManyToOne,
         Mapping, ObjectState, OneToMany, OneToOne, OptionalExt, Order, Query, Relation, Result,
-        Session, SqliteOptions, Value,
+        Session, SqliteOptions, Synchronize, Value,
     };
 }

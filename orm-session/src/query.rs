@@ -2,7 +2,9 @@
 
 use std::marker::PhantomData;
 
-use orm_core::{Column, Condition, Entity, Error, Filter, Order, Result, SelectSpec};
+use orm_core::{Column, Condition, Entity, Error, Filter, Mapping, Order, Result, SelectSpec};
+
+use crate::by_filter::{Synchronize, Write};
 
 use crate::handle::Handle;
 use crate::session::Session;
@@ -97,6 +99,96 @@ impl<'s, E: Entity> Query<'s, E> {
             None => c,
         });
         self
+    }
+
+    /// `UPDATE` of every row the query's filters match (SQLAlchemy 2.0's ORM-enabled
+    /// `update()`): one statement, setting the columns `values` sets; a versioned entity's
+    /// version is incremented in every row. Pending changes are flushed first (autoflush);
+    /// the objects of the identity map are brought in line as `sync` says (the default,
+    /// [`Synchronize::Auto`], evaluates the filter in memory when it can, else asks the
+    /// database which rows changed). Returns the number of rows changed. Cascades do not
+    /// run, as for SQLAlchemy's bulk statements.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64, name: String, age: i32 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// let pets = s.add_all((1..=5).map(|i| Pet { id: i, name: format!("pet{i}"), age: i as i32 }))?;
+    /// s.commit()?;
+    /// let n = s.query::<Pet>()
+    ///     .filter(Pet::AGE.ge(4))
+    ///     .update(Mapping::from([Pet::NAME.to("old")]), Synchronize::Auto)?;
+    /// assert_eq!(n, 2);
+    /// assert_eq!(pets[4].read()?.name, "old"); // the object in the session shows it
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] for a query with an order, a limit, an offset or eager loads,
+    /// a mapping that sets nothing or sets the primary key, or [`Synchronize::Evaluate`] with
+    /// a filter that cannot be evaluated in memory (all before any SQL); the database's
+    /// error, after which the session's transaction is as after a failed flush.
+    pub fn update(self, values: Mapping<E>, sync: Synchronize) -> Result<u64> {
+        self.plain("update")?;
+        let values = values
+            .columns()
+            .map(|c| (c, values.get(c).cloned().unwrap_or(orm_core::Value::Null)))
+            .collect();
+        self.session
+            .write_where::<E>(self.spec.filter.as_ref(), &Write::Update(values), sync)
+    }
+
+    /// `DELETE` of every row the query's filters match (SQLAlchemy 2.0's ORM-enabled
+    /// `delete()`), after an autoflush; the objects of the identity map whose rows were
+    /// deleted leave it as a flushed delete would (a rollback brings them back), found as
+    /// `sync` says. Returns the number of rows deleted. Cascades do not run: rows that
+    /// reference the deleted ones are the foreign key's `ON DELETE` business.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64, age: i32 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// let pets = s.add_all((1..=5).map(|i| Pet { id: i, age: i as i32 }))?;
+    /// assert_eq!(s.query::<Pet>().filter(Pet::AGE.lt(3)).delete(Synchronize::Auto)?, 2);
+    /// assert_eq!(pets[0].state(), ObjectState::Deleted);
+    /// s.commit()?;
+    /// assert_eq!(s.query::<Pet>().count()?, 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`update`](Self::update).
+    pub fn delete(self, sync: Synchronize) -> Result<u64> {
+        self.plain("delete")?;
+        self.session
+            .write_where::<E>(self.spec.filter.as_ref(), &Write::Delete, sync)
+    }
+
+    /// Refuses what an `UPDATE` or `DELETE` by filter cannot honour.
+    fn plain(&self, operation: &str) -> Result<()> {
+        let spec = &self.spec;
+        if !spec.order.is_empty()
+            || spec.limit.is_some()
+            || spec.offset.is_some()
+            || !self.eager.is_empty()
+        {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): `{operation}` by filter takes only filters; an order, a                      limit, an offset or eager loads have no meaning for it",
+                    E::META.name,
+                    E::META.table
+                ),
+            });
+        }
+        Ok(())
     }
 
     /// Adds an `ORDER BY` column.

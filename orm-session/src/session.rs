@@ -26,9 +26,9 @@ pub(crate) struct State {
     /// Added, not flushed, in `add` order.
     pending: Vec<Arc<dyn Erased>>,
     /// Marked by `delete`, not flushed.
-    deleted: Vec<Arc<dyn Erased>>,
+    pub(crate) deleted: Vec<Arc<dyn Erased>>,
     /// Deleted by a flush of the current transaction (restored by rollback).
-    deleted_in_tx: Vec<Arc<dyn Erased>>,
+    pub(crate) deleted_in_tx: Vec<Arc<dyn Erased>>,
     autoflush: bool,
     /// `no_autoflush` scopes open now: autoflush is off while any is.
     no_autoflush: u32,
