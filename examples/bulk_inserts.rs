@@ -238,32 +238,52 @@ mod pg {
             .collect())
     }
 
-    /// The update floor: one transaction, a prepared UPDATE per row.
     /// Rows per statement of the batched floors (as the ORM's own batches).
     const BATCH: usize = 10_000;
 
-    /// The batched update floor: `UPDATE … FROM unnest($1::int8[], $2::text[])`, one
-    /// statement per 10,000 rows.
-    pub fn update_batched(c: &mut Client, n: usize) -> BoxResult<()> {
+    /// One transaction of statements `sql`, each run by `run` for a range of 10,000 rows
+    /// (ids `start + 1 ..= end`), which must change them all.
+    fn in_batches(
+        c: &mut Client,
+        n: usize,
+        sql: &str,
+        run: impl Fn(
+            &mut postgres::Transaction<'_>,
+            &postgres::Statement,
+            &[i64],
+            std::ops::Range<usize>,
+        ) -> Result<u64, postgres::Error>,
+    ) -> BoxResult<()> {
         let mut tx = c.transaction()?;
-        let stmt = tx.prepare(
-            "UPDATE customer SET description = v.d FROM unnest($1::int8[], $2::text[]) AS v(id, d) \
-             WHERE customer.id = v.id",
-        )?;
+        let stmt = tx.prepare(sql)?;
         let mut start = 0;
         while start < n {
             let end = (start + BATCH).min(n);
             let ids = (start..end)
                 .map(|i| i64::try_from(i + 1))
                 .collect::<Result<Vec<i64>, _>>()?;
-            let descriptions: Vec<String> = (start..end).map(|i| format!("updated {i}")).collect();
-            if tx.execute(&stmt, &[&ids, &descriptions])? != (end - start) as u64 {
-                return Err(fail(format!("rows {start}..{end} not all updated")));
+            if run(&mut tx, &stmt, &ids, start..end)? != (end - start) as u64 {
+                return Err(fail(format!("rows {start}..{end} not all changed")));
             }
             start = end;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The batched update floor: `UPDATE … FROM unnest($1::int8[], $2::text[])`, one
+    /// statement per 10,000 rows.
+    pub fn update_batched(c: &mut Client, n: usize) -> BoxResult<()> {
+        in_batches(
+            c,
+            n,
+            "UPDATE customer SET description = v.d FROM unnest($1::int8[], $2::text[]) AS v(id, d) \
+             WHERE customer.id = v.id",
+            |tx, stmt, ids, rows| {
+                let descriptions: Vec<String> = rows.map(|i| format!("updated {i}")).collect();
+                tx.execute(stmt, &[&ids, &descriptions])
+            },
+        )
     }
 
     /// The per-row delete floor: a prepared `DELETE` per row, one transaction.
@@ -282,23 +302,15 @@ mod pg {
 
     /// The batched delete floor: `DELETE … WHERE id = ANY($1::int8[])` per 10,000 rows.
     pub fn delete_batched(c: &mut Client, n: usize) -> BoxResult<()> {
-        let mut tx = c.transaction()?;
-        let stmt = tx.prepare("DELETE FROM customer WHERE id = ANY($1::int8[])")?;
-        let mut start = 0;
-        while start < n {
-            let end = (start + BATCH).min(n);
-            let ids = (start..end)
-                .map(|i| i64::try_from(i + 1))
-                .collect::<Result<Vec<i64>, _>>()?;
-            if tx.execute(&stmt, &[&ids])? != (end - start) as u64 {
-                return Err(fail(format!("rows {start}..{end} not all deleted")));
-            }
-            start = end;
-        }
-        tx.commit()?;
-        Ok(())
+        in_batches(
+            c,
+            n,
+            "DELETE FROM customer WHERE id = ANY($1::int8[])",
+            |tx, stmt, ids, _| tx.execute(stmt, &[&ids]),
+        )
     }
 
+    /// The update floor: one transaction, a prepared UPDATE per row.
     pub fn update(c: &mut Client, n: usize) -> BoxResult<()> {
         let mut tx = c.transaction()?;
         let stmt = tx.prepare("UPDATE customer SET description = $1 WHERE id = $2")?;
@@ -464,32 +476,13 @@ fn raw_insert<R>(
     make: impl Fn(usize) -> R,
     bind: impl Fn(&mut rusqlite::Statement<'_>, usize, &R) -> rusqlite::Result<()>,
 ) -> BoxResult<()> {
-    const PER: usize = 100;
     let group = format!("({})", vec!["?"; ncols].join(", "));
-    let sql = |k: usize| format!("{head} VALUES {}", vec![group.as_str(); k].join(", "));
-    let tx = raw.transaction()?;
-    {
-        let mut full = tx.prepare(&sql(PER))?;
-        let mut start = 0;
-        while start < n {
-            let k = PER.min(n - start);
-            let rows: Vec<R> = (start..start + k).map(&make).collect();
-            let mut part;
-            let stmt = if k == PER {
-                &mut full
-            } else {
-                part = tx.prepare(&sql(k))?;
-                &mut part
-            };
-            for (j, row) in rows.iter().enumerate() {
-                bind(stmt, ncols * j + 1, row)?;
-            }
-            stmt.raw_execute()?;
-            start += k;
-        }
-    }
-    tx.commit()?;
-    Ok(())
+    raw_batched(
+        raw,
+        n,
+        |k| format!("{head} VALUES {}", vec![group.as_str(); k].join(", ")),
+        |stmt, j, i| bind(stmt, ncols * j + 1, &make(i)),
+    )
 }
 
 fn floor_insert(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
@@ -1073,42 +1066,21 @@ fn cases() -> Vec<Case> {
                     return Ok(t);
                 }
                 let t = timed(|| {
-                    const PER: usize = 100;
-                    let tx = f.raw.transaction()?;
-                    {
-                        let sql = |k: usize| {
+                    raw_batched(
+                        &mut f.raw,
+                        n,
+                        |k| {
                             format!(
                                 "UPDATE customer SET description = v.column2 FROM (VALUES {}) AS v \
                                  WHERE customer.id = v.column1",
                                 vec!["(?, ?)"; k].join(", ")
                             )
-                        };
-                        let mut full = tx.prepare(&sql(PER))?;
-                        let mut start = 0;
-                        while start < n {
-                            let k = PER.min(n - start);
-                            let mut part;
-                            let stmt = if k == PER {
-                                &mut full
-                            } else {
-                                part = tx.prepare(&sql(k))?;
-                                &mut part
-                            };
-                            for j in 0..k {
-                                stmt.raw_bind_parameter(2 * j + 1, i64::try_from(start + j + 1)?)?;
-                                stmt.raw_bind_parameter(
-                                    2 * j + 2,
-                                    format!("updated {}", start + j),
-                                )?;
-                            }
-                            if stmt.raw_execute()? != k {
-                                return Err(fail(format!("rows from {start} not all updated")));
-                            }
-                            start += k;
-                        }
-                    }
-                    tx.commit()?;
-                    Ok(())
+                        },
+                        |stmt, j, i| {
+                            stmt.raw_bind_parameter(2 * j + 1, i64::try_from(i + 1).unwrap_or(0))?;
+                            stmt.raw_bind_parameter(2 * j + 2, format!("updated {i}"))
+                        },
+                    )
                 })?;
                 verify_raw_updated(&f.raw, n)?;
                 Ok(t)
@@ -1204,37 +1176,19 @@ fn cases() -> Vec<Case> {
                     return Ok(t);
                 }
                 let t = timed(|| {
-                    const PER: usize = 100;
-                    let tx = f.raw.transaction()?;
-                    {
-                        let sql = |k: usize| {
+                    raw_batched(
+                        &mut f.raw,
+                        n,
+                        |k| {
                             format!(
                                 "DELETE FROM customer WHERE id IN ({})",
                                 vec!["?"; k].join(", ")
                             )
-                        };
-                        let mut full = tx.prepare(&sql(PER))?;
-                        let mut start = 0;
-                        while start < n {
-                            let k = PER.min(n - start);
-                            let mut part;
-                            let stmt = if k == PER {
-                                &mut full
-                            } else {
-                                part = tx.prepare(&sql(k))?;
-                                &mut part
-                            };
-                            for j in 0..k {
-                                stmt.raw_bind_parameter(j + 1, i64::try_from(start + j + 1)?)?;
-                            }
-                            if stmt.raw_execute()? != k {
-                                return Err(fail(format!("rows from {start} not all deleted")));
-                            }
-                            start += k;
-                        }
-                    }
-                    tx.commit()?;
-                    Ok(())
+                        },
+                        |stmt, j, i| {
+                            stmt.raw_bind_parameter(j + 1, i64::try_from(i + 1).unwrap_or(0))
+                        },
+                    )
                 })?;
                 verify_raw_deleted(&f.raw)?;
                 Ok(t)
@@ -1264,6 +1218,42 @@ fn cases() -> Vec<Case> {
             },
         },
     ]
+}
+
+/// A batched SQLite floor: rows `0..n` in statements of 100 (`sql(k)` for `k` rows), row
+/// `i` bound as the `j`-th of its statement by `bind`; every statement must change all its
+/// rows. One transaction.
+fn raw_batched(
+    raw: &mut rusqlite::Connection,
+    n: usize,
+    sql: impl Fn(usize) -> String,
+    bind: impl Fn(&mut rusqlite::Statement<'_>, usize, usize) -> rusqlite::Result<()>,
+) -> BoxResult<()> {
+    const PER: usize = 100;
+    let tx = raw.transaction()?;
+    {
+        let mut full = tx.prepare(&sql(PER))?;
+        let mut start = 0;
+        while start < n {
+            let k = PER.min(n - start);
+            let mut part;
+            let stmt = if k == PER {
+                &mut full
+            } else {
+                part = tx.prepare(&sql(k))?;
+                &mut part
+            };
+            for j in 0..k {
+                bind(stmt, j, start + j)?;
+            }
+            if stmt.raw_execute()? != k {
+                return Err(fail(format!("rows from {start} not all changed")));
+            }
+            start += k;
+        }
+    }
+    tx.commit()?;
+    Ok(())
 }
 
 /// The SQLite floors' check: on `sqlite-memory` their rows are in a database of their own.

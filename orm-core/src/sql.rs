@@ -471,11 +471,7 @@ pub(crate) fn select(m: &EntityMeta, spec: &SelectSpec, backend: Backend) -> (St
         }
         q.offset(o);
     }
-    let (sql, tags) = match backend {
-        Backend::Sqlite => q.build(SqliteQueryBuilder),
-        Backend::Postgres => q.build(PostgresQueryBuilder),
-    };
-    (sql, untag(tags, &operands))
+    with_operands(&q, backend, &operands)
 }
 
 /// Builds `SELECT COUNT(*)` with a filter.
@@ -490,11 +486,7 @@ pub(crate) fn count(
     if let Some(filter) = filter {
         q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
     }
-    let (sql, tags) = match backend {
-        Backend::Sqlite => q.build(SqliteQueryBuilder),
-        Backend::Postgres => q.build(PostgresQueryBuilder),
-    };
-    (sql, untag(tags, &operands))
+    with_operands(&q, backend, &operands)
 }
 
 /// Builds `UPDATE t SET c = ?, … WHERE filter`, with the version column incremented when
@@ -522,11 +514,7 @@ pub(crate) fn update_where(
     if returning {
         q.returning_col(col(m, m.primary_key));
     }
-    let (sql, tags) = match backend {
-        Backend::Sqlite => q.build(SqliteQueryBuilder),
-        Backend::Postgres => q.build(PostgresQueryBuilder),
-    };
-    (sql, untag(tags, &operands))
+    with_operands(&q, backend, &operands)
 }
 
 /// Builds `DELETE FROM t WHERE filter`, with `RETURNING key` when `returning`.
@@ -545,11 +533,20 @@ pub(crate) fn delete_where(
     if returning {
         q.returning_col(col(m, m.primary_key));
     }
+    with_operands(&q, backend, &operands)
+}
+
+/// The text of a statement whose bound values were tagged (`tag`), and those values.
+fn with_operands(
+    q: &impl sea_query::QueryStatementWriter,
+    backend: Backend,
+    operands: &[Value],
+) -> (String, Vec<Value>) {
     let (sql, tags) = match backend {
         Backend::Sqlite => q.build(SqliteQueryBuilder),
         Backend::Postgres => q.build(PostgresQueryBuilder),
     };
-    (sql, untag(tags, &operands))
+    (sql, untag(tags, operands))
 }
 
 fn tag(operands: &mut Vec<Value>, v: Value) -> Expr {

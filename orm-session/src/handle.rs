@@ -854,14 +854,7 @@ impl<E: Entity> Erased for Object<E> {
             .try_read()
             .ok_or_else(|| borrowed(E::META, "flush"))?;
         let meta = self.meta.lock();
-        let key = meta
-            .key
-            .clone()
-            .or_else(|| value.key())
-            .ok_or(Error::Detached {
-                entity: E::META.name,
-                operation: "delete an object without a key",
-            })?;
+        let key = key_to_delete(&meta, &*value)?;
         let version = version_expected(E::META, &meta, &*value);
         drop(meta);
         let n = conn.delete_by_key::<E>(&key, version.as_ref())?;
@@ -920,15 +913,7 @@ impl<E: Entity> Erased for Object<E> {
         let mut versions = Vec::with_capacity(objects.len());
         for (o, value) in objects.iter().zip(&values) {
             let meta = o.meta.lock();
-            let key = meta
-                .key
-                .clone()
-                .or_else(|| value.key())
-                .ok_or(Error::Detached {
-                    entity: E::META.name,
-                    operation: "delete an object without a key",
-                })?;
-            keys.push(key.to_value(key_type));
+            keys.push(key_to_delete(&meta, &**value)?.to_value(key_type));
             versions.push(version_expected(E::META, &meta, &**value));
         }
         let check = E::META.version_column().is_some();
@@ -1239,6 +1224,17 @@ fn version_expected<E: Entity>(meta: &EntityMeta, m: &Meta, value: &E) -> Option
         Some(s) => s[vc].clone(),
         None => value.column(vc).to_owned_value(),
     })
+}
+
+/// The key whose row a delete removes: the identity key, or the value's own.
+fn key_to_delete<E: Entity>(meta: &Meta, value: &E) -> Result<Key> {
+    meta.key
+        .clone()
+        .or_else(|| value.key())
+        .ok_or(Error::Detached {
+            entity: E::META.name,
+            operation: "delete an object without a key",
+        })
 }
 
 /// The objects of a flush group as their entity's.

@@ -65,6 +65,15 @@ const SQLITE_ROWS: usize = 100;
 #[cfg(feature = "postgres")]
 const PG_ROWS: usize = 10_000;
 
+/// `sql` that returns the key of each row it changes.
+fn returning_key(meta: &EntityMeta, sql: &str) -> String {
+    format!(
+        "{sql} RETURNING {}.{}",
+        quote(meta.table),
+        quote(meta.columns[meta.primary_key].name)
+    )
+}
+
 fn quote(name: &str) -> String {
     format!("\"{}\"", name.replace('"', "\"\""))
 }
@@ -324,11 +333,7 @@ impl Connection {
         returning: bool,
     ) -> Result<Sent> {
         if returning {
-            let sql = format!(
-                "{sql} RETURNING {}.{}",
-                quote(meta.table),
-                quote(meta.columns[meta.primary_key].name)
-            );
+            let sql = returning_key(meta, sql);
             return self.returned(meta, &sql, || sqlite_rows(conn, meta, &sql, batch));
         }
         self.run(Ctx::of(meta), sql, || {
@@ -352,11 +357,7 @@ impl Connection {
         returning: bool,
     ) -> Result<Sent> {
         if returning {
-            let sql = format!(
-                "{sql} RETURNING {}.{}",
-                quote(meta.table),
-                quote(meta.columns[meta.primary_key].name)
-            );
+            let sql = returning_key(meta, sql);
             return self.returned(meta, &sql, || pg_rows(pg, &sql, arrays));
         }
         self.run(Ctx::of(meta), sql, || {
