@@ -1328,6 +1328,44 @@ impl Connection {
         Ok(out)
     }
 
+    /// The selected columns of the rows of `E` matching `spec` (filter, order, limit,
+    /// offset), each row decoded as the selection's row type; with `distinct`, each
+    /// distinct row once (see [`Selection`](crate::Selection)).
+    ///
+    /// # Errors
+    /// [`Error::Database`] from the driver; [`Error::Conversion`].
+    pub fn select_columns<E: Entity, S: crate::Selection<E>>(
+        &self,
+        selection: &S,
+        spec: &SelectSpec,
+        distinct: bool,
+    ) -> Result<Vec<S::Row>> {
+        let columns = selection.indexes();
+        let (sql, params) = sql::select_columns(E::META, &columns, distinct, spec, self.backend());
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+                let mut out = Vec::new();
+                while let Some(row) = rows.next()? {
+                    out.push(selection.decode(row)?);
+                }
+                let n = out.len();
+                Ok((out, n))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
+                let rows = pg.query(&sql, &pg_params(&params))?;
+                let out = rows
+                    .iter()
+                    .map(|r| selection.decode(r))
+                    .collect::<Result<Vec<_>>>()?;
+                let n = out.len();
+                Ok((out, n))
+            }),
+        }
+    }
+
     /// Streams rows of `E` matching `spec` into `f` (SQLite reads them one at a time;
     /// PostgreSQL receives the whole result first, as `postgres::Client::query` does).
     ///

@@ -43,6 +43,7 @@ mod mapping;
 mod postgres;
 mod relation;
 mod schema;
+mod select;
 mod sql;
 mod sqlite;
 mod temporal;
@@ -75,6 +76,7 @@ pub use relation::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal;
 pub use schema::LiveColumn;
+pub use select::Selection;
 #[cfg(feature = "json")]
 pub use serde_json;
 pub use sql::{Backend, statement_cache};

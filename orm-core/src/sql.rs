@@ -447,10 +447,24 @@ pub(crate) fn drop_table(m: &EntityMeta, backend: Backend) -> String {
 /// returns are mapped back to the real values: whatever order sea-query emits placeholders
 /// in, the values follow it, and no value changes type on the way.
 pub(crate) fn select(m: &EntityMeta, spec: &SelectSpec, backend: Backend) -> (String, Vec<Value>) {
+    let all: Vec<usize> = (0..m.columns.len()).collect();
+    select_columns(m, &all, false, spec, backend)
+}
+
+/// Builds `SELECT [DISTINCT] cols FROM t WHERE … ORDER BY … LIMIT … OFFSET …`.
+pub(crate) fn select_columns(
+    m: &EntityMeta,
+    columns: &[usize],
+    distinct: bool,
+    spec: &SelectSpec,
+    backend: Backend,
+) -> (String, Vec<Value>) {
     let mut operands = Vec::new();
     let mut q = Query::select();
-    q.columns((0..m.columns.len()).map(|c| col(m, c)))
-        .from(table(m));
+    q.columns(columns.iter().map(|&c| col(m, c))).from(table(m));
+    if distinct {
+        q.distinct();
+    }
     if let Some(filter) = &spec.filter {
         q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
     }

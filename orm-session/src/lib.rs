@@ -33,9 +33,10 @@ pub use orm_core::{
     AsEntity, Backend, Bind, Cascade, Column, ColumnMeta, Condition, Connection, Entity,
     EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, ForeignKey, FromSqlError, Generated,
     InsertOptions, Key, ManyToMany, ManyToOne, Mapping, OnDelete, OneToMany, OneToOne, OptionalExt,
-    Order, RelationKind, RelationMeta, Result, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
+    Order, RelationKind, RelationMeta, Result, Selection, SqlType, SqliteOptions, Value, ValueRef,
+    uuid_v7,
 };
-pub use query::Query;
+pub use query::{Query, Select};
 /// The `uuid` crate, for UUID fields, so that a crate needs no dependency of its own on it.
 pub use uuid::{self, Uuid};
 

@@ -2,7 +2,9 @@
 
 use std::marker::PhantomData;
 
-use orm_core::{Column, Condition, Entity, Error, Filter, Mapping, Order, Result, SelectSpec};
+use orm_core::{
+    Column, Condition, Entity, Error, Filter, Mapping, Order, Result, SelectSpec, Selection,
+};
 
 use crate::by_filter::{Synchronize, Write};
 
@@ -191,6 +193,40 @@ impl<'s, E: Entity> Query<'s, E> {
         Ok(())
     }
 
+    /// Selects columns instead of whole entities (SQLAlchemy's `session.query(User.id,
+    /// User.name)`): one column constant or a tuple of up to eight, each result row decoded
+    /// into the columns' field types. The query's filters, order, limit and offset apply;
+    /// rows are plain values, not tracked by the identity map. Autoflush first.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64, name: String, age: i32 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// s.add_all((1..=4).map(|i| Pet { id: i, name: format!("pet{i}"), age: (i % 2) as i32 }))?;
+    /// let rows: Vec<(i64, String)> = s.query::<Pet>()
+    ///     .filter(Pet::AGE.eq(1))
+    ///     .order_by(Pet::ID, Order::Desc)
+    ///     .select((Pet::ID, Pet::NAME))
+    ///     .all()?;
+    /// assert_eq!(rows, [(3, "pet3".to_string()), (1, "pet1".to_string())]);
+    /// let ages: Vec<i32> = s.query::<Pet>().order_by(Pet::AGE, Order::Asc).select(Pet::AGE).distinct().all()?;
+    /// assert_eq!(ages, [0, 1]);
+    /// # Ok(()) }
+    /// ```
+    pub fn select<S: Selection<E>>(self, selection: S) -> Select<'s, E, S> {
+        Select {
+            session: self.session,
+            spec: self.spec,
+            selection,
+            distinct: false,
+            _entity: PhantomData,
+        }
+    }
+
     /// Adds an `ORDER BY` column.
     pub fn order_by<T>(mut self, column: Column<E, T>, order: Order) -> Self {
         self.spec.order.push((column.index(), order));
@@ -271,5 +307,42 @@ impl<'s, E: Entity> Query<'s, E> {
     /// Database errors; autoflush errors.
     pub fn count(self) -> Result<u64> {
         self.session.count::<E>(self.spec.filter.as_ref())
+    }
+}
+
+/// A query of columns of `E` ([`Query::select`]): plain rows, not tracked objects.
+#[must_use = "a query does nothing until `all` or `first`"]
+pub struct Select<'s, E, S> {
+    session: &'s Session,
+    spec: SelectSpec,
+    selection: S,
+    distinct: bool,
+    _entity: PhantomData<fn() -> E>,
+}
+
+impl<E: Entity, S: Selection<E>> Select<'_, E, S> {
+    /// Each distinct row once (`SELECT DISTINCT`).
+    pub fn distinct(mut self) -> Self {
+        self.distinct = true;
+        self
+    }
+
+    /// Every row.
+    ///
+    /// # Errors
+    /// The database's error; [`Error::Conversion`] for a value its field type cannot take.
+    pub fn all(self) -> Result<Vec<S::Row>> {
+        self.session.with_flushed(|conn| {
+            conn.select_columns::<E, S>(&self.selection, &self.spec, self.distinct)
+        })
+    }
+
+    /// The first row, if any (`LIMIT 1`).
+    ///
+    /// # Errors
+    /// As [`all`](Self::all).
+    pub fn first(mut self) -> Result<Option<S::Row>> {
+        self.spec.limit = Some(1);
+        Ok(self.all()?.into_iter().next())
     }
 }

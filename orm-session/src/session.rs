@@ -1296,13 +1296,19 @@ impl Session {
 
     /// `SELECT COUNT(*)` with autoflush.
     pub(crate) fn count<E: Entity>(&self, filter: Option<&orm_core::Condition>) -> Result<u64> {
+        self.with_flushed(|conn| conn.count_where::<E>(filter))
+    }
+
+    /// Runs `f` on the session's connection after an autoflush (a read that must see the
+    /// session's pending changes), with the outcome settled as any statement's.
+    pub(crate) fn with_flushed<R>(&self, f: impl FnOnce(&Connection) -> Result<R>) -> Result<R> {
         let mut st = self.shared.lock()?;
         st.ready()?;
         let r = (|| {
             if st.autoflushes() {
                 self.shared.flush_inner(&mut st)?;
             }
-            st.conn(&self.shared.engine)?.count_where::<E>(filter)
+            f(st.conn(&self.shared.engine)?)
         })();
         st.settle(r)
     }

@@ -9,6 +9,7 @@
 mod autoflush;
 mod batched;
 mod bulk;
+mod columns;
 mod by_filter;
 mod concurrency;
 mod core_insert;

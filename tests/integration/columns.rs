@@ -1,0 +1,120 @@
+//! Q1: selecting typed columns (one, or a tuple) instead of whole entities.
+
+use orm_session::prelude::*;
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "product")]
+pub struct Product {
+    #[orm(primary_key)]
+    pub id: i64,
+    pub name: String,
+    pub price: f64,
+    pub stock: Option<i32>,
+    pub active: bool,
+}
+
+fn products(engine: &Engine) -> Result<Session> {
+    engine.create_table::<Product>()?;
+    let s = engine.session();
+    s.add_all((1..=6).map(|i| Product {
+        id: i,
+        name: format!("p{i}"),
+        price: i as f64 * 1.5,
+        stock: (i % 3 != 0).then_some(i as i32 * 10),
+        active: i % 2 == 0,
+    }))?;
+    s.commit()?;
+    Ok(s)
+}
+
+// Q1
+orm_tests::both! {
+fn q1_columns_come_back_as_typed_tuples_under_the_query_s_filter_and_order(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    let rows: Vec<(i64, String, f64, Option<i32>, bool)> = s
+        .query::<Product>()
+        .filter(Product::PRICE.gt(3.0))
+        .order_by(Product::ID, Order::Desc)
+        .select((Product::ID, Product::NAME, Product::PRICE, Product::STOCK, Product::ACTIVE))
+        .all()?;
+    assert_eq!(
+        rows,
+        [
+            (6, "p6".to_owned(), 9.0, None, true),
+            (5, "p5".to_owned(), 7.5, Some(50), false),
+            (4, "p4".to_owned(), 6.0, Some(40), true),
+            (3, "p3".to_owned(), 4.5, None, false),
+        ]
+    );
+    let names: Vec<String> = s
+        .query::<Product>()
+        .order_by(Product::NAME, Order::Asc)
+        .limit(2)
+        .offset(1)
+        .select(Product::NAME)
+        .all()?;
+    assert_eq!(names, ["p2", "p3"]);
+    let flags: Vec<bool> = s
+        .query::<Product>()
+        .order_by(Product::ACTIVE, Order::Asc)
+        .select(Product::ACTIVE)
+        .distinct()
+        .all()?;
+    assert_eq!(flags, [false, true]);
+    let none: Option<i64> = s
+        .query::<Product>()
+        .filter(Product::PRICE.gt(100.0))
+        .select(Product::ID)
+        .first()?;
+    assert_eq!(none, None);
+    Ok(())
+}
+}
+
+// Q1, S5: rows are plain values, not tracked; pending changes are flushed first.
+orm_tests::both! {
+fn q1_column_rows_see_pending_changes_and_stay_out_of_the_identity_map(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    s.expunge_all();
+    let p = s.get::<Product>(2)?.expect("row");
+    p.write()?.name = "renamed".into();
+    s.add(Product { id: 7, name: "p7".into(), price: 1.0, stock: None, active: true })?;
+    let before = s.identity_len();
+    let rows: Vec<(i64, String)> = s
+        .query::<Product>()
+        .filter(Product::ID.eq(2).or(Product::ID.eq(7)))
+        .order_by(Product::ID, Order::Asc)
+        .select((Product::ID, Product::NAME))
+        .all()?;
+    assert_eq!(rows, [(2, "renamed".to_owned()), (7, "p7".to_owned())]);
+    assert_eq!(s.identity_len(), before + 1, "only the flushed new object joined the map");
+    Ok(())
+}
+}
+
+// Q1: a value its field type cannot take is a conversion error naming the column.
+orm_tests::both! {
+fn q1_a_value_that_does_not_fit_names_its_column(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    let err = s
+        .query::<Product>()
+        .select(Product::STOCK)
+        .all()
+        .map(|v| v.len());
+    assert!(err.is_ok(), "NULL goes into Option");
+    #[derive(Entity, Debug, Clone)]
+    #[orm(table = "product")]
+    struct Strict {
+        #[orm(primary_key)]
+        id: i64,
+        stock: i32,
+    }
+    let err = s.query::<Strict>().select(Strict::STOCK).all().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::Conversion);
+    assert!(err.to_string().contains("stock"), "{err}");
+    Ok(())
+}
+}
