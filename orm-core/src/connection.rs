@@ -1340,8 +1340,8 @@ impl Connection {
         spec: &SelectSpec,
         distinct: bool,
     ) -> Result<Vec<S::Row>> {
-        let columns = selection.indexes();
-        let (sql, params) = sql::select_columns(E::META, &columns, distinct, spec, self.backend());
+        let exprs = selection.exprs();
+        let (sql, params) = sql::select_columns(E::META, &exprs, distinct, spec, self.backend());
         match &self.driver {
             Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
                 let mut stmt = conn.prepare_cached(&sql)?;

@@ -153,7 +153,7 @@ pub enum Order {
     Desc,
 }
 
-/// A `SELECT` of whole entities: filter, order, limit, offset.
+/// A `SELECT`: filter, order, limit, offset, and (for column queries) grouping.
 #[derive(Debug, Clone, PartialEq, Default)]
 pub struct SelectSpec {
     /// `WHERE`.
@@ -164,4 +164,6 @@ pub struct SelectSpec {
     pub limit: Option<u64>,
     /// `OFFSET`.
     pub offset: Option<u64>,
+    /// `GROUP BY` column positions (column queries with aggregates).
+    pub group_by: Vec<usize>,
 }

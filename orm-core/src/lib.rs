@@ -76,7 +76,7 @@ pub use relation::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal;
 pub use schema::LiveColumn;
-pub use select::Selection;
+pub use select::{Aggregate, AggregateFn, Ordered, SelectExpr, SelectItem, Selection, Summable};
 #[cfg(feature = "json")]
 pub use serde_json;
 pub use sql::{Backend, statement_cache};

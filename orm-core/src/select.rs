@@ -1,12 +1,213 @@
-//! Selecting typed columns instead of whole entities.
+//! Selecting typed columns and aggregates instead of whole entities.
+
+use std::marker::PhantomData;
 
 use crate::entity::{Column, Entity, RowValues};
 use crate::error::{Error, Result};
-use crate::value::Field;
+use crate::value::{Field, SqlType};
 
-/// What a column query selects: one column constant of `E`, or a tuple of up to eight, and
-/// the Rust type of each result row (the column's field type, or a tuple of them). Types are
-/// checked at compile time: a column of another entity does not compile.
+/// An aggregate function of a column query.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum AggregateFn {
+    /// `COUNT(column)`: the rows where the column is not NULL.
+    Count,
+    /// `SUM(column)`.
+    Sum,
+    /// `AVG(column)`.
+    Avg,
+    /// `MIN(column)`.
+    Min,
+    /// `MAX(column)`.
+    Max,
+}
+
+/// One expression of a column query, as the statement builder takes it.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SelectExpr {
+    /// Position of the column in `E::META.columns`.
+    pub column: usize,
+    /// The aggregate applied to it, if any.
+    pub aggregate: Option<AggregateFn>,
+}
+
+impl SelectExpr {
+    /// The column itself.
+    pub fn column(column: usize) -> Self {
+        SelectExpr {
+            column,
+            aggregate: None,
+        }
+    }
+}
+
+/// An aggregate of a column of `E` whose result reads as `T` (built by [`Column::count`],
+/// [`sum`](Column::sum), [`avg`](Column::avg), [`min`](Column::min), [`max`](Column::max)).
+pub struct Aggregate<E, T> {
+    function: AggregateFn,
+    column: usize,
+    _marker: PhantomData<fn() -> (E, T)>,
+}
+
+impl<E, T> Clone for Aggregate<E, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<E, T> Copy for Aggregate<E, T> {}
+
+impl<E, T> std::fmt::Debug for Aggregate<E, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{:?}(column {})", self.function, self.column)
+    }
+}
+
+fn aggregate<E, T>(function: AggregateFn, column: usize) -> Aggregate<E, T> {
+    Aggregate {
+        function,
+        column,
+        _marker: PhantomData,
+    }
+}
+
+/// Field types that sum: integers to `i64`, floats to `f64` (NULL when no row counts).
+pub trait Summable: Field {
+    /// The type of the sum.
+    type Sum: Field;
+}
+
+/// Field types whose minimum and maximum read as `Option` of the column's own type.
+pub trait Ordered: Field {
+    /// The type of the minimum or maximum.
+    type Extreme: Field;
+}
+
+macro_rules! numeric {
+    ($($t:ty => $sum:ty),+) => {$(
+        impl Summable for $t {
+            type Sum = Option<$sum>;
+        }
+        impl Summable for Option<$t> {
+            type Sum = Option<$sum>;
+        }
+    )+};
+}
+numeric!(i16 => i64, i32 => i64, i64 => i64, f32 => f64, f64 => f64);
+
+macro_rules! ordered {
+    ($($t:ty),+) => {$(
+        impl Ordered for $t {
+            type Extreme = Option<$t>;
+        }
+        impl Ordered for Option<$t> {
+            type Extreme = Option<$t>;
+        }
+    )+};
+}
+ordered!(i16, i32, i64, f32, f64, bool, String, uuid::Uuid);
+
+impl<E, T: Field> Column<E, T> {
+    /// `COUNT(column)`: the rows where the column is not NULL.
+    pub fn count(self) -> Aggregate<E, i64> {
+        aggregate(AggregateFn::Count, self.index())
+    }
+
+    /// `SUM(column)`: `i64` for integer columns, `f64` for floats; `None` without rows.
+    pub fn sum(self) -> Aggregate<E, T::Sum>
+    where
+        T: Summable,
+    {
+        aggregate(AggregateFn::Sum, self.index())
+    }
+
+    /// `AVG(column)` as `f64`; `None` without rows.
+    pub fn avg(self) -> Aggregate<E, Option<f64>>
+    where
+        T: Summable,
+    {
+        aggregate(AggregateFn::Avg, self.index())
+    }
+
+    /// `MIN(column)`; `None` without rows.
+    pub fn min(self) -> Aggregate<E, T::Extreme>
+    where
+        T: Ordered,
+    {
+        aggregate(AggregateFn::Min, self.index())
+    }
+
+    /// `MAX(column)`; `None` without rows.
+    pub fn max(self) -> Aggregate<E, T::Extreme>
+    where
+        T: Ordered,
+    {
+        aggregate(AggregateFn::Max, self.index())
+    }
+}
+
+/// One item of a column query: a column constant of `E` or an aggregate of one.
+pub trait SelectItem<E>: Copy {
+    /// What the item reads as.
+    type Out;
+    /// The expression.
+    #[doc(hidden)]
+    fn expr(&self) -> SelectExpr;
+    /// Decodes the item at `position` of a result row.
+    ///
+    /// # Errors
+    /// [`Error::Conversion`] naming the column.
+    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<Self::Out>;
+}
+
+fn decode_as<E: Entity, T: Field, R: RowValues>(
+    row: &R,
+    position: usize,
+    column: usize,
+    ty: SqlType,
+) -> Result<T> {
+    row.value(position, ty)
+        .and_then(T::from_sql)
+        .map_err(|e| Error::conversion(E::META, column, e))
+}
+
+impl<E: Entity, T: Field> SelectItem<E> for Column<E, T> {
+    type Out = T;
+    fn expr(&self) -> SelectExpr {
+        SelectExpr::column(self.index())
+    }
+    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<T> {
+        let ty = E::META.columns[self.index()].sql_type;
+        decode_as::<E, T, R>(row, position, self.index(), ty)
+    }
+}
+
+impl<E: Entity, T: Field> SelectItem<E> for Aggregate<E, T> {
+    type Out = T;
+    fn expr(&self) -> SelectExpr {
+        SelectExpr {
+            column: self.column,
+            aggregate: Some(self.function),
+        }
+    }
+    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<T> {
+        let column_type = E::META.columns[self.column].sql_type;
+        let ty = match self.function {
+            AggregateFn::Count => SqlType::I64,
+            AggregateFn::Min | AggregateFn::Max => column_type,
+            AggregateFn::Avg => SqlType::F64,
+            AggregateFn::Sum => match column_type {
+                SqlType::I16 | SqlType::I32 | SqlType::I64 => SqlType::I64,
+                _ => SqlType::F64,
+            },
+        };
+        decode_as::<E, T, R>(row, position, self.column, ty)
+    }
+}
+
+/// What a column query selects: one item (a column constant of `E`, or an aggregate of
+/// one) or a tuple of up to eight, and the Rust type of each result row. Types are checked
+/// at compile time: a column of another entity does not compile.
 ///
 /// ```
 /// use orm_core::{Connection, Entity, SelectSpec, Selection};
@@ -19,14 +220,17 @@ use crate::value::Field;
 /// let rows: Vec<(i64, Option<i32>)> =
 ///     conn.select_columns::<Item, _>(&(Item::ID, Item::QTY), &SelectSpec::default(), false)?;
 /// assert_eq!(rows, [(1, None)]);
-/// assert_eq!((Item::ID, Item::LABEL).indexes(), [0, 1]);
+/// let totals: Vec<(i64, Option<i64>)> =
+///     conn.select_columns::<Item, _>(&(Item::ID.count(), Item::QTY.sum()), &SelectSpec::default(), false)?;
+/// assert_eq!(totals, [(1, None)]);
 /// # Ok(()) }
 /// ```
 pub trait Selection<E>: Copy {
     /// One result row.
     type Row;
-    /// Positions of the selected columns in `E::META.columns`, in order.
-    fn indexes(&self) -> Vec<usize>;
+    /// The selected expressions, in order.
+    #[doc(hidden)]
+    fn exprs(&self) -> Vec<SelectExpr>;
     /// Decodes one result row whose columns are the selection's, in order.
     ///
     /// # Errors
@@ -34,38 +238,35 @@ pub trait Selection<E>: Copy {
     fn decode<R: RowValues>(&self, row: &R) -> Result<Self::Row>;
 }
 
-/// Decodes the `position`-th value of a row as column `column` of `E`.
-fn decode_one<E: Entity, T: Field, R: RowValues>(
-    row: &R,
-    position: usize,
-    column: &Column<E, T>,
-) -> Result<T> {
-    let index = column.index();
-    let ty = E::META.columns[index].sql_type;
-    row.value(position, ty)
-        .and_then(T::from_sql)
-        .map_err(|e| Error::conversion(E::META, index, e))
-}
-
 impl<E: Entity, T: Field> Selection<E> for Column<E, T> {
     type Row = T;
-    fn indexes(&self) -> Vec<usize> {
-        vec![self.index()]
+    fn exprs(&self) -> Vec<SelectExpr> {
+        vec![SelectItem::<E>::expr(self)]
     }
     fn decode<R: RowValues>(&self, row: &R) -> Result<T> {
-        decode_one(row, 0, self)
+        self.decode_at(row, 0)
+    }
+}
+
+impl<E: Entity, T: Field> Selection<E> for Aggregate<E, T> {
+    type Row = T;
+    fn exprs(&self) -> Vec<SelectExpr> {
+        vec![SelectItem::<E>::expr(self)]
+    }
+    fn decode<R: RowValues>(&self, row: &R) -> Result<T> {
+        self.decode_at(row, 0)
     }
 }
 
 macro_rules! tuple_selection {
     ($($t:ident $n:tt),+) => {
-        impl<E: Entity, $($t: Field),+> Selection<E> for ($(Column<E, $t>,)+) {
-            type Row = ($($t,)+);
-            fn indexes(&self) -> Vec<usize> {
-                vec![$(self.$n.index()),+]
+        impl<E: Entity, $($t: SelectItem<E>),+> Selection<E> for ($($t,)+) {
+            type Row = ($($t::Out,)+);
+            fn exprs(&self) -> Vec<SelectExpr> {
+                vec![$(self.$n.expr()),+]
             }
             fn decode<R: RowValues>(&self, row: &R) -> Result<Self::Row> {
-                Ok(($(decode_one(row, $n, &self.$n)?,)+))
+                Ok(($(self.$n.decode_at(row, $n)?,)+))
             }
         }
     };

@@ -14,6 +14,7 @@ use sea_query::{
 
 use crate::entity::{EntityMeta, Generated};
 use crate::filter::{CmpOp, Condition, Order, SelectSpec};
+use crate::select::{AggregateFn, SelectExpr};
 use crate::value::{SqlType, Value};
 
 /// The SQL dialect of a connection.
@@ -447,23 +448,29 @@ pub(crate) fn drop_table(m: &EntityMeta, backend: Backend) -> String {
 /// returns are mapped back to the real values: whatever order sea-query emits placeholders
 /// in, the values follow it, and no value changes type on the way.
 pub(crate) fn select(m: &EntityMeta, spec: &SelectSpec, backend: Backend) -> (String, Vec<Value>) {
-    let all: Vec<usize> = (0..m.columns.len()).collect();
+    let all: Vec<SelectExpr> = (0..m.columns.len()).map(SelectExpr::column).collect();
     select_columns(m, &all, false, spec, backend)
 }
 
-/// Builds `SELECT [DISTINCT] cols FROM t WHERE … ORDER BY … LIMIT … OFFSET …`.
+/// Builds `SELECT [DISTINCT] exprs FROM t WHERE … GROUP BY … ORDER BY … LIMIT … OFFSET …`.
 pub(crate) fn select_columns(
     m: &EntityMeta,
-    columns: &[usize],
+    exprs: &[SelectExpr],
     distinct: bool,
     spec: &SelectSpec,
     backend: Backend,
 ) -> (String, Vec<Value>) {
     let mut operands = Vec::new();
     let mut q = Query::select();
-    q.columns(columns.iter().map(|&c| col(m, c))).from(table(m));
+    for e in exprs {
+        q.expr(aggregate_expr(m, e, backend));
+    }
+    q.from(table(m));
     if distinct {
         q.distinct();
+    }
+    for &c in &spec.group_by {
+        q.add_group_by([Expr::col(col(m, c))]);
     }
     if let Some(filter) = &spec.filter {
         q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
@@ -486,6 +493,28 @@ pub(crate) fn select_columns(
         q.offset(o);
     }
     with_operands(&q, backend, &operands)
+}
+
+/// One expression of a column query: a column, or an aggregate of one.
+fn aggregate_expr(m: &EntityMeta, e: &SelectExpr, backend: Backend) -> Expr {
+    let c = Expr::col(col(m, e.column));
+    let ty = m.columns[e.column].sql_type;
+    let integer = matches!(ty, SqlType::I16 | SqlType::I32 | SqlType::I64);
+    let cast = |x: Expr, to: &'static str| match backend {
+        // PostgreSQL's SUM of a bigint is numeric, its AVG numeric, its SUM of a real real:
+        // cast to what the result type reads.
+        Backend::Postgres => Expr::from(sea_query::Func::cast_as(x, Alias::new(to))),
+        Backend::Sqlite => x,
+    };
+    match e.aggregate {
+        None => c,
+        Some(AggregateFn::Count) => c.count(),
+        Some(AggregateFn::Sum) if integer => cast(c.sum(), "bigint"),
+        Some(AggregateFn::Sum) => cast(c.sum(), "double precision"),
+        Some(AggregateFn::Avg) => cast(Expr::from(sea_query::Func::avg(c)), "double precision"),
+        Some(AggregateFn::Min) => c.min(),
+        Some(AggregateFn::Max) => c.max(),
+    }
 }
 
 /// Builds `SELECT COUNT(*)` with a filter.
@@ -769,6 +798,7 @@ mod tests {
     #[test]
     fn select_binds_operands_in_placeholder_order() {
         let spec = SelectSpec {
+            group_by: Vec::new(),
             filter: Some(Condition::Or(vec![
                 Condition::Compare {
                     column: 1,

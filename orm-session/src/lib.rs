@@ -30,11 +30,11 @@ pub use orm_core::serde_json;
 #[cfg(feature = "time")]
 pub use orm_core::time;
 pub use orm_core::{
-    AsEntity, Backend, Bind, Cascade, Column, ColumnMeta, Condition, Connection, Entity,
-    EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, ForeignKey, FromSqlError, Generated,
-    InsertOptions, Key, ManyToMany, ManyToOne, Mapping, OnDelete, OneToMany, OneToOne, OptionalExt,
-    Order, RelationKind, RelationMeta, Result, Selection, SqlType, SqliteOptions, Value, ValueRef,
-    uuid_v7,
+    Aggregate, AggregateFn, AsEntity, Backend, Bind, Cascade, Column, ColumnMeta, Condition,
+    Connection, Entity, EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, ForeignKey,
+    FromSqlError, Generated, InsertOptions, Key, ManyToMany, ManyToOne, Mapping, OnDelete,
+    OneToMany, OneToOne, OptionalExt, Order, RelationKind, RelationMeta, Result, SelectItem,
+    Selection, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
 };
 pub use query::{Query, Select};
 /// The `uuid` crate, for UUID fields, so that a crate needs no dependency of its own on it.

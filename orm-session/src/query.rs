@@ -327,6 +327,30 @@ impl<E: Entity, S: Selection<E>> Select<'_, E, S> {
         self
     }
 
+    /// `GROUP BY` a column: with aggregates in the selection, one row per group.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Sale { #[orm(primary_key)] id: i64, region: String, amount: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Sale>()?;
+    /// let s = engine.session();
+    /// s.add_all((1..=6).map(|i| Sale { id: i, region: ["n", "s"][(i % 2) as usize].into(), amount: i * 10 }))?;
+    /// let by_region: Vec<(String, i64, Option<i64>, Option<i64>)> = s.query::<Sale>()
+    ///     .order_by(Sale::REGION, Order::Asc)
+    ///     .select((Sale::REGION, Sale::ID.count(), Sale::AMOUNT.sum(), Sale::AMOUNT.max()))
+    ///     .group_by(Sale::REGION)
+    ///     .all()?;
+    /// assert_eq!(by_region, [("n".into(), 3, Some(120), Some(60)), ("s".into(), 3, Some(90), Some(50))]);
+    /// # Ok(()) }
+    /// ```
+    pub fn group_by<T>(mut self, column: Column<E, T>) -> Self {
+        self.spec.group_by.push(column.index());
+        self
+    }
+
     /// Every row.
     ///
     /// # Errors

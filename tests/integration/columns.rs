@@ -118,3 +118,49 @@ fn q1_a_value_that_does_not_fit_names_its_column(db) -> Result<()> {
     Ok(())
 }
 }
+
+// Q1: aggregates (count, sum, avg, min, max), over the whole table or grouped, with the
+// types SQL gives them: integer sums as i64, averages as f64, NULL where no row counts.
+orm_tests::both! {
+fn q1_aggregates_and_group_by(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    let (n, stock, avg_price, cheapest, dearest): (i64, Option<i64>, Option<f64>, Option<f64>, Option<String>) = s
+        .query::<Product>()
+        .select((
+            Product::STOCK.count(),
+            Product::STOCK.sum(),
+            Product::PRICE.avg(),
+            Product::PRICE.min(),
+            Product::NAME.max(),
+        ))
+        .first()?
+        .expect("one row");
+    // Stock is NULL for products 3 and 6.
+    assert_eq!(n, 4);
+    assert_eq!(stock, Some(10 + 20 + 40 + 50));
+    assert_eq!(avg_price, Some(5.25));
+    assert_eq!(cheapest, Some(1.5));
+    assert_eq!(dearest, Some("p6".to_owned()));
+    let by_flag: Vec<(bool, i64, Option<f64>, Option<i32>)> = s
+        .query::<Product>()
+        .filter(Product::ID.le(5))
+        .order_by(Product::ACTIVE, Order::Asc)
+        .select((Product::ACTIVE, Product::ID.count(), Product::PRICE.sum(), Product::STOCK.max()))
+        .group_by(Product::ACTIVE)
+        .all()?;
+    assert_eq!(
+        by_flag,
+        [(false, 3, Some(1.5 + 4.5 + 7.5), Some(50)), (true, 2, Some(3.0 + 6.0), Some(40))]
+    );
+    // No rows: counts are 0, the others NULL.
+    let empty: (i64, Option<i64>, Option<f64>) = s
+        .query::<Product>()
+        .filter(Product::ID.gt(100))
+        .select((Product::ID.count(), Product::ID.sum(), Product::PRICE.avg()))
+        .first()?
+        .expect("one row");
+    assert_eq!(empty, (0, None, None));
+    Ok(())
+}
+}

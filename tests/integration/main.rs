@@ -9,8 +9,8 @@
 mod autoflush;
 mod batched;
 mod bulk;
-mod columns;
 mod by_filter;
+mod columns;
 mod concurrency;
 mod core_insert;
 mod crash;
