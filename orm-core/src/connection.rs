@@ -16,7 +16,9 @@ use crate::sqlite;
 use crate::value::{Key, Value, ValueRef};
 
 mod batch;
+mod raw;
 pub use batch::{Matched, VersionRule};
+pub use raw::RawRow;
 
 /// Options for opening SQLite.
 ///

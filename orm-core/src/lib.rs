@@ -55,8 +55,8 @@ mod value;
 #[cfg(feature = "chrono")]
 pub use chrono;
 pub use connection::{
-    Connection, InsertOptions, InsertOutcome, InsertState, Inserter, Matched, SqliteOptions,
-    TxStatus, VersionRule,
+    Connection, InsertOptions, InsertOutcome, InsertState, Inserter, Matched, RawRow,
+    SqliteOptions, TxStatus, VersionRule,
 };
 pub use entity::{
     AsEntity, Column, ColumnMeta, ColumnSet, Entity, EntityMeta, Generated, RowValues, assign,

@@ -33,8 +33,8 @@ pub use orm_core::{
     Aggregate, AggregateFn, AsEntity, Backend, Bind, Cascade, Column, ColumnMeta, Condition,
     Connection, Entity, EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, ForeignKey,
     FromSqlError, Generated, InsertOptions, Key, ManyToMany, ManyToOne, Mapping, OnDelete,
-    OneToMany, OneToOne, OptionalExt, Order, RelationKind, RelationMeta, Result, SelectItem,
-    Selection, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
+    OneToMany, OneToOne, OptionalExt, Order, RawRow, RelationKind, RelationMeta, Result,
+    SelectItem, Selection, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
 };
 pub use query::{Query, Select};
 /// The `uuid` crate, for UUID fields, so that a crate needs no dependency of its own on it.

@@ -1294,6 +1294,75 @@ impl Session {
         Ok(out)
     }
 
+    /// Raw SQL whose rows are objects of `E` (SQLAlchemy's `select(E).from_statement(text(…))`):
+    /// parameters are bound, never spliced; each column of `E` is found in the result by its
+    /// name. The objects merge into the identity map as a query's do: one already there and
+    /// not expired is returned as it is, with its unflushed changes. Autoflush first.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64, name: String }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// let rex = s.add(Pet { id: 1, name: "rex".into() })?;
+    /// let found = s.from_statement::<Pet>(
+    ///     "SELECT * FROM pet WHERE name = ? ORDER BY id",
+    ///     &[Value::Text("rex".into())],
+    /// )?;
+    /// assert!(found[0] == rex, "the session's own object");
+    /// let counts: Vec<(i64,)> = s.query_as("SELECT count(*) FROM pet", &[])?;
+    /// assert_eq!(counts, [(1,)]);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] when a column of `E` is missing from the result; the
+    /// database's error; [`Error::Conversion`].
+    pub fn from_statement<E: Entity>(
+        &self,
+        sql: &str,
+        params: &[orm_core::Value],
+    ) -> Result<Vec<Handle<E>>> {
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = (|| {
+            if st.autoflushes() {
+                self.shared.flush_inner(&mut st)?;
+            }
+            st.conn(&self.shared.engine)?;
+            let State { conn, maps, .. } = &mut *st;
+            let Some(conn) = conn.as_ref() else {
+                return Ok(Vec::new());
+            };
+            let map = maps.typed::<E>();
+            let weak = Arc::downgrade(&self.shared);
+            let mut out = Vec::new();
+            conn.query_entities_each::<E>(sql, params, |row| {
+                out.push(merge(map, row, false, &weak)?);
+                Ok(())
+            })?;
+            Ok(out)
+        })();
+        st.settle(r)
+    }
+
+    /// Raw SQL whose rows are read by position into a tuple of field types; parameters are
+    /// bound. Autoflush first. See [`from_statement`](Self::from_statement).
+    ///
+    /// # Errors
+    /// The database's error; [`Error::InvalidState`] naming the position of a value that does
+    /// not fit its field type.
+    pub fn query_as<T: orm_core::RawRow>(
+        &self,
+        sql: &str,
+        params: &[orm_core::Value],
+    ) -> Result<Vec<T>> {
+        self.with_flushed(|conn| conn.query_as::<T>(sql, params))
+    }
+
     /// `SELECT COUNT(*)` with autoflush.
     pub(crate) fn count<E: Entity>(&self, filter: Option<&orm_core::Condition>) -> Result<u64> {
         self.with_flushed(|conn| conn.count_where::<E>(filter))

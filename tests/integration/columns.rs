@@ -164,3 +164,54 @@ fn q1_aggregates_and_group_by(db) -> Result<()> {
     Ok(())
 }
 }
+
+// Q2: raw SQL into entities merges into the identity map like a query (an unexpired object
+// keeps its unflushed changes; a row not loaded yet becomes a tracked object); parameters
+// are bound; a missing column is named.
+orm_tests::both! {
+fn q2_raw_sql_into_entities_merges_into_the_identity_map(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    s.query::<Product>().all()?;
+    let p2 = s.get::<Product>(2)?.expect("row");
+    s.set_autoflush(false);
+    p2.write()?.name = "mine".into();
+    let found = s.from_statement::<Product>(
+        &db.sql("SELECT active, stock, price, name, id FROM product WHERE price < ? ORDER BY id"),
+        &[Value::F64(4.0)],
+    )?;
+    assert_eq!(found.len(), 2);
+    assert!(found[1] == p2, "the session's own object");
+    assert_eq!(found[1].read()?.name, "mine", "its unflushed change is kept");
+    s.set_autoflush(true);
+    // An injection attempt is a value, not SQL.
+    let none = s.from_statement::<Product>(
+        &db.sql("SELECT * FROM product WHERE name = ?"),
+        &[Value::Text("x' OR '1'='1".into())],
+    )?;
+    assert!(none.is_empty());
+    let err = s
+        .from_statement::<Product>("SELECT id, name FROM product", &[])
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::InvalidState);
+    assert!(err.to_string().contains("price"), "{err}");
+    Ok(())
+}
+}
+
+// Q2: raw SQL into tuples, after an autoflush.
+orm_tests::both! {
+fn q2_raw_sql_into_tuples_sees_pending_changes(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    s.add(Product { id: 9, name: "p9".into(), price: 2.0, stock: Some(1), active: true })?;
+    let rows: Vec<(i64, String, Option<i32>)> = s.query_as(
+        &db.sql("SELECT id, name, stock FROM product WHERE id >= ? ORDER BY id"),
+        &[Value::I64(6)],
+    )?;
+    assert_eq!(rows, [(6, "p6".to_owned(), None), (9, "p9".to_owned(), Some(1))]);
+    let err = s.query_as::<(i64,)>("SELECT name FROM product", &[]).unwrap_err();
+    assert!(err.to_string().contains("column 0"), "{err}");
+    Ok(())
+}
+}
