@@ -1517,6 +1517,42 @@ impl Connection {
         }
     }
 
+    /// Whether a row of `E` matches `filter` (any row without one): `SELECT EXISTS (…)`,
+    /// which stops at the first.
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity};
+    /// #[derive(Entity, Debug)]
+    /// struct Item { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Item>()?;
+    /// assert!(!conn.exists_where::<Item>(None)?);
+    /// conn.insert_many([Item { id: 3 }])?;
+    /// assert!(conn.exists_where::<Item>(Some(Item::ID.eq(3_i64).condition()))?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Database`] from the driver.
+    pub fn exists_where<E: Entity>(&self, filter: Option<&Condition>) -> Result<bool> {
+        let (sql, params) = sql::exists(E::META, filter, self.backend());
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
+                let mut stmt = conn.prepare_cached(&sql)?;
+                let found: bool =
+                    stmt.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
+                Ok((found, 1))
+            }),
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
+                let rows = pg.query(&sql, &pg_params(&params))?;
+                let found: bool = rows.first().is_some_and(|r| r.get(0));
+                Ok((found, 1))
+            }),
+        }
+    }
+
     /// `SELECT COUNT(*)` of `E` with an untyped condition.
     ///
     /// # Errors

@@ -517,6 +517,23 @@ fn aggregate_expr(m: &EntityMeta, e: &SelectExpr, backend: Backend) -> Expr {
     }
 }
 
+/// Builds `SELECT EXISTS (SELECT 1 FROM t WHERE filter)`.
+pub(crate) fn exists(
+    m: &EntityMeta,
+    filter: Option<&Condition>,
+    backend: Backend,
+) -> (String, Vec<Value>) {
+    let mut operands = Vec::new();
+    let mut inner = Query::select();
+    inner.expr(Expr::cust("1")).from(table(m));
+    if let Some(filter) = filter {
+        inner.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+    }
+    let mut q = Query::select();
+    q.expr(Expr::exists(inner));
+    with_operands(&q, backend, &operands)
+}
+
 /// Builds `SELECT COUNT(*)` with a filter.
 pub(crate) fn count(
     m: &EntityMeta,

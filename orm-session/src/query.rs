@@ -308,6 +308,31 @@ impl<'s, E: Entity> Query<'s, E> {
     pub fn count(self) -> Result<u64> {
         self.session.count::<E>(self.spec.filter.as_ref())
     }
+
+    /// Whether any row matches the filters (`SELECT EXISTS (…)`, which stops at the first),
+    /// after an autoflush.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64, age: i32 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// assert!(!s.query::<Pet>().exists()?);
+    /// s.add(Pet { id: 1, age: 3 })?; // flushed first
+    /// assert!(s.query::<Pet>().filter(Pet::AGE.eq(3)).exists()?);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn exists(self) -> Result<bool> {
+        let filter = self.spec.filter;
+        self.session
+            .with_flushed(|conn| conn.exists_where::<E>(filter.as_ref()))
+    }
 }
 
 /// A query of columns of `E` ([`Query::select`]): plain rows, not tracked objects.

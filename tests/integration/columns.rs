@@ -215,3 +215,17 @@ fn q2_raw_sql_into_tuples_sees_pending_changes(db) -> Result<()> {
     Ok(())
 }
 }
+
+// Q1: `exists` answers without counting, under the filters, after an autoflush.
+orm_tests::both! {
+fn q1_exists_follows_filters_and_pending_changes(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    assert!(s.query::<Product>().filter(Product::PRICE.gt(8.0)).exists()?);
+    assert!(!s.query::<Product>().filter(Product::PRICE.gt(9.0)).exists()?);
+    let p1 = s.get::<Product>(1)?.expect("row");
+    p1.write()?.price = 100.0;
+    assert!(s.query::<Product>().filter(Product::PRICE.gt(9.0)).exists()?, "the change was flushed first");
+    Ok(())
+}
+}
