@@ -60,6 +60,18 @@ pub enum Condition {
     Or(Vec<Condition>),
     /// The negation.
     Not(Box<Condition>),
+    /// `aggregate(column) op value`: a condition on a group, for `HAVING` (built by the
+    /// comparisons of [`Aggregate`](crate::Aggregate)).
+    Aggregate {
+        /// The aggregate function.
+        function: crate::AggregateFn,
+        /// Column position.
+        column: usize,
+        /// Operator.
+        op: CmpOp,
+        /// Operand, always bound.
+        value: Value,
+    },
     /// A related row exists (`EXISTS (SELECT 1 FROM target WHERE target.inner =
     /// outer.outer AND condition)`), built by the relation constants' `any` and `has`.
     Related {
@@ -166,4 +178,6 @@ pub struct SelectSpec {
     pub offset: Option<u64>,
     /// `GROUP BY` column positions (column queries with aggregates).
     pub group_by: Vec<usize>,
+    /// `HAVING`: a condition on the groups.
+    pub having: Option<Condition>,
 }

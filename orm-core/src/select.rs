@@ -4,7 +4,8 @@ use std::marker::PhantomData;
 
 use crate::entity::{Column, Entity, RowValues};
 use crate::error::{Error, Result};
-use crate::value::{Field, SqlType};
+use crate::filter::{CmpOp, Condition, Filter};
+use crate::value::{Bind, Field, SqlType};
 
 /// An aggregate function of a column query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -60,6 +61,45 @@ impl<E, T> Copy for Aggregate<E, T> {}
 impl<E, T> std::fmt::Debug for Aggregate<E, T> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{:?}(column {})", self.function, self.column)
+    }
+}
+
+impl<E, T> Aggregate<E, T> {
+    fn compare(self, op: CmpOp, value: impl Bind<T>) -> Filter<E> {
+        Filter::new(Condition::Aggregate {
+            function: self.function,
+            column: self.column,
+            op,
+            value: value.into_value(),
+        })
+    }
+
+    /// `aggregate = value`, a condition on groups for [`having`] (a value of the aggregate's
+    /// type: `i64` for a count or an integer sum).
+    ///
+    /// [`having`]: ../orm_session/struct.Select.html#method.having
+    pub fn eq(self, value: impl Bind<T>) -> Filter<E> {
+        self.compare(CmpOp::Eq, value)
+    }
+    /// `aggregate <> value`.
+    pub fn ne(self, value: impl Bind<T>) -> Filter<E> {
+        self.compare(CmpOp::Ne, value)
+    }
+    /// `aggregate < value`.
+    pub fn lt(self, value: impl Bind<T>) -> Filter<E> {
+        self.compare(CmpOp::Lt, value)
+    }
+    /// `aggregate <= value`.
+    pub fn le(self, value: impl Bind<T>) -> Filter<E> {
+        self.compare(CmpOp::Le, value)
+    }
+    /// `aggregate > value`.
+    pub fn gt(self, value: impl Bind<T>) -> Filter<E> {
+        self.compare(CmpOp::Gt, value)
+    }
+    /// `aggregate >= value`.
+    pub fn ge(self, value: impl Bind<T>) -> Filter<E> {
+        self.compare(CmpOp::Ge, value)
     }
 }
 

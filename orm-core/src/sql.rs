@@ -473,7 +473,10 @@ pub(crate) fn select_columns(
         q.add_group_by([Expr::col(col(m, c))]);
     }
     if let Some(filter) = &spec.filter {
-        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+        q.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
+    }
+    if let Some(having) = &spec.having {
+        q.cond_having(condition(m, having, &mut operands, Scope::top(backend)));
     }
     for &(c, order) in &spec.order {
         let o = match order {
@@ -527,7 +530,7 @@ pub(crate) fn exists(
     let mut inner = Query::select();
     inner.expr(Expr::cust("1")).from(table(m));
     if let Some(filter) = filter {
-        inner.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+        inner.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
     }
     let mut q = Query::select();
     q.expr(Expr::exists(inner));
@@ -544,7 +547,7 @@ pub(crate) fn count(
     let mut q = Query::select();
     q.expr(Expr::cust("COUNT(*)")).from(table(m));
     if let Some(filter) = filter {
-        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+        q.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
     }
     with_operands(&q, backend, &operands)
 }
@@ -569,7 +572,7 @@ pub(crate) fn update_where(
         q.value(col(m, v), Expr::col(col(m, v)).add(Expr::cust("1")));
     }
     if let Some(filter) = filter {
-        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+        q.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
     }
     if returning {
         q.returning_col(col(m, m.primary_key));
@@ -588,7 +591,7 @@ pub(crate) fn delete_where(
     let mut q = Query::delete();
     q.from_table(table(m));
     if let Some(filter) = filter {
-        q.cond_where(condition(m, filter, &mut operands, Scope::TOP));
+        q.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
     }
     if returning {
         q.returning_col(col(m, m.primary_key));
@@ -640,13 +643,18 @@ fn untag(tags: sea_query::Values, operands: &[Value]) -> Vec<Value> {
 struct Scope<'a> {
     alias: Option<&'a str>,
     depth: usize,
+    /// The dialect (aggregates are cast on PostgreSQL).
+    backend: Backend,
 }
 
 impl Scope<'_> {
-    const TOP: Scope<'static> = Scope {
-        alias: None,
-        depth: 0,
-    };
+    fn top(backend: Backend) -> Scope<'static> {
+        Scope {
+            alias: None,
+            depth: 0,
+            backend,
+        }
+    }
 
     fn column(&self, m: &EntityMeta, index: usize) -> Expr {
         match self.alias {
@@ -711,6 +719,30 @@ fn condition(
             scope.column(m, *column).is_in(tags)
         }
         Condition::IsNull { column } => scope.column(m, *column).is_null(),
+        Condition::Aggregate {
+            function,
+            column,
+            op,
+            value,
+        } => {
+            let lhs = aggregate_expr(
+                m,
+                &SelectExpr {
+                    column: *column,
+                    aggregate: Some(*function),
+                },
+                scope.backend,
+            );
+            let rhs = tag(operands, value.clone());
+            match op {
+                CmpOp::Eq => lhs.eq(rhs),
+                CmpOp::Ne => lhs.ne(rhs),
+                CmpOp::Lt => lhs.lt(rhs),
+                CmpOp::Le => lhs.lte(rhs),
+                CmpOp::Gt => lhs.gt(rhs),
+                CmpOp::Ge => lhs.gte(rhs),
+            }
+        }
         Condition::Related {
             target,
             outer,
@@ -723,6 +755,7 @@ fn condition(
             let inner_scope = Scope {
                 alias: Some(&alias),
                 depth,
+                backend: scope.backend,
             };
             let outer_col = scope.outer_column(m, *outer);
             let mut sub = Query::select();
@@ -816,6 +849,7 @@ mod tests {
     fn select_binds_operands_in_placeholder_order() {
         let spec = SelectSpec {
             group_by: Vec::new(),
+            having: None,
             filter: Some(Condition::Or(vec![
                 Condition::Compare {
                     column: 1,

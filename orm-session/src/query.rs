@@ -376,6 +376,35 @@ impl<E: Entity, S: Selection<E>> Select<'_, E, S> {
         self
     }
 
+    /// `HAVING`: keeps the groups whose aggregates pass `filter` (built from the
+    /// aggregates' comparisons, `Sale::AMOUNT.sum().gt(100)`); several are ANDed.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Sale { #[orm(primary_key)] id: i64, region: String, amount: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Sale>()?;
+    /// let s = engine.session();
+    /// s.add_all((1..=6).map(|i| Sale { id: i, region: ["n", "s"][(i % 2) as usize].into(), amount: i * 10 }))?;
+    /// let big: Vec<String> = s.query::<Sale>()
+    ///     .select(Sale::REGION)
+    ///     .group_by(Sale::REGION)
+    ///     .having(Sale::AMOUNT.sum().gt(100))
+    ///     .all()?;
+    /// assert_eq!(big, ["n"]);
+    /// # Ok(()) }
+    /// ```
+    pub fn having(mut self, filter: Filter<E>) -> Self {
+        let c = filter.into_condition();
+        self.spec.having = Some(match self.spec.having.take() {
+            Some(prev) => Condition::And(vec![prev, c]),
+            None => c,
+        });
+        self
+    }
+
     /// Every row.
     ///
     /// # Errors

@@ -229,3 +229,29 @@ fn q1_exists_follows_filters_and_pending_changes(db) -> Result<()> {
     Ok(())
 }
 }
+
+// Q1: HAVING on aggregates of every kind, with bound operands, on both backends (on
+// PostgreSQL the casts make `SUM(bigint) > $1` compare with a bigint).
+orm_tests::both! {
+fn q1_having_keeps_the_groups_whose_aggregates_pass(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    let groups: Vec<(bool, i64)> = s
+        .query::<Product>()
+        .order_by(Product::ACTIVE, Order::Asc)
+        .select((Product::ACTIVE, Product::ID.count()))
+        .group_by(Product::ACTIVE)
+        .having(Product::ID.sum().gt(10).and(Product::PRICE.avg().ge(5.0)))
+        .all()?;
+    // Active: ids 2, 4, 6 (sum 12, average price 6.0); inactive: 1, 3, 5 (sum 9).
+    assert_eq!(groups, [(true, 3)]);
+    let none: Vec<bool> = s
+        .query::<Product>()
+        .select(Product::ACTIVE)
+        .group_by(Product::ACTIVE)
+        .having(Product::STOCK.count().gt(2).and(Product::STOCK.max().lt(40)))
+        .all()?;
+    assert!(none.is_empty(), "{none:?}");
+    Ok(())
+}
+}
