@@ -520,18 +520,29 @@ fn aggregate_expr(m: &EntityMeta, e: &SelectExpr, backend: Backend) -> Expr {
     }
 }
 
+/// `SELECT expr FROM t WHERE filter`, and the operands the filter binds.
+fn filtered(
+    m: &EntityMeta,
+    expr: &str,
+    filter: Option<&Condition>,
+    backend: Backend,
+) -> (SelectStatement, Vec<Value>) {
+    let mut operands = Vec::new();
+    let mut q = Query::select();
+    q.expr(Expr::cust(expr.to_owned())).from(table(m));
+    if let Some(filter) = filter {
+        q.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
+    }
+    (q, operands)
+}
+
 /// Builds `SELECT EXISTS (SELECT 1 FROM t WHERE filter)`.
 pub(crate) fn exists(
     m: &EntityMeta,
     filter: Option<&Condition>,
     backend: Backend,
 ) -> (String, Vec<Value>) {
-    let mut operands = Vec::new();
-    let mut inner = Query::select();
-    inner.expr(Expr::cust("1")).from(table(m));
-    if let Some(filter) = filter {
-        inner.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
-    }
+    let (inner, operands) = filtered(m, "1", filter, backend);
     let mut q = Query::select();
     q.expr(Expr::exists(inner));
     with_operands(&q, backend, &operands)
@@ -543,12 +554,7 @@ pub(crate) fn count(
     filter: Option<&Condition>,
     backend: Backend,
 ) -> (String, Vec<Value>) {
-    let mut operands = Vec::new();
-    let mut q = Query::select();
-    q.expr(Expr::cust("COUNT(*)")).from(table(m));
-    if let Some(filter) = filter {
-        q.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
-    }
+    let (q, operands) = filtered(m, "COUNT(*)", filter, backend);
     with_operands(&q, backend, &operands)
 }
 
