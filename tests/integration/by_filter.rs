@@ -256,3 +256,23 @@ fn q3_an_update_by_filter_makes_unsynchronized_objects_stale(db) -> Result<()> {
     Ok(())
 }
 }
+
+// Q3: an object read through a guard the caller still holds cannot take the new values in
+// place; it is expired instead, and shows them once the guard is dropped.
+orm_tests::both! {
+fn q3_an_object_borrowed_during_evaluate_is_expired_not_skipped(db) -> Result<()> {
+    let (_engine, s, all) = members(db)?;
+    let guard = all[4].read()?;
+    let n = s
+        .query::<Member>()
+        .filter(Member::AGE.ge(50))
+        .update(Mapping::from([Member::STATUS.to("late")]), Synchronize::Evaluate)?;
+    assert_eq!(n, 5);
+    assert_eq!(guard.status, "new", "the guard's view does not change under it");
+    drop(guard);
+    assert_eq!(all[4].read()?.status, "late");
+    assert_eq!(all[4].read()?.version, 2);
+    assert_eq!(all[5].read()?.status, "late");
+    Ok(())
+}
+}
