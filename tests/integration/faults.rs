@@ -173,6 +173,30 @@ both! {
         Ok(())
     }
 
+    // R7, B8: a panic inside a user's conversion in the middle of a batched UPDATE (row
+    // 1,500 of 2,000 changed objects, a later statement on SQLite): nothing of the flush is
+    // written, the objects stay changed, and the next commit writes each once.
+    fn r7_a_panicking_conversion_in_a_batched_update_writes_nothing(db) -> Result<()> {
+        let engine = db.engine();
+        create_fused(db, &engine)?;
+        engine.connect()?.insert_many((0..2000).map(|i| Fused { id: None, n: Fuse(i) }))?;
+        let s = engine.session();
+        let all = s.query::<Fused>().all()?;
+        for h in &all {
+            let mut v = h.write()?;
+            v.n = Fuse(v.n.0 + 10_000);
+        }
+        let caught = arm(11_500, || s.flush());
+        assert!(caught.is_err(), "the panic goes on to the caller");
+        let conn = engine.connect()?;
+        assert_eq!(conn.query_i64("SELECT count(*) FROM fused WHERE n >= 10000", &[])?, 0);
+        assert_eq!(s.dirty_objects()?.len(), 2000, "every object is still changed");
+        s.commit()?;
+        assert_eq!(conn.query_i64("SELECT count(*) FROM fused WHERE n >= 10000", &[])?, 2000);
+        assert_eq!(conn.query_i64("SELECT CAST(sum(n) AS BIGINT) FROM fused", &[])?, (0..2000).map(|i| i + 10_000).sum::<i64>());
+        Ok(())
+    }
+
     // R7: a panic in the iterator given to add_all: nothing is added.
     fn r7_a_panicking_add_all_iterator_adds_nothing(db) -> Result<()> {
         let engine = db.engine();
