@@ -1041,14 +1041,7 @@ fn cases() -> Vec<Case> {
                     tx.commit()?;
                     Ok(())
                 })?;
-                let updated: i64 = f.raw.query_row(
-                    "SELECT count(*) FROM customer WHERE description LIKE 'updated %'",
-                    [],
-                    |r| r.get(0),
-                )?;
-                if updated != i64::try_from(n)? {
-                    return Err(fail(format!("{updated} rows updated")));
-                }
+                verify_raw_updated(&f.raw, n)?;
                 Ok(t)
             },
         },

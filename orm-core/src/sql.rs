@@ -676,6 +676,18 @@ impl Scope<'_> {
     }
 }
 
+/// `lhs op rhs`.
+fn compare(lhs: Expr, op: CmpOp, rhs: Expr) -> Expr {
+    match op {
+        CmpOp::Eq => lhs.eq(rhs),
+        CmpOp::Ne => lhs.ne(rhs),
+        CmpOp::Lt => lhs.lt(rhs),
+        CmpOp::Le => lhs.lte(rhs),
+        CmpOp::Gt => lhs.gt(rhs),
+        CmpOp::Ge => lhs.gte(rhs),
+    }
+}
+
 fn condition(
     m: &EntityMeta,
     c: &Condition,
@@ -701,14 +713,7 @@ fn condition(
         Condition::Compare { column, op, value } => {
             let lhs = scope.column(m, *column);
             let rhs = tag(operands, value.clone());
-            match op {
-                CmpOp::Eq => lhs.eq(rhs),
-                CmpOp::Ne => lhs.ne(rhs),
-                CmpOp::Lt => lhs.lt(rhs),
-                CmpOp::Le => lhs.lte(rhs),
-                CmpOp::Gt => lhs.gt(rhs),
-                CmpOp::Ge => lhs.gte(rhs),
-            }
+            compare(lhs, *op, rhs)
         }
         Condition::Like { column, pattern } => {
             let rhs = tag(operands, Value::Text(pattern.clone()));
@@ -740,14 +745,7 @@ fn condition(
                 scope.backend,
             );
             let rhs = tag(operands, value.clone());
-            match op {
-                CmpOp::Eq => lhs.eq(rhs),
-                CmpOp::Ne => lhs.ne(rhs),
-                CmpOp::Lt => lhs.lt(rhs),
-                CmpOp::Le => lhs.lte(rhs),
-                CmpOp::Gt => lhs.gt(rhs),
-                CmpOp::Ge => lhs.gte(rhs),
-            }
+            compare(lhs, *op, rhs)
         }
         Condition::Related {
             target,
