@@ -590,8 +590,8 @@ fn relation_name(f: &FieldDef) -> Option<String> {
 /// `Child::RELATION` → `Child`.
 fn owner_type(path: &syn::Path) -> syn::Path {
     let mut p = path.clone();
-    p.segments.pop();
-    if let Some(last) = p.segments.pop() {
+    p.segments.pop_pair();
+    if let Some(last) = p.segments.pop_pair() {
         p.segments.push_value(last.into_value());
     }
     p

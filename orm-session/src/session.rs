@@ -486,20 +486,6 @@ impl Shared {
                 message: "the session has no connection to flush on".into(),
             });
         };
-        // Each entity's mapping is checked against its live table before its first write (once
-        // per run of objects of one entity).
-        let mut last: Option<&'static orm_core::EntityMeta> = None;
-        for meta in pending
-            .iter()
-            .chain(deleted)
-            .map(|o| o.entity())
-            .chain(updates.iter().map(|(o, _)| o.entity()))
-        {
-            if last.is_none_or(|l| !l.is(meta)) {
-                self.engine.ensure_checked(meta, conn)?;
-                last = Some(meta);
-            }
-        }
         // Row switches (F1) are UPDATEs; the rest of the pending objects are inserted, parents
         // before children (by the links and foreign keys among them).
         let inserts_owned: Objects;
@@ -534,6 +520,21 @@ impl Shared {
         }
         let named = crate::relations::name_references;
         conn.write_atomically(|conn| {
+            // Each entity's mapping is checked against its live table before its first write
+            // (once per run of objects of one entity), inside the transaction: on SQLite it
+            // holds the write lock, so a busy writer elsewhere cannot starve the check.
+            let mut last: Option<&'static orm_core::EntityMeta> = None;
+            for meta in pending
+                .iter()
+                .chain(deleted.iter())
+                .map(|o| o.entity())
+                .chain(updates.iter().map(|(o, _)| o.entity()))
+            {
+                if last.is_none_or(|l| !l.is(meta)) {
+                    self.engine.ensure_checked(meta, conn)?;
+                    last = Some(meta);
+                }
+            }
             // SQLAlchemy's order: UPDATEs before INSERTs, so that a unique value moved away
             // from one row can be given to a new one in the same flush (F4); DELETEs last.
             for group in crate::plan::update_batches(&updates) {

@@ -2,9 +2,9 @@
 //! of the uncommitted one.
 //!
 //! The parent test re-runs this test binary as a child (`r2_child`, ignored in normal runs),
-//! which streams 1,000,000 rows through `bulk_insert_mappings` in ten transactions of 100,000,
-//! and kills it with SIGKILL at random moments. `ORM_R2_TRIALS` sets the number of trials
-//! (default 20).
+//! which streams rows through `bulk_insert_mappings` in ten transactions (25,000 rows each;
+//! `ORM_R2_ROWS` sets another size), and kills it with SIGKILL at random moments.
+//! `ORM_R2_TRIALS` sets the number of trials (default 16).
 
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -14,7 +14,14 @@ use orm_tests::TempDb;
 use orm_tests::model::Customer;
 
 const BATCHES: i32 = 10;
-const PER_BATCH: i32 = 100_000;
+
+/// Rows per committed batch: `ORM_R2_ROWS`, else 25,000.
+fn per_batch() -> i32 {
+    std::env::var("ORM_R2_ROWS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(25_000)
+}
 
 fn options(wal: bool) -> SqliteOptions {
     let mut o = SqliteOptions::default();
@@ -34,7 +41,7 @@ fn r2_child() -> Result<()> {
     engine.create_table::<Customer>()?;
     let s = engine.session();
     for batch in 0..BATCHES {
-        let rows = (0..PER_BATCH).map(|i| {
+        let rows = (0..per_batch()).map(|i| {
             Mapping::from([
                 Customer::NAME.to(format!("b{batch}-{i}")),
                 Customer::AGE.to(batch),
@@ -90,7 +97,7 @@ fn committed_batches(db: &std::path::Path, wal: bool) -> Result<i32> {
         );
         assert_eq!(
             row[1],
-            Value::I64(i64::from(PER_BATCH)),
+            Value::I64(i64::from(per_batch())),
             "batch {expected} is whole"
         );
     }
@@ -111,7 +118,7 @@ fn r2_killed_bulk_inserts_leave_whole_batches() -> Result<()> {
     let trials: u32 = std::env::var("ORM_R2_TRIALS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(20);
+        .unwrap_or(16);
     // A full run first: it must commit all ten batches, and it tells how long one takes.
     let full = TempDb::new();
     let start = Instant::now();

@@ -103,7 +103,7 @@ fn r5_commits() -> i32 {
     std::env::var("ORM_R5_COMMITS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(1000)
+        .unwrap_or(400)
 }
 
 // R5
