@@ -16,8 +16,10 @@ use crate::sqlite;
 use crate::value::{Key, Value, ValueRef};
 
 mod batch;
+mod cursor;
 mod raw;
 pub use batch::{Matched, VersionRule};
+pub use cursor::Cursor;
 pub use raw::RawRow;
 
 /// Options for opening SQLite.

@@ -55,7 +55,7 @@ mod value;
 #[cfg(feature = "chrono")]
 pub use chrono;
 pub use connection::{
-    Connection, InsertOptions, InsertOutcome, InsertState, Inserter, Matched, RawRow,
+    Connection, Cursor, InsertOptions, InsertOutcome, InsertState, Inserter, Matched, RawRow,
     SqliteOptions, TxStatus, VersionRule,
 };
 pub use entity::{

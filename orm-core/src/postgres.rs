@@ -330,6 +330,21 @@ impl PgConn {
         }
     }
 
+    /// [`execute`](Self::execute) of a statement used once (a cursor's own name in it):
+    /// not kept among the prepared statements.
+    pub(crate) fn execute_once(&self, sql: &str, params: &[&(dyn ToSql + Sync)]) -> PgResult<u64> {
+        Ok(self.client.borrow_mut().execute(sql, params)?)
+    }
+
+    /// [`query`](Self::query) of a statement used once.
+    pub(crate) fn query_once(
+        &self,
+        sql: &str,
+        params: &[&(dyn ToSql + Sync)],
+    ) -> PgResult<Vec<postgres::Row>> {
+        Ok(self.client.borrow_mut().query(sql, params)?)
+    }
+
     pub(crate) fn query(
         &self,
         sql: &str,

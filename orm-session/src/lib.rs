@@ -8,6 +8,7 @@ mod plan;
 mod query;
 mod relations;
 mod session;
+mod stream;
 
 pub use bulk::{BulkOptions, BulkResult};
 pub use by_filter::Synchronize;
@@ -36,7 +37,8 @@ pub use orm_core::{
     OneToMany, OneToOne, OptionalExt, Order, RawRow, RelationKind, RelationMeta, Result,
     SelectItem, Selection, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
 };
-pub use query::{Query, Select};
+pub use query::{DEFAULT_PAGE, Query, Select};
+pub use stream::Stream;
 /// The `uuid` crate, for UUID fields, so that a crate needs no dependency of its own on it.
 pub use uuid::{self, Uuid};
 

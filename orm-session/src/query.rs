@@ -42,10 +42,15 @@ pub struct Query<'s, E> {
     populate_existing: bool,
     /// Relations loaded for the whole result (`selectin`).
     eager: Vec<Eager<'s, E>>,
+    /// Rows per page of [`iter`](Self::iter).
+    yield_per: usize,
     _entity: PhantomData<fn() -> E>,
 }
 
-type Eager<'s, E> = Box<dyn Fn(&'s Session, &[Handle<E>]) -> Result<()> + 's>;
+/// Rows per page of a stream whose query did not say ([`Query::yield_per`]).
+pub const DEFAULT_PAGE: usize = 1000;
+
+pub(crate) type Eager<'s, E> = Box<dyn Fn(&'s Session, &[Handle<E>]) -> Result<()> + 's>;
 
 impl<'s, E: Entity> Query<'s, E> {
     pub(crate) fn new(session: &'s Session) -> Self {
@@ -54,6 +59,7 @@ impl<'s, E: Entity> Query<'s, E> {
             spec: SelectSpec::default(),
             populate_existing: false,
             eager: Vec::new(),
+            yield_per: DEFAULT_PAGE,
             _entity: PhantomData,
         }
     }
@@ -264,6 +270,48 @@ impl<'s, E: Entity> Query<'s, E> {
             }
         }
         Ok(found)
+    }
+
+    /// Rows read per round trip by [`iter`](Self::iter) (SQLAlchemy's `yield_per`); the
+    /// default is [`DEFAULT_PAGE`]. Memory is bounded by one page of objects plus those the
+    /// caller keeps.
+    pub fn yield_per(mut self, n: usize) -> Self {
+        self.yield_per = n.max(1);
+        self
+    }
+
+    /// The matching objects read a page at a time through a cursor (a server-side cursor
+    /// on PostgreSQL), merged into the identity map as [`all`](Self::all)'s are, and eager
+    /// loads run per page. Autoflush first; on PostgreSQL the session's transaction begins
+    /// here. See [`Stream`](crate::Stream) for what may happen between pages.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64, age: i32 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// s.add_all((1..=10).map(|id| Pet { id, age: (id % 3) as i32 }))?;
+    /// let mut pages = s.query::<Pet>().order_by(Pet::ID, Order::Desc).yield_per(4).iter()?;
+    /// let first = pages.next_page()?.expect("a page");
+    /// assert_eq!(first.iter().map(|p| p.read().map(|p| p.id)).collect::<Result<Vec<_>>>()?, [10, 9, 8, 7]);
+    /// assert_eq!(pages.map(|p| p.map(drop)).count(), 6);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// Autoflush errors; the database's error when the cursor opens. Errors of later pages
+    /// come from the stream.
+    pub fn iter(self) -> Result<crate::Stream<'s, E>> {
+        crate::Stream::open(
+            self.session,
+            &self.spec,
+            self.yield_per,
+            self.populate_existing,
+            self.eager,
+        )
     }
 
     /// The first matching object, if any.

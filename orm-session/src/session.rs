@@ -61,6 +61,12 @@ pub(crate) struct State {
     fk_log: Vec<FkWrite>,
     /// Flushes so far (numbers the links each one writes).
     flushes: u64,
+    /// Streaming queries open now ([`crate::Stream`]): their cursors live on the connection,
+    /// which stays checked out until they close.
+    pub(crate) streams: u32,
+    /// Counts the ends of the session's transactions (commit, rollback, a lost
+    /// connection): a stream opened before the last end has lost its cursor.
+    pub(crate) epoch: u64,
 }
 
 impl State {
@@ -82,11 +88,25 @@ impl State {
         self.autoflush && self.no_autoflush == 0
     }
 
+    /// The connection, when the session holds one.
+    pub(crate) fn connection(&self) -> Option<&Connection> {
+        self.conn.as_deref()
+    }
+
+    /// The connection and the identity maps at once (rows read are merged as they come).
+    pub(crate) fn connection_and_maps(&mut self) -> (Option<&Connection>, &mut Maps) {
+        (self.conn.as_deref(), &mut self.maps)
+    }
+
     /// Gives the connection back to the pool unless a transaction holds this session's work.
-    fn release_idle(&mut self) {
-        if !self.in_tx && self.bulk == 0 && self.conn.as_ref().is_some_and(|c| !c.in_transaction())
+    pub(crate) fn release_idle(&mut self) {
+        if !self.in_tx
+            && self.bulk == 0
+            && self.streams == 0
+            && self.conn.as_ref().is_some_and(|c| !c.in_transaction())
         {
             self.conn = None;
+            self.epoch += 1;
         }
     }
 
@@ -146,6 +166,7 @@ impl State {
                 TxStatus::Lost if !self.in_tx => {
                     // Nothing of the session's was in it: a new connection serves the next call.
                     self.conn = None;
+                    self.epoch += 1;
                 }
                 status => {
                     let reason = format!("{} after: {e}", lost_reason(status));
@@ -228,7 +249,14 @@ pub(crate) struct Shared {
     /// Objects written through a handle since their last flush. Locked only briefly and
     /// never while taking another lock (lock order: state → value → meta → modified).
     modified: Mutex<Vec<Arc<dyn Erased>>>,
+    /// Work on the state that could not lock it when it was asked for (a stream dropped
+    /// inside one of the session's own calls), done at the next lock.
+    later: Mutex<Vec<Later>>,
+    later_pending: std::sync::atomic::AtomicBool,
 }
+
+/// Deferred work on the session state.
+pub(crate) type Later = Box<dyn FnOnce(&mut State) + Send>;
 
 impl Shared {
     /// Locks the session state.
@@ -248,10 +276,28 @@ impl Shared {
         }
         let guard = self.state.lock();
         self.holder.store(me, Ordering::Relaxed);
-        Ok(StateGuard {
+        let mut guard = StateGuard {
             guard,
             holder: &self.holder,
-        })
+        };
+        if self.later_pending.swap(false, Ordering::Relaxed) {
+            let work = std::mem::take(&mut *self.later.lock());
+            for f in work {
+                f(&mut guard);
+            }
+        }
+        Ok(guard)
+    }
+
+    /// Runs `f` on the state now, or at the next lock when this thread holds it already.
+    pub(crate) fn later(&self, f: Later) {
+        match self.lock() {
+            Ok(mut st) => f(&mut st),
+            Err(_) => {
+                self.later.lock().push(f);
+                self.later_pending.store(true, Ordering::Relaxed);
+            }
+        }
     }
 
     /// [`lock`](Self::lock) for calls that return no `Result`: a re-entrant call panics with
@@ -336,7 +382,7 @@ impl Shared {
         self.flush_inner(st)
     }
 
-    fn flush_inner(&self, st: &mut State) -> Result<()> {
+    pub(crate) fn flush_inner(&self, st: &mut State) -> Result<()> {
         // The list may hold objects that left this session since they were written (expunged,
         // adopted by another session): their changes are no longer this session's to send.
         let mut modified = self.take_modified();
@@ -595,6 +641,7 @@ impl Shared {
     /// `expire`, objects that stay persistent are expired (rollback); without, they keep
     /// their loaded values (close, which detaches them next).
     fn rollback_locked(&self, st: &mut State, expire: bool) -> Result<()> {
+        st.epoch += 1;
         let mut result = match &st.conn {
             Some(conn) => conn.rollback(),
             None => Ok(()),
@@ -899,9 +946,13 @@ impl Session {
                     held: Vec::new(),
                     fk_log: Vec::new(),
                     flushes: 0,
+                    streams: 0,
+                    epoch: 0,
                 }),
                 holder: AtomicU64::new(0),
                 modified: Mutex::new(Vec::new()),
+                later: Mutex::new(Vec::new()),
+                later_pending: std::sync::atomic::AtomicBool::new(false),
             }),
         }
     }
@@ -1262,6 +1313,15 @@ impl Session {
         self.load_rows(st, spec, populate_existing)
     }
 
+    /// Runs `f` on the locked state with the session at hand; the driver is asked after it
+    /// what became of the transaction, as after any call.
+    pub(crate) fn locked<R>(&self, f: impl FnOnce(&mut State, &Session) -> Result<R>) -> Result<R> {
+        let mut st = self.shared.lock()?;
+        st.ready()?;
+        let r = f(&mut st, self);
+        st.settle(r)
+    }
+
     /// Runs `f` on the locked state (for the relation loaders).
     pub(crate) fn with_state<R>(
         &self,
@@ -1466,6 +1526,7 @@ impl Session {
             return Err(e);
         }
         st.in_tx = false;
+        st.epoch += 1;
         st.release_idle();
         // Links are done with: every linked object was flushed. Dropping them with the pass
         // below breaks the references between parents and children.

@@ -34,6 +34,7 @@ mod relations;
 mod reliability;
 mod rollback;
 mod schema;
+mod streaming;
 mod threads;
 mod types;
 mod versioning;

@@ -1,0 +1,274 @@
+//! Cursors: a query's rows read a page at a time, with memory bounded by the page.
+//!
+//! PostgreSQL gets a server-side cursor (`DECLARE … NO SCROLL CURSOR FOR SELECT …`, then
+//! `FETCH FORWARD n` per page); it lives in the transaction that declared it.
+//!
+//! SQLite cannot keep a statement stepping between calls here (the statement would borrow
+//! the connection that the caller's session keeps behind its lock), so the cursor is the
+//! query's keys, in the query's order, written to a temporary table when the cursor opens
+//! (`CREATE TEMP TABLE … AS SELECT key FROM … WHERE … ORDER BY … LIMIT …`); each page then
+//! reads the next rows of that table joined to the entity's table by key. The temporary
+//! table is the connection's own (other connections never see it) and is dropped when the
+//! cursor closes. The set of rows is fixed when the cursor opens, as PostgreSQL's is; a row
+//! deleted meanwhile is skipped, and a row changed meanwhile is read as it is now.
+
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use super::{Connection, Ctx, Driver};
+use crate::entity::Entity;
+use crate::error::{Error, Result};
+use crate::filter::SelectSpec;
+use crate::select::SelectExpr;
+use crate::sql::{self, Backend};
+
+/// Numbers cursors, so that each has a name of its own on its connection.
+static NEXT: AtomicU64 = AtomicU64::new(1);
+
+/// An open cursor over rows of `E` ([`Connection::open_cursor`]): read it with
+/// [`Connection::fetch`], close it with [`Connection::close_cursor`]. It belongs to the
+/// connection that opened it; on PostgreSQL, to the transaction too.
+///
+/// ```
+/// use orm_core::{Connection, Entity, SelectSpec};
+/// #[derive(Entity, Debug, Clone)]
+/// struct Reading { #[orm(primary_key)] id: i64, value: f64 }
+/// # fn main() -> orm_core::Result<()> {
+/// let conn = Connection::open_sqlite_memory()?;
+/// conn.create_table::<Reading>()?;
+/// conn.insert_many((1..=25).map(|id| Reading { id, value: id as f64 / 2.0 }))?;
+/// let mut cursor = conn.open_cursor::<Reading>(&SelectSpec::default())?;
+/// let mut pages = Vec::new();
+/// loop {
+///     let mut page = Vec::new();
+///     if conn.fetch(&mut cursor, 10, |r| Ok(page.push(r.id)))? == 0 {
+///         break;
+///     }
+///     pages.push(page.len());
+/// }
+/// assert_eq!(pages, [10, 10, 5]);
+/// conn.close_cursor(cursor)?;
+/// # Ok(()) }
+/// ```
+#[derive(Debug)]
+#[must_use = "a cursor holds server or temporary storage until it is closed"]
+pub struct Cursor<E> {
+    name: String,
+    backend: Backend,
+    /// SQLite: the position (temporary table rowid) of the last row read, and of the last
+    /// row; PostgreSQL: equal once the last page came back short.
+    last: i64,
+    end: i64,
+    /// PostgreSQL: the connection's transaction when the cursor was declared.
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
+    serial: u64,
+    _entity: PhantomData<fn() -> E>,
+}
+
+impl<E> Cursor<E> {
+    /// Whether every row has been read.
+    pub fn is_done(&self) -> bool {
+        self.last >= self.end
+    }
+
+    /// The cursor's name on its connection (a PostgreSQL cursor, or SQLite's temporary
+    /// table), for logs.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+impl Connection {
+    /// Opens a cursor over the rows of `E` that `spec` selects (filters, order, limit and
+    /// offset apply; grouping does not), to be read a page at a time with
+    /// [`fetch`](Self::fetch). On PostgreSQL the connection must be in a transaction, where
+    /// the cursor lives; on SQLite the query's keys are written to a temporary table of
+    /// this connection (see the module documentation).
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] on PostgreSQL outside a transaction; the database's error.
+    pub fn open_cursor<E: Entity>(&self, spec: &SelectSpec) -> Result<Cursor<E>> {
+        let meta = E::META;
+        let name = format!("orm_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        let backend = self.backend();
+        let (last, end) = match &self.driver {
+            Driver::Sqlite { conn, .. } => {
+                let key = [SelectExpr::column(meta.primary_key)];
+                let (select, params) = sql::select_columns(meta, &key, false, spec, backend);
+                let sql = format!("CREATE TEMP TABLE {} AS {select}", quote(&name));
+                self.run(Ctx::of(meta), &sql, || {
+                    let n = conn.execute(&sql, rusqlite::params_from_iter(params.iter()))?;
+                    Ok(((), n))
+                })?;
+                let count = format!("SELECT coalesce(max(rowid), 0) FROM temp.{}", quote(&name));
+                let end = self.run(Ctx::of(meta), &count, || {
+                    Ok((conn.query_row(&count, [], |r| r.get::<_, i64>(0))?, 1))
+                })?;
+                (0, end)
+            }
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => {
+                if !pg.in_transaction() {
+                    return Err(Error::InvalidState {
+                        message: format!(
+                            "a PostgreSQL cursor over {} (table `{}`) lives in a transaction: \
+                             begin one before opening it",
+                            meta.name, meta.table
+                        ),
+                    });
+                }
+                let (select, params) = sql::select(meta, spec, backend);
+                let sql = format!("DECLARE {} NO SCROLL CURSOR FOR {select}", quote(&name));
+                self.run(Ctx::of(meta), &sql, || {
+                    pg.execute_once(&sql, &super::pg_params(&params))?;
+                    Ok(((), 0))
+                })?;
+                (0, 1)
+            }
+        };
+        Ok(Cursor {
+            name,
+            backend,
+            last,
+            end,
+            serial: self.tx_serial.get(),
+            _entity: PhantomData,
+        })
+    }
+
+    /// Reads the cursor's next rows, up to `n` (at least one), calling `f` with each in
+    /// order. Returns how many there were: 0 only once every row has been read (and from
+    /// then on, without asking the database again). A page can be short before the end on
+    /// SQLite, where rows deleted since the cursor opened are skipped.
+    ///
+    /// # Errors
+    /// [`Error::InvalidState`] for a PostgreSQL cursor whose transaction ended, or a SQLite
+    /// cursor whose temporary table a rollback undid; the database's error;
+    /// [`Error::Conversion`] for a value a field cannot take; the error of `f`.
+    pub fn fetch<E: Entity>(
+        &self,
+        cursor: &mut Cursor<E>,
+        n: usize,
+        mut f: impl FnMut(E) -> Result<()>,
+    ) -> Result<usize> {
+        let meta = E::META;
+        let n = n.max(1);
+        let gone = || Error::InvalidState {
+            message: format!(
+                "the cursor over {} (table `{}`) is gone: {}",
+                meta.name,
+                meta.table,
+                match cursor.backend {
+                    Backend::Sqlite => "a rollback undid the temporary table that held it",
+                    Backend::Postgres => "the transaction it lived in ended",
+                }
+            ),
+        };
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => {
+                let columns: Vec<String> = meta
+                    .columns
+                    .iter()
+                    .map(|c| format!("t.{}", quote(c.name)))
+                    .collect();
+                let key = quote(meta.columns[meta.primary_key].name);
+                let sql = format!(
+                    "SELECT {}, c.rowid FROM temp.{} AS c JOIN {} AS t ON t.{key} = c.{key} \
+                     WHERE c.rowid > ?1 AND c.rowid <= ?2 ORDER BY c.rowid",
+                    columns.join(", "),
+                    quote(&cursor.name),
+                    quote(meta.table),
+                );
+                let step = i64::try_from(n).unwrap_or(i64::MAX);
+                let mut read = 0;
+                // Positions run 1..=end without gaps (the table was filled by one statement);
+                // a page asks for the next `n` positions, and asks again while rows deleted
+                // since the cursor opened leave it empty.
+                while read == 0 && cursor.last < cursor.end {
+                    let (from, to) = (cursor.last, cursor.last.saturating_add(step));
+                    read = self
+                        .run(Ctx::of(meta), &sql, || {
+                            let mut stmt = conn.prepare_cached(&sql)?;
+                            let mut rows = stmt.query(rusqlite::params![from, to])?;
+                            let mut count = 0;
+                            while let Some(row) = rows.next()? {
+                                count += 1;
+                                E::from_row(row).and_then(&mut f)?;
+                            }
+                            Ok((count, count))
+                        })
+                        .map_err(|e| {
+                            // Asked of the database, not read from the message.
+                            let exists = conn
+                                .query_row(
+                                    "SELECT count(*) FROM temp.sqlite_master WHERE name = ?1",
+                                    [&cursor.name],
+                                    |r| r.get::<_, i64>(0),
+                                )
+                                .unwrap_or(1);
+                            if exists == 0 { gone() } else { e }
+                        })?;
+                    cursor.last = to.min(cursor.end);
+                }
+                Ok(read)
+            }
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => {
+                if cursor.last == cursor.end {
+                    return Ok(0);
+                }
+                // A cursor of an ended transaction is not asked for: the error would abort
+                // the transaction that runs now.
+                if !pg.in_transaction() || self.tx_serial.get() != cursor.serial {
+                    return Err(gone());
+                }
+                let sql = format!("FETCH FORWARD {n} FROM {}", quote(&cursor.name));
+                let rows = self.run(Ctx::of(meta), &sql, || {
+                    let rows = pg.query_once(&sql, &[])?;
+                    let len = rows.len();
+                    Ok((rows, len))
+                })?;
+                for row in &rows {
+                    E::from_row(row).and_then(&mut f)?;
+                }
+                if rows.len() < n {
+                    cursor.last = cursor.end; // the end
+                }
+                Ok(rows.len())
+            }
+        }
+    }
+
+    /// Closes a cursor: PostgreSQL's `CLOSE` (nothing to do once its transaction ended),
+    /// SQLite's temporary table dropped.
+    ///
+    /// # Errors
+    /// The database's error.
+    pub fn close_cursor<E: Entity>(&self, cursor: Cursor<E>) -> Result<()> {
+        let name = quote(&cursor.name);
+        match &self.driver {
+            Driver::Sqlite { conn, .. } => {
+                let sql = format!("DROP TABLE IF EXISTS temp.{name}");
+                self.run(Ctx::of(E::META), &sql, || {
+                    conn.execute(&sql, [])?;
+                    Ok(((), 0))
+                })
+            }
+            #[cfg(feature = "postgres")]
+            Driver::Postgres(pg) => {
+                if !pg.in_transaction() {
+                    return Ok(());
+                }
+                let sql = format!("CLOSE {name}");
+                self.run(Ctx::of(E::META), &sql, || {
+                    pg.execute_once(&sql, &[])?;
+                    Ok(((), 0))
+                })
+            }
+        }
+    }
+}
