@@ -132,8 +132,11 @@ mod pg {
             .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".to_owned())
     }
 
+    /// The schema of this run (`ORM_BENCH_SCHEMA`, which the parent of a measuring child
+    /// sets, or one named after the process).
     pub fn schema() -> String {
-        format!("orm_bench_{}", std::process::id())
+        std::env::var("ORM_BENCH_SCHEMA")
+            .unwrap_or_else(|_| format!("orm_bench_{}", std::process::id()))
     }
 
     pub fn client() -> BoxResult<Client> {
@@ -1361,6 +1364,112 @@ fn measure_stream(n: usize) -> BoxResult<usize> {
     Ok(peak_rss())
 }
 
+/// Run in a child process on the database its parent filled (`path` for SQLite, the
+/// parent's schema on PostgreSQL): reads every customer through the session, either
+/// streamed a page at a time or into a `Vec`, touching each. Prints the peak RSS, the RSS
+/// before the read, the seconds the read took and the rows read.
+fn measure_read(how: &str, db: Db, path: Option<&str>) -> BoxResult<String> {
+    let engine = match db {
+        #[cfg(feature = "postgres")]
+        Db::Postgres => Engine::postgres_with(
+            &pg::url(),
+            orm_session::PgOptions::default().schema(pg::schema()),
+        )?,
+        _ => Engine::sqlite_file(path.ok_or_else(|| fail("--path needed".into()))?)?,
+    };
+    let s = engine.session();
+    let before = rss();
+    let start = Instant::now();
+    let mut n = 0usize;
+    let mut chars = 0usize;
+    if how == "stream" {
+        for h in s.query::<Customer>().yield_per(1000).iter()? {
+            chars += h?.read()?.name.len();
+            n += 1;
+        }
+    } else {
+        let all = s.query::<Customer>().all()?;
+        for h in &all {
+            chars += h.read()?.name.len();
+            n += 1;
+        }
+    }
+    std::hint::black_box(chars);
+    Ok(format!(
+        "{} {before} {:.3} {n}",
+        peak_rss(),
+        start.elapsed().as_secs_f64()
+    ))
+}
+
+/// Fills a database with `n` customers, then reads them in two children (streamed, and
+/// into a `Vec`) and prints each one's peak RSS.
+fn read_check(db: Db, n: usize) -> BoxResult<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join("read.db");
+    let engine = match db {
+        #[cfg(feature = "postgres")]
+        Db::Postgres => {
+            let mut c = pg::client()?;
+            c.batch_execute("DROP TABLE IF EXISTS customer")?;
+            Engine::postgres_with(
+                &pg::url(),
+                orm_session::PgOptions::default().schema(pg::schema()),
+            )?
+        }
+        _ => Engine::sqlite_file(&path)?,
+    };
+    engine.create_table::<Customer>()?;
+    let s = engine.session();
+    s.bulk_insert_mappings((0..n).map(mapping), BulkOptions::default())?;
+    s.commit()?;
+    drop(s);
+    let mut line = format!("Q4 reading {n} customers on {}:", db.name());
+    for how in ["stream", "vec"] {
+        let out = std::process::Command::new(std::env::current_exe()?)
+            .args(["--measure-read", how, "--db", db.name(), "--path"])
+            .arg(&path)
+            .env("ORM_BENCH_SCHEMA", pg_schema_name())
+            .output()?;
+        let text = String::from_utf8_lossy(&out.stdout);
+        let fields: Vec<&str> = text.split_whitespace().collect();
+        let [peak, before, secs, rows] = fields[..] else {
+            return Err(fail(format!(
+                "read child said {text:?} {}",
+                String::from_utf8_lossy(&out.stderr)
+            )));
+        };
+        if rows.parse::<usize>()? != n {
+            return Err(fail(format!("the {how} child read {rows} of {n} rows")));
+        }
+        let (peak, before): (usize, usize) = (peak.parse()?, before.parse()?);
+        line.push_str(&format!(
+            " {} peak RSS {:.1} MiB (+{:.1} MiB over the {:.1} MiB before it), {secs} s;",
+            if how == "stream" {
+                "yield_per(1000).iter():"
+            } else {
+                "all() into a Vec:"
+            },
+            mib(peak),
+            mib(peak.saturating_sub(before)),
+            mib(before)
+        ));
+    }
+    println!("{}", line.trim_end_matches(';'));
+    #[cfg(feature = "postgres")]
+    if db == Db::Postgres {
+        pg::drop_schema()?;
+    }
+    Ok(())
+}
+
+fn pg_schema_name() -> String {
+    #[cfg(feature = "postgres")]
+    return pg::schema();
+    #[cfg(not(feature = "postgres"))]
+    return String::new();
+}
+
 fn child_memory(what: &str, n: usize) -> BoxResult<usize> {
     let out = std::process::Command::new(std::env::current_exe()?)
         .args(["--measure-memory", what, "--rows", &n.to_string()])
@@ -1379,6 +1488,9 @@ struct Args {
     measure: Option<String>,
     only: Option<Vec<String>>,
     stream_check: bool,
+    read_check: bool,
+    measure_read: Option<String>,
+    path: Option<String>,
 }
 
 #[allow(clippy::cast_precision_loss)]
@@ -1394,6 +1506,9 @@ fn args() -> BoxResult<Args> {
         json: None,
         measure: None,
         stream_check: false,
+        read_check: false,
+        measure_read: None,
+        path: None,
         only: None,
     };
     let mut it = std::env::args().skip(1);
@@ -1409,6 +1524,9 @@ fn args() -> BoxResult<Args> {
             "--only" => a.only = Some(value()?.split(',').map(str::to_owned).collect()),
             "--measure-memory" => a.measure = Some(value()?),
             "--stream-check" => a.stream_check = true,
+            "--read-check" => a.read_check = true,
+            "--measure-read" => a.measure_read = Some(value()?),
+            "--path" => a.path = Some(value()?),
             "--db" => {
                 a.db =
                     match value()?.as_str() {
@@ -1431,7 +1549,7 @@ fn args() -> BoxResult<Args> {
             }
             "-h" | "--help" => {
                 println!(
-                    "bulk_inserts --rows N --db sqlite-file|sqlite-memory|postgres --repeat K [--json FILE] [--only a,b] [--stream-check]"
+                    "bulk_inserts --rows N --db sqlite-file|sqlite-memory|postgres --repeat K [--json FILE] [--only a,b] [--stream-check] [--read-check]"
                 );
                 std::process::exit(0);
             }
@@ -1464,6 +1582,13 @@ fn main() -> BoxResult<()> {
         };
         println!("{bytes}");
         return Ok(());
+    }
+    if let Some(how) = &a.measure_read {
+        println!("{}", measure_read(how, a.db, a.path.as_deref())?);
+        return Ok(());
+    }
+    if a.read_check {
+        return read_check(a.db, a.rows);
     }
     if a.stream_check {
         let small = child_memory("stream", a.rows)?;
