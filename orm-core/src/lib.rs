@@ -66,7 +66,7 @@ pub use error::{BoxError, Error, ErrorKind, OptionalExt, Result};
 pub use filter::{CmpOp, Condition, Filter, Order, SelectSpec};
 pub use hash::{KeyHashState, KeyHasher};
 pub use mapping::{ColumnValue, Mapping, RowSource};
-pub use orm_derive::{Entity, FieldEnum};
+pub use orm_derive::{Entity, FieldEnum, FromRow};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, display_url};
 pub use relation::{

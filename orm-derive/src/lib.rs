@@ -53,6 +53,7 @@ mod deps;
 mod entity;
 mod field_enum;
 mod manifest;
+mod row;
 
 use proc_macro::TokenStream;
 
@@ -89,4 +90,29 @@ pub fn derive_entity(input: TokenStream) -> TokenStream {
 #[proc_macro_derive(FieldEnum, attributes(orm))]
 pub fn derive_field_enum(input: TokenStream) -> TokenStream {
     field_enum::derive(input.into()).into()
+}
+
+/// Implements `orm_core::RawRow` for a struct of one to eight fields read by position (field
+/// `i` from column `i`, through its `Field` type), and `From` of the tuple of its fields'
+/// types: a row struct for column queries (`select(…).all_as::<S>()`, which compiles only
+/// when the selection's types are the fields' types, in order) and for raw SQL
+/// (`query_as::<S>`). Named and tuple structs; `#[orm(crate = "…")]` as for `Entity`.
+///
+/// ```
+/// use orm_core::{Connection, FromRow, Value};
+///
+/// #[derive(FromRow, Debug, PartialEq)]
+/// struct Total { region: String, amount: Option<i64> }
+///
+/// # fn main() -> orm_core::Result<()> {
+/// let conn = Connection::open_sqlite_memory()?;
+/// let rows: Vec<Total> = conn.query_as("SELECT 'north', ? UNION ALL SELECT 'south', NULL", &[Value::I64(7)])?;
+/// assert_eq!(rows, [Total { region: "north".into(), amount: Some(7) }, Total { region: "south".into(), amount: None }]);
+/// let t: Total = ("east".to_owned(), Some(1)).into();
+/// assert_eq!(t.region, "east");
+/// # Ok(()) }
+/// ```
+#[proc_macro_derive(FromRow, attributes(orm))]
+pub fn derive_from_row(input: TokenStream) -> TokenStream {
+    row::derive(input.into()).into()
 }

@@ -33,7 +33,7 @@ pub use orm_core::time;
 pub use orm_core::{
     Aggregate, AggregateFn, AsEntity, Backend, Bind, Cascade, Column, ColumnMeta, Condition,
     Connection, Entity, EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, ForeignKey,
-    FromSqlError, Generated, InsertOptions, Key, ManyToMany, ManyToOne, Mapping, OnDelete,
+    FromRow, FromSqlError, Generated, InsertOptions, Key, ManyToMany, ManyToOne, Mapping, OnDelete,
     OneToMany, OneToOne, OptionalExt, Order, RawRow, RelationKind, RelationMeta, Result,
     SelectItem, Selection, SqlType, SqliteOptions, Value, ValueRef, uuid_v7,
 };
@@ -55,8 +55,8 @@ pub use session::Session;
 pub mod prelude {
     pub use crate::{
         AnyHandle, AsEntity, Bind, BulkOptions, BulkResult, Column, Connection, Engine, Entity,
-        EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, Handle, Key, ManyToMany, ManyToOne,
-        Mapping, ObjectState, OneToMany, OneToOne, OptionalExt, Order, Query, Relation, Result,
-        Session, SqliteOptions, Synchronize, Value,
+        EntityMeta, Error, ErrorKind, Field, FieldEnum, Filter, FromRow, Handle, Key, ManyToMany,
+        ManyToOne, Mapping, ObjectState, OneToMany, OneToOne, OptionalExt, Order, Query, Relation,
+        Result, Session, SqliteOptions, Synchronize, Value,
     };
 }

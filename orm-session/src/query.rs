@@ -471,4 +471,42 @@ impl<E: Entity, S: Selection<E>> Select<'_, E, S> {
         self.spec.limit = Some(1);
         Ok(self.all()?.into_iter().next())
     }
+
+    /// Every row, each made into a `T`: a struct derived with
+    /// [`FromRow`](derive@crate::FromRow) whose fields are the selection's types in order
+    /// (anything else does not compile).
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Sale { #[orm(primary_key)] id: i64, region: String, amount: i64 }
+    /// #[derive(FromRow, Debug, PartialEq)]
+    /// struct RegionTotal { region: String, sales: i64, total: Option<i64> }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Sale>()?;
+    /// let s = engine.session();
+    /// s.add_all((1..=4).map(|i| Sale { id: i, region: ["n", "s"][(i % 2) as usize].into(), amount: i }))?;
+    /// let totals: Vec<RegionTotal> = s.query::<Sale>()
+    ///     .order_by(Sale::REGION, Order::Asc)
+    ///     .select((Sale::REGION, Sale::ID.count(), Sale::AMOUNT.sum()))
+    ///     .group_by(Sale::REGION)
+    ///     .all_as()?;
+    /// assert_eq!(totals[0], RegionTotal { region: "n".into(), sales: 2, total: Some(6) });
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// As [`all`](Self::all).
+    pub fn all_as<T: From<S::Row>>(self) -> Result<Vec<T>> {
+        Ok(self.all()?.into_iter().map(T::from).collect())
+    }
+
+    /// The first row made into a `T`, if any (`LIMIT 1`); see [`all_as`](Self::all_as).
+    ///
+    /// # Errors
+    /// As [`all`](Self::all).
+    pub fn first_as<T: From<S::Row>>(self) -> Result<Option<T>> {
+        Ok(self.first()?.map(T::from))
+    }
 }

@@ -255,3 +255,46 @@ fn q1_having_keeps_the_groups_whose_aggregates_pass(db) -> Result<()> {
     Ok(())
 }
 }
+
+/// A row of a column query or of raw SQL, by position.
+#[derive(FromRow, Debug, Clone, PartialEq)]
+struct Stocked {
+    name: String,
+    price: f64,
+    stock: Option<i32>,
+}
+
+/// One column, in a tuple struct.
+#[derive(FromRow, Debug, Clone, PartialEq)]
+struct Name(String);
+
+// Q1, Q2: rows into structs derived with `FromRow`, from a column query (aggregates too) and
+// from raw SQL; a value that does not fit names its column.
+orm_tests::both! {
+fn q1_rows_come_back_as_derived_structs(db) -> Result<()> {
+    let engine = db.engine();
+    let s = products(&engine)?;
+    let rows: Vec<Stocked> = s
+        .query::<Product>()
+        .filter(Product::ID.le(3))
+        .order_by(Product::ID, Order::Asc)
+        .select((Product::NAME, Product::PRICE, Product::STOCK))
+        .all_as()?;
+    assert_eq!(rows, [
+        Stocked { name: "p1".into(), price: 1.5, stock: Some(10) },
+        Stocked { name: "p2".into(), price: 3.0, stock: Some(20) },
+        Stocked { name: "p3".into(), price: 4.5, stock: None },
+    ]);
+    let first: Option<Name> = s.query::<Product>().order_by(Product::NAME, Order::Desc).select(Product::NAME).first_as()?;
+    assert_eq!(first, Some(Name("p6".into())));
+    let raw: Vec<Stocked> = s.query_as(
+        &db.sql("SELECT name, price, stock FROM product WHERE id > ? ORDER BY id DESC"),
+        &[Value::I64(4)],
+    )?;
+    assert_eq!(raw.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(), ["p6", "p5"]);
+    assert_eq!(raw[0].stock, None);
+    let err = s.query_as::<Stocked>("SELECT name, name, stock FROM product", &[]).unwrap_err();
+    assert!(err.to_string().contains("column 1"), "names the column: {err}");
+    Ok(())
+}
+}
