@@ -170,14 +170,14 @@ pub enum Order {
 pub struct SelectSpec {
     /// `WHERE`.
     pub filter: Option<Condition>,
-    /// `ORDER BY` column positions.
-    pub order: Vec<(usize, Order)>,
+    /// `ORDER BY` columns (a position in the entity's columns converts: `0.into()`).
+    pub order: Vec<(crate::SelectExpr, Order)>,
     /// `LIMIT`.
     pub limit: Option<u64>,
     /// `OFFSET`.
     pub offset: Option<u64>,
-    /// `GROUP BY` column positions (column queries with aggregates).
-    pub group_by: Vec<usize>,
+    /// `GROUP BY` columns (column queries with aggregates).
+    pub group_by: Vec<crate::SelectExpr>,
     /// `HAVING`: a condition on the groups.
     pub having: Option<Condition>,
 }

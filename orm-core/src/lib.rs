@@ -76,7 +76,9 @@ pub use relation::{
 #[cfg(feature = "decimal")]
 pub use rust_decimal;
 pub use schema::LiveColumn;
-pub use select::{Aggregate, AggregateFn, Ordered, SelectExpr, SelectItem, Selection, Summable};
+pub use select::{
+    Aggregate, AggregateFn, ColumnExpr, Ordered, SelectExpr, SelectItem, Selection, Summable, Via,
+};
 #[cfg(feature = "json")]
 pub use serde_json;
 pub use sql::{Backend, statement_cache};

@@ -390,6 +390,32 @@ impl<C, P> ManyToOne<C, P> {
 }
 
 impl<C: Entity, P: Entity> ManyToOne<C, P> {
+    /// Column `column` of the parent, seen from the child through this relation: select it,
+    /// order or group by it (a `LEFT JOIN` of the parent's table; the column reads as
+    /// `Option`, `None` where the foreign key is NULL).
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, Order, SelectSpec};
+    /// #[derive(Entity, Debug)]
+    /// struct Customer { #[orm(primary_key)] id: i64, name: String }
+    /// #[derive(Entity, Debug)]
+    /// struct Purchase { #[orm(primary_key)] id: i64, #[orm(references = Customer)] customer_id: Option<i64> }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_all(&[Customer::META, Purchase::META])?;
+    /// conn.insert_many([Customer { id: 1, name: "Zoe".into() }, Customer { id: 2, name: "Al".into() }])?;
+    /// conn.insert_many([1, 2, 0].map(|c| Purchase { id: c + 10, customer_id: (c > 0).then_some(c) }))?;
+    /// let spec = SelectSpec { order: vec![(Purchase::CUSTOMER.col(Customer::NAME).into(), Order::Desc)], ..SelectSpec::default() };
+    /// let rows: Vec<(i64, Option<String>)> =
+    ///     conn.select_columns::<Purchase, _>(&(Purchase::ID, Purchase::CUSTOMER.col(Customer::NAME)), &spec, false)?;
+    /// assert_eq!(rows[0], (11, Some("Zoe".into())));
+    /// assert!(rows.contains(&(10, None)), "kept without a customer");
+    /// # Ok(()) }
+    /// ```
+    pub fn col<T>(self, column: crate::Column<P, T>) -> crate::select::Via<C, P, T> {
+        crate::select::Via::new(self.column, column.index())
+    }
+
     /// Children whose parent matches `filter` (`EXISTS` on the parent's table; SQLAlchemy's
     /// `has`).
     pub fn has(self, filter: Filter<P>) -> Filter<C> {

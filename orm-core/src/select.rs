@@ -23,22 +23,118 @@ pub enum AggregateFn {
     Max,
 }
 
-/// One expression of a column query, as the statement builder takes it.
-#[doc(hidden)]
+/// One expression of a query as the statement builder takes it: a column of the queried
+/// entity `E`, or of an entity `E` references (through a many-to-one relation, joined with
+/// `LEFT JOIN`), optionally aggregated. Built from column constants, aggregates and
+/// [`Via`] columns; plain positions serve code that builds a [`SelectSpec`] itself.
+///
+/// [`SelectSpec`]: crate::SelectSpec
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct SelectExpr {
-    /// Position of the column in `E::META.columns`.
+    /// Position of the column in `E::META.columns`, or, with `via`, in the referenced
+    /// entity's columns.
     pub column: usize,
     /// The aggregate applied to it, if any.
     pub aggregate: Option<AggregateFn>,
+    /// The position in `E::META.columns` of the foreign key through which the column is
+    /// reached, if it is another entity's.
+    pub via: Option<usize>,
 }
 
 impl SelectExpr {
-    /// The column itself.
+    /// Column `column` of the queried entity.
     pub fn column(column: usize) -> Self {
         SelectExpr {
             column,
             aggregate: None,
+            via: None,
+        }
+    }
+}
+
+impl From<usize> for SelectExpr {
+    fn from(column: usize) -> Self {
+        SelectExpr::column(column)
+    }
+}
+
+/// A column of the parent `P` seen from the child `C` through the many-to-one relation of
+/// one of `C`'s foreign keys (`Order::CUSTOMER.col(Customer::NAME)`,
+/// [`ManyToOne::col`](crate::ManyToOne::col)): the query joins `P`'s table with
+/// `LEFT JOIN … ON p.key = c.foreign_key`, so a row whose foreign key is NULL is kept, and
+/// the column reads as `Option<T>` (for a nullable column, `Option<Option<U>>`, where a NULL
+/// is the outer `None` whether the parent is missing or its column is NULL). Select it,
+/// order by it, group by it; filter through the relation with
+/// [`ManyToOne::has`](crate::ManyToOne::has).
+pub struct Via<C, P, T> {
+    foreign_key: usize,
+    column: usize,
+    _marker: ViaMarker<C, P, T>,
+}
+
+/// Child, parent and field type of a [`Via`], carried without owning any.
+type ViaMarker<C, P, T> = PhantomData<fn() -> (C, P, T)>;
+
+impl<C, P, T> Clone for Via<C, P, T> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+impl<C, P, T> Copy for Via<C, P, T> {}
+
+impl<C, P, T> std::fmt::Debug for Via<C, P, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "Via(foreign key {}, column {})",
+            self.foreign_key, self.column
+        )
+    }
+}
+
+impl<C, P, T> Via<C, P, T> {
+    /// Used by [`ManyToOne::col`](crate::ManyToOne::col).
+    pub(crate) fn new(foreign_key: usize, column: usize) -> Self {
+        Via {
+            foreign_key,
+            column,
+            _marker: PhantomData,
+        }
+    }
+}
+
+/// A plain column expression of `E`'s queries, for `order_by` and `group_by`: a column
+/// constant of `E`, or a [`Via`] column of an entity `E` references.
+pub trait ColumnExpr<E>: Copy {
+    /// The expression.
+    #[doc(hidden)]
+    fn column_expr(&self) -> SelectExpr;
+}
+
+impl<E, T> ColumnExpr<E> for Column<E, T> {
+    fn column_expr(&self) -> SelectExpr {
+        SelectExpr::column(self.index())
+    }
+}
+
+impl<C, P, T> From<Via<C, P, T>> for SelectExpr {
+    fn from(v: Via<C, P, T>) -> Self {
+        v.column_expr()
+    }
+}
+
+impl<E, T> From<Column<E, T>> for SelectExpr {
+    fn from(c: Column<E, T>) -> Self {
+        SelectExpr::column(c.index())
+    }
+}
+
+impl<C, P, T> ColumnExpr<C> for Via<C, P, T> {
+    fn column_expr(&self) -> SelectExpr {
+        SelectExpr {
+            column: self.column,
+            aggregate: None,
+            via: Some(self.foreign_key),
         }
     }
 }
@@ -222,12 +318,34 @@ impl<E: Entity, T: Field> SelectItem<E> for Column<E, T> {
     }
 }
 
+impl<C: Entity, P: Entity, T: Field> SelectItem<C> for Via<C, P, T> {
+    type Out = Option<T>;
+    fn expr(&self) -> SelectExpr {
+        self.column_expr()
+    }
+    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<Option<T>> {
+        let ty = P::META.columns[self.column].sql_type;
+        decode_as::<P, Option<T>, R>(row, position, self.column, ty)
+    }
+}
+
+impl<C: Entity, P: Entity, T: Field> Selection<C> for Via<C, P, T> {
+    type Row = Option<T>;
+    fn exprs(&self) -> Vec<SelectExpr> {
+        vec![SelectItem::<C>::expr(self)]
+    }
+    fn decode<R: RowValues>(&self, row: &R) -> Result<Option<T>> {
+        self.decode_at(row, 0)
+    }
+}
+
 impl<E: Entity, T: Field> SelectItem<E> for Aggregate<E, T> {
     type Out = T;
     fn expr(&self) -> SelectExpr {
         SelectExpr {
             column: self.column,
             aggregate: Some(self.function),
+            via: None,
         }
     }
     fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<T> {

@@ -452,7 +452,9 @@ pub(crate) fn select(m: &EntityMeta, spec: &SelectSpec, backend: Backend) -> (St
     select_columns(m, &all, false, spec, backend)
 }
 
-/// Builds `SELECT [DISTINCT] exprs FROM t WHERE … GROUP BY … ORDER BY … LIMIT … OFFSET …`.
+/// Builds `SELECT [DISTINCT] exprs FROM t [LEFT JOIN p AS orm_jN …] WHERE … GROUP BY …
+/// ORDER BY … LIMIT … OFFSET …`. Columns reached through a foreign key (`via`) join the
+/// referenced table once per foreign key; with any join, every column is qualified.
 pub(crate) fn select_columns(
     m: &EntityMeta,
     exprs: &[SelectExpr],
@@ -462,28 +464,65 @@ pub(crate) fn select_columns(
 ) -> (String, Vec<Value>) {
     let mut operands = Vec::new();
     let mut q = Query::select();
+    let mut joins: Vec<usize> = exprs
+        .iter()
+        .chain(spec.order.iter().map(|(e, _)| e))
+        .chain(&spec.group_by)
+        .filter_map(|e| e.via)
+        .collect();
+    joins.sort_unstable();
+    joins.dedup();
+    let scope = Scope {
+        alias: (!joins.is_empty()).then_some(m.table),
+        depth: 0,
+        backend,
+    };
+    let column = |e: &SelectExpr| -> (Expr, SqlType) {
+        match e.via {
+            None => (scope.column(m, e.column), m.columns[e.column].sql_type),
+            Some(fk) => {
+                let target = referenced(m, fk);
+                (
+                    Expr::col((Alias::new(join_alias(fk)), col(target, e.column))),
+                    target.columns[e.column].sql_type,
+                )
+            }
+        }
+    };
     for e in exprs {
-        q.expr(aggregate_expr(m, e, backend));
+        let (c, ty) = column(e);
+        q.expr(aggregate_expr(c, ty, e.aggregate, backend));
     }
     q.from(table(m));
+    for &fk in &joins {
+        let target = referenced(m, fk);
+        let alias = Alias::new(join_alias(fk));
+        q.join_as(
+            sea_query::JoinType::LeftJoin,
+            table(target),
+            alias.clone(),
+            Expr::col((alias, col(target, target.primary_key)))
+                .equals((Alias::new(m.table), col(m, fk))),
+        );
+    }
     if distinct {
         q.distinct();
     }
-    for &c in &spec.group_by {
-        q.add_group_by([Expr::col(col(m, c))]);
+    for e in &spec.group_by {
+        q.add_group_by([column(e).0]);
     }
     if let Some(filter) = &spec.filter {
-        q.cond_where(condition(m, filter, &mut operands, Scope::top(backend)));
+        q.cond_where(condition(m, filter, &mut operands, scope));
     }
     if let Some(having) = &spec.having {
-        q.cond_having(condition(m, having, &mut operands, Scope::top(backend)));
+        q.cond_having(condition(m, having, &mut operands, scope));
     }
-    for &(c, order) in &spec.order {
+    for (e, order) in &spec.order {
         let o = match order {
             Order::Asc => sea_query::Order::Asc,
             Order::Desc => sea_query::Order::Desc,
         };
-        q.order_by(col(m, c), o);
+        q.order_by_expr(column(e).0, o);
     }
     if let Some(l) = spec.limit {
         q.limit(l);
@@ -498,10 +537,22 @@ pub(crate) fn select_columns(
     with_operands(&q, backend, &operands)
 }
 
+/// The entity foreign key `fk` of `m` references.
+fn referenced(m: &EntityMeta, fk: usize) -> &'static EntityMeta {
+    match m.columns[fk].references {
+        Some(r) => r.target(),
+        // `Via` is made only from a relation of a foreign key.
+        None => unreachable!("column {fk} of {} is not a foreign key", m.name),
+    }
+}
+
+/// The alias of the table joined through foreign key `fk`.
+fn join_alias(fk: usize) -> String {
+    format!("orm_j{fk}")
+}
+
 /// One expression of a column query: a column, or an aggregate of one.
-fn aggregate_expr(m: &EntityMeta, e: &SelectExpr, backend: Backend) -> Expr {
-    let c = Expr::col(col(m, e.column));
-    let ty = m.columns[e.column].sql_type;
+fn aggregate_expr(c: Expr, ty: SqlType, aggregate: Option<AggregateFn>, backend: Backend) -> Expr {
     let integer = matches!(ty, SqlType::I16 | SqlType::I32 | SqlType::I64);
     let cast = |x: Expr, to: &'static str| match backend {
         // PostgreSQL's SUM of a bigint is numeric, its AVG numeric, its SUM of a real real:
@@ -509,7 +560,7 @@ fn aggregate_expr(m: &EntityMeta, e: &SelectExpr, backend: Backend) -> Expr {
         Backend::Postgres => Expr::from(sea_query::Func::cast_as(x, Alias::new(to))),
         Backend::Sqlite => x,
     };
-    match e.aggregate {
+    match aggregate {
         None => c,
         Some(AggregateFn::Count) => c.count(),
         Some(AggregateFn::Sum) if integer => cast(c.sum(), "bigint"),
@@ -737,11 +788,9 @@ fn condition(
             value,
         } => {
             let lhs = aggregate_expr(
-                m,
-                &SelectExpr {
-                    column: *column,
-                    aggregate: Some(*function),
-                },
+                scope.column(m, *column),
+                m.columns[*column].sql_type,
+                Some(*function),
                 scope.backend,
             );
             let rhs = tag(operands, value.clone());

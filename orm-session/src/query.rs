@@ -2,9 +2,7 @@
 
 use std::marker::PhantomData;
 
-use orm_core::{
-    Column, Condition, Entity, Error, Filter, Mapping, Order, Result, SelectSpec, Selection,
-};
+use orm_core::{Condition, Entity, Error, Filter, Mapping, Order, Result, SelectSpec, Selection};
 
 use crate::by_filter::{Synchronize, Write};
 
@@ -233,9 +231,35 @@ impl<'s, E: Entity> Query<'s, E> {
         }
     }
 
-    /// Adds an `ORDER BY` column.
-    pub fn order_by<T>(mut self, column: Column<E, T>, order: Order) -> Self {
-        self.spec.order.push((column.index(), order));
+    /// Adds an `ORDER BY` column: one of `E`'s, or one of an entity `E` references, reached
+    /// through a many-to-one relation (`Order::CUSTOMER.col(Customer::NAME)`, which joins
+    /// that entity's table with `LEFT JOIN`).
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Customer { #[orm(primary_key)] id: i64, name: String }
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Purchase { #[orm(primary_key)] id: i64, #[orm(references = Customer)] customer_id: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_all(&[Customer::META, Purchase::META])?;
+    /// let s = engine.session();
+    /// s.add_all([Customer { id: 1, name: "Zoe".into() }, Customer { id: 2, name: "Al".into() }])?;
+    /// s.add_all([Purchase { id: 10, customer_id: 1 }, Purchase { id: 20, customer_id: 2 }])?;
+    /// let by_name = s.query::<Purchase>()
+    ///     .order_by(Purchase::CUSTOMER.col(Customer::NAME), Order::Asc)
+    ///     .all()?;
+    /// assert_eq!(by_name[0].read()?.id, 20); // Al's
+    /// let named: Vec<(i64, Option<String>)> = s.query::<Purchase>()
+    ///     .order_by(Purchase::ID, Order::Asc)
+    ///     .select((Purchase::ID, Purchase::CUSTOMER.col(Customer::NAME)))
+    ///     .all()?;
+    /// assert_eq!(named, [(10, Some("Zoe".into())), (20, Some("Al".into()))]);
+    /// # Ok(()) }
+    /// ```
+    pub fn order_by(mut self, column: impl orm_core::ColumnExpr<E>, order: Order) -> Self {
+        self.spec.order.push((column.column_expr(), order));
         self
     }
 
@@ -419,8 +443,8 @@ impl<E: Entity, S: Selection<E>> Select<'_, E, S> {
     /// assert_eq!(by_region, [("n".into(), 3, Some(120), Some(60)), ("s".into(), 3, Some(90), Some(50))]);
     /// # Ok(()) }
     /// ```
-    pub fn group_by<T>(mut self, column: Column<E, T>) -> Self {
-        self.spec.group_by.push(column.index());
+    pub fn group_by(mut self, column: impl orm_core::ColumnExpr<E>) -> Self {
+        self.spec.group_by.push(column.column_expr());
         self
     }
 

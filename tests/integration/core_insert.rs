@@ -85,7 +85,7 @@ fn b5_core_insert_of_100_000_rows_verifies_row_by_row(db) -> Result<()> {
     });
     assert_eq!(conn.insert_many(rows)?, n);
     let all: Vec<Customer> = conn.select(&orm_core::SelectSpec {
-        order: vec![(Customer::ID.index(), orm_core::Order::Asc)],
+        order: vec![(Customer::ID.into(), orm_core::Order::Asc)],
         ..Default::default()
     })?;
     assert_eq!(all.len() as u64, n);
@@ -123,7 +123,7 @@ fn b6_wide_rows_are_chunked_under_the_runtime_parameter_limit() -> Result<()> {
     assert_eq!(inserts.len(), 1000usize.div_ceil(6), "statements sent");
     assert!(inserts.iter().all(|s| s.matches('?').count() <= 250));
     let back: Vec<Wide> = conn.select(&orm_core::SelectSpec {
-        order: vec![(0, orm_core::Order::Asc)],
+        order: vec![(0.into(), orm_core::Order::Asc)],
         ..Default::default()
     })?;
     assert_eq!(back, rows);
@@ -305,7 +305,7 @@ fn runs_of_two_column_sets_keep_their_order(db) -> Result<()> {
     });
     assert_eq!(conn.insert_many(rows)?, 2000);
     let all: Vec<Customer> = conn.select(&orm_core::SelectSpec {
-        order: vec![(Customer::ID.index(), orm_core::Order::Asc)],
+        order: vec![(Customer::ID.into(), orm_core::Order::Asc)],
         ..Default::default()
     })?;
     assert_eq!(all.len(), 2000);
