@@ -299,6 +299,21 @@ impl<'s, E: Entity> Query<'s, E> {
     /// Rows read per round trip by [`iter`](Self::iter) (SQLAlchemy's `yield_per`); the
     /// default is [`DEFAULT_PAGE`]. Memory is bounded by one page of objects plus those the
     /// caller keeps.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// s.add_all((1..=7).map(|id| Pet { id }))?;
+    /// let stream = s.query::<Pet>().yield_per(3).iter()?;
+    /// assert_eq!(stream.page_size(), 3);
+    /// assert_eq!(stream.count(), 7);
+    /// # Ok(()) }
+    /// ```
     pub fn yield_per(mut self, n: usize) -> Self {
         self.yield_per = n.max(1);
         self
@@ -527,6 +542,22 @@ impl<E: Entity, S: Selection<E>> Select<'_, E, S> {
     }
 
     /// The first row made into a `T`, if any (`LIMIT 1`); see [`all_as`](Self::all_as).
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64, name: String }
+    /// #[derive(FromRow, Debug, PartialEq)]
+    /// struct Name(String);
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// s.add_all([Pet { id: 1, name: "rex".into() }, Pet { id: 2, name: "ace".into() }])?;
+    /// let first: Option<Name> = s.query::<Pet>().order_by(Pet::NAME, Order::Asc).select(Pet::NAME).first_as()?;
+    /// assert_eq!(first, Some(Name("ace".into())));
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// As [`all`](Self::all).

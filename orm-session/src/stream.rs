@@ -85,7 +85,19 @@ impl<'s, E: Entity> Stream<'s, E> {
         })
     }
 
-    /// Rows read per round trip.
+    /// Rows read per round trip ([`Query::yield_per`](crate::Query::yield_per)).
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// assert_eq!(s.query::<Pet>().iter()?.page_size(), orm_session::DEFAULT_PAGE);
+    /// # Ok(()) }
+    /// ```
     pub fn page_size(&self) -> usize {
         self.page
     }
@@ -98,6 +110,24 @@ impl<'s, E: Entity> Stream<'s, E> {
     /// [`Error::InvalidState`] once the session's transaction ended (commit, rollback)
     /// after the stream began; the database's error; [`Error::Conversion`]; the errors of
     /// eager loads. After an error the stream is over.
+    ///
+    /// ```
+    /// use orm_session::prelude::*;
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Pet { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::sqlite_memory()?;
+    /// engine.create_table::<Pet>()?;
+    /// let s = engine.session();
+    /// s.add_all((1..=5).map(|id| Pet { id }))?;
+    /// let mut stream = s.query::<Pet>().yield_per(2).iter()?;
+    /// let mut sizes = Vec::new();
+    /// while let Some(page) = stream.next_page()? {
+    ///     sizes.push(page.len());
+    /// }
+    /// assert_eq!(sizes, [2, 2, 1]);
+    /// # Ok(()) }
+    /// ```
     pub fn next_page(&mut self) -> Result<Option<Vec<Handle<E>>>> {
         let rest: Vec<Handle<E>> = self.buffer.by_ref().collect();
         if !rest.is_empty() {

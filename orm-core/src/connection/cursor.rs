@@ -67,12 +67,42 @@ pub struct Cursor<E> {
 
 impl<E> Cursor<E> {
     /// Whether every row has been read.
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, SelectSpec};
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Reading { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Reading>()?;
+    /// conn.insert_many((1..=3).map(|id| Reading { id }))?;
+    /// let mut cursor = conn.open_cursor::<Reading>(&SelectSpec::default())?;
+    /// assert!(!cursor.is_done());
+    /// assert_eq!(conn.fetch(&mut cursor, 5, |_| Ok(()))?, 3);
+    /// assert!(cursor.is_done());
+    /// # conn.close_cursor(cursor)?;
+    /// # Ok(()) }
+    /// ```
     pub fn is_done(&self) -> bool {
         self.last >= self.end
     }
 
     /// The cursor's name on its connection (a PostgreSQL cursor, or SQLite's temporary
     /// table), for logs.
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, SelectSpec};
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Reading { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Reading>()?;
+    /// conn.insert_many((1..=3).map(|id| Reading { id }))?;
+    /// let cursor = conn.open_cursor::<Reading>(&SelectSpec::default())?;
+    /// assert!(cursor.name().starts_with("orm_cursor_"));
+    /// conn.close_cursor(cursor)?;
+    /// # Ok(()) }
+    /// ```
     pub fn name(&self) -> &str {
         &self.name
     }
@@ -88,6 +118,23 @@ impl Connection {
     /// [`fetch`](Self::fetch). On PostgreSQL the connection must be in a transaction, where
     /// the cursor lives; on SQLite the query's keys are written to a temporary table of
     /// this connection (see the module documentation).
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, Order, SelectSpec};
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Reading { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Reading>()?;
+    /// conn.insert_many((1..=5).map(|id| Reading { id }))?;
+    /// let spec = SelectSpec { order: vec![(Reading::ID.into(), Order::Desc)], limit: Some(3), ..SelectSpec::default() };
+    /// let mut cursor = conn.open_cursor::<Reading>(&spec)?;
+    /// let mut ids = Vec::new();
+    /// while conn.fetch(&mut cursor, 2, |r| Ok(ids.push(r.id)))? > 0 {}
+    /// assert_eq!(ids, [5, 4, 3]);
+    /// conn.close_cursor(cursor)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidState`] on PostgreSQL outside a transaction; the database's error.
@@ -144,6 +191,24 @@ impl Connection {
     /// order. Returns how many there were: 0 only once every row has been read (and from
     /// then on, without asking the database again). A page can be short before the end on
     /// SQLite, where rows deleted since the cursor opened are skipped.
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, SelectSpec};
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Reading { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Reading>()?;
+    /// conn.insert_many((1..=3).map(|id| Reading { id }))?;
+    /// let mut cursor = conn.open_cursor::<Reading>(&SelectSpec::default())?;
+    /// let mut page = Vec::new();
+    /// assert_eq!(conn.fetch(&mut cursor, 2, |r| Ok(page.push(r.id)))?, 2);
+    /// assert_eq!(conn.fetch(&mut cursor, 2, |r| Ok(page.push(r.id)))?, 1);
+    /// assert_eq!(conn.fetch(&mut cursor, 2, |r| Ok(page.push(r.id)))?, 0);
+    /// assert_eq!(page, [1, 2, 3]);
+    /// conn.close_cursor(cursor)?;
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// [`Error::InvalidState`] for a PostgreSQL cursor whose transaction ended, or a SQLite
@@ -245,6 +310,20 @@ impl Connection {
 
     /// Closes a cursor: PostgreSQL's `CLOSE` (nothing to do once its transaction ended),
     /// SQLite's temporary table dropped.
+    ///
+    /// ```
+    /// use orm_core::{Connection, Entity, SelectSpec};
+    /// #[derive(Entity, Debug, Clone)]
+    /// struct Reading { #[orm(primary_key)] id: i64 }
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = Connection::open_sqlite_memory()?;
+    /// conn.create_table::<Reading>()?;
+    /// conn.insert_many((1..=3).map(|id| Reading { id }))?;
+    /// let cursor = conn.open_cursor::<Reading>(&SelectSpec::default())?;
+    /// conn.close_cursor(cursor)?;
+    /// assert_eq!(conn.query_i64("SELECT count(*) FROM temp.sqlite_master", &[])?, 0);
+    /// # Ok(()) }
+    /// ```
     ///
     /// # Errors
     /// The database's error.
