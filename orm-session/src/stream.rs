@@ -175,7 +175,8 @@ impl<'s, E: Entity> Stream<'s, E> {
             };
             let map = maps.typed::<E>();
             let weak = Arc::downgrade(&session.shared);
-            let mut out = Vec::with_capacity(page);
+            // A page size is a bound, not a promise: reserve for what comes.
+            let mut out = Vec::with_capacity(page.min(4096));
             conn.fetch(cursor, page, |row| {
                 out.push(merge(map, row, populate_existing, &weak)?);
                 Ok(())

@@ -452,3 +452,37 @@ fn q5_columns_of_two_entities(db) -> Result<()> {
     Ok(())
 }
 }
+
+/// A tree: a node's parent is a node of the same table.
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "j_node")]
+struct JNode {
+    #[orm(primary_key)]
+    id: i64,
+    name: String,
+    #[orm(references = JNode)]
+    parent_id: Option<i64>,
+}
+
+// Q5: a join of a table with itself (a node and its parent's name): the joined copy has an
+// alias of its own.
+orm_tests::both! {
+fn q5_a_self_referential_join(db) -> Result<()> {
+    let engine = db.engine();
+    engine.create_table::<JNode>()?;
+    let s = engine.session();
+    s.add_all([
+        JNode { id: 1, name: "root".into(), parent_id: None },
+        JNode { id: 2, name: "b".into(), parent_id: Some(1) },
+        JNode { id: 3, name: "a".into(), parent_id: Some(2) },
+    ])?;
+    let rows: Vec<(String, Option<String>)> = s
+        .query::<JNode>()
+        .filter(JNode::NAME.ne("root"))
+        .order_by(JNode::PARENT.col(JNode::NAME), Order::Desc)
+        .select((JNode::NAME, JNode::PARENT.col(JNode::NAME)))
+        .all()?;
+    assert_eq!(rows, [("b".into(), Some("root".into())), ("a".into(), Some("b".into()))]);
+    Ok(())
+}
+}

@@ -263,6 +263,17 @@ fn q4_a_concurrent_writer_does_not_change_the_stream_s_rows(db) -> Result<()> {
     Ok(())
 }
 
+// Q4: a page size far beyond the result (or beyond what PostgreSQL's FETCH counts) reads
+// everything in one page, without reserving memory for it.
+fn q4_a_huge_page_size_reads_everything_at_once(db) -> Result<()> {
+    fill(db, 12)?;
+    let s = db.engine().session();
+    let mut stream = s.query::<Customer>().yield_per(usize::MAX).iter()?;
+    assert_eq!(stream.next_page()?.map(|p| p.len()), Some(12));
+    assert!(stream.next_page()?.is_none());
+    Ok(())
+}
+
 // Q4: a scan far larger than a page keeps only the objects the caller holds: the identity
 // map holds the rest weakly, so memory stays at a page.
 fn q4_a_long_stream_keeps_only_what_the_caller_holds(db) -> Result<()> {

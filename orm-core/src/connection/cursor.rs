@@ -221,7 +221,8 @@ impl Connection {
         mut f: impl FnMut(E) -> Result<()>,
     ) -> Result<usize> {
         let meta = E::META;
-        let n = n.max(1);
+        // PostgreSQL's FETCH takes a count that fits an `int4`.
+        let n = n.clamp(1, usize::try_from(i32::MAX).unwrap_or(usize::MAX));
         let gone = || Error::InvalidState {
             message: format!(
                 "the cursor over {} (table `{}`) is gone: {}",
