@@ -237,14 +237,7 @@ fn parse(input: &DeriveInput, errors: &mut Errors) -> Option<EntityDef> {
                 return Ok(());
             }
             if meta.path.is_ident("crate") {
-                let lit: LitStr = meta.value().and_then(|v| v.parse()).map_err(|e| {
-                    syn::Error::new(
-                        e.span(),
-                        "expected `#[orm(crate = \"path::to::orm_session\")]`",
-                    )
-                })?;
-                let path: syn::Path = lit.parse()?;
-                krate = Some(quote!(#path::__private::orm_core));
+                krate = Some(crate::manifest::crate_attr(&meta)?);
                 return Ok(());
             }
             if meta.path.is_ident("table") {

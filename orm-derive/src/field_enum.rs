@@ -42,9 +42,7 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
                 };
                 Ok(())
             } else if meta.path.is_ident("crate") {
-                let lit: LitStr = meta.value()?.parse()?;
-                let path: syn::Path = lit.parse()?;
-                krate = Some(quote!(#path::__private::orm_core));
+                krate = Some(crate::manifest::crate_attr(&meta)?);
                 Ok(())
             } else {
                 Err(meta.error(

@@ -8,6 +8,18 @@ use quote::quote;
 
 use crate::deps::dependencies;
 
+/// The path of `orm_core` that `#[orm(crate = "path::to::orm_session")]` names.
+pub(crate) fn crate_attr(meta: &syn::meta::ParseNestedMeta<'_>) -> syn::Result<TokenStream> {
+    let lit: syn::LitStr = meta.value().and_then(|v| v.parse()).map_err(|e| {
+        syn::Error::new(
+            e.span(),
+            "expected `#[orm(crate = \"path::to::orm_session\")]`",
+        )
+    })?;
+    let path: syn::Path = lit.parse()?;
+    Ok(quote!(#path::__private::orm_core))
+}
+
 /// The path of `orm_core` for the crate being compiled.
 pub(crate) fn core_path() -> TokenStream {
     let deps = std::env::var_os("CARGO_MANIFEST_DIR")

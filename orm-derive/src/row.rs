@@ -1,4 +1,4 @@
-//! `#[derive(Row)]`: a struct read by position from a column query or raw SQL.
+//! `#[derive(FromRow)]`: a struct read by position from a column query or raw SQL.
 //!
 //! Generates `RawRow` (field `i` from column `i`, each through its `Field` type) and
 //! `From` of the tuple of the field types (and, for one field, of that field's type), so
@@ -8,7 +8,7 @@
 use proc_macro2::TokenStream;
 use quote::{format_ident, quote};
 use syn::spanned::Spanned;
-use syn::{Data, DeriveInput, Fields, LitStr};
+use syn::{Data, DeriveInput, Fields};
 
 pub(crate) fn derive(input: TokenStream) -> TokenStream {
     match expand(input) {
@@ -23,13 +23,12 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     for attr in input.attrs.iter().filter(|a| a.path().is_ident("orm")) {
         attr.parse_nested_meta(|meta| {
             if meta.path.is_ident("crate") {
-                let lit: LitStr = meta.value()?.parse()?;
-                let path: syn::Path = lit.parse()?;
-                krate = Some(quote!(#path::__private::orm_core));
+                krate = Some(crate::manifest::crate_attr(&meta)?);
                 Ok(())
             } else {
-                Err(meta
-                    .error("unknown attribute; #[derive(Row)] takes only `#[orm(crate = \"…\")]`"))
+                Err(meta.error(
+                    "unknown attribute; #[derive(FromRow)] takes only `#[orm(crate = \"…\")]`",
+                ))
             }
         })?;
     }
@@ -37,14 +36,14 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     let Data::Struct(data) = &input.data else {
         return Err(syn::Error::new(
             input.ident.span(),
-            "#[derive(Row)] applies to structs: one field per column, in order",
+            "#[derive(FromRow)] applies to structs: one field per column, in order",
         ));
     };
     let fields: Vec<&syn::Field> = data.fields.iter().collect();
     if fields.is_empty() || fields.len() > 8 {
         return Err(syn::Error::new(
             data.fields.span(),
-            "#[derive(Row)] takes a struct of one to eight fields (a row of one to eight columns)",
+            "#[derive(FromRow)] takes a struct of one to eight fields (a row of one to eight columns)",
         ));
     }
     let ident = &input.ident;
