@@ -720,6 +720,33 @@ fn r6_postgres_connection_lost_before_commit() -> Result<()> {
     works_again(&engine, &s, "after")
 }
 
+// R6, Q4: the backend is terminated between two pages of a stream: the next page fails, the
+// session asks for a rollback, and after it works on a new connection; the stream is over.
+#[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
+fn r6_postgres_connection_lost_mid_stream() -> Result<()> {
+    let Some(db) = TestDb::postgres() else {
+        return Ok(());
+    };
+    let engine = db.engine();
+    let s = engine.session();
+    s.add_all((0..30).map(|i| Customer::new(&format!("s{i}"), i)))?;
+    s.commit()?;
+    let mut stream = s.query::<Customer>().yield_per(10).iter()?;
+    assert_eq!(stream.next_page()?.map(|p| p.len()), Some(10));
+    terminate(&db, &s)?;
+    assert!(
+        stream.next_page().is_err(),
+        "the cursor died with its connection"
+    );
+    assert!(stream.next_page()?.is_none(), "the stream is over");
+    drop(stream);
+    assert_eq!(kind(s.commit()), ErrorKind::PendingRollback);
+    s.rollback()?;
+    assert_eq!(s.query::<Customer>().count()?, 30);
+    works_again(&engine, &s, "after")
+}
+
 // R6: the backend is terminated in the middle of a streamed COPY.
 #[test]
 #[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
