@@ -5,18 +5,18 @@ use std::path::Path;
 use std::time::{Duration, Instant};
 
 use rusqlite::OpenFlags;
-use rusqlite::limits::Limit;
 
-use crate::entity::{Entity, EntityMeta, Generated};
+use crate::entity::{Entity, EntityMeta, Generated, RowValues};
 use crate::error::{Error, Result};
 use crate::filter::{Condition, SelectSpec};
 use crate::mapping::RowSource;
 use crate::sql::{self, Backend, Kind, Shape};
 use crate::sqlite;
-use crate::value::{Key, Value, ValueRef};
+use crate::value::{Key, SqlType, Value, ValueRef};
 
 mod batch;
 mod cursor;
+mod db;
 mod raw;
 pub use batch::{Matched, VersionRule};
 pub use cursor::Cursor;
@@ -142,12 +142,15 @@ pub struct Connection {
 }
 
 enum Driver {
-    Sqlite {
-        conn: rusqlite::Connection,
-        options: SqliteOptions,
-    },
+    Sqlite(SqliteDriver),
     #[cfg(feature = "postgres")]
     Postgres(Box<crate::postgres::PgConn>),
+}
+
+/// A SQLite connection and the options it was opened with.
+pub(crate) struct SqliteDriver {
+    conn: rusqlite::Connection,
+    options: SqliteOptions,
 }
 
 /// A connection's transaction, as the database reports it
@@ -329,7 +332,10 @@ impl Connection {
             Ok(())
         };
         apply().map_err(|e| open_error(&target, e))?;
-        Ok(Self::with_driver(Driver::Sqlite { conn, options }, target))
+        Ok(Self::with_driver(
+            Driver::Sqlite(SqliteDriver { conn, options }),
+            target,
+        ))
     }
 
     fn with_driver(driver: Driver, target: String) -> Self {
@@ -378,21 +384,36 @@ impl Connection {
 
     /// The SQL dialect.
     pub fn backend(&self) -> Backend {
-        match self.driver {
-            Driver::Sqlite { .. } => Backend::Sqlite,
+        self.db().backend()
+    }
+
+    /// The backend behind this connection, through the interface every backend implements.
+    fn db(&self) -> &dyn db::Db {
+        match &self.driver {
+            Driver::Sqlite(s) => s,
             #[cfg(feature = "postgres")]
-            Driver::Postgres(_) => Backend::Postgres,
+            Driver::Postgres(pg) => &**pg,
         }
+    }
+
+    /// Runs a query through [`run`](Self::run), calling `each` with every row.
+    fn query_rows(
+        &self,
+        ctx: Ctx<'_>,
+        sql: &str,
+        params: &[ValueRef<'_>],
+        mut each: impl FnMut(&dyn RowValues) -> Result<()>,
+    ) -> Result<usize> {
+        self.run(ctx, sql, || {
+            let n = self.db().query(sql, params, &mut each)?;
+            Ok((n, n))
+        })
     }
 
     /// Whether the connection can still be used: false once a PostgreSQL connection was
     /// lost (an engine then opens a new one instead of reusing it).
     pub fn is_usable(&self) -> bool {
-        match &self.driver {
-            Driver::Sqlite { .. } => true,
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => !pg.is_closed(),
-        }
+        self.db().is_usable()
     }
 
     /// What this connection was opened on (a path or URI).
@@ -404,16 +425,7 @@ impl Connection {
     /// linked library reports it now (`SQLITE_LIMIT_VARIABLE_NUMBER`), on PostgreSQL 65535
     /// (the protocol's limit).
     pub fn max_bind_parameters(&self) -> usize {
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => conn
-                .limit(Limit::SQLITE_LIMIT_VARIABLE_NUMBER)
-                .ok()
-                .and_then(|l| usize::try_from(l).ok())
-                .filter(|&l| l > 0)
-                .unwrap_or(999),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(_) => 65535,
-        }
+        self.db().max_bind_parameters()
     }
 
     /// The underlying rusqlite connection, for what the ORM does not cover (setting limits,
@@ -422,7 +434,7 @@ impl Connection {
     pub fn as_rusqlite(&self) -> Option<&rusqlite::Connection> {
         self.raw_sql_ran();
         match &self.driver {
-            Driver::Sqlite { conn, .. } => Some(conn),
+            Driver::Sqlite(SqliteDriver { conn, .. }) => Some(conn),
             #[cfg(feature = "postgres")]
             Driver::Postgres(_) => None,
         }
@@ -436,7 +448,7 @@ impl Connection {
         self.raw_sql_ran();
         match &self.driver {
             Driver::Postgres(pg) => Some(pg.client()),
-            Driver::Sqlite { .. } => None,
+            Driver::Sqlite(_) => None,
         }
     }
 
@@ -501,17 +513,11 @@ impl Connection {
     pub fn execute(&self, sql: &str, params: &[Value]) -> Result<u64> {
         // Raw SQL may be DDL (a new trigger, a recreated table), or change the search path.
         self.raw_sql_ran();
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
-                let n = conn.execute(sql, rusqlite::params_from_iter(params.iter()))?;
-                Ok((n as u64, n))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::RAW, sql, || {
-                let n = pg.execute(sql, &pg_params(params))?;
-                Ok((n, usize::try_from(n).unwrap_or(usize::MAX)))
-            }),
-        }
+        let params = refs(params);
+        self.run(Ctx::RAW, sql, || {
+            let n = self.db().execute(sql, &params)?;
+            Ok((n, usize::try_from(n).unwrap_or(usize::MAX)))
+        })
     }
 
     /// Runs a raw query; each row comes back as values decoded by their storage class
@@ -528,7 +534,7 @@ impl Connection {
     /// nothing a pool must reset.
     pub(crate) fn catalog_values(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
         match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::RAW, sql, || {
                 let mut stmt = conn.prepare_cached(sql)?;
                 let n = stmt.column_count();
                 let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
@@ -754,20 +760,12 @@ impl Connection {
     fn forget_prepared(&self) {
         self.key_info.borrow_mut().clear();
         self.wire_types.borrow_mut().clear();
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => conn.flush_prepared_statement_cache(),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => pg.forget(),
-        }
+        self.db().forget_prepared();
     }
 
     /// Statements without parameters, unlogged (the caller logs).
     fn batch_raw(&self, sql: &str) -> DResult<()> {
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => Ok(conn.execute_batch(sql)?),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => Ok(pg.batch(sql)?),
-        }
+        self.db().batch(sql)
     }
 
     /// The transaction's state as the database reports it: SQLite's autocommit flag (which
@@ -775,26 +773,12 @@ impl Connection {
     /// error); on PostgreSQL the server's answer, asked with a savepoint probe (one round
     /// trip) only when a statement failed since it last confirmed the transaction healthy.
     pub fn transaction_status(&self) -> TxStatus {
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => {
-                if conn.is_autocommit() {
-                    TxStatus::Idle
-                } else {
-                    TxStatus::Active
-                }
-            }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => pg.status(),
-        }
+        self.db().transaction_status()
     }
 
     /// Whether a transaction is open.
     pub fn in_transaction(&self) -> bool {
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => !conn.is_autocommit(),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => pg.in_transaction(),
-        }
+        self.db().in_transaction()
     }
 
     /// Begins a transaction (`BEGIN IMMEDIATE` unless the options say otherwise).
@@ -804,7 +788,9 @@ impl Connection {
     pub fn begin(&self) -> Result<()> {
         self.tx_serial.set(self.tx_serial.get().wrapping_add(1));
         let (conn, options) = match &self.driver {
-            Driver::Sqlite { conn, options } if options.begin_immediate => (conn, options),
+            Driver::Sqlite(SqliteDriver { conn, options }) if options.begin_immediate => {
+                (conn, options)
+            }
             _ => return self.batch("BEGIN"),
         };
         // SQLite's busy handler backs off to sleeps of 100 ms, so under contention a waiting
@@ -839,7 +825,7 @@ impl Connection {
     /// deferred constraint, a busy database: SQLite then keeps the transaction open).
     pub fn commit(&self) -> Result<()> {
         match &self.driver {
-            Driver::Sqlite { conn, .. } => {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => {
                 if conn.is_autocommit() {
                     return Err(Error::PendingRollback {
                         reason: "no transaction is open to commit: SQLite rolled it back after \
@@ -1145,7 +1131,7 @@ impl Connection {
     fn reserve_keys<E: Entity>(&self, n: usize, sequence_table: &mut Option<bool>) -> Result<i64> {
         let meta = E::META;
         let conn = match &self.driver {
-            Driver::Sqlite { conn, .. } => conn,
+            Driver::Sqlite(SqliteDriver { conn, .. }) => conn,
             #[cfg(feature = "postgres")]
             Driver::Postgres(_) => {
                 return Err(Error::InvalidState {
@@ -1247,23 +1233,12 @@ impl Connection {
         }
         let sql = self.shape::<E>(Kind::SelectByKey, &[], 0, false);
         let k = key.to_value(E::META.key_column().sql_type);
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let mut rows = stmt.query([&k])?;
-                match rows.next()? {
-                    Some(row) => Ok((Some(E::from_row(row)?), 1)),
-                    None => Ok((None, 0)),
-                }
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
-                match pg.query(&sql, &[&k])?.first() {
-                    Some(row) => Ok((Some(E::from_row(row)?), 1)),
-                    None => Ok((None, 0)),
-                }
-            }),
-        }
+        let mut found = None;
+        self.query_rows(Ctx::of(E::META), &sql, &[k.as_ref()], |row| {
+            found = Some(E::from_row(row)?);
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// Reloads columns `columns` of `target` from the row with `target`'s key. Returns false
@@ -1280,7 +1255,7 @@ impl Connection {
         let meta = E::META;
         let sql = self.shape::<E>(Kind::SelectColumnsByKey, columns, 0, false);
         let k = key.to_value(meta.key_column().sql_type);
-        let mut apply = |row: &dyn crate::entity::RowValues| -> Result<()> {
+        let found = self.query_rows(Ctx::of(meta), &sql, &[k.as_ref()], |row| {
             for (i, &col) in columns.iter().enumerate() {
                 let ty = meta.columns[col].sql_type;
                 row.value(i, ty)
@@ -1288,27 +1263,8 @@ impl Connection {
                     .map_err(|source| Error::conversion(meta, col, source))?;
             }
             Ok(())
-        };
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(meta), &sql, || {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let mut rows = stmt.query([&k])?;
-                let Some(row) = rows.next()? else {
-                    return Ok((false, 0));
-                };
-                apply(row)?;
-                Ok((true, 1))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(meta), &sql, || {
-                let rows = pg.query(&sql, &[&k])?;
-                let Some(row) = rows.first() else {
-                    return Ok((false, 0));
-                };
-                apply(row)?;
-                Ok((true, 1))
-            }),
-        }
+        })?;
+        Ok(found > 0)
     }
 
     /// Every row of `E`.
@@ -1346,28 +1302,12 @@ impl Connection {
     ) -> Result<Vec<S::Row>> {
         let exprs = selection.exprs();
         let (sql, params) = sql::select_columns(E::META, &exprs, distinct, spec, self.backend());
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(selection.decode(row)?);
-                }
-                let n = out.len();
-                Ok((out, n))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
-                let rows = pg.query(&sql, &pg_params(&params))?;
-                let out = rows
-                    .iter()
-                    .map(|r| selection.decode(r))
-                    .collect::<Result<Vec<_>>>()?;
-                let n = out.len();
-                Ok((out, n))
-            }),
-        }
+        let mut out = Vec::new();
+        self.query_rows(Ctx::of(E::META), &sql, &refs(&params), |row| {
+            out.push(selection.decode(row)?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Streams rows of `E` matching `spec` into `f` (SQLite reads them one at a time;
@@ -1381,28 +1321,10 @@ impl Connection {
         mut f: impl FnMut(E) -> Result<()>,
     ) -> Result<()> {
         let (sql, params) = sql::select(E::META, spec, self.backend());
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut n = 0;
-                while let Some(row) = rows.next()? {
-                    n += 1;
-                    E::from_row(row).and_then(&mut f)?;
-                }
-                Ok(((), n))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
-                // All rows at once, as `Client::query` does: iterating a row stream costs a
-                // trip through the driver's runtime per row.
-                let rows = pg.query(&sql, &pg_params(&params))?;
-                for row in &rows {
-                    E::from_row(row).and_then(&mut f)?;
-                }
-                Ok(((), rows.len()))
-            }),
-        }
+        self.query_rows(Ctx::of(E::META), &sql, &refs(&params), |row| {
+            E::from_row(row).and_then(&mut f)
+        })?;
+        Ok(())
     }
 
     /// `SELECT COUNT(*)` of `E` with an optional filter.
@@ -1486,7 +1408,7 @@ impl Connection {
         let meta = E::META;
         let ty = meta.key_column().sql_type;
         match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(meta), sql, || {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::of(meta), sql, || {
                 let mut stmt = conn.prepare_cached(sql)?;
                 if !returning {
                     let n = stmt.execute(rusqlite::params_from_iter(params.iter()))?;
@@ -1539,20 +1461,16 @@ impl Connection {
     /// [`Error::Database`] from the driver.
     pub fn exists_where<E: Entity>(&self, filter: Option<&Condition>) -> Result<bool> {
         let (sql, params) = sql::exists(E::META, filter, self.backend());
-        match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let found: bool =
-                    stmt.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
-                Ok((found, 1))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
-                let rows = pg.query(&sql, &pg_params(&params))?;
-                let found: bool = rows.first().is_some_and(|r| r.get(0));
-                Ok((found, 1))
-            }),
-        }
+        let mut found = false;
+        self.query_rows(Ctx::of(E::META), &sql, &refs(&params), |row| {
+            found = matches!(
+                row.value(0, SqlType::Bool)
+                    .map_err(|e| scalar_error(&sql, &e))?,
+                ValueRef::Bool(true)
+            );
+            Ok(())
+        })?;
+        Ok(found)
     }
 
     /// `SELECT COUNT(*)` of `E` with an untyped condition.
@@ -1561,19 +1479,16 @@ impl Connection {
     /// [`Error::Database`] from the driver.
     pub fn count_where<E: Entity>(&self, filter: Option<&Condition>) -> Result<u64> {
         let (sql, params) = sql::count(E::META, filter, self.backend());
-        let n: i64 = match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(E::META), &sql, || {
-                let mut stmt = conn.prepare_cached(&sql)?;
-                let n = stmt.query_row(rusqlite::params_from_iter(params.iter()), |r| r.get(0))?;
-                Ok((n, 1))
-            })?,
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(E::META), &sql, || {
-                let rows = pg.query(&sql, &pg_params(&params))?;
-                let n: i64 = rows.first().map_or(0, |r| r.get(0));
-                Ok((n, 1))
-            })?,
-        };
+        let mut n = 0;
+        self.query_rows(Ctx::of(E::META), &sql, &refs(&params), |row| {
+            if let ValueRef::I64(v) = row
+                .value(0, SqlType::I64)
+                .map_err(|e| scalar_error(&sql, &e))?
+            {
+                n = v;
+            }
+            Ok(())
+        })?;
         Ok(u64::try_from(n).unwrap_or(0))
     }
 
@@ -1613,7 +1528,7 @@ impl Connection {
         params: impl Iterator<Item = ValueRef<'v>>,
     ) -> Result<u64> {
         match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(ctx, sql, || {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(ctx, sql, || {
                 let _ = capacity;
                 let mut stmt = conn.prepare_cached(sql)?;
                 for (i, v) in params.enumerate() {
@@ -2111,7 +2026,7 @@ impl<R: RowSource> Inserter<'_, R> {
         let meta = self.st.meta;
         let pk = meta.primary_key;
         let c = match &conn.driver {
-            Driver::Sqlite { conn, .. } => conn,
+            Driver::Sqlite(SqliteDriver { conn, .. }) => conn,
             #[cfg(feature = "postgres")]
             Driver::Postgres(pg) => return self.send_postgres(g, pg),
         };
@@ -2393,6 +2308,18 @@ fn copy_row<R: RowSource>(
             .map_err(|found| Error::type_mismatch(meta, col, found))?;
     }
     Ok(())
+}
+
+/// The error of a one-value result of the ORM's own query that is not of its type.
+fn scalar_error(sql: &str, e: &crate::FromSqlError) -> Error {
+    Error::InvalidState {
+        message: format!("the result of `{sql}` is not of the expected type: {e}"),
+    }
+}
+
+/// Parameters as the backends bind them.
+fn refs(params: &[Value]) -> Vec<ValueRef<'_>> {
+    params.iter().map(Value::as_ref).collect()
 }
 
 /// Raw parameters as the `postgres` crate takes them.

@@ -293,10 +293,10 @@ pub trait SelectItem<E>: Copy {
     ///
     /// # Errors
     /// [`Error::Conversion`] naming the column.
-    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<Self::Out>;
+    fn decode_at<R: RowValues + ?Sized>(&self, row: &R, position: usize) -> Result<Self::Out>;
 }
 
-fn decode_as<E: Entity, T: Field, R: RowValues>(
+fn decode_as<E: Entity, T: Field, R: RowValues + ?Sized>(
     row: &R,
     position: usize,
     column: usize,
@@ -312,7 +312,7 @@ impl<E: Entity, T: Field> SelectItem<E> for Column<E, T> {
     fn expr(&self) -> SelectExpr {
         SelectExpr::column(self.index())
     }
-    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<T> {
+    fn decode_at<R: RowValues + ?Sized>(&self, row: &R, position: usize) -> Result<T> {
         let ty = E::META.columns[self.index()].sql_type;
         decode_as::<E, T, R>(row, position, self.index(), ty)
     }
@@ -323,7 +323,7 @@ impl<C: Entity, P: Entity, T: Field> SelectItem<C> for Via<C, P, T> {
     fn expr(&self) -> SelectExpr {
         self.column_expr()
     }
-    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<Option<T>> {
+    fn decode_at<R: RowValues + ?Sized>(&self, row: &R, position: usize) -> Result<Option<T>> {
         let ty = P::META.columns[self.column].sql_type;
         decode_as::<P, Option<T>, R>(row, position, self.column, ty)
     }
@@ -334,7 +334,7 @@ impl<C: Entity, P: Entity, T: Field> Selection<C> for Via<C, P, T> {
     fn exprs(&self) -> Vec<SelectExpr> {
         vec![SelectItem::<C>::expr(self)]
     }
-    fn decode<R: RowValues>(&self, row: &R) -> Result<Option<T>> {
+    fn decode<R: RowValues + ?Sized>(&self, row: &R) -> Result<Option<T>> {
         self.decode_at(row, 0)
     }
 }
@@ -348,7 +348,7 @@ impl<E: Entity, T: Field> SelectItem<E> for Aggregate<E, T> {
             via: None,
         }
     }
-    fn decode_at<R: RowValues>(&self, row: &R, position: usize) -> Result<T> {
+    fn decode_at<R: RowValues + ?Sized>(&self, row: &R, position: usize) -> Result<T> {
         let column_type = E::META.columns[self.column].sql_type;
         let ty = match self.function {
             AggregateFn::Count => SqlType::I64,
@@ -393,7 +393,7 @@ pub trait Selection<E>: Copy {
     ///
     /// # Errors
     /// [`Error::Conversion`] naming the column whose value the field type cannot take.
-    fn decode<R: RowValues>(&self, row: &R) -> Result<Self::Row>;
+    fn decode<R: RowValues + ?Sized>(&self, row: &R) -> Result<Self::Row>;
 }
 
 impl<E: Entity, T: Field> Selection<E> for Column<E, T> {
@@ -401,7 +401,7 @@ impl<E: Entity, T: Field> Selection<E> for Column<E, T> {
     fn exprs(&self) -> Vec<SelectExpr> {
         vec![SelectItem::<E>::expr(self)]
     }
-    fn decode<R: RowValues>(&self, row: &R) -> Result<T> {
+    fn decode<R: RowValues + ?Sized>(&self, row: &R) -> Result<T> {
         self.decode_at(row, 0)
     }
 }
@@ -411,7 +411,7 @@ impl<E: Entity, T: Field> Selection<E> for Aggregate<E, T> {
     fn exprs(&self) -> Vec<SelectExpr> {
         vec![SelectItem::<E>::expr(self)]
     }
-    fn decode<R: RowValues>(&self, row: &R) -> Result<T> {
+    fn decode<R: RowValues + ?Sized>(&self, row: &R) -> Result<T> {
         self.decode_at(row, 0)
     }
 }
@@ -423,7 +423,7 @@ macro_rules! tuple_selection {
             fn exprs(&self) -> Vec<SelectExpr> {
                 vec![$(self.$n.expr()),+]
             }
-            fn decode<R: RowValues>(&self, row: &R) -> Result<Self::Row> {
+            fn decode<R: RowValues + ?Sized>(&self, row: &R) -> Result<Self::Row> {
                 Ok(($(self.$n.decode_at(row, $n)?,)+))
             }
         }

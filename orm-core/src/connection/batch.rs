@@ -18,7 +18,7 @@ use std::collections::HashSet as StdHashSet;
 /// Key sets of a batch, with the identity maps' fast hasher.
 type HashSet<K> = StdHashSet<K, crate::KeyHashState>;
 
-use super::{Connection, Ctx, DResult, Driver};
+use super::{Connection, Ctx, DResult, Driver, SqliteDriver};
 use crate::entity::{Entity, EntityMeta};
 use crate::error::{Error, Result};
 #[cfg(feature = "postgres")]
@@ -123,7 +123,7 @@ impl Connection {
         let check = version == VersionRule::Check;
         let stride = 1 + columns.len() + usize::from(check);
         self.batched(meta, rows, stride, true, |batch| match &self.driver {
-            Driver::Sqlite { conn, .. } => {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => {
                 let sql = sqlite_update(meta, columns, version_col, check, batch.len() / stride);
                 self.sqlite_send(conn, meta, &sql, batch, check)
             }
@@ -183,7 +183,7 @@ impl Connection {
         };
         let stride = 1 + usize::from(check_version);
         self.batched(meta, rows, stride, false, |batch| match &self.driver {
-            Driver::Sqlite { conn, .. } => {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => {
                 let sql = sqlite_delete(meta, version_col, batch.len() / stride);
                 self.sqlite_send(conn, meta, &sql, batch, check_version)
             }
@@ -223,7 +223,7 @@ impl Connection {
             });
         }
         let per_batch = match &self.driver {
-            Driver::Sqlite { .. } => SQLITE_ROWS.min(self.max_bind_parameters() / stride).max(1),
+            Driver::Sqlite(_) => SQLITE_ROWS.min(self.max_bind_parameters() / stride).max(1),
             #[cfg(feature = "postgres")]
             Driver::Postgres(_) => PG_ROWS,
         };
@@ -282,7 +282,7 @@ impl Connection {
         let t = quote(meta.table);
         let pk = quote(meta.columns[meta.primary_key].name);
         match &self.driver {
-            Driver::Sqlite { conn, .. } => {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => {
                 let sql = format!(
                     "SELECT {pk} FROM {t} WHERE {pk} IN ({})",
                     vec!["?"; keys.len()].join(", ")

@@ -15,7 +15,7 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Connection, Ctx, Driver};
+use super::{Connection, Ctx, Driver, SqliteDriver};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::filter::SelectSpec;
@@ -143,7 +143,7 @@ impl Connection {
         let name = format!("orm_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let backend = self.backend();
         let (last, end) = match &self.driver {
-            Driver::Sqlite { conn, .. } => {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => {
                 let key = [SelectExpr::column(meta.primary_key)];
                 let (select, params) = sql::select_columns(meta, &key, false, spec, backend);
                 let sql = format!("CREATE TEMP TABLE {} AS {select}", quote(&name));
@@ -235,7 +235,7 @@ impl Connection {
             ),
         };
         match &self.driver {
-            Driver::Sqlite { conn, .. } => {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => {
                 let columns: Vec<String> = meta
                     .columns
                     .iter()
@@ -331,7 +331,7 @@ impl Connection {
     pub fn close_cursor<E: Entity>(&self, cursor: Cursor<E>) -> Result<()> {
         let name = quote(&cursor.name);
         match &self.driver {
-            Driver::Sqlite { conn, .. } => {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => {
                 let sql = format!("DROP TABLE IF EXISTS temp.{name}");
                 self.run(Ctx::of(E::META), &sql, || {
                     conn.execute(&sql, [])?;

@@ -1,6 +1,6 @@
 //! Raw SQL whose rows come back as entities or as typed tuples; parameters always bound.
 
-use super::{Connection, Ctx, Driver};
+use super::{Connection, Ctx, Driver, SqliteDriver};
 use crate::entity::{Entity, EntityMeta, RowValues};
 use crate::error::{Error, Result};
 use crate::value::{Field, FromSqlError, SqlType, Value, ValueRef};
@@ -128,7 +128,7 @@ impl Connection {
         let meta = E::META;
         self.raw_used.set(true);
         match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::of(meta), sql, || {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::of(meta), sql, || {
                 let mut stmt = conn.prepare(sql)?;
                 let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
                 let at = positions(meta, &names)?;
@@ -177,7 +177,7 @@ impl Connection {
     pub fn query_as<T: RawRow>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>> {
         self.raw_used.set(true);
         match &self.driver {
-            Driver::Sqlite { conn, .. } => self.run(Ctx::RAW, sql, || {
+            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::RAW, sql, || {
                 let mut stmt = conn.prepare(sql)?;
                 let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
                 let mut out = Vec::new();

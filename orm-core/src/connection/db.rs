@@ -1,0 +1,168 @@
+//! The one interface a backend implements for [`Connection`](super::Connection): running a
+//! statement, running a query row by row, transaction state, and what the connection knows
+//! of its limits. Code above it (by-key reads and writes, queries, raw SQL) is written once
+//! for every backend; what a backend does its own way (the fast insert path, key strategies,
+//! cursors, batched writes) is reached through [`Connection::db`](super::Connection) too as
+//! it moves behind this interface.
+//!
+//! Parameters travel as [`ValueRef`]s, which both drivers bind; rows come back as
+//! [`RowValues`], which both drivers' rows implement, so a caller decodes a row the same way
+//! whatever produced it.
+
+use super::{DResult, SqliteDriver, TxStatus};
+use crate::entity::RowValues;
+use crate::error::Result;
+use crate::sql::Backend;
+use crate::value::ValueRef;
+
+/// What every backend does for a [`Connection`](super::Connection).
+pub(crate) trait Db {
+    /// The SQL dialect.
+    fn backend(&self) -> Backend;
+    /// False once the connection was lost (a pool then opens a new one).
+    fn is_usable(&self) -> bool;
+    /// The most parameters one statement may bind.
+    fn max_bind_parameters(&self) -> usize;
+    /// Runs one statement (prepared once per connection), returning the rows it changed.
+    fn execute(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64>;
+    /// Runs one query (prepared once per connection), calling `each` with every row in
+    /// order; stops at the first error. Returns the rows seen.
+    fn query(
+        &self,
+        sql: &str,
+        params: &[ValueRef<'_>],
+        each: &mut dyn FnMut(&dyn RowValues) -> Result<()>,
+    ) -> DResult<usize>;
+    /// Runs statements without parameters, unprepared.
+    fn batch(&self, sql: &str) -> DResult<()>;
+    /// Forgets prepared statements (after DDL).
+    fn forget_prepared(&self);
+    /// The transaction's state as the database reports it.
+    fn transaction_status(&self) -> TxStatus;
+    /// Whether a transaction is open.
+    fn in_transaction(&self) -> bool;
+}
+
+impl Db for SqliteDriver {
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn is_usable(&self) -> bool {
+        true
+    }
+
+    fn max_bind_parameters(&self) -> usize {
+        self.conn
+            .limit(rusqlite::limits::Limit::SQLITE_LIMIT_VARIABLE_NUMBER)
+            .ok()
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|&l| l > 0)
+            .unwrap_or(999)
+    }
+
+    fn execute(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        for (i, v) in params.iter().enumerate() {
+            stmt.raw_bind_parameter(i + 1, v)?;
+        }
+        Ok(stmt.raw_execute()? as u64)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[ValueRef<'_>],
+        each: &mut dyn FnMut(&dyn RowValues) -> Result<()>,
+    ) -> DResult<usize> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            n += 1;
+            each(row)?;
+        }
+        Ok(n)
+    }
+
+    fn batch(&self, sql: &str) -> DResult<()> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    fn forget_prepared(&self) {
+        self.conn.flush_prepared_statement_cache();
+    }
+
+    fn transaction_status(&self) -> TxStatus {
+        // SQLite sets autocommit again itself when it rolls a transaction back (a full
+        // disk, an I/O error).
+        if self.conn.is_autocommit() {
+            TxStatus::Idle
+        } else {
+            TxStatus::Active
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+}
+
+#[cfg(feature = "postgres")]
+impl Db for crate::postgres::PgConn {
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn is_usable(&self) -> bool {
+        !self.is_closed()
+    }
+
+    fn max_bind_parameters(&self) -> usize {
+        // The protocol's limit: a parameter count is an unsigned 16-bit number.
+        65535
+    }
+
+    fn execute(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        crate::postgres::PgConn::execute(self, sql, &pg_refs(params))
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[ValueRef<'_>],
+        each: &mut dyn FnMut(&dyn RowValues) -> Result<()>,
+    ) -> DResult<usize> {
+        // All rows at once, as `Client::query` does: iterating a row stream costs a trip
+        // through the driver's runtime per row.
+        let rows = self.query(sql, &pg_refs(params))?;
+        for row in &rows {
+            each(row)?;
+        }
+        Ok(rows.len())
+    }
+
+    fn batch(&self, sql: &str) -> DResult<()> {
+        Ok(self.batch(sql)?)
+    }
+
+    fn forget_prepared(&self) {
+        self.forget();
+    }
+
+    fn transaction_status(&self) -> TxStatus {
+        self.status()
+    }
+
+    fn in_transaction(&self) -> bool {
+        crate::postgres::PgConn::in_transaction(self)
+    }
+}
+
+#[cfg(feature = "postgres")]
+fn pg_refs<'a>(params: &'a [ValueRef<'_>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
