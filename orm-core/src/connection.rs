@@ -533,37 +533,20 @@ impl Connection {
     /// [`query_values`](Self::query_values) for the ORM's own catalogue reads, which change
     /// nothing a pool must reset.
     pub(crate) fn catalog_values(&self, sql: &str, params: &[Value]) -> Result<Vec<Vec<Value>>> {
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::RAW, sql, || {
-                let mut stmt = conn.prepare_cached(sql)?;
-                let n = stmt.column_count();
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(
-                        (0..n)
-                            .map(|i| row.get_ref(i).map(sqlite::decode_any))
-                            .collect::<rusqlite::Result<_>>()?,
-                    );
-                }
-                let len = out.len();
-                Ok((out, len))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::RAW, sql, || {
-                let rows = pg.query(sql, &pg_params(params))?;
-                let out = rows
-                    .iter()
-                    .map(|row| {
-                        (0..row.len())
-                            .map(|i| crate::postgres::decode_any(row, i))
-                            .collect::<Result<Vec<_>>>()
+        let mut out = Vec::new();
+        self.query_rows(Ctx::RAW, sql, &refs(params), |row| {
+            out.push(
+                (0..row.width())
+                    .map(|i| {
+                        row.any_value(i).map_err(|e| Error::InvalidState {
+                            message: format!("column {i} of `{sql}`: {e}"),
+                        })
                     })
-                    .collect::<Result<Vec<_>>>()?;
-                let n = out.len();
-                Ok((out, n))
-            }),
-        }
+                    .collect::<Result<_>>()?,
+            );
+            Ok(())
+        })?;
+        Ok(out)
     }
 
     /// Runs a raw query that returns one integer (`SELECT count(*) …`).
@@ -1407,38 +1390,22 @@ impl Connection {
     ) -> Result<(u64, Vec<Key>)> {
         let meta = E::META;
         let ty = meta.key_column().sql_type;
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::of(meta), sql, || {
-                let mut stmt = conn.prepare_cached(sql)?;
-                if !returning {
-                    let n = stmt.execute(rusqlite::params_from_iter(params.iter()))?;
-                    return Ok(((n as u64, Vec::new()), n));
-                }
-                let mut keys = Vec::new();
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                while let Some(row) = rows.next()? {
-                    let v = sqlite::decode(row.get_ref(0)?, ty)
-                        .map_err(|e| Error::type_mismatch(meta, meta.primary_key, e.to_string()))?;
-                    keys.extend(Key::from_value(&v));
-                }
-                let n = keys.len();
-                Ok(((n as u64, keys), n))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(meta), sql, || {
-                if !returning {
-                    let n = pg.execute(sql, &pg_params(params))?;
-                    return Ok(((n, Vec::new()), usize::try_from(n).unwrap_or(usize::MAX)));
-                }
-                let mut keys = Vec::new();
-                for row in pg.query(sql, &pg_params(params))? {
-                    let v = crate::postgres::decode_any(&row, 0)?;
-                    keys.extend(Key::from_value(&v.as_ref()));
-                }
-                let n = keys.len();
-                Ok(((n as u64, keys), n))
-            }),
+        let params = refs(params);
+        if !returning {
+            return self.run(Ctx::of(meta), sql, || {
+                let n = self.db().execute(sql, &params)?;
+                Ok(((n, Vec::new()), usize::try_from(n).unwrap_or(usize::MAX)))
+            });
         }
+        let mut keys = Vec::new();
+        self.query_rows(Ctx::of(meta), sql, &params, |row| {
+            let v = row
+                .value(0, ty)
+                .map_err(|e| Error::type_mismatch(meta, meta.primary_key, e.to_string()))?;
+            keys.extend(Key::from_value(&v));
+            Ok(())
+        })?;
+        Ok((keys.len() as u64, keys))
     }
 
     /// Whether a row of `E` matches `filter` (any row without one): `SELECT EXISTS (…)`,
@@ -1527,28 +1494,12 @@ impl Connection {
         capacity: usize,
         params: impl Iterator<Item = ValueRef<'v>>,
     ) -> Result<u64> {
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(ctx, sql, || {
-                let _ = capacity;
-                let mut stmt = conn.prepare_cached(sql)?;
-                for (i, v) in params.enumerate() {
-                    stmt.raw_bind_parameter(i + 1, v)?;
-                }
-                let n = stmt.raw_execute()?;
-                Ok((n as u64, n))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(ctx, sql, || {
-                let mut values: Vec<ValueRef<'v>> = Vec::with_capacity(capacity);
-                values.extend(params);
-                let refs: Vec<&(dyn postgres::types::ToSql + Sync)> = values
-                    .iter()
-                    .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-                    .collect();
-                let n = pg.execute(sql, &refs)?;
-                Ok((n, usize::try_from(n).unwrap_or(usize::MAX)))
-            }),
-        }
+        let mut values: Vec<ValueRef<'v>> = Vec::with_capacity(capacity);
+        values.extend(params);
+        self.run(ctx, sql, || {
+            let n = self.db().execute(sql, &values)?;
+            Ok((n, usize::try_from(n).unwrap_or(usize::MAX)))
+        })
     }
 
     /// `UPDATE` from explicit values: `values` pairs column positions with values, `key` picks

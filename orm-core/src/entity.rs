@@ -111,6 +111,20 @@ pub trait RowValues {
     /// # Errors
     /// [`FromSqlError`] when the stored value cannot be read as `ty`.
     fn value(&self, index: usize, ty: SqlType) -> std::result::Result<ValueRef<'_>, FromSqlError>;
+
+    /// How many columns the row has.
+    fn width(&self) -> usize;
+
+    /// The name of column `index` in the result.
+    fn column_name(&self, index: usize) -> &str;
+
+    /// The value at `index` as the database sent it, for results whose types no mapping
+    /// declares (raw SQL): integers as `I64`, floats as `F64`, text, bytes, and on
+    /// PostgreSQL its other types by their own.
+    ///
+    /// # Errors
+    /// [`FromSqlError`] for a value of a type the ORM cannot read.
+    fn any_value(&self, index: usize) -> std::result::Result<crate::Value, FromSqlError>;
 }
 
 /// A struct mapped to a table. Implement it with `#[derive(Entity)]`.

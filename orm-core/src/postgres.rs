@@ -922,6 +922,20 @@ impl RowValues for postgres::Row {
         let (pg_type, raw) = raw_at(self, index)?;
         decode(pg_type, raw, ty)
     }
+
+    fn width(&self) -> usize {
+        self.len()
+    }
+
+    fn column_name(&self, index: usize) -> &str {
+        self.columns().get(index).map_or("", |c| c.name())
+    }
+
+    fn any_value(&self, index: usize) -> Result<Value, FromSqlError> {
+        decode_any(self, index).map_err(|e| FromSqlError::Invalid {
+            message: e.to_string(),
+        })
+    }
 }
 
 /// Decodes a column by its server type, for raw queries.

@@ -205,6 +205,22 @@ impl RowValues for rusqlite::Row<'_> {
         })?;
         decode(v, ty)
     }
+
+    fn width(&self) -> usize {
+        self.as_ref().column_count()
+    }
+
+    fn column_name(&self, index: usize) -> &str {
+        self.as_ref().column_name(index).unwrap_or("")
+    }
+
+    fn any_value(&self, index: usize) -> Result<Value, FromSqlError> {
+        self.get_ref(index)
+            .map(decode_any)
+            .map_err(|e| FromSqlError::Invalid {
+                message: e.to_string(),
+            })
+    }
 }
 
 /// Classifies a rusqlite error.

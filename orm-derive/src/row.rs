@@ -78,7 +78,7 @@ fn expand(input: TokenStream) -> syn::Result<TokenStream> {
     });
     Ok(quote! {
         impl #imp #krate::RawRow for #ident #ty_generics #where_clause {
-            fn from_raw<R: #krate::RowValues>(
+            fn from_raw<R: #krate::RowValues + ?::core::marker::Sized>(
                 row: &R,
             ) -> ::core::result::Result<Self, (usize, #krate::FromSqlError)> {
                 #(let #vars: #types = #reads;)*

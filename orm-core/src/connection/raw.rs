@@ -1,6 +1,6 @@
 //! Raw SQL whose rows come back as entities or as typed tuples; parameters always bound.
 
-use super::{Connection, Ctx, Driver, SqliteDriver};
+use super::{Connection, Ctx};
 use crate::entity::{Entity, EntityMeta, RowValues};
 use crate::error::{Error, Result};
 use crate::value::{Field, FromSqlError, SqlType, Value, ValueRef};
@@ -21,10 +21,11 @@ pub trait RawRow: Sized {
     ///
     /// # Errors
     /// The position and the reason when a value does not fit its field type.
-    fn from_raw<R: RowValues>(row: &R) -> std::result::Result<Self, (usize, FromSqlError)>;
+    fn from_raw<R: RowValues + ?Sized>(row: &R)
+    -> std::result::Result<Self, (usize, FromSqlError)>;
 }
 
-fn at<T: Field, R: RowValues>(
+fn at<T: Field, R: RowValues + ?Sized>(
     row: &R,
     position: usize,
 ) -> std::result::Result<T, (usize, FromSqlError)> {
@@ -36,7 +37,7 @@ fn at<T: Field, R: RowValues>(
 macro_rules! raw_row {
     ($($t:ident $n:tt),+) => {
         impl<$($t: Field),+> RawRow for ($($t,)+) {
-            fn from_raw<R: RowValues>(row: &R) -> std::result::Result<Self, (usize, FromSqlError)> {
+            fn from_raw<R: RowValues + ?Sized>(row: &R) -> std::result::Result<Self, (usize, FromSqlError)> {
                 Ok(($(at::<$t, R>(row, $n)?,)+))
             }
         }
@@ -53,14 +54,26 @@ raw_row!(A 0, B 1, C 2, D 3, F 4, G 5, H 6);
 raw_row!(A 0, B 1, C 2, D 3, F 4, G 5, H 6, I 7);
 
 /// A result row seen with `E`'s column order: `positions[i]` is where column `i` of `E` is.
-struct Remapped<'r, R> {
+struct Remapped<'r, R: ?Sized> {
     row: &'r R,
     positions: &'r [usize],
 }
 
-impl<R: RowValues> RowValues for Remapped<'_, R> {
+impl<R: RowValues + ?Sized> RowValues for Remapped<'_, R> {
     fn value(&self, index: usize, ty: SqlType) -> std::result::Result<ValueRef<'_>, FromSqlError> {
         self.row.value(self.positions[index], ty)
+    }
+
+    fn width(&self) -> usize {
+        self.positions.len()
+    }
+
+    fn column_name(&self, index: usize) -> &str {
+        self.row.column_name(self.positions[index])
+    }
+
+    fn any_value(&self, index: usize) -> std::result::Result<Value, FromSqlError> {
+        self.row.any_value(self.positions[index])
     }
 }
 
@@ -127,45 +140,18 @@ impl Connection {
     ) -> Result<()> {
         let meta = E::META;
         self.raw_used.set(true);
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::of(meta), sql, || {
-                let mut stmt = conn.prepare(sql)?;
-                let names: Vec<String> = stmt.column_names().map(str::to_owned).collect();
-                let at = positions(meta, &names)?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut n = 0;
-                while let Some(row) = rows.next()? {
-                    n += 1;
-                    E::from_row(&Remapped {
-                        row,
-                        positions: &at,
-                    })
-                    .and_then(&mut f)?;
-                }
-                Ok(((), n))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::of(meta), sql, || {
-                let rows = pg.query(sql, &super::pg_params(params))?;
-                let Some(first) = rows.first() else {
-                    return Ok(((), 0));
-                };
-                let names: Vec<String> = first
-                    .columns()
-                    .iter()
-                    .map(|c| c.name().to_owned())
+        let mut at: Option<Vec<usize>> = None;
+        self.query_rows(Ctx::of(meta), sql, &super::refs(params), |row| {
+            if at.is_none() {
+                let names: Vec<String> = (0..row.width())
+                    .map(|i| row.column_name(i).to_owned())
                     .collect();
-                let at = positions(meta, &names)?;
-                for row in &rows {
-                    E::from_row(&Remapped {
-                        row,
-                        positions: &at,
-                    })
-                    .and_then(&mut f)?;
-                }
-                Ok(((), rows.len()))
-            }),
-        }
+                at = Some(positions(meta, &names)?);
+            }
+            let positions = at.as_deref().unwrap_or_default();
+            E::from_row(&Remapped { row, positions }).and_then(&mut f)
+        })?;
+        Ok(())
     }
 
     /// Runs raw SQL (parameters bound) whose rows are read by position into `T`, a tuple of
@@ -176,27 +162,11 @@ impl Connection {
     /// not fit its field type.
     pub fn query_as<T: RawRow>(&self, sql: &str, params: &[Value]) -> Result<Vec<T>> {
         self.raw_used.set(true);
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => self.run(Ctx::RAW, sql, || {
-                let mut stmt = conn.prepare(sql)?;
-                let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-                let mut out = Vec::new();
-                while let Some(row) = rows.next()? {
-                    out.push(T::from_raw(row).map_err(|(i, e)| raw_conversion(i, &e))?);
-                }
-                let n = out.len();
-                Ok((out, n))
-            }),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::RAW, sql, || {
-                let rows = pg.query(sql, &super::pg_params(params))?;
-                let out = rows
-                    .iter()
-                    .map(|r| T::from_raw(r).map_err(|(i, e)| raw_conversion(i, &e)))
-                    .collect::<Result<Vec<T>>>()?;
-                let n = out.len();
-                Ok((out, n))
-            }),
-        }
+        let mut out = Vec::new();
+        self.query_rows(Ctx::RAW, sql, &super::refs(params), |row| {
+            out.push(T::from_raw(row).map_err(|(i, e)| raw_conversion(i, &e))?);
+            Ok(())
+        })?;
+        Ok(out)
     }
 }
