@@ -707,15 +707,11 @@ impl Connection {
         if self.in_transaction() || self.transaction_status() != TxStatus::Idle {
             self.batch("ROLLBACK")?;
         }
-        if self.raw_used.replace(false) {
-            #[cfg(feature = "postgres")]
-            if let Driver::Postgres(pg) = &self.driver {
-                let sql = pg.reset_sql();
-                self.run(Ctx::RAW, &sql, || {
-                    pg.batch(&sql).map(|()| ((), 0)).map_err(Into::into)
-                })?;
-                pg.forget();
-            }
+        if self.raw_used.replace(false)
+            && let Some(sql) = self.db().reset_sql()
+        {
+            self.batch(&sql)?;
+            self.db().forget_prepared();
         }
         self.idle_since.set(Some(Instant::now()));
         Ok(())
@@ -770,32 +766,7 @@ impl Connection {
     /// [`Error::Database`]: already in a transaction, or busy past the timeout.
     pub fn begin(&self) -> Result<()> {
         self.tx_serial.set(self.tx_serial.get().wrapping_add(1));
-        let (conn, options) = match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, options }) if options.begin_immediate => {
-                (conn, options)
-            }
-            _ => return self.batch("BEGIN"),
-        };
-        // SQLite's busy handler backs off to sleeps of 100 ms, so under contention a waiting
-        // writer keeps missing the short moments between other writers' transactions and can
-        // starve past the timeout. Taking the write lock is retried here instead, with short
-        // jittered sleeps, until the busy timeout runs out.
-        let deadline = Instant::now() + options.busy_timeout;
-        let _ = conn.busy_timeout(Duration::from_millis(2));
-        let mut attempt = 0u32;
-        let result = loop {
-            match self.batch("BEGIN IMMEDIATE") {
-                Err(e) if e.kind() == crate::ErrorKind::Busy && Instant::now() < deadline => {
-                    attempt = attempt.wrapping_add(1);
-                    std::thread::sleep(Duration::from_micros(
-                        200 + u64::from(jitter(attempt) % 1800),
-                    ));
-                }
-                other => break other,
-            }
-        };
-        let _ = conn.busy_timeout(options.busy_timeout);
-        result
+        self.db().begin(&|sql| self.batch(sql))
     }
 
     /// Commits the open transaction. `Ok` means the database committed it: committing an
@@ -807,22 +778,10 @@ impl Connection {
     /// [`rollback`](Self::rollback)); [`Error::Database`] when the `COMMIT` itself fails (a
     /// deferred constraint, a busy database: SQLite then keeps the transaction open).
     pub fn commit(&self) -> Result<()> {
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => {
-                if conn.is_autocommit() {
-                    return Err(Error::PendingRollback {
-                        reason: "no transaction is open to commit: SQLite rolled it back after \
-                                 a failure, or none was begun"
-                            .into(),
-                    });
-                }
-                self.batch("COMMIT")
-            }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => self.run(Ctx::RAW, "COMMIT", || {
-                pg.commit().map(|()| ((), 0)).map_err(Into::into)
-            }),
+        if let Some(refused) = self.db().commit_refused() {
+            return Err(refused);
         }
+        self.run(Ctx::RAW, "COMMIT", || self.db().commit().map(|()| ((), 0)))
     }
 
     /// Rolls back the open transaction, if any.

@@ -9,9 +9,11 @@
 //! [`RowValues`], which both drivers' rows implement, so a caller decodes a row the same way
 //! whatever produced it.
 
+use std::time::{Duration, Instant};
+
 use super::{DResult, SqliteDriver, TxStatus};
 use crate::entity::RowValues;
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::sql::Backend;
 use crate::value::ValueRef;
 
@@ -41,6 +43,17 @@ pub(crate) trait Db {
     fn transaction_status(&self) -> TxStatus;
     /// Whether a transaction is open.
     fn in_transaction(&self) -> bool;
+    /// Begins a transaction, sending its statements through `batch` (which logs them and
+    /// maps their errors).
+    fn begin(&self, batch: &dyn Fn(&str) -> Result<()>) -> Result<()>;
+    /// Why a `COMMIT` must not be sent now, if it must not: a transaction the database
+    /// already ended would make it succeed without committing anything.
+    fn commit_refused(&self) -> Option<Error>;
+    /// Sends `COMMIT`.
+    fn commit(&self) -> DResult<()>;
+    /// What undoes a user's changes to the connection's session state before a pool hands
+    /// it out again, if anything does.
+    fn reset_sql(&self) -> Option<String>;
 }
 
 impl Db for SqliteDriver {
@@ -106,6 +119,48 @@ impl Db for SqliteDriver {
     fn in_transaction(&self) -> bool {
         !self.conn.is_autocommit()
     }
+
+    fn begin(&self, batch: &dyn Fn(&str) -> Result<()>) -> Result<()> {
+        if !self.options.begin_immediate {
+            return batch("BEGIN");
+        }
+        // SQLite's busy handler backs off to sleeps of 100 ms, so under contention a waiting
+        // writer keeps missing the short moments between other writers' transactions and can
+        // starve past the timeout. Taking the write lock is retried here instead, with short
+        // jittered sleeps, until the busy timeout runs out.
+        let deadline = Instant::now() + self.options.busy_timeout;
+        let _ = self.conn.busy_timeout(Duration::from_millis(2));
+        let mut attempt = 0u32;
+        let result = loop {
+            match batch("BEGIN IMMEDIATE") {
+                Err(e) if e.kind() == crate::ErrorKind::Busy && Instant::now() < deadline => {
+                    attempt = attempt.wrapping_add(1);
+                    std::thread::sleep(Duration::from_micros(
+                        200 + u64::from(super::jitter(attempt) % 1800),
+                    ));
+                }
+                other => break other,
+            }
+        };
+        let _ = self.conn.busy_timeout(self.options.busy_timeout);
+        result
+    }
+
+    fn commit_refused(&self) -> Option<Error> {
+        self.conn.is_autocommit().then(|| Error::PendingRollback {
+            reason: "no transaction is open to commit: SQLite rolled it back after a failure, \
+                     or none was begun"
+                .into(),
+        })
+    }
+
+    fn commit(&self) -> DResult<()> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+
+    fn reset_sql(&self) -> Option<String> {
+        None
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -156,6 +211,23 @@ impl Db for crate::postgres::PgConn {
 
     fn in_transaction(&self) -> bool {
         crate::postgres::PgConn::in_transaction(self)
+    }
+
+    fn begin(&self, batch: &dyn Fn(&str) -> Result<()>) -> Result<()> {
+        batch("BEGIN")
+    }
+
+    fn commit_refused(&self) -> Option<Error> {
+        // The server's own answer decides: `PgConn::commit` refuses an aborted transaction.
+        None
+    }
+
+    fn commit(&self) -> DResult<()> {
+        Ok(crate::postgres::PgConn::commit(self)?)
+    }
+
+    fn reset_sql(&self) -> Option<String> {
+        Some(crate::postgres::PgConn::reset_sql(self))
     }
 }
 
