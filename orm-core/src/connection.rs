@@ -11,7 +11,6 @@ use crate::error::{Error, Result};
 use crate::filter::{Condition, SelectSpec};
 use crate::mapping::RowSource;
 use crate::sql::{self, Backend, Kind, Shape};
-use crate::sqlite;
 use crate::value::{Key, SqlType, Value, ValueRef};
 
 mod batch;
@@ -475,34 +474,13 @@ impl Connection {
                 ),
             }
         }
-        result.map(|(v, _)| v).map_err(|e| match e {
-            DriverError::Sqlite(e) => sqlite::map_error(e, ctx.entity, ctx.table, sql),
-            #[cfg(feature = "postgres")]
-            DriverError::Pg(e) => {
-                let e = crate::postgres::map_error(e, ctx.entity, ctx.table, sql);
-                if let Driver::Postgres(pg) = &self.driver {
-                    if e.kind() == crate::ErrorKind::Connection {
-                        pg.mark_broken();
-                    }
-                    if crate::postgres::is_stale_cache(&e) {
-                        // A table dropped and made again by someone else: statements and
-                        // column types cached here describe the old one.
-                        pg.forget();
-                        self.wire_types.borrow_mut().clear();
-                    }
-                    pg.note_failure();
-                }
-                e
+        result.map(|(v, _)| v).map_err(|e| {
+            let mapped = self.db().map_error(e, ctx.entity, ctx.table, sql);
+            if mapped.stale {
+                // Column types cached for `COPY` describe the old tables too.
+                self.wire_types.borrow_mut().clear();
             }
-            DriverError::Orm(e) => {
-                // An error of ours in the middle of a statement (a value that does not fit, an
-                // abandoned COPY) fails the statement on the server too.
-                #[cfg(feature = "postgres")]
-                if let Driver::Postgres(pg) = &self.driver {
-                    pg.note_failure();
-                }
-                e
-            }
+            mapped.error
         })
     }
 

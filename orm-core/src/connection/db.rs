@@ -11,7 +11,7 @@
 
 use std::time::{Duration, Instant};
 
-use super::{DResult, SqliteDriver, TxStatus};
+use super::{DResult, DriverError, SqliteDriver, TxStatus};
 use crate::entity::RowValues;
 use crate::error::{Error, Result};
 use crate::sql::Backend;
@@ -54,6 +54,30 @@ pub(crate) trait Db {
     /// What undoes a user's changes to the connection's session state before a pool hands
     /// it out again, if anything does.
     fn reset_sql(&self) -> Option<String>;
+    /// Turns the driver's error of statement `sql` into the ORM's, noting what it says of
+    /// the connection (lost, or its cached statements stale: then `stale` is set, and the
+    /// caller forgets what it cached of the tables too).
+    fn map_error(
+        &self,
+        e: DriverError,
+        entity: Option<&'static str>,
+        table: &str,
+        sql: &str,
+    ) -> Mapped;
+}
+
+/// A driver error turned into the ORM's.
+pub(crate) struct Mapped {
+    pub error: Error,
+    /// The tables changed under the connection's cached statements.
+    pub stale: bool,
+}
+
+fn ours(e: Error) -> Mapped {
+    Mapped {
+        error: e,
+        stale: false,
+    }
 }
 
 impl Db for SqliteDriver {
@@ -161,6 +185,21 @@ impl Db for SqliteDriver {
     fn reset_sql(&self) -> Option<String> {
         None
     }
+
+    fn map_error(
+        &self,
+        e: DriverError,
+        entity: Option<&'static str>,
+        table: &str,
+        sql: &str,
+    ) -> Mapped {
+        match e {
+            DriverError::Sqlite(e) => ours(crate::sqlite::map_error(e, entity, table, sql)),
+            DriverError::Orm(e) => ours(e),
+            #[cfg(feature = "postgres")]
+            DriverError::Pg(e) => ours(crate::postgres::map_error(e, entity, table, sql)),
+        }
+    }
 }
 
 #[cfg(feature = "postgres")]
@@ -228,6 +267,36 @@ impl Db for crate::postgres::PgConn {
 
     fn reset_sql(&self) -> Option<String> {
         Some(crate::postgres::PgConn::reset_sql(self))
+    }
+
+    fn map_error(
+        &self,
+        e: DriverError,
+        entity: Option<&'static str>,
+        table: &str,
+        sql: &str,
+    ) -> Mapped {
+        let e = match e {
+            DriverError::Pg(e) => crate::postgres::map_error(e, entity, table, sql),
+            DriverError::Sqlite(e) => crate::sqlite::map_error(e, entity, table, sql),
+            // An error of ours in the middle of a statement (a value that does not fit, an
+            // abandoned COPY) fails the statement on the server too.
+            DriverError::Orm(e) => {
+                self.note_failure();
+                return ours(e);
+            }
+        };
+        if e.kind() == crate::ErrorKind::Connection {
+            self.mark_broken();
+        }
+        // A table dropped and made again by someone else: statements cached here describe
+        // the old one.
+        let stale = crate::postgres::is_stale_cache(&e);
+        if stale {
+            self.forget();
+        }
+        self.note_failure();
+        Mapped { error: e, stale }
     }
 }
 
