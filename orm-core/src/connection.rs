@@ -2210,15 +2210,6 @@ fn refs(params: &[Value]) -> Vec<ValueRef<'_>> {
     params.iter().map(Value::as_ref).collect()
 }
 
-/// Raw parameters as the `postgres` crate takes them.
-#[cfg(feature = "postgres")]
-fn pg_params(params: &[Value]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
-    params
-        .iter()
-        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-        .collect()
-}
-
 fn open_error(target: &str, e: rusqlite::Error) -> Error {
     Error::Open {
         target: target.to_owned(),

@@ -336,15 +336,6 @@ impl PgConn {
         Ok(self.client.borrow_mut().execute(sql, params)?)
     }
 
-    /// [`query`](Self::query) of a statement used once.
-    pub(crate) fn query_once(
-        &self,
-        sql: &str,
-        params: &[&(dyn ToSql + Sync)],
-    ) -> PgResult<Vec<postgres::Row>> {
-        Ok(self.client.borrow_mut().query(sql, params)?)
-    }
-
     pub(crate) fn query(
         &self,
         sql: &str,

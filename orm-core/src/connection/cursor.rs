@@ -15,12 +15,13 @@
 use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use super::{Connection, Ctx, Driver, SqliteDriver};
+use super::{Connection, Ctx};
 use crate::entity::Entity;
 use crate::error::{Error, Result};
 use crate::filter::SelectSpec;
 use crate::select::SelectExpr;
 use crate::sql::{self, Backend};
+use crate::value::{SqlType, ValueRef};
 
 /// Numbers cursors, so that each has a name of its own on its connection.
 static NEXT: AtomicU64 = AtomicU64::new(1);
@@ -60,7 +61,6 @@ pub struct Cursor<E> {
     last: i64,
     end: i64,
     /// PostgreSQL: the connection's transaction when the cursor was declared.
-    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     serial: u64,
     _entity: PhantomData<fn() -> E>,
 }
@@ -142,40 +142,45 @@ impl Connection {
         let meta = E::META;
         let name = format!("orm_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
         let backend = self.backend();
-        let (last, end) = match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => {
-                let key = [SelectExpr::column(meta.primary_key)];
-                let (select, params) = sql::select_columns(meta, &key, false, spec, backend);
-                let sql = format!("CREATE TEMP TABLE {} AS {select}", quote(&name));
-                self.run(Ctx::of(meta), &sql, || {
-                    let n = conn.execute(&sql, rusqlite::params_from_iter(params.iter()))?;
-                    Ok(((), n))
-                })?;
-                let count = format!("SELECT coalesce(max(rowid), 0) FROM temp.{}", quote(&name));
-                let end = self.run(Ctx::of(meta), &count, || {
-                    Ok((conn.query_row(&count, [], |r| r.get::<_, i64>(0))?, 1))
-                })?;
-                (0, end)
+        let (last, end) = if self.db().server_cursors() {
+            if !self.in_transaction() {
+                return Err(Error::InvalidState {
+                    message: format!(
+                        "a server-side cursor over {} (table `{}`) lives in a transaction: \
+                         begin one before opening it",
+                        meta.name, meta.table
+                    ),
+                });
             }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => {
-                if !pg.in_transaction() {
-                    return Err(Error::InvalidState {
-                        message: format!(
-                            "a PostgreSQL cursor over {} (table `{}`) lives in a transaction: \
-                             begin one before opening it",
-                            meta.name, meta.table
-                        ),
-                    });
+            let (select, params) = sql::select(meta, spec, backend);
+            let sql = format!("DECLARE {} NO SCROLL CURSOR FOR {select}", quote(&name));
+            let params = super::refs(&params);
+            self.run(Ctx::of(meta), &sql, || {
+                self.db().execute_once(&sql, &params)?;
+                Ok(((), 0))
+            })?;
+            (0, 1)
+        } else {
+            let key = [SelectExpr::column(meta.primary_key)];
+            let (select, params) = sql::select_columns(meta, &key, false, spec, backend);
+            let sql = format!("CREATE TEMP TABLE {} AS {select}", quote(&name));
+            let params = super::refs(&params);
+            self.run(Ctx::of(meta), &sql, || {
+                let n = self.db().execute_once(&sql, &params)?;
+                Ok(((), usize::try_from(n).unwrap_or(0)))
+            })?;
+            let count = format!("SELECT coalesce(max(rowid), 0) FROM temp.{}", quote(&name));
+            let mut end = 0;
+            self.query_rows(Ctx::of(meta), &count, &[], |row| {
+                if let ValueRef::I64(n) = row
+                    .value(0, SqlType::I64)
+                    .map_err(|e| super::scalar_error(&count, &e))?
+                {
+                    end = n;
                 }
-                let (select, params) = sql::select(meta, spec, backend);
-                let sql = format!("DECLARE {} NO SCROLL CURSOR FOR {select}", quote(&name));
-                self.run(Ctx::of(meta), &sql, || {
-                    pg.execute_once(&sql, &super::pg_params(&params))?;
-                    Ok(((), 0))
-                })?;
-                (0, 1)
-            }
+                Ok(())
+            })?;
+            (0, end)
         };
         Ok(Cursor {
             name,
@@ -234,79 +239,76 @@ impl Connection {
                 }
             ),
         };
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => {
-                let columns: Vec<String> = meta
-                    .columns
-                    .iter()
-                    .map(|c| format!("t.{}", quote(c.name)))
-                    .collect();
-                let key = quote(meta.columns[meta.primary_key].name);
-                let sql = format!(
-                    "SELECT {}, c.rowid FROM temp.{} AS c JOIN {} AS t ON t.{key} = c.{key} \
-                     WHERE c.rowid > ?1 AND c.rowid <= ?2 ORDER BY c.rowid",
-                    columns.join(", "),
-                    quote(&cursor.name),
-                    quote(meta.table),
-                );
-                let step = i64::try_from(n).unwrap_or(i64::MAX);
-                let mut read = 0;
-                // Positions run 1..=end without gaps (the table was filled by one statement);
-                // a page asks for the next `n` positions, and asks again while rows deleted
-                // since the cursor opened leave it empty.
-                while read == 0 && cursor.last < cursor.end {
-                    let (from, to) = (cursor.last, cursor.last.saturating_add(step));
-                    read = self
-                        .run(Ctx::of(meta), &sql, || {
-                            let mut stmt = conn.prepare_cached(&sql)?;
-                            let mut rows = stmt.query(rusqlite::params![from, to])?;
-                            let mut count = 0;
-                            while let Some(row) = rows.next()? {
-                                count += 1;
-                                E::from_row(row).and_then(&mut f)?;
-                            }
-                            Ok((count, count))
-                        })
-                        .map_err(|e| {
-                            // Asked of the database, not read from the message.
-                            let exists = conn
-                                .query_row(
-                                    "SELECT count(*) FROM temp.sqlite_master WHERE name = ?1",
-                                    [&cursor.name],
-                                    |r| r.get::<_, i64>(0),
-                                )
-                                .unwrap_or(1);
-                            if exists == 0 { gone() } else { e }
-                        })?;
-                    cursor.last = to.min(cursor.end);
-                }
-                Ok(read)
+        if self.db().server_cursors() {
+            if cursor.last == cursor.end {
+                return Ok(0);
             }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => {
-                if cursor.last == cursor.end {
-                    return Ok(0);
-                }
-                // A cursor of an ended transaction is not asked for: the error would abort
-                // the transaction that runs now.
-                if !pg.in_transaction() || self.tx_serial.get() != cursor.serial {
-                    return Err(gone());
-                }
-                let sql = format!("FETCH FORWARD {n} FROM {}", quote(&cursor.name));
-                let rows = self.run(Ctx::of(meta), &sql, || {
-                    let rows = pg.query_once(&sql, &[])?;
-                    let len = rows.len();
-                    Ok((rows, len))
-                })?;
-                for row in &rows {
-                    E::from_row(row).and_then(&mut f)?;
-                }
-                if rows.len() < n {
-                    cursor.last = cursor.end; // the end
-                }
-                Ok(rows.len())
+            // A cursor of an ended transaction is not asked for: the error would abort the
+            // transaction that runs now.
+            if !self.in_transaction() || self.tx_serial.get() != cursor.serial {
+                return Err(gone());
             }
+            let sql = format!("FETCH FORWARD {n} FROM {}", quote(&cursor.name));
+            let read = self.query_rows(Ctx::of(meta), &sql, &[], |row| {
+                E::from_row(row).and_then(&mut f)
+            })?;
+            if read < n {
+                cursor.last = cursor.end; // the end
+            }
+            return Ok(read);
         }
+        let columns: Vec<String> = meta
+            .columns
+            .iter()
+            .map(|c| format!("t.{}", quote(c.name)))
+            .collect();
+        let key = quote(meta.columns[meta.primary_key].name);
+        let sql = format!(
+            "SELECT {}, c.rowid FROM temp.{} AS c JOIN {} AS t ON t.{key} = c.{key} \
+             WHERE c.rowid > ? AND c.rowid <= ? ORDER BY c.rowid",
+            columns.join(", "),
+            quote(&cursor.name),
+            quote(meta.table),
+        );
+        let step = i64::try_from(n).unwrap_or(i64::MAX);
+        let mut read = 0;
+        // Positions run 1..=end without gaps (the table was filled by one statement); a page
+        // asks for the next `n` positions, and asks again while rows deleted since the
+        // cursor opened leave it empty.
+        while read == 0 && cursor.last < cursor.end {
+            let (from, to) = (cursor.last, cursor.last.saturating_add(step));
+            read = self
+                .query_rows(
+                    Ctx::of(meta),
+                    &sql,
+                    &[ValueRef::I64(from), ValueRef::I64(to)],
+                    |row| E::from_row(row).and_then(&mut f),
+                )
+                .map_err(|e| {
+                    // Asked of the database, not read from the message.
+                    if self.temp_table_exists(&cursor.name) {
+                        e
+                    } else {
+                        gone()
+                    }
+                })?;
+            cursor.last = to.min(cursor.end);
+        }
+        Ok(read)
+    }
+
+    /// Whether this connection has a temporary table `name` (a cursor's).
+    fn temp_table_exists(&self, name: &str) -> bool {
+        let mut found = true;
+        let probe = "SELECT count(*) FROM temp.sqlite_master WHERE name = ?";
+        let asked = self.query_rows(Ctx::RAW, probe, &[ValueRef::Text(name.into())], |row| {
+            let n = row
+                .value(0, SqlType::I64)
+                .map_err(|e| super::scalar_error(probe, &e))?;
+            found = !matches!(n, ValueRef::I64(0));
+            Ok(())
+        });
+        asked.is_err() || found
     }
 
     /// Closes a cursor: PostgreSQL's `CLOSE` (nothing to do once its transaction ended),
@@ -330,25 +332,17 @@ impl Connection {
     /// The database's error.
     pub fn close_cursor<E: Entity>(&self, cursor: Cursor<E>) -> Result<()> {
         let name = quote(&cursor.name);
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => {
-                let sql = format!("DROP TABLE IF EXISTS temp.{name}");
-                self.run(Ctx::of(E::META), &sql, || {
-                    conn.execute(&sql, [])?;
-                    Ok(((), 0))
-                })
+        let sql = if self.db().server_cursors() {
+            if !self.in_transaction() {
+                return Ok(());
             }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => {
-                if !pg.in_transaction() {
-                    return Ok(());
-                }
-                let sql = format!("CLOSE {name}");
-                self.run(Ctx::of(E::META), &sql, || {
-                    pg.execute_once(&sql, &[])?;
-                    Ok(((), 0))
-                })
-            }
-        }
+            format!("CLOSE {name}")
+        } else {
+            format!("DROP TABLE IF EXISTS temp.{name}")
+        };
+        self.run(Ctx::of(E::META), &sql, || {
+            self.db().execute_once(&sql, &[])?;
+            Ok(((), 0))
+        })
     }
 }

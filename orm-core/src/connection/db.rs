@@ -35,8 +35,13 @@ pub(crate) trait Db {
         params: &[ValueRef<'_>],
         each: &mut dyn FnMut(&dyn RowValues) -> Result<()>,
     ) -> DResult<usize>;
+    /// Runs a statement used once (a name of its own in it): not kept prepared.
+    fn execute_once(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64>;
     /// Runs statements without parameters, unprepared.
     fn batch(&self, sql: &str) -> DResult<()>;
+    /// Whether the database keeps a query's result open between fetches in a transaction
+    /// (`DECLARE … CURSOR`); without, a cursor is the query's keys in a temporary table.
+    fn server_cursors(&self) -> bool;
     /// Forgets prepared statements (after DDL).
     fn forget_prepared(&self);
     /// The transaction's state as the database reports it.
@@ -122,8 +127,18 @@ impl Db for SqliteDriver {
         Ok(n)
     }
 
+    fn execute_once(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        Ok(self
+            .conn
+            .execute(sql, rusqlite::params_from_iter(params.iter()))? as u64)
+    }
+
     fn batch(&self, sql: &str) -> DResult<()> {
         Ok(self.conn.execute_batch(sql)?)
+    }
+
+    fn server_cursors(&self) -> bool {
+        false
     }
 
     fn forget_prepared(&self) {
@@ -236,8 +251,16 @@ impl Db for crate::postgres::PgConn {
         Ok(rows.len())
     }
 
+    fn execute_once(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        crate::postgres::PgConn::execute_once(self, sql, &pg_refs(params))
+    }
+
     fn batch(&self, sql: &str) -> DResult<()> {
         Ok(self.batch(sql)?)
+    }
+
+    fn server_cursors(&self) -> bool {
+        true
     }
 
     fn forget_prepared(&self) {
