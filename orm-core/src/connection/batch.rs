@@ -16,9 +16,9 @@
 use std::collections::HashSet as StdHashSet;
 
 /// Key sets of a batch, with the identity maps' fast hasher.
-type HashSet<K> = StdHashSet<K, crate::KeyHashState>;
+pub(crate) type HashSet<K> = StdHashSet<K, crate::KeyHashState>;
 
-use super::{Connection, Ctx, DResult, Driver, SqliteDriver};
+use super::{Connection, Ctx, DResult};
 use crate::entity::{Entity, EntityMeta};
 use crate::error::{Error, Result};
 #[cfg(feature = "postgres")]
@@ -51,7 +51,7 @@ pub struct Matched {
 }
 
 /// What one statement reports: how many rows it changed, or which (by key).
-enum Sent {
+pub(crate) enum Sent {
     Count(u64),
     Keys(HashSet<Key>),
 }
@@ -59,11 +59,11 @@ enum Sent {
 /// Rows per SQLite statement (fewer when the columns would pass the parameter limit):
 /// measured against the prepared per-row statement, `UPDATE … FROM (VALUES …)` is fastest
 /// from about 50 rows on and flat up to a few hundred.
-const SQLITE_ROWS: usize = 100;
+pub(crate) const SQLITE_ROWS: usize = 100;
 
 /// Rows per PostgreSQL statement: the arrays of one batch are built in memory.
 #[cfg(feature = "postgres")]
-const PG_ROWS: usize = 10_000;
+pub(crate) const PG_ROWS: usize = 10_000;
 
 /// `sql` that returns the key of each row it changes.
 fn returning_key(meta: &EntityMeta, sql: &str) -> String {
@@ -122,24 +122,13 @@ impl Connection {
         };
         let check = version == VersionRule::Check;
         let stride = 1 + columns.len() + usize::from(check);
-        self.batched(meta, rows, stride, true, |batch| match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => {
-                let sql = sqlite_update(meta, columns, version_col, check, batch.len() / stride);
-                self.sqlite_send(conn, meta, &sql, batch, check)
-            }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => {
-                let types = self.wire_types(meta)?;
-                let mut sent: Vec<(usize, SqlType)> =
-                    vec![(meta.primary_key, types[meta.primary_key])];
-                sent.extend(columns.iter().map(|&c| (c, types[c])));
-                if let (true, Some(v)) = (check, version_col) {
-                    sent.push((v, types[v]));
-                }
-                let sql = pg_update(meta, columns, version_col, check, &sent);
-                let arrays = pg_arrays(meta, batch, &sent)?;
-                self.pg_send(pg, meta, &sql, &arrays, check)
-            }
+        let write = BatchWrite::Update {
+            columns,
+            version: version_col,
+            check,
+        };
+        self.batched(meta, rows, stride, true, |batch| {
+            self.db().write_batch(self, meta, &write, batch, check)
         })
     }
 
@@ -182,22 +171,12 @@ impl Connection {
             None
         };
         let stride = 1 + usize::from(check_version);
-        self.batched(meta, rows, stride, false, |batch| match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => {
-                let sql = sqlite_delete(meta, version_col, batch.len() / stride);
-                self.sqlite_send(conn, meta, &sql, batch, check_version)
-            }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => {
-                let types = self.wire_types(meta)?;
-                let mut sent = vec![(meta.primary_key, types[meta.primary_key])];
-                if let Some(v) = version_col {
-                    sent.push((v, types[v]));
-                }
-                let sql = pg_delete(meta, version_col, &sent);
-                let arrays = pg_arrays(meta, batch, &sent)?;
-                self.pg_send(pg, meta, &sql, &arrays, check_version)
-            }
+        let write = BatchWrite::Delete {
+            version: version_col,
+        };
+        self.batched(meta, rows, stride, false, |batch| {
+            self.db()
+                .write_batch(self, meta, &write, batch, check_version)
         })
     }
 
@@ -222,11 +201,7 @@ impl Connection {
                 ),
             });
         }
-        let per_batch = match &self.driver {
-            Driver::Sqlite(_) => SQLITE_ROWS.min(self.max_bind_parameters() / stride).max(1),
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(_) => PG_ROWS,
-        };
+        let per_batch = self.db().batch_rows(stride);
         let mut matched = Matched::default();
         let mut keys: HashSet<Key> = HashSet::default();
         let mut start = 0;
@@ -279,34 +254,7 @@ impl Connection {
         stride: usize,
     ) -> Result<HashSet<Key>> {
         let keys: Vec<ValueRef<'_>> = batch.iter().step_by(stride).cloned().collect();
-        let t = quote(meta.table);
-        let pk = quote(meta.columns[meta.primary_key].name);
-        match &self.driver {
-            Driver::Sqlite(SqliteDriver { conn, .. }) => {
-                let sql = format!(
-                    "SELECT {pk} FROM {t} WHERE {pk} IN ({})",
-                    vec!["?"; keys.len()].join(", ")
-                );
-                match self.returned(meta, &sql, || sqlite_rows(conn, meta, &sql, &keys))? {
-                    Sent::Keys(k) => Ok(k),
-                    Sent::Count(_) => Ok(HashSet::default()),
-                }
-            }
-            #[cfg(feature = "postgres")]
-            Driver::Postgres(pg) => {
-                let types = self.wire_types(meta)?;
-                let sent = [(meta.primary_key, types[meta.primary_key])];
-                let sql = format!(
-                    "SELECT {pk} FROM {t} WHERE {pk} = ANY($1::{}[])",
-                    pg_type(sent[0].1)
-                );
-                let arrays = pg_arrays(meta, &keys, &sent)?;
-                match self.returned(meta, &sql, || pg_rows(pg, &sql, &arrays))? {
-                    Sent::Keys(k) => Ok(k),
-                    Sent::Count(_) => Ok(HashSet::default()),
-                }
-            }
-        }
+        self.db().existing_keys(self, meta, &keys)
     }
 
     /// Runs a statement that returns keys, logged as one.
@@ -322,22 +270,54 @@ impl Connection {
             Ok((Sent::Keys(keys), n))
         })
     }
+}
 
-    /// Runs a SQLite write: its count, or with `returning` the keys it returns.
-    fn sqlite_send(
-        &self,
-        conn: &rusqlite::Connection,
+/// One batched write, as the backends build its statements.
+pub(crate) enum BatchWrite<'a> {
+    /// `UPDATE` of `columns` (and a bumped version) by key; with `check`, only where the
+    /// version matches.
+    Update {
+        columns: &'a [usize],
+        version: Option<usize>,
+        check: bool,
+    },
+    /// `DELETE` by key; with a version column, only where it matches.
+    Delete { version: Option<usize> },
+}
+
+/// SQLite's side of the batched writes: `VALUES` rows and `IN` lists of up to
+/// [`SQLITE_ROWS`] rows, bound as they are.
+pub(crate) mod sqlite_side {
+    use super::*;
+
+    pub(crate) fn write(
+        db: &rusqlite::Connection,
+        conn: &Connection,
         meta: &'static EntityMeta,
-        sql: &str,
+        write: &BatchWrite<'_>,
         batch: &[ValueRef<'_>],
         returning: bool,
     ) -> Result<Sent> {
+        let sql = match *write {
+            BatchWrite::Update {
+                columns,
+                version,
+                check,
+            } => {
+                let stride = 1 + columns.len() + usize::from(check);
+                sqlite_update(meta, columns, version, check, batch.len() / stride)
+            }
+            BatchWrite::Delete { version } => {
+                let stride = 1 + usize::from(version.is_some());
+                sqlite_delete(meta, version, batch.len() / stride)
+            }
+        };
         if returning {
-            let sql = returning_key(meta, sql);
-            return self.returned(meta, &sql, || sqlite_rows(conn, meta, &sql, batch));
+            let sql = returning_key(meta, &sql);
+            return conn.returned(meta, &sql, || sqlite_rows(db, meta, &sql, batch));
         }
-        self.run(Ctx::of(meta), sql, || {
-            let mut stmt = conn.prepare_cached(sql)?;
+        conn.run(Ctx::of(meta), &sql, || {
+            let mut stmt = db.prepare_cached(&sql)?;
             for (i, v) in batch.iter().enumerate() {
                 stmt.raw_bind_parameter(i + 1, v)?;
             }
@@ -346,24 +326,90 @@ impl Connection {
         })
     }
 
-    /// Runs a PostgreSQL write: its count, or with `returning` the keys it returns.
-    #[cfg(feature = "postgres")]
-    fn pg_send(
-        &self,
-        pg: &crate::postgres::PgConn,
+    pub(crate) fn existing(
+        db: &rusqlite::Connection,
+        conn: &Connection,
         meta: &'static EntityMeta,
-        sql: &str,
-        arrays: &[PgArray],
+        keys: &[ValueRef<'_>],
+    ) -> Result<HashSet<Key>> {
+        let t = quote(meta.table);
+        let pk = quote(meta.columns[meta.primary_key].name);
+        let sql = format!(
+            "SELECT {pk} FROM {t} WHERE {pk} IN ({})",
+            vec!["?"; keys.len()].join(", ")
+        );
+        match conn.returned(meta, &sql, || sqlite_rows(db, meta, &sql, keys))? {
+            Sent::Keys(k) => Ok(k),
+            Sent::Count(_) => Ok(HashSet::default()),
+        }
+    }
+}
+
+/// PostgreSQL's side of the batched writes: one statement per [`PG_ROWS`] rows, whose
+/// columns travel as arrays encoded in binary before they are sent.
+#[cfg(feature = "postgres")]
+pub(crate) mod pg_side {
+    use super::*;
+
+    pub(crate) fn write(
+        pg: &crate::postgres::PgConn,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batch: &[ValueRef<'_>],
         returning: bool,
     ) -> Result<Sent> {
+        let types = conn.wire_types(meta)?;
+        let mut sent: Vec<(usize, SqlType)> = vec![(meta.primary_key, types[meta.primary_key])];
+        let sql = match *write {
+            BatchWrite::Update {
+                columns,
+                version,
+                check,
+            } => {
+                sent.extend(columns.iter().map(|&c| (c, types[c])));
+                if let (true, Some(v)) = (check, version) {
+                    sent.push((v, types[v]));
+                }
+                pg_update(meta, columns, version, check, &sent)
+            }
+            BatchWrite::Delete { version } => {
+                if let Some(v) = version {
+                    sent.push((v, types[v]));
+                }
+                pg_delete(meta, version, &sent)
+            }
+        };
+        let arrays = pg_arrays(meta, batch, &sent)?;
         if returning {
-            let sql = returning_key(meta, sql);
-            return self.returned(meta, &sql, || pg_rows(pg, &sql, arrays));
+            let sql = returning_key(meta, &sql);
+            return conn.returned(meta, &sql, || pg_rows(pg, &sql, &arrays));
         }
-        self.run(Ctx::of(meta), sql, || {
-            let n = pg.execute(sql, &pg_params(arrays))?;
+        conn.run(Ctx::of(meta), &sql, || {
+            let n = pg.execute(&sql, &pg_params(&arrays))?;
             Ok((Sent::Count(n), usize::try_from(n).unwrap_or(usize::MAX)))
         })
+    }
+
+    pub(crate) fn existing(
+        pg: &crate::postgres::PgConn,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        keys: &[ValueRef<'_>],
+    ) -> Result<HashSet<Key>> {
+        let types = conn.wire_types(meta)?;
+        let sent = [(meta.primary_key, types[meta.primary_key])];
+        let t = quote(meta.table);
+        let pk = quote(meta.columns[meta.primary_key].name);
+        let sql = format!(
+            "SELECT {pk} FROM {t} WHERE {pk} = ANY($1::{}[])",
+            pg_type(sent[0].1)
+        );
+        let arrays = pg_arrays(meta, keys, &sent)?;
+        match conn.returned(meta, &sql, || pg_rows(pg, &sql, &arrays))? {
+            Sent::Keys(k) => Ok(k),
+            Sent::Count(_) => Ok(HashSet::default()),
+        }
     }
 }
 

@@ -11,10 +11,12 @@
 
 use std::time::{Duration, Instant};
 
-use super::{DResult, DriverError, SqliteDriver, TxStatus};
-use crate::entity::RowValues;
+use super::batch::{BatchWrite, HashSet, Sent, sqlite_side};
+use super::{Connection, DResult, DriverError, SqliteDriver, TxStatus};
+use crate::entity::{EntityMeta, RowValues};
 use crate::error::{Error, Result};
 use crate::sql::Backend;
+use crate::value::Key;
 use crate::value::ValueRef;
 
 /// What every backend does for a [`Connection`](super::Connection).
@@ -59,6 +61,25 @@ pub(crate) trait Db {
     /// What undoes a user's changes to the connection's session state before a pool hands
     /// it out again, if anything does.
     fn reset_sql(&self) -> Option<String>;
+    /// Rows per statement of a batched write by key whose rows have `stride` values.
+    fn batch_rows(&self, stride: usize) -> usize;
+    /// Sends one statement of a batched `UPDATE` or `DELETE` by key (`batch` holds whole
+    /// rows, each key once): its count, or with `returning` the keys it changed.
+    fn write_batch(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batch: &[ValueRef<'_>],
+        returning: bool,
+    ) -> Result<Sent>;
+    /// Which of `keys` have a row.
+    fn existing_keys(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        keys: &[ValueRef<'_>],
+    ) -> Result<HashSet<Key>>;
     /// Turns the driver's error of statement `sql` into the ORM's, noting what it says of
     /// the connection (lost, or its cached statements stale: then `stale` is set, and the
     /// caller forgets what it cached of the tables too).
@@ -201,6 +222,32 @@ impl Db for SqliteDriver {
         None
     }
 
+    fn batch_rows(&self, stride: usize) -> usize {
+        super::batch::SQLITE_ROWS
+            .min(self.max_bind_parameters() / stride)
+            .max(1)
+    }
+
+    fn write_batch(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batch: &[ValueRef<'_>],
+        returning: bool,
+    ) -> Result<Sent> {
+        sqlite_side::write(&self.conn, conn, meta, write, batch, returning)
+    }
+
+    fn existing_keys(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        keys: &[ValueRef<'_>],
+    ) -> Result<HashSet<Key>> {
+        sqlite_side::existing(&self.conn, conn, meta, keys)
+    }
+
     fn map_error(
         &self,
         e: DriverError,
@@ -290,6 +337,30 @@ impl Db for crate::postgres::PgConn {
 
     fn reset_sql(&self) -> Option<String> {
         Some(crate::postgres::PgConn::reset_sql(self))
+    }
+
+    fn batch_rows(&self, _stride: usize) -> usize {
+        super::batch::PG_ROWS
+    }
+
+    fn write_batch(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batch: &[ValueRef<'_>],
+        returning: bool,
+    ) -> Result<Sent> {
+        super::batch::pg_side::write(self, conn, meta, write, batch, returning)
+    }
+
+    fn existing_keys(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        keys: &[ValueRef<'_>],
+    ) -> Result<HashSet<Key>> {
+        super::batch::pg_side::existing(self, conn, meta, keys)
     }
 
     fn map_error(
