@@ -285,13 +285,13 @@ pub(crate) enum BatchWrite<'a> {
     Delete { version: Option<usize> },
 }
 
-/// SQLite's side of the batched writes: `VALUES` rows and `IN` lists of up to
-/// [`SQLITE_ROWS`] rows, bound as they are.
+/// The batched writes of a database without array parameters (SQLite): `VALUES` rows and
+/// `IN` lists of up to [`SQLITE_ROWS`] rows, bound as they are, through the backend
+/// interface's plain statements.
 pub(crate) mod sqlite_side {
     use super::*;
 
     pub(crate) fn write(
-        db: &rusqlite::Connection,
         conn: &Connection,
         meta: &'static EntityMeta,
         write: &BatchWrite<'_>,
@@ -314,20 +314,15 @@ pub(crate) mod sqlite_side {
         };
         if returning {
             let sql = returning_key(meta, &sql);
-            return conn.returned(meta, &sql, || sqlite_rows(db, meta, &sql, batch));
+            return conn.returned(meta, &sql, || key_rows(conn, meta, &sql, batch));
         }
         conn.run(Ctx::of(meta), &sql, || {
-            let mut stmt = db.prepare_cached(&sql)?;
-            for (i, v) in batch.iter().enumerate() {
-                stmt.raw_bind_parameter(i + 1, v)?;
-            }
-            let n = stmt.raw_execute()?;
-            Ok((Sent::Count(n as u64), n))
+            let n = conn.db().execute(&sql, batch)?;
+            Ok((Sent::Count(n), usize::try_from(n).unwrap_or(usize::MAX)))
         })
     }
 
     pub(crate) fn existing(
-        db: &rusqlite::Connection,
         conn: &Connection,
         meta: &'static EntityMeta,
         keys: &[ValueRef<'_>],
@@ -338,7 +333,7 @@ pub(crate) mod sqlite_side {
             "SELECT {pk} FROM {t} WHERE {pk} IN ({})",
             vec!["?"; keys.len()].join(", ")
         );
-        match conn.returned(meta, &sql, || sqlite_rows(db, meta, &sql, keys))? {
+        match conn.returned(meta, &sql, || key_rows(conn, meta, &sql, keys))? {
             Sent::Keys(k) => Ok(k),
             Sent::Count(_) => Ok(HashSet::default()),
         }
@@ -423,25 +418,22 @@ fn comparable(k: Key) -> Key {
     }
 }
 
-/// Runs a SQLite statement that returns keys (`RETURNING key`, `SELECT key`); the keys.
-fn sqlite_rows(
-    conn: &rusqlite::Connection,
+/// Runs a statement that returns keys (`RETURNING key`, `SELECT key`); the keys.
+fn key_rows(
+    conn: &Connection,
     meta: &'static EntityMeta,
     sql: &str,
-    batch: &[ValueRef<'_>],
+    params: &[ValueRef<'_>],
 ) -> DResult<Vec<Option<Key>>> {
-    let mut stmt = conn.prepare_cached(sql)?;
-    for (i, v) in batch.iter().enumerate() {
-        stmt.raw_bind_parameter(i + 1, v)?;
-    }
     let ty = meta.key_column().sql_type;
     let mut out = Vec::new();
-    let mut returned = stmt.raw_query();
-    while let Some(row) = returned.next()? {
-        let key = crate::sqlite::decode(row.get_ref(0)?, ty)
+    conn.db().query(sql, params, &mut |row| {
+        let key = row
+            .value(0, ty)
             .map_err(|e| Error::type_mismatch(meta, meta.primary_key, e.to_string()))?;
         out.push(Key::from_value(&key));
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

@@ -236,7 +236,7 @@ impl Db for SqliteDriver {
         batch: &[ValueRef<'_>],
         returning: bool,
     ) -> Result<Sent> {
-        sqlite_side::write(&self.conn, conn, meta, write, batch, returning)
+        sqlite_side::write(conn, meta, write, batch, returning)
     }
 
     fn existing_keys(
@@ -245,7 +245,7 @@ impl Db for SqliteDriver {
         meta: &'static EntityMeta,
         keys: &[ValueRef<'_>],
     ) -> Result<HashSet<Key>> {
-        sqlite_side::existing(&self.conn, conn, meta, keys)
+        sqlite_side::existing(conn, meta, keys)
     }
 
     fn map_error(
