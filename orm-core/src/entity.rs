@@ -104,7 +104,30 @@ impl EntityMeta {
     }
 }
 
-/// Read access to one result row, implemented by each backend.
+/// Read access to one result row, implemented by each backend. A hand-written
+/// [`RawRow`](crate::RawRow) can read a raw query's row by column name with it:
+///
+/// ```
+/// use orm_core::{Connection, FromSqlError, RawRow, RowValues, Value};
+///
+/// /// Every column of a row, by name, as the database sent it.
+/// struct Named(Vec<(String, Value)>);
+///
+/// impl RawRow for Named {
+///     fn from_raw<R: RowValues + ?Sized>(row: &R) -> Result<Self, (usize, FromSqlError)> {
+///         (0..row.width())
+///             .map(|i| Ok((row.column_name(i).to_owned(), row.any_value(i).map_err(|e| (i, e))?)))
+///             .collect::<Result<_, _>>()
+///             .map(Named)
+///     }
+/// }
+///
+/// # fn main() -> orm_core::Result<()> {
+/// let conn = Connection::open_sqlite_memory()?;
+/// let rows: Vec<Named> = conn.query_as("SELECT 7 AS n, 'x' AS s", &[])?;
+/// assert_eq!(rows[0].0, [("n".to_owned(), Value::I64(7)), ("s".to_owned(), Value::Text("x".into()))]);
+/// # Ok(()) }
+/// ```
 pub trait RowValues {
     /// The value at `index`, decoded as `ty`.
     ///
