@@ -707,6 +707,9 @@ pub(crate) trait Erased: Send + Sync {
     fn attach(self: Arc<Self>, maps: &mut Maps);
     /// Removes this object from its typed identity map.
     fn remove_from(&self, maps: &mut Maps);
+    /// After a flush deleted its row: `Deleted`, and out of the identity map (one lock of
+    /// the object for both).
+    fn deleted(&self, maps: &mut Maps);
 }
 
 impl<E: Entity> Erased for Object<E> {
@@ -1238,6 +1241,18 @@ impl<E: Entity> Erased for Object<E> {
             maps.typed::<E>().remove_if_same(&key, self);
         }
     }
+
+    fn deleted(&self, maps: &mut Maps) {
+        let key = {
+            let mut m = self.meta.lock();
+            m.state = ObjectState::Deleted;
+            m.marked_delete = false;
+            m.key.clone()
+        };
+        if let Some(key) = key {
+            maps.typed::<E>().remove_if_same(&key, self);
+        }
+    }
 }
 
 /// What claiming an object for a flush found out about it.
@@ -1485,11 +1500,13 @@ impl<E: Entity> IdentityMap<E> {
 
     /// Removes the entry for `key` if it is `obj`'s.
     pub(crate) fn remove_if_same(&mut self, key: &Key, obj: &Object<E>) {
-        if self
-            .position(key)
-            .is_some_and(|i| std::ptr::eq(self.slots[i].1.as_ptr(), obj))
+        let hash = self.hash(key);
+        let slots = &mut self.slots;
+        if let Ok(e) = self.index.find_entry(hash, |&i| slots[i].0 == *key)
+            && std::ptr::eq(slots[*e.get()].1.as_ptr(), obj)
         {
-            self.remove(key);
+            let (i, _) = e.remove();
+            slots[i].1 = Weak::new();
         }
     }
 

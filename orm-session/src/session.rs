@@ -432,10 +432,7 @@ impl Shared {
                     obj.unclaim();
                 }
                 for obj in &deleted {
-                    obj.remove_from(&mut st.maps);
-                    let mut m = obj.meta();
-                    m.state = ObjectState::Deleted;
-                    m.marked_delete = false;
+                    obj.deleted(&mut st.maps);
                 }
                 st.deleted_in_tx.extend(deleted);
                 for obj in switched {
