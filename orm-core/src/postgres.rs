@@ -12,10 +12,17 @@ use postgres::error::SqlState;
 use postgres::types::{FromSql, IsNull, ToSql, Type, to_sql_checked};
 use postgres::{Client, NoTls, Statement};
 
-use crate::connection::DriverError;
+use std::sync::Arc;
+
+use crate::connection::batch::{BatchWrite, HashSet, Sent};
+use crate::connection::db::{
+    Assigned, BatchRows, Db, InsertBatch, Inserted, KeyPlan, KeyState, Reserved, RowWriter,
+};
+use crate::connection::{Connection, Ctx, DResult, DriverError, TxStatus};
 use crate::entity::{EntityMeta, RowValues};
-use crate::error::{BoxError, Error, ErrorKind};
-use crate::value::{FromSqlError, SqlType, Value, ValueRef};
+use crate::error::{BoxError, Error, ErrorKind, Result as OrmResult};
+use crate::sql::{Backend, Kind};
+use crate::value::{FromSqlError, Key, SqlType, Value, ValueRef};
 
 type ConvResult<T> = std::result::Result<T, Box<dyn StdError + Sync + Send>>;
 
@@ -77,6 +84,12 @@ pub(crate) struct PgConn {
     broken: Cell<bool>,
     /// The schema put first on the `search_path` at connect time.
     schema: Option<String>,
+    /// The id of each table's key sequence, with the transaction it was looked up in (valid
+    /// only within it).
+    sequences: RefCell<HashMap<&'static str, (u64, i64)>>,
+    /// The type each column of a table is sent as by `COPY` (the live column's, where the
+    /// mapping's field converts into it without loss), checked once per table.
+    wire_types: RefCell<HashMap<&'static str, Arc<[SqlType]>>>,
 }
 
 /// What a connection string points at, for messages, logs and `Debug`: built from the parsed
@@ -154,6 +167,8 @@ impl PgConn {
             suspect: Cell::new(false),
             broken: Cell::new(false),
             schema: options.schema.clone(),
+            sequences: RefCell::default(),
+            wire_types: RefCell::default(),
         })
     }
 
@@ -961,6 +976,311 @@ pub(crate) fn decode_any(row: &postgres::Row, index: usize) -> Result<Value, Err
         .map_err(|e| Error::InvalidState {
             message: format!("column {index} of a raw query: {e}"),
         })
+}
+
+// ---- the backend interface ----------------------------------------------------------------
+
+/// Rows per binary `COPY` (at least; a caller's `batch_rows` if larger).
+const COPY_ROWS: usize = 10_000;
+
+/// Below this many rows, a multi-row `INSERT` costs fewer round trips than `COPY`.
+const COPY_MIN_ROWS: usize = 32;
+
+impl PgConn {
+    /// The types `meta`'s columns are sent as by `COPY`: checked against the live table once
+    /// per connection and table ([`Connection::check_mapping`]); a mapping that does not fit
+    /// fails here, before anything is sent.
+    pub(crate) fn wire_types(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+    ) -> OrmResult<Arc<[SqlType]>> {
+        if let Some(t) = self.wire_types.borrow().get(meta.table) {
+            return Ok(Arc::clone(t));
+        }
+        let types: Arc<[SqlType]> = conn.check_mapping(meta)?.into();
+        self.wire_types
+            .borrow_mut()
+            .insert(meta.table, Arc::clone(&types));
+        Ok(types)
+    }
+
+    /// Forgets what was learnt of the tables (after DDL or raw SQL).
+    fn forget_wire_types(&self) {
+        self.wire_types.borrow_mut().clear();
+    }
+}
+
+/// Rows encoded for `COPY` into one chunk.
+struct CopyRows<'a, 'b> {
+    enc: CopyEncoder<'b>,
+    meta: &'static EntityMeta,
+    types: &'a [SqlType],
+    columns: &'a [usize],
+}
+
+impl RowWriter for CopyRows<'_, '_> {
+    fn full(&self) -> bool {
+        self.enc.buf.len() >= COPY_CHUNK
+    }
+
+    fn write(&mut self, rows: &dyn BatchRows, row: usize) -> OrmResult<()> {
+        self.enc.row(self.columns.len());
+        for (position, &col) in self.columns.iter().enumerate() {
+            self.enc
+                .value(&rows.value(row, position), self.types[col])
+                .map_err(|found| Error::type_mismatch(self.meta, col, found))?;
+        }
+        Ok(())
+    }
+}
+
+impl Db for PgConn {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Postgres
+    }
+
+    fn is_usable(&self) -> bool {
+        !self.is_closed()
+    }
+
+    fn max_bind_parameters(&self) -> usize {
+        // The protocol's limit: a parameter count is an unsigned 16-bit number.
+        65535
+    }
+
+    fn execute(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        PgConn::execute(self, sql, &pg_refs(params))
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[ValueRef<'_>],
+        each: &mut dyn FnMut(&dyn RowValues) -> OrmResult<()>,
+    ) -> DResult<usize> {
+        // All rows at once, as `Client::query` does: iterating a row stream costs a trip
+        // through the driver's runtime per row.
+        let rows = self.query(sql, &pg_refs(params))?;
+        for row in &rows {
+            each(row)?;
+        }
+        Ok(rows.len())
+    }
+
+    fn execute_once(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        PgConn::execute_once(self, sql, &pg_refs(params))
+    }
+
+    fn batch(&self, sql: &str) -> DResult<()> {
+        Ok(self.batch(sql)?)
+    }
+
+    fn server_cursors(&self) -> bool {
+        true
+    }
+
+    fn forget_tables(&self) {
+        self.forget_wire_types();
+        self.sequences.borrow_mut().clear();
+    }
+
+    fn forget_prepared(&self) {
+        self.forget();
+    }
+
+    fn transaction_status(&self) -> TxStatus {
+        self.status()
+    }
+
+    fn in_transaction(&self) -> bool {
+        PgConn::in_transaction(self)
+    }
+
+    fn begin(&self, batch: &dyn Fn(&str) -> OrmResult<()>) -> OrmResult<()> {
+        batch("BEGIN")
+    }
+
+    fn commit_refused(&self) -> Option<Error> {
+        // The server's own answer decides: `PgConn::commit` refuses an aborted transaction.
+        None
+    }
+
+    fn commit(&self) -> DResult<()> {
+        Ok(PgConn::commit(self)?)
+    }
+
+    fn reset_sql(&self) -> Option<String> {
+        Some(PgConn::reset_sql(self))
+    }
+
+    fn batch_rows(&self, _stride: usize) -> usize {
+        crate::connection::batch::PG_ROWS
+    }
+
+    fn write_batch(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batch: &[ValueRef<'_>],
+        returning: bool,
+    ) -> OrmResult<Sent> {
+        crate::connection::batch::pg_side::write(self, conn, meta, write, batch, returning)
+    }
+
+    fn existing_keys(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        keys: &[ValueRef<'_>],
+    ) -> OrmResult<HashSet<Key>> {
+        crate::connection::batch::pg_side::existing(self, conn, meta, keys)
+    }
+
+    fn key_plan(&self, _conn: &Connection, _meta: &'static EntityMeta) -> OrmResult<KeyPlan> {
+        Ok(KeyPlan::Reserve)
+    }
+
+    fn insert_rows_per_statement(&self, requested: usize, _width: usize) -> usize {
+        // Binary `COPY`: a batch is bounded by memory, not parameters.
+        requested.max(COPY_ROWS)
+    }
+
+    fn reserve_keys(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        n: usize,
+        _sent: bool,
+        _state: &mut KeyState,
+    ) -> OrmResult<Option<Reserved>> {
+        // The sequence's id is looked up once per transaction: while it lasts, the rows this
+        // transaction wrote lock the table against being dropped and made again.
+        let serial = conn.tx_serial();
+        let known = self
+            .sequences
+            .borrow()
+            .get(meta.table)
+            .filter(|(s, _)| *s == serial)
+            .map(|(_, id)| *id);
+        let (keys, id) = conn.run(Ctx::of(meta), RESERVE_KEYS, || {
+            Ok((PgConn::reserve_keys(self, meta, n, known)?, n))
+        })?;
+        self.sequences.borrow_mut().insert(meta.table, (serial, id));
+        if keys.len() != n {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): asked the sequence for {n} keys, got {}",
+                    meta.name,
+                    meta.table,
+                    keys.len()
+                ),
+            });
+        }
+        Ok(Some(Reserved::List(keys)))
+    }
+
+    fn insert_batch(&self, conn: &Connection, batch: &InsertBatch<'_>) -> OrmResult<Inserted> {
+        let rows = batch.rows;
+        let n = rows.len();
+        let written = if n >= COPY_MIN_ROWS && !batch.columns.is_empty() {
+            let mut next = 0;
+            self.bulk_load(conn, batch.entity, batch.meta, batch.columns, &mut |out| {
+                while next < n && !out.full() {
+                    out.write(rows, next)?;
+                    next += 1;
+                }
+                Ok(next < n)
+            })?
+        } else {
+            conn.insert_values(batch)?
+        };
+        Ok(Inserted {
+            rows: written,
+            keys: Assigned::None,
+        })
+    }
+
+    fn bulk_load_min_rows(&self) -> Option<usize> {
+        Some(COPY_MIN_ROWS)
+    }
+
+    fn bulk_load(
+        &self,
+        conn: &Connection,
+        entity: std::any::TypeId,
+        meta: &'static EntityMeta,
+        columns: &[usize],
+        next: &mut dyn FnMut(&mut dyn RowWriter) -> OrmResult<bool>,
+    ) -> OrmResult<u64> {
+        let types = self.wire_types(conn, meta)?;
+        let sql = conn.shape_of(entity, meta, Kind::Copy, columns, 0);
+        let mut started = false;
+        conn.run(Ctx::of(meta), &sql, || {
+            let written = self.copy_in(&sql, |buf| {
+                let mut out = CopyRows {
+                    enc: CopyEncoder { buf },
+                    meta,
+                    types: &types,
+                    columns,
+                };
+                if !started {
+                    out.enc.header();
+                    started = true;
+                }
+                let more = next(&mut out)?;
+                if !more {
+                    out.enc.trailer();
+                }
+                Ok(more)
+            })?;
+            Ok((written, usize::try_from(written).unwrap_or(usize::MAX)))
+        })
+    }
+
+    fn map_error(
+        &self,
+        e: DriverError,
+        entity: Option<&'static str>,
+        table: &str,
+        sql: &str,
+    ) -> Error {
+        let e = match e {
+            DriverError::Pg(e) => map_error(e, entity, table, sql),
+            // An error of ours in the middle of a statement (a value that does not fit, an
+            // abandoned COPY) fails the statement on the server too.
+            DriverError::Orm(e) => {
+                self.note_failure();
+                return e;
+            }
+            other => other.into_error(entity, table, sql),
+        };
+        if e.kind() == crate::ErrorKind::Connection {
+            self.mark_broken();
+        }
+        // A table dropped and made again by someone else: statements cached here describe
+        // the old one.
+        let stale = is_stale_cache(&e);
+        if stale {
+            self.forget();
+            // Column types kept for `COPY` describe the old tables too.
+            self.wire_types.borrow_mut().clear();
+        }
+        self.note_failure();
+        e
+    }
+}
+
+fn pg_refs<'a>(params: &'a [ValueRef<'_>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
+        .collect()
 }
 
 // ---- binary COPY ------------------------------------------------------------------------

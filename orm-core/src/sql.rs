@@ -43,8 +43,6 @@ pub(crate) enum Kind {
     UpdateBumpByKey,
     /// `DELETE FROM t WHERE key = ? [AND version = ?]`.
     DeleteByKey,
-    /// `SELECT max(key) FROM t`.
-    MaxKey,
     /// `INSERT … VALUES (…) ON CONFLICT (key) DO UPDATE SET col = excluded.col, …`.
     Upsert,
     /// `INSERT … VALUES (…) ON CONFLICT (key) DO NOTHING`.
@@ -225,12 +223,6 @@ impl Shape<'_> {
                     quote(m.table),
                     cols.join(", ")
                 )
-            }
-            Kind::MaxKey => {
-                let mut q = Query::select();
-                q.expr(Expr::col(col(m, m.primary_key)).max())
-                    .from(table(m));
-                select_sql(&q, self.backend)
             }
             Kind::DeleteByKey => {
                 let mut q = Query::delete();

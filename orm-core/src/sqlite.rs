@@ -1,13 +1,24 @@
-//! SQLite through rusqlite: value binding and decoding, error mapping.
+//! The SQLite backend, through rusqlite: the connection behind the backend interface, how
+//! tables' keys are proven, value binding and decoding, error mapping.
 
 use std::borrow::Cow;
 
 use rusqlite::ffi;
 use rusqlite::types::{ToSqlOutput, ValueRef as RValueRef};
 
-use crate::entity::RowValues;
-use crate::error::{BoxError, Error, ErrorKind};
-use crate::value::{FromSqlError, SqlType, Value, ValueRef};
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::time::{Duration, Instant};
+
+use crate::connection::batch::{BatchWrite, HashSet, Sent};
+use crate::connection::db::{
+    Assigned, Db, GeneratedKeys, InsertBatch, Inserted, KeyPlan, KeyState, Reserved,
+};
+use crate::connection::{Connection, DResult, DriverError, SqliteOptions, TxStatus};
+use crate::entity::{EntityMeta, RowValues};
+use crate::error::{BoxError, Error, ErrorKind, Result as OrmResult};
+use crate::sql::{Backend, Kind};
+use crate::value::{FromSqlError, Key, SqlType, Value, ValueRef};
 
 /// SQLite stores NaN as NULL. Refuse it rather than lose the value silently.
 #[derive(Debug)]
@@ -259,5 +270,406 @@ pub(crate) fn map_error(
         sql: sql.to_owned(),
         message: e.to_string(),
         source: BoxError::from(e),
+    }
+}
+
+/// A SQLite connection and the options it was opened with.
+pub(crate) struct SqliteDriver {
+    pub(crate) conn: rusqlite::Connection,
+    options: SqliteOptions,
+    /// How each table's key gets its values, with the transaction it was read in. While that
+    /// write transaction lasts no other connection can change the schema, and this one
+    /// changes it only through DDL or raw SQL, which forget it.
+    key_info: RefCell<HashMap<&'static str, (u64, KeyPlan)>>,
+}
+
+impl SqliteDriver {
+    /// Applies `options` to a newly opened connection (`file`: not an in-memory database).
+    pub(crate) fn configure(
+        conn: rusqlite::Connection,
+        options: SqliteOptions,
+        file: bool,
+    ) -> rusqlite::Result<Self> {
+        conn.busy_timeout(options.busy_timeout)?;
+        conn.pragma_update(None, "foreign_keys", options.foreign_keys)?;
+        if options.wal && file {
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+        }
+        conn.set_prepared_statement_cache_capacity(128);
+        Ok(SqliteDriver {
+            conn,
+            options,
+            key_info: RefCell::default(),
+        })
+    }
+
+    /// Forgets what was read of the tables' keys (after DDL or raw SQL).
+    pub(crate) fn forget_keys(&self) {
+        self.key_info.borrow_mut().clear();
+    }
+
+    /// The first of `n` consecutive keys nobody uses: what SQLite would assign next. Sound
+    /// only while this connection holds the write lock.
+    fn next_free_key(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        n: usize,
+        sequence_table: &mut Option<bool>,
+    ) -> OrmResult<i64> {
+        let sql = format!(
+            "SELECT max({}) FROM {}",
+            quote(meta.key_column().name),
+            quote(meta.table)
+        );
+        let max = match conn
+            .catalog_values(&sql, &[])?
+            .first()
+            .and_then(|r| r.first())
+        {
+            Some(Value::I64(v)) => Some(*v),
+            _ => None,
+        };
+        let has_sequence = match *sequence_table {
+            Some(v) => v,
+            None => {
+                let v = conn.query_i64(
+                    "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_sequence'",
+                    &[],
+                )? > 0;
+                *sequence_table = Some(v);
+                v
+            }
+        };
+        let mut last = max.unwrap_or(0);
+        if has_sequence {
+            let seq = conn.catalog_values(
+                "SELECT seq FROM sqlite_sequence WHERE name = ?",
+                &[Value::Text(meta.table.into())],
+            )?;
+            if let Some(Value::I64(s)) = seq.first().and_then(|r| r.first()) {
+                last = last.max(*s);
+            }
+        }
+        let n = i64::try_from(n).unwrap_or(i64::MAX);
+        // The keys are last + 1 ..= last + n: they must fit, the last one may be i64::MAX.
+        last.checked_add(n)
+            .map(|_| last + 1)
+            .ok_or_else(|| Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): the integer key space is exhausted",
+                    meta.name, meta.table
+                ),
+            })
+    }
+}
+
+fn quote(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+/// How SQLite gives values to the integer key of `meta`'s table: two catalogue reads.
+fn read_key_plan(conn: &Connection, meta: &'static EntityMeta) -> OrmResult<KeyPlan> {
+    let table = Value::Text(meta.table.into());
+    let key = Value::Text(meta.key_column().name.into());
+    // A rowid alias: the only key column, declared exactly `INTEGER`, in a rowid table.
+    let alias = conn.query_i64(
+        "SELECT (SELECT count(*) FROM pragma_table_info(?1) WHERE pk > 0) = 1 \
+           AND (SELECT upper(type) FROM pragma_table_info(?1) WHERE name = ?2 AND pk > 0) \
+               = 'INTEGER' \
+           AND coalesce((SELECT upper(sql) NOT LIKE '%WITHOUT%ROWID%' FROM sqlite_master \
+               WHERE type = 'table' AND name = ?1 COLLATE NOCASE), 1)",
+        &[table.clone(), key],
+    )? == 1;
+    let triggers = conn.query_i64(
+        "SELECT (SELECT count(*) FROM sqlite_master WHERE type = 'trigger' \
+                 AND tbl_name = ?1 COLLATE NOCASE) \
+              + (SELECT count(*) FROM sqlite_temp_master WHERE type = 'trigger' \
+                 AND tbl_name = ?1 COLLATE NOCASE)",
+        &[table],
+    )? > 0;
+    Ok(match (alias, triggers) {
+        // Not a rowid alias (`id BIGINT PRIMARY KEY`, `WITHOUT ROWID`): SQLite generates
+        // nothing, so the inserter sends keys it computed under the write lock.
+        (false, _) => KeyPlan::Assign,
+        // A rowid alias and no trigger: SQLite gives a multi-row VALUES the keys `max + 1`
+        // onwards, in order, and nothing else writes during the statement.
+        (true, false) => KeyPlan::Consecutive,
+        // Triggers may write to the table between our rows: rows go one by one and each key
+        // is read back with `last_insert_rowid()` (which SQLite restores after a trigger).
+        (true, true) => KeyPlan::PerRow,
+    })
+}
+
+impl Db for SqliteDriver {
+    fn as_any(&self) -> &dyn std::any::Any {
+        self
+    }
+
+    fn backend(&self) -> Backend {
+        Backend::Sqlite
+    }
+
+    fn is_usable(&self) -> bool {
+        true
+    }
+
+    fn max_bind_parameters(&self) -> usize {
+        self.conn
+            .limit(rusqlite::limits::Limit::SQLITE_LIMIT_VARIABLE_NUMBER)
+            .ok()
+            .and_then(|l| usize::try_from(l).ok())
+            .filter(|&l| l > 0)
+            .unwrap_or(999)
+    }
+
+    fn execute(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        for (i, v) in params.iter().enumerate() {
+            stmt.raw_bind_parameter(i + 1, v)?;
+        }
+        Ok(stmt.raw_execute()? as u64)
+    }
+
+    fn query(
+        &self,
+        sql: &str,
+        params: &[ValueRef<'_>],
+        each: &mut dyn FnMut(&dyn RowValues) -> OrmResult<()>,
+    ) -> DResult<usize> {
+        let mut stmt = self.conn.prepare_cached(sql)?;
+        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+        let mut n = 0;
+        while let Some(row) = rows.next()? {
+            n += 1;
+            each(row)?;
+        }
+        Ok(n)
+    }
+
+    fn execute_once(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
+        Ok(self
+            .conn
+            .execute(sql, rusqlite::params_from_iter(params.iter()))? as u64)
+    }
+
+    fn batch(&self, sql: &str) -> DResult<()> {
+        Ok(self.conn.execute_batch(sql)?)
+    }
+
+    fn server_cursors(&self) -> bool {
+        false
+    }
+
+    fn forget_tables(&self) {
+        self.forget_keys();
+    }
+
+    fn forget_prepared(&self) {
+        self.conn.flush_prepared_statement_cache();
+    }
+
+    fn transaction_status(&self) -> TxStatus {
+        // SQLite sets autocommit again itself when it rolls a transaction back (a full
+        // disk, an I/O error).
+        if self.conn.is_autocommit() {
+            TxStatus::Idle
+        } else {
+            TxStatus::Active
+        }
+    }
+
+    fn in_transaction(&self) -> bool {
+        !self.conn.is_autocommit()
+    }
+
+    fn begin(&self, batch: &dyn Fn(&str) -> OrmResult<()>) -> OrmResult<()> {
+        if !self.options.begin_immediate {
+            return batch("BEGIN");
+        }
+        // SQLite's busy handler backs off to sleeps of 100 ms, so under contention a waiting
+        // writer keeps missing the short moments between other writers' transactions and can
+        // starve past the timeout. Taking the write lock is retried here instead, with short
+        // jittered sleeps, until the busy timeout runs out.
+        let deadline = Instant::now() + self.options.busy_timeout;
+        let _ = self.conn.busy_timeout(Duration::from_millis(2));
+        let mut attempt = 0u32;
+        let result = loop {
+            match batch("BEGIN IMMEDIATE") {
+                Err(e) if e.kind() == crate::ErrorKind::Busy && Instant::now() < deadline => {
+                    attempt = attempt.wrapping_add(1);
+                    std::thread::sleep(Duration::from_micros(
+                        200 + u64::from(crate::connection::jitter(attempt) % 1800),
+                    ));
+                }
+                other => break other,
+            }
+        };
+        let _ = self.conn.busy_timeout(self.options.busy_timeout);
+        result
+    }
+
+    fn commit_refused(&self) -> Option<Error> {
+        self.conn.is_autocommit().then(|| Error::PendingRollback {
+            reason: "no transaction is open to commit: SQLite rolled it back after a failure, \
+                     or none was begun"
+                .into(),
+        })
+    }
+
+    fn commit(&self) -> DResult<()> {
+        Ok(self.conn.execute_batch("COMMIT")?)
+    }
+
+    fn reset_sql(&self) -> Option<String> {
+        None
+    }
+
+    fn batch_rows(&self, stride: usize) -> usize {
+        crate::connection::batch::SQLITE_ROWS
+            .min(self.max_bind_parameters() / stride)
+            .max(1)
+    }
+
+    fn write_batch(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batch: &[ValueRef<'_>],
+        returning: bool,
+    ) -> OrmResult<Sent> {
+        crate::connection::batch::sqlite_side::write(conn, meta, write, batch, returning)
+    }
+
+    fn existing_keys(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        keys: &[ValueRef<'_>],
+    ) -> OrmResult<HashSet<Key>> {
+        crate::connection::batch::sqlite_side::existing(conn, meta, keys)
+    }
+
+    fn key_plan(&self, conn: &Connection, meta: &'static EntityMeta) -> OrmResult<KeyPlan> {
+        let serial = conn.tx_serial();
+        let in_tx = !self.conn.is_autocommit();
+        if in_tx
+            && let Some(&(seen, plan)) = self.key_info.borrow().get(meta.table)
+            && seen == serial
+        {
+            return Ok(plan);
+        }
+        let plan = read_key_plan(conn, meta)?;
+        if in_tx {
+            self.key_info
+                .borrow_mut()
+                .insert(meta.table, (serial, plan));
+        }
+        Ok(plan)
+    }
+
+    fn insert_rows_per_statement(&self, requested: usize, width: usize) -> usize {
+        // No columns: `DEFAULT VALUES` inserts one row.
+        self.max_bind_parameters()
+            .checked_div(width)
+            .map_or(1, |most| requested.min(most))
+    }
+
+    fn reserve_keys(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        n: usize,
+        _sent: bool,
+        state: &mut KeyState,
+    ) -> OrmResult<Option<Reserved>> {
+        // Sent or not, the keys are `max + 1` onwards: SQLite's own rule for a rowid key,
+        // which the write lock keeps to this connection.
+        let first = match state.next_key {
+            Some(next) => crate::connection::keys_from(meta, next, n)?,
+            None => self.next_free_key(conn, meta, n, &mut state.sequence_table)?,
+        };
+        Ok(Some(Reserved::From(first)))
+    }
+
+    fn insert_batch(&self, conn: &Connection, batch: &InsertBatch<'_>) -> OrmResult<Inserted> {
+        let rows = batch.rows;
+        let n = rows.len();
+        let bind = |stmt: &mut rusqlite::CachedStatement<'_>,
+                    row: usize,
+                    at: &mut usize|
+         -> rusqlite::Result<()> {
+            for p in 0..rows.width() {
+                stmt.raw_bind_parameter(*at, rows.value(row, p))?;
+                *at += 1;
+            }
+            Ok(())
+        };
+        let ctx = crate::connection::Ctx::of(batch.meta);
+        if batch.generated == GeneratedKeys::Each {
+            // One row per statement, each key read back: correct whatever triggers do.
+            let sql = conn.shape_of(batch.entity, batch.meta, Kind::Insert, batch.columns, 1);
+            let keys = conn.run(ctx, &sql, || {
+                let mut stmt = self.conn.prepare_cached(&sql)?;
+                let mut keys = Vec::with_capacity(n);
+                for j in 0..n {
+                    bind(&mut stmt, j, &mut 1)?;
+                    stmt.raw_execute()?;
+                    keys.push(self.conn.last_insert_rowid());
+                }
+                Ok((keys, n))
+            })?;
+            return Ok(Inserted {
+                rows: n as u64,
+                keys: Assigned::Each(keys),
+            });
+        }
+        let sql = conn.shape_of(batch.entity, batch.meta, Kind::Insert, batch.columns, n);
+        let before = self.conn.total_changes();
+        let (written, last) = conn.run(ctx, &sql, || {
+            let mut stmt = self.conn.prepare_cached(&sql)?;
+            let mut at = 1;
+            for j in 0..n {
+                bind(&mut stmt, j, &mut at)?;
+            }
+            let written = stmt.raw_execute()?;
+            Ok(((written as u64, self.conn.last_insert_rowid()), written))
+        })?;
+        if batch.generated != GeneratedKeys::Consecutive {
+            return Ok(Inserted {
+                rows: written,
+                keys: Assigned::None,
+            });
+        }
+        // SQLite gave the rows consecutive keys up to `last`, in VALUES order, when nothing
+        // else was written meanwhile: the count of rows changed (triggers included) shows it.
+        let changed = self.conn.total_changes().wrapping_sub(before);
+        if changed != n as u64 {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): inserting {n} rows changed {changed}; the call is rolled \
+                     back rather than hand out wrong keys",
+                    batch.meta.name, batch.meta.table
+                ),
+            });
+        }
+        Ok(Inserted {
+            rows: written,
+            keys: Assigned::First(last - (i64::try_from(n).unwrap_or(i64::MAX) - 1)),
+        })
+    }
+
+    fn map_error(
+        &self,
+        e: DriverError,
+        entity: Option<&'static str>,
+        table: &str,
+        sql: &str,
+    ) -> Error {
+        match e {
+            DriverError::Sqlite(e) => map_error(e, entity, table, sql),
+            other => other.into_error(entity, table, sql),
+        }
     }
 }

@@ -354,7 +354,7 @@ pub(crate) mod pg_side {
         batch: &[ValueRef<'_>],
         returning: bool,
     ) -> Result<Sent> {
-        let types = conn.wire_types(meta)?;
+        let types = pg.wire_types(conn, meta)?;
         let mut sent: Vec<(usize, SqlType)> = vec![(meta.primary_key, types[meta.primary_key])];
         let sql = match *write {
             BatchWrite::Update {
@@ -392,7 +392,7 @@ pub(crate) mod pg_side {
         meta: &'static EntityMeta,
         keys: &[ValueRef<'_>],
     ) -> Result<HashSet<Key>> {
-        let types = conn.wire_types(meta)?;
+        let types = pg.wire_types(conn, meta)?;
         let sent = [(meta.primary_key, types[meta.primary_key])];
         let t = quote(meta.table);
         let pk = quote(meta.columns[meta.primary_key].name);

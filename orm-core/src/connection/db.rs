@@ -9,10 +9,10 @@
 //! [`RowValues`], which both drivers' rows implement, so a caller decodes a row the same way
 //! whatever produced it.
 
-use std::time::{Duration, Instant};
+use std::any::TypeId;
 
-use super::batch::{BatchWrite, HashSet, Sent, sqlite_side};
-use super::{Connection, DResult, DriverError, SqliteDriver, TxStatus};
+use super::batch::{BatchWrite, HashSet, Sent};
+use super::{Connection, DResult, DriverError, TxStatus};
 use crate::entity::{EntityMeta, RowValues};
 use crate::error::{Error, Result};
 use crate::sql::Backend;
@@ -46,6 +46,9 @@ pub(crate) trait Db {
     fn server_cursors(&self) -> bool;
     /// Forgets prepared statements (after DDL).
     fn forget_prepared(&self);
+    /// Forgets what was learnt of the tables (key rules, column types, sequences), after
+    /// DDL or raw SQL that may have changed them.
+    fn forget_tables(&self);
     /// The transaction's state as the database reports it.
     fn transaction_status(&self) -> TxStatus;
     /// Whether a transaction is open.
@@ -80,324 +83,146 @@ pub(crate) trait Db {
         meta: &'static EntityMeta,
         keys: &[ValueRef<'_>],
     ) -> Result<HashSet<Key>>;
-    /// Turns the driver's error of statement `sql` into the ORM's, noting what it says of
-    /// the connection (lost, or its cached statements stale: then `stale` is set, and the
-    /// caller forgets what it cached of the tables too).
-    fn map_error(
+    /// How the rows of `meta`'s table get generated integer keys that the inserter can
+    /// prove, read once per inserter (and transaction).
+    fn key_plan(&self, conn: &Connection, meta: &'static EntityMeta) -> Result<KeyPlan>;
+    /// Rows per multi-row `INSERT` of `width` columns, for a caller asking for `requested`.
+    fn insert_rows_per_statement(&self, requested: usize, width: usize) -> usize;
+    /// Keys for a batch of `n` rows whose generated keys the caller needs: reserved when
+    /// `sent` (they travel with the rows), else, where the backend can, the keys the
+    /// database will assign, checked against what it reports ([`KeyPlan::Consecutive`]).
+    fn reserve_keys(
         &self,
-        e: DriverError,
-        entity: Option<&'static str>,
-        table: &str,
-        sql: &str,
-    ) -> Mapped;
-}
-
-/// A driver error turned into the ORM's.
-pub(crate) struct Mapped {
-    pub error: Error,
-    /// The tables changed under the connection's cached statements.
-    pub stale: bool,
-}
-
-fn ours(e: Error) -> Mapped {
-    Mapped {
-        error: e,
-        stale: false,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        n: usize,
+        sent: bool,
+        state: &mut KeyState,
+    ) -> Result<Option<Reserved>>;
+    /// Inserts one batch of rows, all or none, reporting the keys the database assigned as
+    /// `batch.generated` asks.
+    fn insert_batch(&self, conn: &Connection, batch: &InsertBatch<'_>) -> Result<Inserted>;
+    /// The fewest rows worth the backend's streamed load (`COPY`), if it has one.
+    fn bulk_load_min_rows(&self) -> Option<usize> {
+        None
     }
-}
-
-impl Db for SqliteDriver {
-    fn backend(&self) -> Backend {
-        Backend::Sqlite
-    }
-
-    fn is_usable(&self) -> bool {
-        true
-    }
-
-    fn max_bind_parameters(&self) -> usize {
-        self.conn
-            .limit(rusqlite::limits::Limit::SQLITE_LIMIT_VARIABLE_NUMBER)
-            .ok()
-            .and_then(|l| usize::try_from(l).ok())
-            .filter(|&l| l > 0)
-            .unwrap_or(999)
-    }
-
-    fn execute(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        for (i, v) in params.iter().enumerate() {
-            stmt.raw_bind_parameter(i + 1, v)?;
-        }
-        Ok(stmt.raw_execute()? as u64)
-    }
-
-    fn query(
+    /// Streams rows of `columns` into `meta`'s table in one load: `next` writes rows until
+    /// the writer is full (returns true: call again) or they run out (returns false).
+    /// Returns the rows written. Only called where [`bulk_load_min_rows`](Self::bulk_load_min_rows)
+    /// is `Some`.
+    fn bulk_load(
         &self,
-        sql: &str,
-        params: &[ValueRef<'_>],
-        each: &mut dyn FnMut(&dyn RowValues) -> Result<()>,
-    ) -> DResult<usize> {
-        let mut stmt = self.conn.prepare_cached(sql)?;
-        let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
-        let mut n = 0;
-        while let Some(row) = rows.next()? {
-            n += 1;
-            each(row)?;
-        }
-        Ok(n)
-    }
-
-    fn execute_once(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
-        Ok(self
-            .conn
-            .execute(sql, rusqlite::params_from_iter(params.iter()))? as u64)
-    }
-
-    fn batch(&self, sql: &str) -> DResult<()> {
-        Ok(self.conn.execute_batch(sql)?)
-    }
-
-    fn server_cursors(&self) -> bool {
-        false
-    }
-
-    fn forget_prepared(&self) {
-        self.conn.flush_prepared_statement_cache();
-    }
-
-    fn transaction_status(&self) -> TxStatus {
-        // SQLite sets autocommit again itself when it rolls a transaction back (a full
-        // disk, an I/O error).
-        if self.conn.is_autocommit() {
-            TxStatus::Idle
-        } else {
-            TxStatus::Active
-        }
-    }
-
-    fn in_transaction(&self) -> bool {
-        !self.conn.is_autocommit()
-    }
-
-    fn begin(&self, batch: &dyn Fn(&str) -> Result<()>) -> Result<()> {
-        if !self.options.begin_immediate {
-            return batch("BEGIN");
-        }
-        // SQLite's busy handler backs off to sleeps of 100 ms, so under contention a waiting
-        // writer keeps missing the short moments between other writers' transactions and can
-        // starve past the timeout. Taking the write lock is retried here instead, with short
-        // jittered sleeps, until the busy timeout runs out.
-        let deadline = Instant::now() + self.options.busy_timeout;
-        let _ = self.conn.busy_timeout(Duration::from_millis(2));
-        let mut attempt = 0u32;
-        let result = loop {
-            match batch("BEGIN IMMEDIATE") {
-                Err(e) if e.kind() == crate::ErrorKind::Busy && Instant::now() < deadline => {
-                    attempt = attempt.wrapping_add(1);
-                    std::thread::sleep(Duration::from_micros(
-                        200 + u64::from(super::jitter(attempt) % 1800),
-                    ));
-                }
-                other => break other,
-            }
-        };
-        let _ = self.conn.busy_timeout(self.options.busy_timeout);
-        result
-    }
-
-    fn commit_refused(&self) -> Option<Error> {
-        self.conn.is_autocommit().then(|| Error::PendingRollback {
-            reason: "no transaction is open to commit: SQLite rolled it back after a failure, \
-                     or none was begun"
-                .into(),
+        conn: &Connection,
+        entity: TypeId,
+        meta: &'static EntityMeta,
+        columns: &[usize],
+        next: &mut dyn FnMut(&mut dyn RowWriter) -> Result<bool>,
+    ) -> Result<u64> {
+        let _ = (conn, entity, columns, next);
+        Err(Error::InvalidState {
+            message: format!(
+                "{}: the {:?} backend has no streamed load",
+                meta.name,
+                self.backend()
+            ),
         })
     }
-
-    fn commit(&self) -> DResult<()> {
-        Ok(self.conn.execute_batch("COMMIT")?)
-    }
-
-    fn reset_sql(&self) -> Option<String> {
-        None
-    }
-
-    fn batch_rows(&self, stride: usize) -> usize {
-        super::batch::SQLITE_ROWS
-            .min(self.max_bind_parameters() / stride)
-            .max(1)
-    }
-
-    fn write_batch(
-        &self,
-        conn: &Connection,
-        meta: &'static EntityMeta,
-        write: &BatchWrite<'_>,
-        batch: &[ValueRef<'_>],
-        returning: bool,
-    ) -> Result<Sent> {
-        sqlite_side::write(conn, meta, write, batch, returning)
-    }
-
-    fn existing_keys(
-        &self,
-        conn: &Connection,
-        meta: &'static EntityMeta,
-        keys: &[ValueRef<'_>],
-    ) -> Result<HashSet<Key>> {
-        sqlite_side::existing(conn, meta, keys)
-    }
-
+    /// The driver object, for [`Connection::as_rusqlite`] and its kin.
+    fn as_any(&self) -> &dyn std::any::Any;
+    /// Turns the driver's error of statement `sql` into the ORM's, noting what it says of
+    /// the connection (lost, or what it cached of the tables stale).
     fn map_error(
         &self,
         e: DriverError,
         entity: Option<&'static str>,
         table: &str,
         sql: &str,
-    ) -> Mapped {
-        match e {
-            DriverError::Sqlite(e) => ours(crate::sqlite::map_error(e, entity, table, sql)),
-            DriverError::Orm(e) => ours(e),
-            #[cfg(feature = "postgres")]
-            DriverError::Pg(e) => ours(crate::postgres::map_error(e, entity, table, sql)),
-        }
-    }
+    ) -> Error;
 }
 
-#[cfg(feature = "postgres")]
-impl Db for crate::postgres::PgConn {
-    fn backend(&self) -> Backend {
-        Backend::Postgres
-    }
-
-    fn is_usable(&self) -> bool {
-        !self.is_closed()
-    }
-
-    fn max_bind_parameters(&self) -> usize {
-        // The protocol's limit: a parameter count is an unsigned 16-bit number.
-        65535
-    }
-
-    fn execute(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
-        crate::postgres::PgConn::execute(self, sql, &pg_refs(params))
-    }
-
-    fn query(
-        &self,
-        sql: &str,
-        params: &[ValueRef<'_>],
-        each: &mut dyn FnMut(&dyn RowValues) -> Result<()>,
-    ) -> DResult<usize> {
-        // All rows at once, as `Client::query` does: iterating a row stream costs a trip
-        // through the driver's runtime per row.
-        let rows = self.query(sql, &pg_refs(params))?;
-        for row in &rows {
-            each(row)?;
-        }
-        Ok(rows.len())
-    }
-
-    fn execute_once(&self, sql: &str, params: &[ValueRef<'_>]) -> DResult<u64> {
-        crate::postgres::PgConn::execute_once(self, sql, &pg_refs(params))
-    }
-
-    fn batch(&self, sql: &str) -> DResult<()> {
-        Ok(self.batch(sql)?)
-    }
-
-    fn server_cursors(&self) -> bool {
-        true
-    }
-
-    fn forget_prepared(&self) {
-        self.forget();
-    }
-
-    fn transaction_status(&self) -> TxStatus {
-        self.status()
-    }
-
-    fn in_transaction(&self) -> bool {
-        crate::postgres::PgConn::in_transaction(self)
-    }
-
-    fn begin(&self, batch: &dyn Fn(&str) -> Result<()>) -> Result<()> {
-        batch("BEGIN")
-    }
-
-    fn commit_refused(&self) -> Option<Error> {
-        // The server's own answer decides: `PgConn::commit` refuses an aborted transaction.
-        None
-    }
-
-    fn commit(&self) -> DResult<()> {
-        Ok(crate::postgres::PgConn::commit(self)?)
-    }
-
-    fn reset_sql(&self) -> Option<String> {
-        Some(crate::postgres::PgConn::reset_sql(self))
-    }
-
-    fn batch_rows(&self, _stride: usize) -> usize {
-        super::batch::PG_ROWS
-    }
-
-    fn write_batch(
-        &self,
-        conn: &Connection,
-        meta: &'static EntityMeta,
-        write: &BatchWrite<'_>,
-        batch: &[ValueRef<'_>],
-        returning: bool,
-    ) -> Result<Sent> {
-        super::batch::pg_side::write(self, conn, meta, write, batch, returning)
-    }
-
-    fn existing_keys(
-        &self,
-        conn: &Connection,
-        meta: &'static EntityMeta,
-        keys: &[ValueRef<'_>],
-    ) -> Result<HashSet<Key>> {
-        super::batch::pg_side::existing(self, conn, meta, keys)
-    }
-
-    fn map_error(
-        &self,
-        e: DriverError,
-        entity: Option<&'static str>,
-        table: &str,
-        sql: &str,
-    ) -> Mapped {
-        let e = match e {
-            DriverError::Pg(e) => crate::postgres::map_error(e, entity, table, sql),
-            DriverError::Sqlite(e) => crate::sqlite::map_error(e, entity, table, sql),
-            // An error of ours in the middle of a statement (a value that does not fit, an
-            // abandoned COPY) fails the statement on the server too.
-            DriverError::Orm(e) => {
-                self.note_failure();
-                return ours(e);
-            }
-        };
-        if e.kind() == crate::ErrorKind::Connection {
-            self.mark_broken();
-        }
-        // A table dropped and made again by someone else: statements cached here describe
-        // the old one.
-        let stale = crate::postgres::is_stale_cache(&e);
-        if stale {
-            self.forget();
-        }
-        self.note_failure();
-        Mapped { error: e, stale }
-    }
+/// How a backend proves the generated integer keys of the rows it inserts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) enum KeyPlan {
+    /// The database generates none (SQLite: a key that is not a rowid alias): the inserter
+    /// always sends keys the backend reserved.
+    Assign,
+    /// The database generates keys, but the ones a caller needs are reserved first and sent
+    /// with the rows (PostgreSQL: `nextval` of the key's sequence, one round trip a batch).
+    Reserve,
+    /// One multi-row `INSERT` gets consecutive keys in `VALUES` order, the first of which
+    /// the backend reports after checking that nothing else was written (SQLite: a rowid
+    /// table without triggers, under the write lock; InnoDB in lock mode 0 or 1).
+    Consecutive,
+    /// One row per statement, each key read back (SQLite: a table with triggers; MySQL
+    /// where consecutive keys cannot be proven).
+    PerRow,
 }
 
-#[cfg(feature = "postgres")]
-fn pg_refs<'a>(params: &'a [ValueRef<'_>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
-    params
-        .iter()
-        .map(|v| v as &(dyn postgres::types::ToSql + Sync))
-        .collect()
+/// What a backend keeps between the batches of one inserter.
+#[derive(Debug, Default)]
+pub(crate) struct KeyState {
+    /// The next free key, once known, kept up to date by what the inserter sends; wider than
+    /// a key, so that a batch ending exactly at `i64::MAX` is still accepted.
+    pub next_key: Option<i128>,
+    /// Whether the table's sequence bookkeeping exists (SQLite's `sqlite_sequence`).
+    pub sequence_table: Option<bool>,
+}
+
+/// Keys reserved (or predicted) for a batch, in row order.
+#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+pub(crate) enum Reserved {
+    /// `first`, `first + 1`, …
+    From(i64),
+    /// Each row's.
+    List(Vec<i64>),
+}
+
+/// Which keys a batch's statement must report.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum GeneratedKeys {
+    /// None: the rows carry their keys, or nobody asked.
+    None,
+    /// The first of the consecutive keys the database gave the batch.
+    Consecutive,
+    /// Each row's (one row per statement).
+    Each,
+}
+
+/// One batch for [`Db::insert_batch`].
+pub(crate) struct InsertBatch<'a> {
+    pub entity: TypeId,
+    pub meta: &'static EntityMeta,
+    pub columns: &'a [usize],
+    pub rows: &'a dyn BatchRows,
+    pub generated: GeneratedKeys,
+}
+
+/// What [`Db::insert_batch`] did.
+pub(crate) struct Inserted {
+    pub rows: u64,
+    pub keys: Assigned,
+}
+
+/// The keys the database assigned to a batch.
+pub(crate) enum Assigned {
+    None,
+    First(i64),
+    Each(Vec<i64>),
+}
+
+/// The rows of a batch as they are sent: `value(row, position)` for `position` in
+/// `0..width()`, the columns of the batch in order.
+pub(crate) trait BatchRows {
+    fn len(&self) -> usize;
+    fn width(&self) -> usize;
+    fn value(&self, row: usize, position: usize) -> ValueRef<'_>;
+}
+
+/// Where a streamed load takes its rows.
+pub(crate) trait RowWriter {
+    /// Whether a chunk is ready to go (the caller returns, and is called again).
+    fn full(&self) -> bool;
+    /// Writes row `row` of `rows`.
+    fn write(&mut self, rows: &dyn BatchRows, row: usize) -> Result<()>;
 }
