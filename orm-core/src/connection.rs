@@ -126,12 +126,21 @@ pub(crate) enum DriverError {
     Sqlite(rusqlite::Error),
     #[cfg(feature = "postgres")]
     Pg(postgres::Error),
+    #[cfg(feature = "mysql")]
+    My(mysql::Error),
     Orm(Error),
 }
 
 impl From<rusqlite::Error> for DriverError {
     fn from(e: rusqlite::Error) -> Self {
         DriverError::Sqlite(e)
+    }
+}
+
+#[cfg(feature = "mysql")]
+impl From<mysql::Error> for DriverError {
+    fn from(e: mysql::Error) -> Self {
+        DriverError::My(e)
     }
 }
 
@@ -155,6 +164,8 @@ impl DriverError {
             DriverError::Sqlite(e) => sqlite::map_error(e, entity, table, sql),
             #[cfg(feature = "postgres")]
             DriverError::Pg(e) => crate::postgres::map_error(e, entity, table, sql),
+            #[cfg(feature = "mysql")]
+            DriverError::My(e) => crate::mysql::map_error(e, entity, table, sql),
             DriverError::Orm(e) => e,
         }
     }
@@ -166,6 +177,8 @@ impl std::fmt::Display for DriverError {
             DriverError::Sqlite(e) => e.fmt(f),
             #[cfg(feature = "postgres")]
             DriverError::Pg(e) => e.fmt(f),
+            #[cfg(feature = "mysql")]
+            DriverError::My(e) => e.fmt(f),
             DriverError::Orm(e) => e.fmt(f),
         }
     }
@@ -322,6 +335,46 @@ impl Connection {
             Box::new(pg),
             crate::postgres::redact(url),
         ))
+    }
+
+    /// Opens a MySQL or MariaDB connection from a URL
+    /// (`mysql://user:password@host:port/database`).
+    ///
+    /// ```no_run
+    /// # fn main() -> orm_core::Result<()> {
+    /// let conn = orm_core::Connection::open_mysql("mysql://root@127.0.0.1:3306/test")?;
+    /// assert_eq!(conn.backend(), orm_core::Backend::MySql);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Open`] when the server cannot be reached or refuses the login.
+    #[cfg(feature = "mysql")]
+    pub fn open_mysql(url: &str) -> Result<Self> {
+        Self::open_mysql_with(url, &crate::MySqlOptions::default())
+    }
+
+    /// Opens a MySQL or MariaDB connection with options (a database of its own, …).
+    ///
+    /// # Errors
+    /// [`Error::Open`] when the server cannot be reached, refuses the login, or the database
+    /// cannot be created or used.
+    #[cfg(feature = "mysql")]
+    pub fn open_mysql_with(url: &str, options: &crate::MySqlOptions) -> Result<Self> {
+        let my = crate::mysql::MyConn::connect(url, options)?;
+        Ok(Self::with_driver(Box::new(my), crate::mysql::redact(url)))
+    }
+
+    /// The underlying `mysql` connection, for what the ORM does not cover; `None` on
+    /// another backend. Statements sent through it bypass the ORM's log, and a transaction
+    /// begun through it is not seen by [`in_transaction`](Self::in_transaction).
+    #[cfg(feature = "mysql")]
+    pub fn as_mysql(&self) -> Option<std::cell::RefMut<'_, mysql::Conn>> {
+        self.raw_sql_ran();
+        self.db()
+            .as_any()
+            .downcast_ref::<crate::mysql::MyConn>()
+            .map(crate::mysql::MyConn::client)
     }
 
     /// The SQL dialect.
@@ -487,7 +540,10 @@ impl Connection {
 
     fn create_meta(&self, meta: &'static EntityMeta, later: &[&EntityMeta]) -> Result<()> {
         self.forget_prepared();
-        for stmt in sql::create_table(meta, self.backend(), later) {
+        for mut stmt in sql::create_table(meta, self.backend(), later) {
+            if stmt.starts_with("CREATE TABLE") {
+                stmt.push_str(self.db().table_options());
+            }
             self.run(Ctx::of(meta), &stmt, || {
                 self.batch_raw(&stmt).map(|()| ((), 0))
             })?;

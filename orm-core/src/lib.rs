@@ -39,6 +39,8 @@ mod error;
 mod filter;
 mod hash;
 mod mapping;
+#[cfg(feature = "mysql")]
+mod mysql;
 #[cfg(feature = "postgres")]
 mod postgres;
 mod relation;
@@ -66,6 +68,8 @@ pub use error::{BoxError, Error, ErrorKind, OptionalExt, Result};
 pub use filter::{CmpOp, Condition, Filter, Order, SelectSpec};
 pub use hash::{KeyHashState, KeyHasher};
 pub use mapping::{ColumnValue, Mapping, RowSource};
+#[cfg(feature = "mysql")]
+pub use mysql::{MySqlOptions, display_mysql_url};
 pub use orm_derive::{Entity, FieldEnum, FromRow};
 #[cfg(feature = "postgres")]
 pub use postgres::{PgOptions, display_url};

@@ -48,6 +48,14 @@ enum Target {
         shown: String,
         options: orm_core::PgOptions,
     },
+    /// A MySQL or MariaDB server.
+    #[cfg(feature = "mysql")]
+    MySql {
+        url: String,
+        /// The URL without its password.
+        shown: String,
+        options: orm_core::MySqlOptions,
+    },
 }
 
 /// Opens, checks and resets an engine's connections for its pool (r2d2's
@@ -66,6 +74,8 @@ impl ConnectionManager {
             Target::Memory { name, .. } => Connection::open_sqlite_shared_memory(name),
             #[cfg(feature = "postgres")]
             Target::Postgres { url, options, .. } => Connection::open_postgres_with(url, options),
+            #[cfg(feature = "mysql")]
+            Target::MySql { url, options, .. } => Connection::open_mysql_with(url, options),
         }
     }
 }
@@ -134,6 +144,8 @@ impl std::fmt::Debug for Engine {
             Target::Memory { name, .. } => format!("memory:{name}"),
             #[cfg(feature = "postgres")]
             Target::Postgres { shown, .. } => shown.clone(),
+            #[cfg(feature = "mysql")]
+            Target::MySql { shown, .. } => shown.clone(),
         };
         let state = self.inner.pool.state();
         f.debug_struct("Engine")
@@ -258,6 +270,50 @@ impl Engine {
         Ok(engine)
     }
 
+    /// An engine on a MySQL or MariaDB server (`mysql://user:password@host:port/database`);
+    /// one connection is opened at once, so that a wrong address fails here.
+    ///
+    /// ```no_run
+    /// use orm_session::Engine;
+    /// # fn main() -> orm_session::Result<()> {
+    /// let engine = Engine::mysql("mysql://root@127.0.0.1:3306/test")?;
+    /// let mut session = engine.session();
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Open`](orm_core::Error::Open) when the server cannot be reached or refuses
+    /// the login.
+    #[cfg(feature = "mysql")]
+    pub fn mysql(url: &str) -> Result<Self> {
+        Self::mysql_with(url, orm_core::MySqlOptions::default())
+    }
+
+    /// An engine on a MySQL or MariaDB server with options: with a database, every
+    /// connection uses it (created if missing).
+    ///
+    /// # Errors
+    /// As [`mysql`](Self::mysql), and when the database cannot be created or used.
+    #[cfg(feature = "mysql")]
+    pub fn mysql_with(url: &str, options: orm_core::MySqlOptions) -> Result<Self> {
+        let engine = Self::new(
+            Target::MySql {
+                url: url.to_owned(),
+                shown: orm_core::display_mysql_url(url),
+                options,
+            },
+            DEFAULT_MAX_CONNECTIONS,
+            DEFAULT_CHECKOUT_TIMEOUT,
+        );
+        drop(
+            ConnectionManager {
+                target: engine.inner.target.clone(),
+            }
+            .open()?,
+        );
+        Ok(engine)
+    }
+
     /// This engine with a pool of at most `n` connections (default
     /// [`DEFAULT_MAX_CONNECTIONS`]). A session holds a connection only from its first
     /// statement to its commit, rollback or close, so many short sessions share a few.
@@ -358,6 +414,8 @@ impl Engine {
             Target::File { .. } | Target::Memory { .. } => orm_core::Backend::Sqlite,
             #[cfg(feature = "postgres")]
             Target::Postgres { .. } => orm_core::Backend::Postgres,
+            #[cfg(feature = "mysql")]
+            Target::MySql { .. } => orm_core::Backend::MySql,
         }
     }
 

@@ -18,6 +18,8 @@ pub use engine::{
 pub use handle::{AnyHandle, Handle, ObjectState, ReadGuard, WriteGuard};
 #[cfg(feature = "json")]
 pub use orm_core::Json;
+#[cfg(feature = "mysql")]
+pub use orm_core::MySqlOptions;
 #[cfg(feature = "postgres")]
 pub use orm_core::PgOptions;
 /// The crates of the optional field types (`orm_session::chrono::NaiveDate`, …), for

@@ -340,6 +340,80 @@ pub(crate) mod sqlite_side {
     }
 }
 
+/// MySQL's side of the batched writes: one prepared single-row statement per row, so that
+/// each row's outcome is the server's own count for it (MySQL has no `RETURNING` for an
+/// `UPDATE`, and the count of a multi-row statement would not say which rows matched).
+#[cfg(feature = "mysql")]
+pub(crate) mod my_side {
+    use super::*;
+
+    pub(crate) fn write(
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batch: &[ValueRef<'_>],
+        _returning: bool,
+    ) -> Result<Sent> {
+        let t = quote(meta.table);
+        let pk = quote(meta.columns[meta.primary_key].name);
+        let (sql, stride, check) = match *write {
+            BatchWrite::Update {
+                columns,
+                version,
+                check,
+            } => {
+                let mut sets: Vec<String> = columns
+                    .iter()
+                    .map(|&c| format!("{} = ?", quote(meta.columns[c].name)))
+                    .collect();
+                if let Some(v) = version {
+                    let v = quote(meta.columns[v].name);
+                    sets.push(format!("{v} = {v} + 1"));
+                }
+                let mut sql = format!("UPDATE {t} SET {} WHERE {pk} = ?", sets.join(", "));
+                if let (true, Some(v)) = (check, version) {
+                    sql.push_str(&format!(" AND {} = ?", quote(meta.columns[v].name)));
+                }
+                (sql, 1 + columns.len() + usize::from(check), check)
+            }
+            BatchWrite::Delete { version } => {
+                let mut sql = format!("DELETE FROM {t} WHERE {pk} = ?");
+                if let Some(v) = version {
+                    sql.push_str(&format!(" AND {} = ?", quote(meta.columns[v].name)));
+                }
+                (sql, 1 + usize::from(version.is_some()), version.is_some())
+            }
+        };
+        let update = matches!(write, BatchWrite::Update { .. });
+        conn.run(Ctx::of(meta), &sql, || {
+            let mut found: HashSet<Key> = HashSet::default();
+            let mut params: Vec<ValueRef<'_>> = Vec::with_capacity(stride);
+            for row in batch.chunks(stride) {
+                params.clear();
+                if update {
+                    // The row is [key, values…, version?]; the statement wants the values
+                    // first, then the key and the version.
+                    let end = if check { stride - 1 } else { stride };
+                    params.extend(row[1..end].iter().cloned());
+                    params.push(row[0].clone());
+                    if check {
+                        params.push(row[stride - 1].clone());
+                    }
+                } else {
+                    params.extend(row.iter().cloned());
+                }
+                if conn.db().execute(&sql, &params)? > 0
+                    && let Some(k) = Key::from_value(&row[0])
+                {
+                    found.insert(comparable(k));
+                }
+            }
+            let n = found.len();
+            Ok((Sent::Keys(found), n))
+        })
+    }
+}
+
 /// PostgreSQL's side of the batched writes: one statement per [`PG_ROWS`] rows, whose
 /// columns travel as arrays encoded in binary before they are sent.
 #[cfg(feature = "postgres")]

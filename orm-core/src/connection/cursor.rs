@@ -234,7 +234,9 @@ impl Connection {
                 meta.name,
                 meta.table,
                 match cursor.backend {
-                    Backend::Sqlite => "a rollback undid the temporary table that held it",
+                    Backend::Sqlite | Backend::MySql => {
+                        "a rollback undid the temporary table that held it"
+                    }
                     Backend::Postgres => "the transaction it lived in ended",
                 }
             ),

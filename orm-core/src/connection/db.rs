@@ -127,6 +127,10 @@ pub(crate) trait Db {
             ),
         })
     }
+    /// What every `CREATE TABLE` ends with (MySQL: the engine and collation).
+    fn table_options(&self) -> &'static str {
+        ""
+    }
     /// The driver object, for [`Connection::as_rusqlite`] and its kin.
     fn as_any(&self) -> &dyn std::any::Any;
     /// Turns the driver's error of statement `sql` into the ORM's, noting what it says of
@@ -142,7 +146,7 @@ pub(crate) trait Db {
 
 /// How a backend proves the generated integer keys of the rows it inserts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) enum KeyPlan {
     /// The database generates none (SQLite: a key that is not a rowid alias): the inserter
     /// always sends keys the backend reserved.
@@ -170,7 +174,7 @@ pub(crate) struct KeyState {
 }
 
 /// Keys reserved (or predicted) for a batch, in row order.
-#[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+#[cfg_attr(not(feature = "postgres"), allow(dead_code))]
 pub(crate) enum Reserved {
     /// `first`, `first + 1`, …
     From(i64),

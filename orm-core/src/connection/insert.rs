@@ -717,7 +717,7 @@ impl Connection {
 
     /// Sends one multi-row statement of `batch`'s rows through the plain interface:
     /// every value bound, the rows changed returned.
-    #[cfg_attr(not(any(feature = "postgres", feature = "mysql")), allow(dead_code))]
+    #[cfg_attr(not(feature = "postgres"), allow(dead_code))]
     pub(crate) fn insert_values(&self, batch: &InsertBatch<'_>) -> Result<u64> {
         let rows = batch.rows;
         let n = rows.len();
