@@ -84,9 +84,15 @@ impl SqlLog {
         (log, SqlLogGuard { previous })
     }
 
-    /// Every statement so far.
+    /// Every statement so far. MySQL's identifiers in backticks are shown in double quotes
+    /// (the sessions run with `ANSI_QUOTES`, where both mean the same), so that one expected
+    /// text fits every backend.
     pub fn statements(&self) -> Vec<String> {
-        self.statements.lock().clone()
+        self.statements
+            .lock()
+            .iter()
+            .map(|s| s.replace('`', "\""))
+            .collect()
     }
 
     /// Forgets what was recorded so far.
@@ -209,12 +215,63 @@ pub fn database_url() -> Option<String> {
     }
 }
 
-/// A database for one test: a fresh in-memory SQLite database, or a schema of its own on the
-/// PostgreSQL server (dropped with the `TestDb`), either with the `customer` table. The same
-/// test body runs on both through [`both!`].
+/// Set by `.ci/run`: MySQL/MariaDB tests fail instead of skipping when `MYSQL_URL` is unset.
+pub const REQUIRE_MYSQL: &str = "ORM_REQUIRE_MYSQL";
+
+/// The MySQL or MariaDB server the tests use, from `MYSQL_URL`. `None` (after saying so on
+/// stderr, once) when it is not set; a panic when it is not set but [`REQUIRE_MYSQL`] is.
+pub fn mysql_url() -> Option<String> {
+    static WARNED: std::sync::Once = std::sync::Once::new();
+    match std::env::var("MYSQL_URL") {
+        Ok(url) if !url.is_empty() => Some(url),
+        _ if std::env::var_os(REQUIRE_MYSQL).is_some() => panic!(
+            "{REQUIRE_MYSQL} is set but MYSQL_URL is not: the MySQL tests cannot run"
+        ),
+        _ if cfg!(orm_mysql) => panic!(
+            "the tests were built with MYSQL_URL set, and it is not set now: set it again, \
+             or rebuild without it (the MySQL tests are then reported as ignored)"
+        ),
+        _ => {
+            WARNED.call_once(|| {
+                use std::io::Write;
+                let _ = writeln!(
+                    std::io::stderr(),
+                    "\n*** MYSQL_URL is not set: the MySQL/MariaDB third of the integration \
+                     tests is IGNORED. Set MYSQL_URL=mysql://root@127.0.0.1:3306/test when \
+                     building and running the tests to run it. ***\n"
+                );
+            });
+            None
+        }
+    }
+}
+
+/// What a [`TestDb`] made on a server, dropped with it.
+enum Scratch {
+    /// A PostgreSQL schema: the server's URL and the schema's name.
+    PgSchema(String, String),
+    /// A MySQL database: the server's URL and the database's name.
+    MyDatabase(String, String),
+}
+
+/// A name for one test's schema or database, unique across processes and runs.
+fn scratch_name() -> String {
+    static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    format!(
+        "orm_test_{}_{}_{}",
+        std::process::id(),
+        NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        &uuid::Uuid::now_v7().simple().to_string()[20..]
+    )
+}
+
+/// A database for one test: a fresh in-memory SQLite database, a schema of its own on the
+/// PostgreSQL server, or a database of its own on the MySQL server (either dropped with the
+/// `TestDb`), each with the `customer` table. The same test body runs on all three through
+/// [`backends!`].
 pub struct TestDb {
     engine: orm_session::Engine,
-    schema: Option<(String, String)>,
+    schema: Option<Scratch>,
 }
 
 impl TestDb {
@@ -229,14 +286,8 @@ impl TestDb {
     /// A fresh schema on the PostgreSQL server of `DATABASE_URL`, or `None` when that is not
     /// set (see [`database_url`]). Panics when the server cannot be reached.
     pub fn postgres() -> Option<TestDb> {
-        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let url = database_url()?;
-        let schema = format!(
-            "orm_test_{}_{}_{}",
-            std::process::id(),
-            NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
-            &uuid::Uuid::now_v7().simple().to_string()[20..]
-        );
+        let schema = scratch_name();
         let engine = orm_session::Engine::postgres_with(
             &url,
             orm_session::PgOptions::default().schema(schema.clone()),
@@ -247,7 +298,26 @@ impl TestDb {
             .expect("create table");
         Some(TestDb {
             engine,
-            schema: Some((url, schema)),
+            schema: Some(Scratch::PgSchema(url, schema)),
+        })
+    }
+
+    /// A fresh database on the MySQL or MariaDB server of `MYSQL_URL`, or `None` when that
+    /// is not set (see [`mysql_url`]). Panics when the server cannot be reached.
+    pub fn mysql() -> Option<TestDb> {
+        let url = mysql_url()?;
+        let name = scratch_name();
+        let engine = orm_session::Engine::mysql_with(
+            &url,
+            orm_session::MySqlOptions::default().database(name.clone()),
+        )
+        .unwrap_or_else(|e| panic!("MYSQL_URL is set but the server is unreachable: {e}"));
+        engine
+            .create_table::<model::Customer>()
+            .expect("create table");
+        Some(TestDb {
+            engine,
+            schema: Some(Scratch::MyDatabase(url, name)),
         })
     }
 
@@ -269,6 +339,16 @@ impl TestDb {
     /// Whether this is the PostgreSQL run.
     pub fn is_postgres(&self) -> bool {
         self.backend() == orm_session::Backend::Postgres
+    }
+
+    /// Whether this is the MySQL/MariaDB run.
+    pub fn is_mysql(&self) -> bool {
+        self.backend() == orm_session::Backend::MySql
+    }
+
+    /// Whether this is the SQLite run.
+    pub fn is_sqlite(&self) -> bool {
+        self.backend() == orm_session::Backend::Sqlite
     }
 
     /// Raw SQL written with `?` placeholders, in this backend's dialect (`$1`, `$2`, … on
@@ -298,20 +378,31 @@ impl TestDb {
 
 impl Drop for TestDb {
     fn drop(&mut self) {
-        if let Some((url, schema)) = &self.schema
-            && let Ok(conn) = orm_session::Connection::open_postgres(url)
-        {
-            let dropped = conn.execute(&format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"), &[]);
+        let (conn, sql, name) = match &self.schema {
+            None => return,
+            Some(Scratch::PgSchema(url, schema)) => (
+                orm_session::Connection::open_postgres(url),
+                format!("DROP SCHEMA IF EXISTS \"{schema}\" CASCADE"),
+                schema,
+            ),
+            Some(Scratch::MyDatabase(url, name)) => (
+                orm_session::Connection::open_mysql(url),
+                format!("DROP DATABASE IF EXISTS \"{name}\""),
+                name,
+            ),
+        };
+        if let Ok(conn) = conn {
+            let dropped = conn.execute(&sql, &[]);
             if let Err(e) = dropped
                 && !std::thread::panicking()
             {
-                panic!("dropping the test schema {schema}: {e}");
+                panic!("dropping the test schema {name}: {e}");
             }
         }
     }
 }
 
-/// What a skipped PostgreSQL test returns: `()` or `Ok(())`.
+/// What a skipped server test returns: `()` or `Ok(())`.
 pub trait Skipped {
     /// The value that reports success without running.
     fn skipped() -> Self;
@@ -327,10 +418,51 @@ impl<E> Skipped for Result<(), E> {
     }
 }
 
-/// Runs each test body on both backends: `fn name(db) -> Result<()> { … }` becomes the tests
-/// `name::sqlite` and `name::postgres`, each calling the body with a fresh [`TestDb`].
+/// Runs each test body on every backend: `fn name(db) -> Result<()> { … }` becomes the tests
+/// `name::sqlite`, `name::postgres` and `name::mysql`, each calling the body with a fresh
+/// [`TestDb`].
 #[macro_export]
-macro_rules! both {
+macro_rules! backends {
+    ($( $(#[$meta:meta])* fn $name:ident($db:ident) $(-> $ret:ty)? $body:block )*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn body($db: &$crate::TestDb) $(-> $ret)? $body
+
+            $(#[$meta])*
+            #[test]
+            fn sqlite() $(-> $ret)? {
+                body(&$crate::TestDb::sqlite())
+            }
+
+            $(#[$meta])*
+            #[test]
+            #[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
+            fn postgres() $(-> $ret)? {
+                match $crate::TestDb::postgres() {
+                    Some(db) => body(&db),
+                    None => $crate::Skipped::skipped(),
+                }
+            }
+
+            $(#[$meta])*
+            #[test]
+            #[cfg_attr(not(orm_mysql), ignore = "needs MYSQL_URL at build time")]
+            fn mysql() $(-> $ret)? {
+                match $crate::TestDb::mysql() {
+                    Some(db) => body(&db),
+                    None => $crate::Skipped::skipped(),
+                }
+            }
+        }
+    )*};
+}
+
+/// [`backends!`] for a behaviour MySQL does not have (a deferred constraint, which makes a
+/// `COMMIT` itself fail): the tests `name::sqlite` and `name::postgres` only.
+#[macro_export]
+macro_rules! sqlite_and_postgres {
     ($( $(#[$meta:meta])* fn $name:ident($db:ident) $(-> $ret:ty)? $body:block )*) => {$(
         mod $name {
             #[allow(unused_imports)]

@@ -84,6 +84,8 @@ pub struct Connection {
     target: String,
     /// Counts the transactions this connection began.
     tx_serial: std::cell::Cell<u64>,
+    /// Counts the cursors this connection opened (their names).
+    cursors: std::cell::Cell<u64>,
     /// Raw SQL ran (or the driver was handed out): it may have changed session state
     /// (`SET`, temporary tables) that [`reset`](Connection::reset) undoes before reuse.
     raw_used: std::cell::Cell<bool>,
@@ -295,6 +297,7 @@ impl Connection {
             driver,
             target,
             tx_serial: std::cell::Cell::new(0),
+            cursors: std::cell::Cell::new(0),
             raw_used: std::cell::Cell::new(false),
             idle_since: std::cell::Cell::new(None),
         }
@@ -399,6 +402,18 @@ impl Connection {
             let n = self.db().query(sql, params, &mut each)?;
             Ok((n, n))
         })
+    }
+
+    /// Whether the database keeps a query open between fetches (PostgreSQL's `DECLARE …
+    /// CURSOR`, which lives in a transaction); without, a [`Cursor`] is the query's keys in a
+    /// temporary table of the connection, which outlives transactions.
+    ///
+    /// ```
+    /// let conn = orm_core::Connection::open_sqlite_memory().unwrap();
+    /// assert!(!conn.has_server_cursors());
+    /// ```
+    pub fn has_server_cursors(&self) -> bool {
+        self.db().server_cursors()
     }
 
     /// Whether the connection can still be used: false once a PostgreSQL connection was
@@ -513,7 +528,8 @@ impl Connection {
         Ok(out)
     }
 
-    /// Runs a raw query that returns one integer (`SELECT count(*) …`).
+    /// Runs a raw query that returns one integer (`SELECT count(*) …`; an exact decimal
+    /// without a fraction, as MySQL's `SUM` gives, reads too).
     ///
     /// # Errors
     /// [`Error::Database`] from the driver; [`Error::NoValue`] for no row or a non-integer.
@@ -524,6 +540,8 @@ impl Connection {
             .and_then(|r| r.first())
         {
             Some(Value::I64(v)) => Ok(*v),
+            // An exact decimal with no fraction: MySQL's `SUM` of integers.
+            Some(Value::Text(t)) if t.parse::<i64>().is_ok() => Ok(t.parse().unwrap_or(0)),
             _ => Err(Error::NoValue {
                 sql: sql.to_owned(),
             }),

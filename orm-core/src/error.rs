@@ -381,7 +381,8 @@ impl Error {
     }
 
     /// The database server's detail on a failed statement (PostgreSQL's `DETAIL`, such as
-    /// `Key (name)=(ada) already exists.`). It may quote values of the row, so it is not part
+    /// `Key (name)=(ada) already exists.`; MySQL's whole message). It may quote values of the
+    /// row, so it is not part
     /// of the message (`Display`); ask for it here when it is safe to show.
     ///
     /// ```
@@ -395,6 +396,12 @@ impl Error {
             && let Some(pg) = source.downcast_ref::<postgres::Error>()
         {
             return pg.as_db_error()?.detail().map(str::to_owned);
+        }
+        #[cfg(feature = "mysql")]
+        if let Error::Database { source, .. } = self
+            && let Some(my) = source.downcast_ref::<mysql::Error>()
+        {
+            return crate::mysql::detail_of(my);
         }
         None
     }

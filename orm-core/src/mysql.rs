@@ -16,7 +16,7 @@ use mysql::{Conn, Opts, OptsBuilder, Params, Value as MyValue};
 
 use crate::connection::batch::{BatchWrite, HashSet, Sent};
 use crate::connection::db::{
-    Assigned, Db, GeneratedKeys, InsertBatch, Inserted, KeyPlan, KeyState, Reserved,
+    Assigned, Db, GeneratedKeys, InsertBatch, Inserted, KeyPlan, KeyState, Reserved, TempKeys,
 };
 use crate::connection::{Connection, Ctx, DResult, DriverError, TxStatus};
 use crate::entity::{EntityMeta, RowValues};
@@ -381,8 +381,18 @@ fn decode(v: &MyValue, ty: SqlType) -> Result<ValueRef<'_>, FromSqlError> {
             }
         }
         (SqlType::F64, v) => ValueRef::F64(float_of(v).ok_or_else(wrong)?),
-        (SqlType::Text | SqlType::Json | SqlType::Decimal, MyValue::Bytes(b)) => {
-            ValueRef::Text(Cow::Borrowed(text(b)?))
+        (SqlType::Text | SqlType::Json, MyValue::Bytes(b)) => ValueRef::Text(Cow::Borrowed(text(b)?)),
+        // A `DECIMAL(65, 28)` pads every value to 28 places: the zeros are dropped, so that
+        // a value with 29 digits before the point still reads (rust_decimal holds 28 or 29
+        // significant digits in all).
+        (SqlType::Decimal, MyValue::Bytes(b)) => {
+            let t = text(b)?;
+            let t = if t.contains('.') {
+                t.trim_end_matches('0').trim_end_matches('.')
+            } else {
+                t
+            };
+            ValueRef::Text(Cow::Borrowed(t))
         }
         (SqlType::Decimal, v) => match (int_of(v), float_of(v)) {
             (Some(i), _) => ValueRef::Text(Cow::Owned(i?.to_string())),
@@ -561,6 +571,37 @@ pub(crate) fn kind_of(e: &mysql::Error) -> ErrorKind {
     }
 }
 
+/// The server's message without the values it quotes (`Duplicate entry 'ada' for key
+/// 'name'`): bound values stay out of messages, and the whole text is kept behind
+/// [`Error::server_detail`].
+fn message_of(e: &mysql::Error) -> String {
+    let mysql::Error::MySqlError(m) = e else {
+        return e.to_string();
+    };
+    let text = &m.message;
+    let redacted = match m.code {
+        1062 | 1586 => match text.rfind(" for key ") {
+            Some(i) => format!("Duplicate entry{}", &text[i..]),
+            None => "Duplicate entry".to_owned(),
+        },
+        _ => match (text.find("value: '"), text.rfind("' for column")) {
+            (Some(a), Some(b)) if a + 7 <= b => {
+                format!("{}value{}", &text[..a], &text[b + 1..])
+            }
+            _ => text.clone(),
+        },
+    };
+    format!("{redacted} (error {}, SQLSTATE {})", m.code, m.state)
+}
+
+/// The whole message of a server error, values included.
+pub(crate) fn detail_of(e: &mysql::Error) -> Option<String> {
+    match e {
+        mysql::Error::MySqlError(m) => Some(m.message.clone()),
+        _ => None,
+    }
+}
+
 pub(crate) fn map_error(
     e: mysql::Error,
     entity: Option<&'static str>,
@@ -572,7 +613,7 @@ pub(crate) fn map_error(
         entity,
         table: table.to_owned(),
         sql: sql.to_owned(),
-        message: e.to_string(),
+        message: message_of(&e),
         source: BoxError::from(e),
     }
 }
@@ -654,6 +695,16 @@ impl Db for MyConn {
         !self.broken.get()
     }
 
+    fn writes_return_rows(&self) -> bool {
+        // MariaDB has `DELETE … RETURNING` but no `UPDATE … RETURNING`; MySQL has neither.
+        false
+    }
+
+    fn key_taken(&self, e: &Error) -> bool {
+        matches!(e, Error::Database { kind: ErrorKind::UniqueViolation, message, .. }
+            if message.starts_with("Duplicate entry for key 'PRIMARY'"))
+    }
+
     fn max_bind_parameters(&self) -> usize {
         MAX_PARAMS
     }
@@ -719,11 +770,29 @@ impl Db for MyConn {
         false
     }
 
+    fn temp_keys(&self) -> TempKeys {
+        // Rows of `CREATE … SELECT … ORDER BY` are inserted in the query's order, and the
+        // auto-increment column numbers them so. A temporary table outlives a rollback here.
+        TempKeys {
+            create: "CREATE TEMPORARY TABLE {} (orm_pos BIGINT NOT NULL AUTO_INCREMENT PRIMARY KEY)",
+            schema: "",
+            position: "orm_pos",
+            drop: "DROP TEMPORARY TABLE IF EXISTS {}",
+            exists: None,
+        }
+    }
+
     fn forget_prepared(&self) {
         // The server re-prepares a statement whose tables changed; nothing to forget.
     }
 
-    fn forget_tables(&self) {}
+    fn forget_tables(&self) {
+        // Raw SQL or DDL is about to run: either may end the transaction (`ROLLBACK`, the
+        // implicit commit of DDL), so the server is asked before it is trusted again.
+        if self.in_transaction.get() {
+            self.suspect.set(true);
+        }
+    }
 
     fn transaction_status(&self) -> TxStatus {
         self.status()
@@ -806,7 +875,8 @@ impl Db for MyConn {
     }
 
     fn insert_rows_per_statement(&self, requested: usize, width: usize) -> usize {
-        requested.min(self.rows_fitting(width))
+        // A round trip costs more than binding: statements as large as the limits allow.
+        requested.max(INSERT_ROWS).min(self.rows_fitting(width))
     }
 
     fn reserve_keys(

@@ -225,6 +225,14 @@ impl Shape<'_> {
                     .filter(|&&c| c != m.primary_key)
                     .map(|&c| col(m, c))
                     .collect();
+                if self.backend == Backend::MySql
+                    && (others.is_empty() || self.kind == Kind::InsertIfAbsent)
+                {
+                    // MySQL has no `DO NOTHING` that is only about the key (`INSERT IGNORE`
+                    // turns every error into a warning): a plain INSERT, whose duplicate-key
+                    // error the connection reads as "absent" (`Db::key_taken`).
+                    return insert_sql(&q, self.backend);
+                }
                 let mut on = sea_query::OnConflict::column(col(m, m.primary_key));
                 if others.is_empty() || self.kind == Kind::InsertIfAbsent {
                     on.do_nothing();
@@ -327,6 +335,16 @@ pub(crate) fn create_table(m: &EntityMeta, backend: Backend, later: &[&EntityMet
         // One B-tree clustered by the key instead of a rowid table plus a unique index:
         // inserts and lookups by a text or UUID key touch half the pages.
         t.extra("WITHOUT ROWID");
+    }
+    if backend == Backend::MySql {
+        // MySQL has no `CREATE INDEX IF NOT EXISTS`: the indexes go in the `CREATE TABLE`,
+        // which is skipped as a whole when the table exists.
+        for (i, c) in m.columns.iter().enumerate().filter(|(_, c)| c.index) {
+            let mut idx = Index::create();
+            idx.name(index_name(m.table, c.name)).col(col(m, i));
+            t.index(&mut idx);
+        }
+        return vec![in_dialect!(backend, b => t.build(b))];
     }
     let mut out = vec![in_dialect!(backend, b => t.build(b))];
     for (i, c) in m.columns.iter().enumerate().filter(|(_, c)| c.index) {
@@ -577,8 +595,8 @@ pub(crate) fn select_columns(
         q.limit(l);
     }
     if let Some(o) = spec.offset {
-        if spec.limit.is_none() && backend == Backend::Sqlite {
-            // SQLite accepts OFFSET only after a LIMIT; this one is "no limit".
+        if spec.limit.is_none() && backend != Backend::Postgres {
+            // SQLite and MySQL accept OFFSET only after a LIMIT; this one is "no limit".
             q.limit(i64::MAX.unsigned_abs());
         }
         q.offset(o);

@@ -130,7 +130,7 @@ impl Session {
     /// enough for a `COPY` to amortize its round trip.
     fn chunk_rows(&self, options: &BulkOptions) -> usize {
         match self.engine().backend() {
-            orm_core::Backend::Postgres => 10_000,
+            orm_core::Backend::Postgres | orm_core::Backend::MySql => 10_000,
             _ => options.batch_rows,
         }
     }

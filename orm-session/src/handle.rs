@@ -767,7 +767,7 @@ impl<E: Entity> Erased for Object<E> {
         // statements are full batches (the chunk is a multiple of the batch size). On
         // PostgreSQL a chunk costs a key reservation and a COPY, two round trips: larger.
         let chunk_len = match conn.backend() {
-            orm_core::Backend::Postgres => 10_000,
+            orm_core::Backend::Postgres | orm_core::Backend::MySql => 10_000,
             _ => 1000,
         };
         let pk = E::META.primary_key;

@@ -66,7 +66,7 @@ impl<'s, E: Entity> Stream<'s, E> {
                 session.shared.flush_inner(st)?;
             }
             let conn = st.conn(session.engine())?;
-            if conn.backend() == orm_core::Backend::Postgres && !conn.in_transaction() {
+            if conn.has_server_cursors() && !conn.in_transaction() {
                 conn.begin()?;
             }
             let cursor = conn.open_cursor::<E>(spec)?;
@@ -200,11 +200,11 @@ impl<'s, E: Entity> Stream<'s, E> {
         let epoch = self.epoch;
         let close = move |st: &mut State| {
             st.streams -= 1;
-            // A SQLite cursor's temporary table outlives transactions (dropping one that is
+            // A cursor's temporary table (SQLite, MySQL) outlives transactions (dropping one that is
             // gone does nothing); a PostgreSQL cursor ended with its transaction, and asking
             // to close it in another would fail that one.
             if let Some(conn) = st.connection()
-                && (st.epoch == epoch || conn.backend() == orm_core::Backend::Sqlite)
+                && (st.epoch == epoch || !conn.has_server_cursors())
             {
                 // A failure here leaves a temporary table or an open cursor behind, both of
                 // which end with the connection or its transaction.

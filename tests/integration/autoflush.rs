@@ -5,7 +5,7 @@ use orm_tests::SqlLog;
 use orm_tests::model::Customer;
 
 // S5
-orm_tests::both! {
+orm_tests::backends! {
 fn s5_a_query_sees_objects_added_without_an_explicit_flush(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -28,7 +28,7 @@ fn s5_a_query_sees_objects_added_without_an_explicit_flush(db) -> Result<()> {
 }
 
 // S5
-orm_tests::both! {
+orm_tests::backends! {
 fn s5_autoflush_can_be_turned_off(db) -> Result<()> {
     let engine = db.engine().autoflush(false);
     let s = engine.session();
@@ -46,7 +46,7 @@ fn s5_autoflush_can_be_turned_off(db) -> Result<()> {
 
 // F3: reloading an expired object is a load that sends SQL: pending changes (of other objects
 // too) are flushed first, so a later expire_all keeps them. Inside `no_autoflush` they are not.
-orm_tests::both! {
+orm_tests::backends! {
 fn f3_autoflush_before_the_reload_of_an_expired_object(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();

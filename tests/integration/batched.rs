@@ -46,7 +46,7 @@ fn loaded(s: &Session) -> Result<Vec<Handle<Account>>> {
 }
 
 // B8
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_a_flush_updates_many_rows_in_batches_and_bumps_every_version(db) -> Result<()> {
     let engine = accounts(db)?;
     let s = engine.session();
@@ -69,7 +69,7 @@ fn b8_a_flush_updates_many_rows_in_batches_and_bumps_every_version(db) -> Result
 }
 
 // B8, R4
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_stale_rows_in_a_batched_update_are_all_named_and_nothing_is_written(db) -> Result<()> {
     let engine = accounts(db)?;
     let s = engine.session();
@@ -109,7 +109,7 @@ fn b8_stale_rows_in_a_batched_update_are_all_named_and_nothing_is_written(db) ->
 }
 
 // B8, R4
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_a_batched_delete_names_every_stale_row_and_deletes_nothing(db) -> Result<()> {
     let engine = accounts(db)?;
     let s = engine.session();
@@ -150,7 +150,7 @@ fn b8_a_batched_delete_names_every_stale_row_and_deletes_nothing(db) -> Result<(
 }
 
 // B8, R1
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_a_failing_row_in_a_later_batch_writes_nothing_of_the_flush(db) -> Result<()> {
     let engine = accounts(db)?;
     let s = engine.session();
@@ -175,7 +175,7 @@ fn b8_a_failing_row_in_a_later_batch_writes_nothing_of_the_flush(db) -> Result<(
 }
 
 // B8
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_objects_with_different_changed_columns_go_in_separate_statements(db) -> Result<()> {
     let engine = accounts(db)?;
     let s = engine.session();
@@ -225,7 +225,7 @@ pub struct Book {
 }
 
 // B8, relationships: deletes go children first across entities, each entity one batch.
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_deleting_parents_and_children_in_one_flush_batches_each_entity_children_first(db) -> Result<()> {
     let engine = db.engine();
     engine.create_all(&[Book::META, Shelf::META])?;
@@ -260,7 +260,7 @@ fn b8_deleting_parents_and_children_in_one_flush_batches_each_entity_children_fi
 }
 
 // B4, B8
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_bulk_update_mappings_batches_rows_and_keeps_their_order(db) -> Result<()> {
     let engine = accounts(db)?;
     let s = engine.session();
@@ -292,7 +292,7 @@ fn b8_bulk_update_mappings_batches_rows_and_keeps_their_order(db) -> Result<()> 
 }
 
 // B4, B8, R4
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_bulk_update_mappings_names_every_stale_row_and_writes_nothing(db) -> Result<()> {
     let engine = accounts(db)?;
     let s = engine.session();
@@ -319,7 +319,7 @@ fn b8_bulk_update_mappings_names_every_stale_row_and_writes_nothing(db) -> Resul
 
 // B8: without a version column, a row is stale when it is gone; the batch's count shows a
 // row short, and the rows that no longer exist are named.
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_rows_deleted_elsewhere_are_named_by_an_unversioned_batched_update(db) -> Result<()> {
     use orm_tests::model::Customer;
     let engine = db.engine();
@@ -364,7 +364,7 @@ pub struct Code {
 // B8 with keys that are not integers: UUID keys (a `uuid` column on PostgreSQL, 16 bytes on
 // SQLite) come back from RETURNING and name the stale rows; text keys batch and look up
 // missing rows.
-orm_tests::both! {
+orm_tests::backends! {
 fn b8_uuid_and_text_keys_are_accounted_for(db) -> Result<()> {
     let engine = db.engine();
     engine.create_table::<Token>()?;

@@ -28,7 +28,7 @@ fn products(engine: &Engine) -> Result<Session> {
 }
 
 // Q1
-orm_tests::both! {
+orm_tests::backends! {
 fn q1_columns_come_back_as_typed_tuples_under_the_query_s_filter_and_order(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -73,7 +73,7 @@ fn q1_columns_come_back_as_typed_tuples_under_the_query_s_filter_and_order(db) -
 }
 
 // Q1, S5: rows are plain values, not tracked; pending changes are flushed first.
-orm_tests::both! {
+orm_tests::backends! {
 fn q1_column_rows_see_pending_changes_and_stay_out_of_the_identity_map(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -95,7 +95,7 @@ fn q1_column_rows_see_pending_changes_and_stay_out_of_the_identity_map(db) -> Re
 }
 
 // Q1: a value its field type cannot take is a conversion error naming the column.
-orm_tests::both! {
+orm_tests::backends! {
 fn q1_a_value_that_does_not_fit_names_its_column(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -121,7 +121,7 @@ fn q1_a_value_that_does_not_fit_names_its_column(db) -> Result<()> {
 
 // Q1: aggregates (count, sum, avg, min, max), over the whole table or grouped, with the
 // types SQL gives them: integer sums as i64, averages as f64, NULL where no row counts.
-orm_tests::both! {
+orm_tests::backends! {
 fn q1_aggregates_and_group_by(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -168,7 +168,7 @@ fn q1_aggregates_and_group_by(db) -> Result<()> {
 // Q2: raw SQL into entities merges into the identity map like a query (an unexpired object
 // keeps its unflushed changes; a row not loaded yet becomes a tracked object); parameters
 // are bound; a missing column is named.
-orm_tests::both! {
+orm_tests::backends! {
 fn q2_raw_sql_into_entities_merges_into_the_identity_map(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -200,7 +200,7 @@ fn q2_raw_sql_into_entities_merges_into_the_identity_map(db) -> Result<()> {
 }
 
 // Q2: raw SQL into tuples, after an autoflush.
-orm_tests::both! {
+orm_tests::backends! {
 fn q2_raw_sql_into_tuples_sees_pending_changes(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -217,7 +217,7 @@ fn q2_raw_sql_into_tuples_sees_pending_changes(db) -> Result<()> {
 }
 
 // Q1: `exists` answers without counting, under the filters, after an autoflush.
-orm_tests::both! {
+orm_tests::backends! {
 fn q1_exists_follows_filters_and_pending_changes(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -232,7 +232,7 @@ fn q1_exists_follows_filters_and_pending_changes(db) -> Result<()> {
 
 // Q1: HAVING on aggregates of every kind, with bound operands, on both backends (on
 // PostgreSQL the casts make `SUM(bigint) > $1` compare with a bigint).
-orm_tests::both! {
+orm_tests::backends! {
 fn q1_having_keeps_the_groups_whose_aggregates_pass(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -270,7 +270,7 @@ struct Name(String);
 
 // Q1, Q2: rows into structs derived with `FromRow`, from a column query (aggregates too) and
 // from raw SQL; a value that does not fit names its column.
-orm_tests::both! {
+orm_tests::backends! {
 fn q1_rows_come_back_as_derived_structs(db) -> Result<()> {
     let engine = db.engine();
     let s = products(&engine)?;
@@ -378,7 +378,7 @@ fn shop(engine: &Engine) -> Result<Session> {
 
 // Q5: joins through a many-to-one relation: order objects by a related column, with filters
 // on both sides (a filter on the order's own `name`, which the customer's table also has).
-orm_tests::both! {
+orm_tests::backends! {
 fn q5_objects_ordered_by_a_related_column(db) -> Result<()> {
     let engine = db.engine();
     let s = shop(&engine)?;
@@ -415,7 +415,7 @@ fn q5_objects_ordered_by_a_related_column(db) -> Result<()> {
 
 // Q5: columns of two entities in one row (`LEFT JOIN`: `None` where there is no parent),
 // grouped by a related column with aggregates, and into a derived row struct.
-orm_tests::both! {
+orm_tests::backends! {
 fn q5_columns_of_two_entities(db) -> Result<()> {
     let engine = db.engine();
     let s = shop(&engine)?;
@@ -466,7 +466,7 @@ struct JNode {
 
 // Q5: a join of a table with itself (a node and its parent's name): the joined copy has an
 // alias of its own.
-orm_tests::both! {
+orm_tests::backends! {
 fn q5_a_self_referential_join(db) -> Result<()> {
     let engine = db.engine();
     engine.create_table::<JNode>()?;

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use orm_session::prelude::*;
 use orm_tests::model::Customer;
 
-orm_tests::both! {
+orm_tests::backends! {
 // B1: the acceptance test of the PostgreSQL issue. While another connection keeps inserting
 // into the same table (taking keys from the same identity sequence on PostgreSQL), 100
 // objects from `add_all` must each hold the key of the row that carries their own data.

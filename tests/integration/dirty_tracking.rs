@@ -5,7 +5,7 @@ use orm_tests::SqlLog;
 use orm_tests::model::Customer;
 
 // S3
-orm_tests::both! {
+orm_tests::backends! {
 fn s3_changing_one_of_three_fields_updates_that_column_only(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -36,7 +36,7 @@ fn s3_changing_one_of_three_fields_updates_that_column_only(db) -> Result<()> {
 }
 
 // S3
-orm_tests::both! {
+orm_tests::backends! {
 fn s3_a_change_reverted_sends_nothing(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -63,7 +63,7 @@ fn s3_a_change_reverted_sends_nothing(db) -> Result<()> {
 }
 
 // S3
-orm_tests::both! {
+orm_tests::backends! {
 fn s3_objects_only_read_carry_no_snapshot_and_are_never_dirty(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -81,7 +81,7 @@ fn s3_objects_only_read_carry_no_snapshot_and_are_never_dirty(db) -> Result<()> 
 }
 
 // S3
-orm_tests::both! {
+orm_tests::backends! {
 fn s3_several_changes_to_several_objects_flush_once_each(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -120,7 +120,7 @@ fn s3_several_changes_to_several_objects_flush_once_each(db) -> Result<()> {
 }
 
 // S3
-orm_tests::both! {
+orm_tests::backends! {
 fn s3_flush_refuses_while_a_write_guard_is_alive(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();

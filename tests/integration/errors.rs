@@ -30,7 +30,7 @@ fn opening_a_file_that_is_not_a_database_fails_clearly() {
     );
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 fn a_missing_table_names_the_table_and_sql(db) -> Result<()> {
     let conn = db.connect();
     let err = conn.select_all::<Gadget>().unwrap_err();
@@ -43,7 +43,7 @@ fn a_missing_table_names_the_table_and_sql(db) -> Result<()> {
 }
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 fn optional_turns_not_found_into_none(db) -> Result<()> {
     let conn = db.connect();
     let r = conn.query_i64("SELECT 1 WHERE 1 = 0", &[]).optional()?;
@@ -52,7 +52,7 @@ fn optional_turns_not_found_into_none(db) -> Result<()> {
 }
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 // Each misuse of the session has a kind of its own (not a catch-all), and a message that says
 // what to do.
 fn misuses_have_kinds_of_their_own(db) -> Result<()> {

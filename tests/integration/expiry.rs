@@ -5,7 +5,7 @@ use orm_tests::SqlLog;
 use orm_tests::model::Customer;
 
 // S6
-orm_tests::both! {
+orm_tests::backends! {
 fn s6_commit_expires_and_the_next_access_reloads(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -30,7 +30,7 @@ fn s6_commit_expires_and_the_next_access_reloads(db) -> Result<()> {
 }
 
 // S6
-orm_tests::both! {
+orm_tests::backends! {
 fn s6_without_expire_on_commit_objects_stay_loaded(db) -> Result<()> {
     let engine = db.engine().expire_on_commit(false);
     let s = engine.session();
@@ -45,7 +45,7 @@ fn s6_without_expire_on_commit_objects_stay_loaded(db) -> Result<()> {
 }
 
 // S7
-orm_tests::both! {
+orm_tests::backends! {
 fn s7_expire_discards_an_unflushed_change(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -63,7 +63,7 @@ fn s7_expire_discards_an_unflushed_change(db) -> Result<()> {
 }
 
 // S7
-orm_tests::both! {
+orm_tests::backends! {
 fn s7_expire_attrs_reloads_only_those_columns(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -102,7 +102,7 @@ fn s7_expire_attrs_reloads_only_those_columns(db) -> Result<()> {
 }
 
 // S7
-orm_tests::both! {
+orm_tests::backends! {
 fn s7_an_expired_object_whose_row_was_deleted_elsewhere_errors(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -118,7 +118,7 @@ fn s7_an_expired_object_whose_row_was_deleted_elsewhere_errors(db) -> Result<()>
 }
 
 // S8
-orm_tests::both! {
+orm_tests::backends! {
 fn s8_refresh_reloads_at_once(db) -> Result<()> {
     let engine = db.engine().expire_on_commit(false);
     let s = engine.session();
@@ -144,7 +144,7 @@ fn s8_refresh_reloads_at_once(db) -> Result<()> {
 }
 
 // S10
-orm_tests::both! {
+orm_tests::backends! {
 fn s10_changes_made_elsewhere_show_only_after_expire_all(db) -> Result<()> {
     let engine = db.engine().expire_on_commit(false);
     let s = engine.session();

@@ -5,7 +5,7 @@ use orm_tests::SqlLog;
 use orm_tests::model::Customer;
 
 // S4
-orm_tests::both! {
+orm_tests::backends! {
 fn s4_f4_one_flush_sends_updates_then_inserts_then_deletes(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -38,7 +38,7 @@ fn s4_f4_one_flush_sends_updates_then_inserts_then_deletes(db) -> Result<()> {
 }
 
 // S4, R1
-orm_tests::both! {
+orm_tests::backends! {
 fn s4_a_failing_flush_leaves_the_database_and_the_session_as_before(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -78,7 +78,7 @@ fn s4_a_failing_flush_leaves_the_database_and_the_session_as_before(db) -> Resul
 }
 
 // S4, S9
-orm_tests::both! {
+orm_tests::backends! {
 fn s4_after_a_failed_flush_rollback_makes_the_session_consistent(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -89,15 +89,16 @@ fn s4_after_a_failed_flush_rollback_makes_the_session_consistent(db) -> Result<(
     assert!(s.new_objects().is_empty());
     let ok = s.add(Customer::new("b", 1))?;
     s.commit()?;
-    // PostgreSQL's sequence does not roll back: the failed flush used keys 1 and 2.
-    let first_free = if db.is_postgres() { 3 } else { 1 };
+    // PostgreSQL's sequence and MySQL's AUTO_INCREMENT do not roll back: the failed flush
+    // used keys 1 and 2.
+    let first_free = if db.is_sqlite() { 1 } else { 3 };
     assert_eq!(ok.read()?.id, Some(first_free));
     Ok(())
 }
 }
 
 // S11
-orm_tests::both! {
+orm_tests::backends! {
 fn s11_delete_removes_the_row_and_the_identity(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -123,7 +124,7 @@ fn s11_delete_removes_the_row_and_the_identity(db) -> Result<()> {
 }
 
 // B1
-orm_tests::both! {
+orm_tests::backends! {
 fn b1_every_added_object_gets_the_key_of_its_own_row(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -143,7 +144,7 @@ fn b1_every_added_object_gets_the_key_of_its_own_row(db) -> Result<()> {
 }
 
 // B1
-orm_tests::both! {
+orm_tests::backends! {
 fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -169,6 +170,12 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
         return Ok(());
     }
     let inserts = log.starting_with("INSERT");
+    if db.is_mysql() {
+        // One statement, whose first key is its LAST_INSERT_ID().
+        assert_eq!(inserts.len(), 1, "{inserts:#?}");
+        assert!(inserts[0].starts_with(r#"INSERT INTO "customer" ("name", "#));
+        return Ok(());
+    }
     assert_eq!(inserts.len(), 3, "100 + 100 + 50 rows");
     assert_eq!(inserts[0], inserts[1], "one statement text, prepared once");
     assert!(
@@ -181,7 +188,7 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
 }
 
 // B1
-orm_tests::both! {
+orm_tests::backends! {
 fn b1_keys_stay_right_after_deletes_and_explicit_keys(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -217,7 +224,7 @@ fn b1_keys_stay_right_after_deletes_and_explicit_keys(db) -> Result<()> {
 }
 
 // B1, R1
-orm_tests::both! {
+orm_tests::backends! {
 fn b1_add_all_failing_at_row_7500_of_10000_writes_none_of_it(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -292,7 +299,7 @@ fn b1_an_exhausted_key_space_is_an_error_not_a_wrong_key_on_sqlite() -> Result<(
 
 // F4: within one table, UPDATEs go before INSERTs: a unique name moved away from one row is
 // given to a new row in the same flush.
-orm_tests::both! {
+orm_tests::backends! {
 fn f4_a_unique_value_moves_to_a_new_row_in_one_flush(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -315,7 +322,7 @@ fn f4_a_unique_value_moves_to_a_new_row_in_one_flush(db) -> Result<()> {
 
 // F2: `get` of an object marked for deletion and not flushed returns that object; after the
 // flush, nothing.
-orm_tests::both! {
+orm_tests::backends! {
 fn f2_get_of_an_object_marked_deleted_returns_it_until_the_flush(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -335,7 +342,7 @@ fn f2_get_of_an_object_marked_deleted_returns_it_until_the_flush(db) -> Result<(
 
 // F1: delete an object and add a new one with the same key before a flush: the pair becomes
 // one UPDATE of that row (a row switch); a rollback puts the old object back.
-orm_tests::both! {
+orm_tests::backends! {
 fn f1_delete_then_add_of_one_key_is_a_row_switch(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -380,7 +387,7 @@ fn f1_delete_then_add_of_one_key_is_a_row_switch(db) -> Result<()> {
 
 // F1, R1: a row switch whose row another connection deleted meanwhile fails the flush with
 // nothing written; the session is as before, and rollback puts the old object back.
-orm_tests::both! {
+orm_tests::backends! {
 fn f1_a_row_switch_onto_a_vanished_row_fails_whole(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();

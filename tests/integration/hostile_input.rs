@@ -26,7 +26,7 @@ const HOSTILE: &[&str] = &[
 ];
 
 // R3
-orm_tests::both! {
+orm_tests::backends! {
 fn r3_hostile_values_and_identifiers_round_trip(db) -> Result<()> {
     let conn = db.connect();
     conn.create_table::<Weird>()?;

@@ -5,7 +5,7 @@ use orm_tests::SqlLog;
 use orm_tests::model::Customer;
 
 // S1
-orm_tests::both! {
+orm_tests::backends! {
 fn s1_get_and_query_return_the_same_object_and_second_get_sends_no_sql(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -43,7 +43,7 @@ fn s1_get_and_query_return_the_same_object_and_second_get_sends_no_sql(db) -> Re
 }
 
 // S1
-orm_tests::both! {
+orm_tests::backends! {
 fn s1_adding_a_second_object_for_a_known_key_is_refused(db) -> Result<()> {
     #[derive(Entity, Debug, Clone)]
     struct Tag {
@@ -63,7 +63,7 @@ fn s1_adding_a_second_object_for_a_known_key_is_refused(db) -> Result<()> {
 }
 
 // S2
-orm_tests::both! {
+orm_tests::backends! {
 fn s2_states_from_transient_to_detached(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -111,7 +111,7 @@ fn s2_states_from_transient_to_detached(db) -> Result<()> {
 }
 
 // S2
-orm_tests::both! {
+orm_tests::backends! {
 fn s2_a_detached_handle_can_be_added_back(db) -> Result<()> {
     let engine = db.engine();
     let s1 = engine.session();
@@ -137,7 +137,7 @@ fn s2_a_detached_handle_can_be_added_back(db) -> Result<()> {
 }
 
 // S2
-orm_tests::both! {
+orm_tests::backends! {
 fn s2_an_expired_detached_object_says_why_it_cannot_load(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();
@@ -152,7 +152,7 @@ fn s2_an_expired_detached_object_says_why_it_cannot_load(db) -> Result<()> {
 }
 
 // S2
-orm_tests::both! {
+orm_tests::backends! {
 fn s2_a_pending_object_of_a_dropped_session_can_be_added_again(db) -> Result<()> {
     let engine = db.engine();
     let h = {
@@ -176,7 +176,7 @@ fn s2_a_pending_object_of_a_dropped_session_can_be_added_again(db) -> Result<()>
 
 // F6: merge copies a detached or foreign object's state onto the session's own object for
 // that key (loading it), or adds it when no row has the key.
-orm_tests::both! {
+orm_tests::backends! {
 fn f6_merge_brings_detached_state_into_the_session(db) -> Result<()> {
     let engine = db.engine();
     let a = engine.session();
@@ -222,7 +222,7 @@ fn rss_kib() -> u64 {
 // F7: the identity map holds clean objects weakly: a session that reads many rows page by
 // page, dropping each page, does not keep them; objects the caller keeps are still the same
 // object for their row (S1). `ORM_F7_ROWS` sets the row count (default 100,000).
-orm_tests::both! {
+orm_tests::backends! {
 fn f7_a_session_reading_pages_and_dropping_them_stays_flat(db) -> Result<()> {
     let rows: i64 = std::env::var("ORM_F7_ROWS")
         .ok()
@@ -267,7 +267,7 @@ fn f7_a_session_reading_pages_and_dropping_them_stays_flat(db) -> Result<()> {
 
 // S1 over many objects: identity holds while the map grows, loses entries (expunged, deleted,
 // dropped) and is compacted, with keys of a high-bit pattern beside sequential ones.
-orm_tests::both! {
+orm_tests::backends! {
 fn s1_identity_holds_through_removals_and_compaction(db) -> Result<()> {
     let engine = db.engine();
     let s = engine.session();

@@ -3,7 +3,7 @@
 //! keys that do not fit their field).
 
 use orm_session::prelude::*;
-use orm_tests::{TestDb, both};
+use orm_tests::{TestDb, backends};
 
 #[derive(Entity, Debug, Clone, PartialEq)]
 #[orm(table = "item")]
@@ -159,7 +159,7 @@ struct Small {
     name: String,
 }
 
-both! {
+backends! {
     // R10: a generated key that does not fit the key field fails the flush before commit:
     // nothing is written and the object keeps no key.
     fn r10_a_key_past_i32_max_fails_the_flush(db) -> Result<()> {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use orm_session::prelude::*;
 use orm_tests::model::Customer;
-use orm_tests::{TestDb, both};
+use orm_tests::{TestDb, backends};
 
 // 64 threads run short sessions through an engine capped at 8 connections: all finish, and
 // no more than 8 connections are ever open.
@@ -64,7 +64,7 @@ fn s_count(engine: &Engine) -> Result<u64> {
     engine.session().query::<Customer>().count()
 }
 
-both! {
+backends! {
     // A checkout waits at most the checkout timeout, then fails with a clear error; once the
     // holder commits, the connection is free again.
     fn a_checkout_times_out_when_every_connection_is_held(db) -> Result<()> {

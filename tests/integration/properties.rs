@@ -127,16 +127,22 @@ fn check<S: Strategy>(
     }
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 // R3
 fn r3_values_round_trip_through_every_write_path_and_filter(db) {
     let engine = db.engine();
     // PostgreSQL text cannot hold NUL (refused with an error: see hostile_input).
     let pg = db.is_postgres();
+    // MySQL's DOUBLE holds no infinity (mapping::every_supported_type_round_trips checks
+    // that it is refused).
+    let my = db.is_mysql();
     let strategy = prop_strategy().prop_map(move |mut p| {
         if pg {
             p.text = p.text.replace('\0', "");
             p.maybe = p.maybe.map(|m| m.replace('\0', ""));
+        }
+        if my && p.real.is_infinite() {
+            p.real = p.real.signum() * f64::MAX;
         }
         p
     });
@@ -223,13 +229,16 @@ fn expected_valid(rows: &[Vec<(String, Value)>]) -> bool {
     true
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 // R3, B3: every call writes all its rows or none, exactly as an independent model predicts,
 // and the generator covers both outcomes.
 fn r3_dynamic_rows_write_exactly_what_is_valid(db) {
     let engine = db.engine();
     let empty = if db.is_postgres() {
         "TRUNCATE customer RESTART IDENTITY"
+    } else if db.is_mysql() {
+        // A row keyed i64::MAX leaves AUTO_INCREMENT at its end until TRUNCATE.
+        "TRUNCATE customer"
     } else {
         "DELETE FROM customer"
     };

@@ -18,7 +18,7 @@ fn ages(hs: &[Handle<Customer>]) -> Result<Vec<i32>> {
     hs.iter().map(|h| h.read().map(|c| c.age)).collect()
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 fn filters_compose(db) -> Result<()> {
     let (_e, s) = seeded(db)?;
     let q = |f: Filter<Customer>| -> Result<Vec<i32>> {
@@ -53,7 +53,7 @@ fn filters_compose(db) -> Result<()> {
 }
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 fn order_limit_offset_first_one_count(db) -> Result<()> {
     let (_e, s) = seeded(db)?;
     let page = s
@@ -105,7 +105,7 @@ fn order_limit_offset_first_one_count(db) -> Result<()> {
 }
 }
 
-orm_tests::both! {
+orm_tests::backends! {
 fn results_keep_unflushed_changes_unless_populate_existing(db) -> Result<()> {
     let (_e, s) = seeded(db)?;
     s.set_autoflush(false);

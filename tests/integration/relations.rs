@@ -4,7 +4,7 @@
 //! another connection.
 
 use orm_session::prelude::*;
-use orm_tests::{SqlLog, both, watchdog};
+use orm_tests::{SqlLog, backends, watchdog};
 
 #[derive(Entity, Debug, Clone, PartialEq)]
 #[orm(table = "shop_customer", has_many(orders = Order::CUSTOMER, cascade = "all, delete-orphan"))]
@@ -141,7 +141,7 @@ fn order(total: f64) -> Order {
     }
 }
 
-both! {
+backends! {
     // G1: create_all takes the entities in any order and creates referenced tables first;
     // the foreign keys are enforced.
     fn g1_create_all_orders_tables_and_enforces_references(db) -> Result<()> {

@@ -16,6 +16,9 @@ fn seeded(db: &orm_tests::TestDb) -> Result<Engine> {
     let engine = db.engine();
     let empty = if db.is_postgres() {
         "TRUNCATE customer RESTART IDENTITY"
+    } else if db.is_mysql() {
+        // MySQL's TRUNCATE starts AUTO_INCREMENT over; DELETE does not.
+        "TRUNCATE customer"
     } else {
         "DELETE FROM customer"
     };
@@ -94,7 +97,7 @@ fn paths() -> Vec<(&'static str, WritePath)> {
 }
 
 // R1
-orm_tests::both! {
+orm_tests::backends! {
 fn r1_every_write_path_fails_whole_and_leaves_the_session_usable(db) -> Result<()> {
     for (name, path) in paths() {
         for in_open_transaction in [false, true] {

@@ -4,7 +4,7 @@ use orm_session::prelude::*;
 use orm_tests::model::Customer;
 
 // S9
-orm_tests::both! {
+orm_tests::backends! {
 fn s9_rollback_resets_added_deleted_and_changed_objects(db) -> Result<()> {
     let engine = db.engine().expire_on_commit(false);
     let s = engine.session();
@@ -47,7 +47,7 @@ fn s9_rollback_resets_added_deleted_and_changed_objects(db) -> Result<()> {
 }
 
 // S9
-orm_tests::both! {
+orm_tests::backends! {
 fn s9_rollback_forgets_generated_uuid_keys_but_keeps_given_ones(db) -> Result<()> {
     #[derive(Entity, Debug, Clone)]
     struct Doc {

@@ -3,7 +3,7 @@
 //! with their edge values, on both backends.
 
 use orm_session::prelude::*;
-use orm_tests::both;
+use orm_tests::backends;
 
 #[derive(Entity, Debug, Clone, PartialEq)]
 #[orm(table = "narrow")]
@@ -69,7 +69,7 @@ fn same(a: &[Narrow], b: &[Narrow], sqlite: bool) {
     }
 }
 
-both! {
+backends! {
     // i16 and f32 round-trip exactly through the flush, the core insert and the bulk mappings
     // (COPY on PostgreSQL), and the columns have the narrow types.
     fn i16_and_f32_round_trip_on_every_write_path(db) -> Result<()> {
@@ -190,7 +190,7 @@ fn tickets() -> Vec<Ticket> {
         .collect()
 }
 
-both! {
+backends! {
     // Enums stored as text and as integers: every write path, filters, ordering by the
     // integer, and a value in the table that names no variant is a conversion error naming
     // the enum.
@@ -286,7 +286,7 @@ fn docs() -> Vec<Doc> {
         .collect()
 }
 
-both! {
+backends! {
     // JSON documents (nested, unicode, escapes) and serde structs round-trip through the
     // flush, the core insert and the bulk mappings (binary COPY into jsonb on PostgreSQL),
     // and filter by equality; text that is not the JSON a field takes is a conversion error.
@@ -392,7 +392,7 @@ fn events() -> Vec<Event> {
         .collect()
 }
 
-both! {
+backends! {
     // chrono dates and times, leap days, far past and future, sub-second precision and a
     // non-UTC instant, through the flush, the core insert and COPY; filters and ordering.
     fn chrono_values_round_trip_filter_and_order(db) -> Result<()> {
@@ -483,7 +483,7 @@ fn to_time(e: &Event) -> TimeEvent {
     }
 }
 
-both! {
+backends! {
     // The `time` crate's types map to the same columns as chrono's: rows written with one
     // are read with the other, both ways, through the flush and COPY.
     fn time_crate_values_share_chrono_columns(db) -> Result<()> {
@@ -527,7 +527,7 @@ struct Ledger {
     fee: Option<rust_decimal::Decimal>,
 }
 
-both! {
+backends! {
     // Decimals stay exact to 28 digits (the largest, the smallest step, negative, zero)
     // through the flush, the core insert and COPY (binary numeric on PostgreSQL), and filter
     // by equality; on PostgreSQL they also order as numbers.
@@ -634,7 +634,7 @@ where
     read(&engine)
 }
 
-both! {
+backends! {
     // Every field type goes through the batched UPDATE and DELETE of a flush.
     fn every_field_type_goes_through_batched_updates_and_deletes(db) -> Result<()> {
         let engine = db.engine();

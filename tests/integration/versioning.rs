@@ -29,7 +29,7 @@ fn engine(db: &TestDb) -> Result<((), Engine)> {
 }
 
 // R4
-orm_tests::both! {
+orm_tests::backends! {
 fn r4_every_flushed_update_checks_and_bumps_the_version(db) -> Result<()> {
     let (_db, engine) = engine(db)?;
     let s = engine.session();
@@ -49,7 +49,7 @@ fn r4_every_flushed_update_checks_and_bumps_the_version(db) -> Result<()> {
 }
 
 // R4
-orm_tests::both! {
+orm_tests::backends! {
 fn r4_two_sessions_updating_one_row_lose_no_update(db) -> Result<()> {
     let (_db, engine) = engine(db)?;
     let first = engine.session();
@@ -87,7 +87,7 @@ fn r4_two_sessions_updating_one_row_lose_no_update(db) -> Result<()> {
 }
 
 // R4
-orm_tests::both! {
+orm_tests::backends! {
 fn r4_many_writers_with_retries_lose_no_increment(db) -> Result<()> {
     let (_db, engine) = engine(db)?;
     let threads: Vec<_> = (0..4)
@@ -134,7 +134,7 @@ fn r4_many_writers_with_retries_lose_no_increment(db) -> Result<()> {
 }
 
 // R4
-orm_tests::both! {
+orm_tests::backends! {
 fn r4_a_stale_delete_fails_and_writes_nothing(db) -> Result<()> {
     let (_db, engine) = engine(db)?;
     let s = engine.session();
@@ -152,7 +152,7 @@ fn r4_a_stale_delete_fails_and_writes_nothing(db) -> Result<()> {
 }
 
 // R4
-orm_tests::both! {
+orm_tests::backends! {
 fn r4_bulk_update_mappings_and_bulk_save_check_the_version(db) -> Result<()> {
     let (_db, engine) = engine(db)?;
     let s = engine.session();

@@ -149,6 +149,9 @@ impl Connection {
         filter: Option<&Condition>,
         returning: bool,
     ) -> Result<(u64, Vec<Key>)> {
+        if returning && !self.db().writes_return_rows() {
+            return self.locked_write::<E>(filter, || self.update_where::<E>(values, filter, false));
+        }
         let meta = E::META;
         let bump = meta
             .version_column()
@@ -181,8 +184,51 @@ impl Connection {
         filter: Option<&Condition>,
         returning: bool,
     ) -> Result<(u64, Vec<Key>)> {
+        if returning && !self.db().writes_return_rows() {
+            return self.locked_write::<E>(filter, || self.delete_where::<E>(filter, false));
+        }
         let (sql, params) = sql::delete_where(E::META, filter, returning, self.backend());
         self.write_returning::<E>(&sql, &params, returning)
+    }
+
+    /// A write by filter whose keys are needed, on a database whose `UPDATE` returns no rows
+    /// (MySQL): the keys the filter matches are read and locked first (`SELECT … FOR
+    /// UPDATE`, which in a transaction also keeps new rows from matching), then `write`
+    /// changes the same rows. A count that differs from the keys read fails the call.
+    fn locked_write<E: Entity>(
+        &self,
+        filter: Option<&Condition>,
+        write: impl FnOnce() -> Result<(u64, Vec<Key>)>,
+    ) -> Result<(u64, Vec<Key>)> {
+        let meta = E::META;
+        let spec = SelectSpec {
+            filter: filter.cloned(),
+            ..SelectSpec::default()
+        };
+        let key = [crate::SelectExpr::column(meta.primary_key)];
+        let (select, params) = sql::select_columns(meta, &key, false, &spec, self.backend());
+        let sql = format!("{select} FOR UPDATE");
+        let ty = meta.key_column().sql_type;
+        let mut keys = Vec::new();
+        self.query_rows(Ctx::of(meta), &sql, &refs(&params), |row| {
+            let v = row
+                .value(0, ty)
+                .map_err(|e| Error::type_mismatch(meta, meta.primary_key, e.to_string()))?;
+            keys.extend(Key::from_value(&v));
+            Ok(())
+        })?;
+        let (n, _) = write()?;
+        if n != keys.len() as u64 {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): {} rows were locked for the write and {n} written",
+                    meta.name,
+                    meta.table,
+                    keys.len()
+                ),
+            });
+        }
+        Ok((n, keys))
     }
 
     /// Runs a write; its row count, and with `returning` the keys its rows return.
@@ -343,7 +389,8 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn upsert<E: Entity>(&self, row: &E) -> Result<u64> {
-        self.insert_whole_row(row, Kind::Upsert)
+        // One row, inserted or updated (MySQL counts an update as 2).
+        self.insert_whole_row(row, Kind::Upsert).map(|n| n.min(1))
     }
 
     /// One row with every column, through the `INSERT … ON CONFLICT` statement `kind`.
@@ -364,7 +411,10 @@ impl Connection {
     /// # Errors
     /// [`Error::Database`] from the driver.
     pub fn insert_if_absent<E: Entity>(&self, row: &E) -> Result<u64> {
-        self.insert_whole_row(row, Kind::InsertIfAbsent)
+        match self.insert_whole_row(row, Kind::InsertIfAbsent) {
+            Err(e) if self.db().key_taken(&e) => Ok(0),
+            other => other,
+        }
     }
 
     /// `DELETE` the row with this key (and, with `expected_version`, that version). Returns

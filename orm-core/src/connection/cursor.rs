@@ -13,7 +13,6 @@
 //! deleted meanwhile is skipped, and a row changed meanwhile is read as it is now.
 
 use std::marker::PhantomData;
-use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::{Connection, Ctx};
 use crate::entity::Entity;
@@ -23,8 +22,6 @@ use crate::select::SelectExpr;
 use crate::sql::{self, Backend};
 use crate::value::{SqlType, ValueRef};
 
-/// Numbers cursors, so that each has a name of its own on its connection.
-static NEXT: AtomicU64 = AtomicU64::new(1);
 
 /// An open cursor over rows of `E` ([`Connection::open_cursor`]): read it with
 /// [`Connection::fetch`], close it with [`Connection::close_cursor`]. It belongs to the
@@ -140,7 +137,11 @@ impl Connection {
     /// [`Error::InvalidState`] on PostgreSQL outside a transaction; the database's error.
     pub fn open_cursor<E: Entity>(&self, spec: &SelectSpec) -> Result<Cursor<E>> {
         let meta = E::META;
-        let name = format!("orm_cursor_{}", NEXT.fetch_add(1, Ordering::Relaxed));
+        // Numbered per connection, where cursors and temporary tables live: `orm_cursor_1`,
+        // `orm_cursor_2`, …
+        let n = self.cursors.get() + 1;
+        self.cursors.set(n);
+        let name = format!("orm_cursor_{n}");
         let backend = self.backend();
         let (last, end) = if self.db().server_cursors() {
             if !self.in_transaction() {
@@ -163,13 +164,19 @@ impl Connection {
         } else {
             let key = [SelectExpr::column(meta.primary_key)];
             let (select, params) = sql::select_columns(meta, &key, false, spec, backend);
-            let sql = format!("CREATE TEMP TABLE {} AS {select}", quote(&name));
+            let temp = self.db().temp_keys();
+            let sql = format!("{} {select}", temp.create.replace("{}", &quote(&name)));
             let params = super::refs(&params);
             self.run(Ctx::of(meta), &sql, || {
                 let n = self.db().execute_once(&sql, &params)?;
                 Ok(((), usize::try_from(n).unwrap_or(0)))
             })?;
-            let count = format!("SELECT coalesce(max(rowid), 0) FROM temp.{}", quote(&name));
+            let count = format!(
+                "SELECT coalesce(max({}), 0) FROM {}{}",
+                temp.position,
+                temp.schema,
+                quote(&name)
+            );
             let mut end = 0;
             self.query_rows(Ctx::of(meta), &count, &[], |row| {
                 if let ValueRef::I64(n) = row
@@ -265,10 +272,13 @@ impl Connection {
             .map(|c| format!("t.{}", quote(c.name)))
             .collect();
         let key = quote(meta.columns[meta.primary_key].name);
+        let temp = self.db().temp_keys();
+        let pos = temp.position;
         let sql = format!(
-            "SELECT {}, c.rowid FROM temp.{} AS c JOIN {} AS t ON t.{key} = c.{key} \
-             WHERE c.rowid > ? AND c.rowid <= ? ORDER BY c.rowid",
+            "SELECT {}, c.{pos} FROM {}{} AS c JOIN {} AS t ON t.{key} = c.{key} \
+             WHERE c.{pos} > ? AND c.{pos} <= ? ORDER BY c.{pos}",
             columns.join(", "),
+            temp.schema,
             quote(&cursor.name),
             quote(meta.table),
         );
@@ -302,7 +312,9 @@ impl Connection {
     /// Whether this connection has a temporary table `name` (a cursor's).
     fn temp_table_exists(&self, name: &str) -> bool {
         let mut found = true;
-        let probe = "SELECT count(*) FROM temp.sqlite_master WHERE name = ?";
+        let Some(probe) = self.db().temp_keys().exists else {
+            return true;
+        };
         let asked = self.query_rows(Ctx::RAW, probe, &[ValueRef::Text(name.into())], |row| {
             let n = row
                 .value(0, SqlType::I64)
@@ -340,7 +352,7 @@ impl Connection {
             }
             format!("CLOSE {name}")
         } else {
-            format!("DROP TABLE IF EXISTS temp.{name}")
+            self.db().temp_keys().drop.replace("{}", &name)
         };
         self.run(Ctx::of(E::META), &sql, || {
             self.db().execute_once(&sql, &[])?;

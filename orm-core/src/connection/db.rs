@@ -44,6 +44,11 @@ pub(crate) trait Db {
     /// Whether the database keeps a query's result open between fetches in a transaction
     /// (`DECLARE … CURSOR`); without, a cursor is the query's keys in a temporary table.
     fn server_cursors(&self) -> bool;
+    /// How a cursor keeps its query's keys where the database has no server cursors (see
+    /// [`Cursor`](super::Cursor)).
+    fn temp_keys(&self) -> TempKeys {
+        TempKeys::SQLITE
+    }
     /// Forgets prepared statements (after DDL).
     fn forget_prepared(&self);
     /// Forgets what was learnt of the tables (key rules, column types, sequences), after
@@ -126,6 +131,17 @@ pub(crate) trait Db {
                 self.backend()
             ),
         })
+    }
+    /// Whether `e`, the error of an `insert_if_absent` statement, says only that the row's
+    /// key is taken (MySQL, which has no `ON CONFLICT (key) DO NOTHING`; the statement alone
+    /// is undone, the transaction goes on).
+    fn key_taken(&self, e: &Error) -> bool {
+        let _ = e;
+        false
+    }
+    /// Whether `UPDATE` and `DELETE` can return rows (`RETURNING`).
+    fn writes_return_rows(&self) -> bool {
+        true
     }
     /// What every `CREATE TABLE` ends with (MySQL: the engine and collation).
     fn table_options(&self) -> &'static str {
@@ -229,4 +245,30 @@ pub(crate) trait RowWriter {
     fn full(&self) -> bool;
     /// Writes row `row` of `rows`.
     fn write(&mut self, rows: &dyn BatchRows, row: usize) -> Result<()>;
+}
+
+/// The statements of a cursor kept as a temporary table of keys, numbered in the query's
+/// order. `{}` stands for the table's quoted name.
+pub(crate) struct TempKeys {
+    /// What goes before the query to fill the table.
+    pub create: &'static str,
+    /// The schema the table is named in, with its dot.
+    pub schema: &'static str,
+    /// The column that numbers the keys from 1, in order.
+    pub position: &'static str,
+    /// Drops the table if it is there.
+    pub drop: &'static str,
+    /// Counts the temporary tables of a name (`?`), where the database can tell.
+    pub exists: Option<&'static str>,
+}
+
+impl TempKeys {
+    /// SQLite: `rowid` numbers the rows of `CREATE TABLE … AS` in order.
+    pub(crate) const SQLITE: TempKeys = TempKeys {
+        create: "CREATE TEMP TABLE {} AS",
+        schema: "temp.",
+        position: "rowid",
+        drop: "DROP TABLE IF EXISTS temp.{}",
+        exists: Some("SELECT count(*) FROM temp.sqlite_master WHERE name = ?"),
+    };
 }
