@@ -224,9 +224,9 @@ pub fn mysql_url() -> Option<String> {
     static WARNED: std::sync::Once = std::sync::Once::new();
     match std::env::var("MYSQL_URL") {
         Ok(url) if !url.is_empty() => Some(url),
-        _ if std::env::var_os(REQUIRE_MYSQL).is_some() => panic!(
-            "{REQUIRE_MYSQL} is set but MYSQL_URL is not: the MySQL tests cannot run"
-        ),
+        _ if std::env::var_os(REQUIRE_MYSQL).is_some() => {
+            panic!("{REQUIRE_MYSQL} is set but MYSQL_URL is not: the MySQL tests cannot run")
+        }
         _ if cfg!(orm_mysql) => panic!(
             "the tests were built with MYSQL_URL set, and it is not set now: set it again, \
              or rebuild without it (the MySQL tests are then reported as ignored)"
@@ -305,11 +305,19 @@ impl TestDb {
     /// A fresh database on the MySQL or MariaDB server of `MYSQL_URL`, or `None` when that
     /// is not set (see [`mysql_url`]). Panics when the server cannot be reached.
     pub fn mysql() -> Option<TestDb> {
+        Self::mysql_with(|o| o)
+    }
+
+    /// [`mysql`](Self::mysql) with the options `options` makes of the defaults (the test
+    /// database is set afterwards).
+    pub fn mysql_with(
+        options: impl FnOnce(orm_session::MySqlOptions) -> orm_session::MySqlOptions,
+    ) -> Option<TestDb> {
         let url = mysql_url()?;
         let name = scratch_name();
         let engine = orm_session::Engine::mysql_with(
             &url,
-            orm_session::MySqlOptions::default().database(name.clone()),
+            options(orm_session::MySqlOptions::default()).database(name.clone()),
         )
         .unwrap_or_else(|e| panic!("MYSQL_URL is set but the server is unreachable: {e}"));
         engine

@@ -381,7 +381,9 @@ fn decode(v: &MyValue, ty: SqlType) -> Result<ValueRef<'_>, FromSqlError> {
             }
         }
         (SqlType::F64, v) => ValueRef::F64(float_of(v).ok_or_else(wrong)?),
-        (SqlType::Text | SqlType::Json, MyValue::Bytes(b)) => ValueRef::Text(Cow::Borrowed(text(b)?)),
+        (SqlType::Text | SqlType::Json, MyValue::Bytes(b)) => {
+            ValueRef::Text(Cow::Borrowed(text(b)?))
+        }
         // A `DECIMAL(65, 28)` pads every value to 28 places: the zeros are dropped, so that
         // a value with 29 digits before the point still reads (rust_decimal holds 28 or 29
         // significant digits in all).

@@ -171,6 +171,12 @@ backends! {
                 &[],
             )?;
             conn.execute("ALTER TABLE small ALTER COLUMN id RESTART WITH 2147483648", &[])?;
+        } else if db.is_mysql() {
+            conn.execute(
+                "CREATE TABLE small (id bigint AUTO_INCREMENT PRIMARY KEY, name text NOT NULL) \
+                 AUTO_INCREMENT = 2147483648",
+                &[],
+            )?;
         } else {
             conn.execute("CREATE TABLE small (id INTEGER PRIMARY KEY, name TEXT NOT NULL)", &[])?;
             conn.execute("INSERT INTO small (id, name) VALUES (2147483647, 'top')", &[])?;

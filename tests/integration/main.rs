@@ -26,6 +26,7 @@ mod hostile_input;
 mod identity_map;
 mod keys;
 mod mapping;
+mod mysql;
 mod pool;
 mod postgres;
 mod properties;

@@ -150,7 +150,8 @@ impl Connection {
         returning: bool,
     ) -> Result<(u64, Vec<Key>)> {
         if returning && !self.db().writes_return_rows() {
-            return self.locked_write::<E>(filter, || self.update_where::<E>(values, filter, false));
+            return self
+                .locked_write::<E>(filter, || self.update_where::<E>(values, filter, false));
         }
         let meta = E::META;
         let bump = meta

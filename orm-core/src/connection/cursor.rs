@@ -22,7 +22,6 @@ use crate::select::SelectExpr;
 use crate::sql::{self, Backend};
 use crate::value::{SqlType, ValueRef};
 
-
 /// An open cursor over rows of `E` ([`Connection::open_cursor`]): read it with
 /// [`Connection::fetch`], close it with [`Connection::close_cursor`]. It belongs to the
 /// connection that opened it; on PostgreSQL, to the transaction too.
