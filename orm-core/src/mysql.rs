@@ -36,6 +36,25 @@ const MAX_PARAMS: usize = 65_535;
 /// pass their limits).
 const INSERT_ROWS: usize = 2_000;
 
+/// The session's SQL mode: identifiers in double quotes, strict for every table.
+const SESSION_SQL_MODE: &str = "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES,\
+     NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
+
+/// The collation of text the ORM creates and sends: binary, without trailing-space padding,
+/// so that text compares, sorts and is unique as on the other backends.
+fn collation(mariadb: bool) -> &'static str {
+    if mariadb {
+        "utf8mb4_nopad_bin"
+    } else {
+        "utf8mb4_0900_bin"
+    }
+}
+
+/// `SET NAMES` with the ORM's collation: bound text compares as the ORM's columns do.
+fn names_sql(mariadb: bool) -> String {
+    format!("SET NAMES utf8mb4 COLLATE {}", collation(mariadb))
+}
+
 /// Options for opening MySQL or MariaDB.
 ///
 /// ```
@@ -136,12 +155,7 @@ impl MyConn {
         let builder = OptsBuilder::from_opts(opts)
             .stmt_cache_size(STATEMENT_CACHE)
             .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS)
-            .init(vec![
-                "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES,NO_ZERO_IN_DATE,\
-                 NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'",
-                "SET NAMES utf8mb4",
-                "SET SESSION time_zone = '+00:00'",
-            ]);
+            .init(vec![SESSION_SQL_MODE, "SET SESSION time_zone = '+00:00'"]);
         let mut conn = Conn::new(builder).map_err(open_error)?;
         if let Some(db) = &options.database {
             let q = quote_ident(db);
@@ -159,13 +173,15 @@ impl MyConn {
             .map_err(open_error)?;
         let (version, lock_mode, increment, packet) =
             settings.unwrap_or_else(|| (String::new(), None, 1, 4 << 20));
+        let mariadb = version.contains("MariaDB");
+        conn.query_drop(names_sql(mariadb)).map_err(open_error)?;
         let by_settings = matches!(lock_mode, Some(0 | 1)) && increment == 1;
         Ok(MyConn {
             conn: RefCell::new(conn),
             in_transaction: Cell::new(false),
             suspect: Cell::new(false),
             broken: Cell::new(false),
-            mariadb: version.contains("MariaDB"),
+            mariadb,
             consecutive_keys: options.consecutive_keys.unwrap_or(true) && by_settings,
             max_packet: usize::try_from(packet).unwrap_or(4 << 20),
             database: options.database.clone(),
@@ -831,10 +847,9 @@ impl Db for MyConn {
 
     fn reset_sql(&self) -> Option<String> {
         // Session variables and temporary tables a user made; the ORM's own settings again.
-        let mut sql = String::from(
-            "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES,NO_ZERO_IN_DATE,NO_ZERO_DATE,\
-             ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'; SET NAMES utf8mb4; \
-             SET SESSION time_zone = '+00:00'",
+        let mut sql = format!(
+            "{SESSION_SQL_MODE}; {}; SET SESSION time_zone = '+00:00'",
+            names_sql(self.mariadb)
         );
         if let Some(db) = &self.database {
             sql.push_str(&format!("; USE {}", quote_ident(db)));
@@ -843,7 +858,7 @@ impl Db for MyConn {
     }
 
     fn batch_rows(&self, stride: usize) -> usize {
-        crate::connection::batch::SQLITE_ROWS
+        crate::connection::batch::my_side::MY_ROWS
             .min(MAX_PARAMS / stride.max(1))
             .max(1)
     }

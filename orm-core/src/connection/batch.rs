@@ -340,12 +340,18 @@ pub(crate) mod sqlite_side {
     }
 }
 
-/// MySQL's side of the batched writes: one prepared single-row statement per row, so that
-/// each row's outcome is the server's own count for it (MySQL has no `RETURNING` for an
-/// `UPDATE`, and the count of a multi-row statement would not say which rows matched).
+/// MySQL's side of the batched writes: one statement per batch, its rows a derived table of
+/// bound rows (`UPDATE t JOIN (SELECT ? AS k, ? AS c1 UNION ALL SELECT ?, ? …) AS v ON t.id =
+/// v.k SET …`; `DELETE … WHERE id IN (…)`). MySQL has no `UPDATE … RETURNING`: where the
+/// caller must learn which rows matched (a version check), the rows that match are read and
+/// locked first (`SELECT id … WHERE (id, version) IN (…) FOR UPDATE`), so that the write then
+/// changes exactly those.
 #[cfg(feature = "mysql")]
 pub(crate) mod my_side {
     use super::*;
+
+    /// Rows per statement: the derived table is parsed as a union of one `SELECT` a row.
+    pub(crate) const MY_ROWS: usize = 1_000;
 
     pub(crate) fn write(
         conn: &Connection,
@@ -356,61 +362,124 @@ pub(crate) mod my_side {
     ) -> Result<Sent> {
         let t = quote(meta.table);
         let pk = quote(meta.columns[meta.primary_key].name);
-        let (sql, stride, check) = match *write {
+        let (stride, version, check) = match *write {
             BatchWrite::Update {
                 columns,
                 version,
                 check,
-            } => {
+            } => (1 + columns.len() + usize::from(check), version, check),
+            BatchWrite::Delete { version } => (
+                1 + usize::from(version.is_some()),
+                version,
+                version.is_some(),
+            ),
+        };
+        let rows = batch.len() / stride;
+        // With a version check, the matching rows are found and locked first.
+        let matched = match (check, version) {
+            (true, Some(v)) => {
+                let v = quote(meta.columns[v].name);
+                let sql = format!(
+                    "SELECT {pk} FROM {t} WHERE ({pk}, {v}) IN ({}) FOR UPDATE",
+                    vec!["(?, ?)"; rows].join(", ")
+                );
+                let pairs: Vec<ValueRef<'_>> = batch
+                    .chunks(stride)
+                    .flat_map(|r| [r[0].clone(), r[stride - 1].clone()])
+                    .collect();
+                match conn.returned(meta, &sql, || key_rows(conn, meta, &sql, &pairs))? {
+                    Sent::Keys(k) => Some(k),
+                    Sent::Count(_) => None,
+                }
+            }
+            _ => None,
+        };
+        let sql = match *write {
+            BatchWrite::Update { columns, .. } => {
+                // Bytes are bound as strings: a derived-table column of them must be cast,
+                // or the server checks them as text.
+                let types: Vec<crate::SqlType> = std::iter::once(meta.primary_key)
+                    .chain(columns.iter().copied())
+                    .chain(version.filter(|_| check))
+                    .map(|c| meta.columns[c].sql_type)
+                    .collect();
+                let param = |i: usize| match types[i] {
+                    crate::SqlType::Uuid | crate::SqlType::Blob => "CAST(? AS BINARY)",
+                    _ => "?",
+                };
+                let mut select = format!("SELECT {} AS \"k\"", param(0));
+                for i in 1..stride {
+                    select.push_str(&format!(", {} AS \"c{i}\"", param(i)));
+                }
+                let more = format!(
+                    " UNION ALL SELECT {}",
+                    (0..stride).map(param).collect::<Vec<_>>().join(", ")
+                );
+                for _ in 1..rows {
+                    select.push_str(&more);
+                }
                 let mut sets: Vec<String> = columns
                     .iter()
-                    .map(|&c| format!("{} = ?", quote(meta.columns[c].name)))
+                    .enumerate()
+                    .map(|(i, &c)| {
+                        format!(
+                            "{t}.{} = \"orm_v\".\"c{}\"",
+                            quote(meta.columns[c].name),
+                            i + 1
+                        )
+                    })
                     .collect();
                 if let Some(v) = version {
                     let v = quote(meta.columns[v].name);
-                    sets.push(format!("{v} = {v} + 1"));
+                    sets.push(format!("{t}.{v} = {t}.{v} + 1"));
                 }
-                let mut sql = format!("UPDATE {t} SET {} WHERE {pk} = ?", sets.join(", "));
+                let mut on = format!("{t}.{pk} = \"orm_v\".\"k\"");
                 if let (true, Some(v)) = (check, version) {
-                    sql.push_str(&format!(" AND {} = ?", quote(meta.columns[v].name)));
+                    on.push_str(&format!(
+                        " AND {t}.{} = \"orm_v\".\"c{}\"",
+                        quote(meta.columns[v].name),
+                        stride - 1
+                    ));
                 }
-                (sql, 1 + columns.len() + usize::from(check), check)
+                format!(
+                    "UPDATE {t} JOIN ({select}) AS \"orm_v\" ON {on} SET {}",
+                    sets.join(", ")
+                )
             }
-            BatchWrite::Delete { version } => {
-                let mut sql = format!("DELETE FROM {t} WHERE {pk} = ?");
-                if let Some(v) = version {
-                    sql.push_str(&format!(" AND {} = ?", quote(meta.columns[v].name)));
-                }
-                (sql, 1 + usize::from(version.is_some()), version.is_some())
-            }
+            BatchWrite::Delete { version } => match (check, version) {
+                (true, Some(v)) => format!(
+                    "DELETE FROM {t} WHERE ({pk}, {}) IN ({})",
+                    quote(meta.columns[v].name),
+                    vec!["(?, ?)"; rows].join(", ")
+                ),
+                _ => format!(
+                    "DELETE FROM {t} WHERE {pk} IN ({})",
+                    vec!["?"; rows].join(", ")
+                ),
+            },
         };
-        let update = matches!(write, BatchWrite::Update { .. });
-        conn.run(Ctx::of(meta), &sql, || {
-            let mut found: HashSet<Key> = HashSet::default();
-            let mut params: Vec<ValueRef<'_>> = Vec::with_capacity(stride);
-            for row in batch.chunks(stride) {
-                params.clear();
-                if update {
-                    // The row is [key, values…, version?]; the statement wants the values
-                    // first, then the key and the version.
-                    let end = if check { stride - 1 } else { stride };
-                    params.extend(row[1..end].iter().cloned());
-                    params.push(row[0].clone());
-                    if check {
-                        params.push(row[stride - 1].clone());
-                    }
-                } else {
-                    params.extend(row.iter().cloned());
+        let n = conn.run(Ctx::of(meta), &sql, || {
+            let n = conn.db().execute(&sql, batch)?;
+            Ok((n, usize::try_from(n).unwrap_or(usize::MAX)))
+        })?;
+        match matched {
+            Some(keys) => {
+                if n != keys.len() as u64 {
+                    return Err(Error::InvalidState {
+                        message: format!(
+                            "{} (table `{}`): {} rows were locked for the write and {n} written",
+                            meta.name,
+                            meta.table,
+                            keys.len()
+                        ),
+                    });
                 }
-                if conn.db().execute(&sql, &params)? > 0
-                    && let Some(k) = Key::from_value(&row[0])
-                {
-                    found.insert(comparable(k));
-                }
+                Ok(Sent::Keys(keys))
             }
-            let n = found.len();
-            Ok((Sent::Keys(found), n))
-        })
+            // Without a version check, a row matches exactly when its key exists: a short
+            // count is followed by a lookup of the keys (`Connection::batched`).
+            None => Ok(Sent::Count(n)),
+        }
     }
 }
 
