@@ -104,6 +104,8 @@ enum Db {
     SqliteMemory,
     #[cfg(feature = "postgres")]
     Postgres,
+    #[cfg(feature = "mysql")]
+    MySql,
 }
 
 impl Db {
@@ -113,6 +115,8 @@ impl Db {
             Db::SqliteMemory => "sqlite-memory",
             #[cfg(feature = "postgres")]
             Db::Postgres => "postgres",
+            #[cfg(feature = "mysql")]
+            Db::MySql => "mysql",
         }
     }
 }
@@ -135,8 +139,7 @@ mod pg {
     /// The schema of this run (`ORM_BENCH_SCHEMA`, which the parent of a measuring child
     /// sets, or one named after the process).
     pub fn schema() -> String {
-        std::env::var("ORM_BENCH_SCHEMA")
-            .unwrap_or_else(|_| format!("orm_bench_{}", std::process::id()))
+        super::pg_schema_default()
     }
 
     pub fn client() -> BoxResult<Client> {
@@ -328,6 +331,262 @@ mod pg {
     }
 }
 
+/// The MySQL/MariaDB floors: the `mysql` crate used directly, prepared multi-row `VALUES`
+/// for inserts (or `LOAD DATA LOCAL INFILE`, measured beside it). Every run gets freshly
+/// created tables in a database of this process.
+#[cfg(feature = "mysql")]
+mod my {
+    use super::{BoxResult, Customer, description, fail, name};
+    use mysql::prelude::Queryable;
+    use mysql::{Conn, Opts, OptsBuilder, Params, Value};
+
+    /// `MYSQL_URL`, or the local server.
+    pub fn url() -> String {
+        std::env::var("MYSQL_URL").unwrap_or_else(|_| "mysql://root@127.0.0.1:3306/test".to_owned())
+    }
+
+    /// The database of this run (`ORM_BENCH_SCHEMA`, which the parent of a measuring child
+    /// sets, or one named after the process).
+    pub fn database() -> String {
+        super::pg_schema_default()
+    }
+
+    pub fn conn() -> BoxResult<Conn> {
+        let opts = OptsBuilder::from_opts(Opts::from_url(&url())?)
+            .stmt_cache_size(64)
+            .additional_capabilities(mysql::consts::CapabilityFlags::CLIENT_FOUND_ROWS);
+        let mut c = Conn::new(opts)?;
+        let db = database();
+        c.query_drop(format!("CREATE DATABASE IF NOT EXISTS {db}"))?;
+        c.query_drop(format!("USE {db}"))?;
+        Ok(c)
+    }
+
+    pub fn drop_database() -> BoxResult<()> {
+        let mut c = Conn::new(Opts::from_url(&url())?)?;
+        c.query_drop(format!("DROP DATABASE IF EXISTS {}", database()))?;
+        Ok(())
+    }
+
+    /// Rows per multi-row statement (as the ORM's own).
+    const ROWS: usize = 2_000;
+
+    /// Rows per batched UPDATE or DELETE (as the ORM's own).
+    const BATCH: usize = 1_000;
+
+    fn values(columns: &str, rows: usize) -> String {
+        let one = format!("({})", vec!["?"; columns.split(',').count()].join(", "));
+        vec![one.as_str(); rows].join(", ")
+    }
+
+    /// Inserts `n` rows into `table (columns)` in one transaction, `ROWS` a statement;
+    /// `row(i)` gives row `i`'s values.
+    fn insert_rows(
+        c: &mut Conn,
+        table: &str,
+        columns: &str,
+        n: usize,
+        row: impl Fn(usize) -> BoxResult<Vec<Value>>,
+    ) -> BoxResult<()> {
+        let mut tx = c.start_transaction(mysql::TxOpts::default())?;
+        let full = tx.prep(format!(
+            "INSERT INTO {table} ({columns}) VALUES {}",
+            values(columns, ROWS)
+        ))?;
+        let mut start = 0;
+        while start < n {
+            let k = ROWS.min(n - start);
+            let mut params = Vec::with_capacity(k * 3);
+            for i in start..start + k {
+                params.extend(row(i)?);
+            }
+            if k == ROWS {
+                tx.exec_drop(&full, Params::Positional(params))?;
+            } else {
+                let part = tx.prep(format!(
+                    "INSERT INTO {table} ({columns}) VALUES {}",
+                    values(columns, k)
+                ))?;
+                tx.exec_drop(&part, Params::Positional(params))?;
+            }
+            start += k;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The floor: one transaction of prepared multi-row INSERTs.
+    pub fn floor_insert(c: &mut Conn, n: usize) -> BoxResult<()> {
+        insert_rows(c, "customer", "name, description", n, |i| {
+            Ok(vec![name(i).into(), description(i).into()])
+        })
+    }
+
+    /// `LOAD DATA LOCAL INFILE` of every row, encoded as tab-separated text: the counterpart
+    /// of PostgreSQL's COPY.
+    pub fn floor_load_data(c: &mut Conn, n: usize) -> BoxResult<()> {
+        use std::io::Write;
+        let mut data = Vec::with_capacity(n * 48);
+        for i in 0..n {
+            // The names hold no tab, newline or backslash: nothing to escape.
+            writeln!(data, "{}\t{}", name(i), description(i))?;
+        }
+        let data = std::sync::Arc::new(data);
+        let handler = mysql::LocalInfileHandler::new(move |_, out| out.write_all(&data));
+        c.set_local_infile_handler(Some(handler));
+        let mut tx = c.start_transaction(mysql::TxOpts::default())?;
+        tx.query_drop(
+            "LOAD DATA LOCAL INFILE 'rows' INTO TABLE customer \
+             CHARACTER SET utf8mb4 FIELDS TERMINATED BY '\\t' (name, description)",
+        )?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The graph floor: customers and orders with keys the program assigns itself.
+    pub fn floor_graph(c: &mut Conn, n: usize) -> BoxResult<()> {
+        use super::ORDERS_PER_CUSTOMER as PER;
+        insert_rows(c, "graph_customer", "id, name, description", n / PER, |i| {
+            Ok(vec![
+                (i64::try_from(i)? + 1).into(),
+                name(i).into(),
+                description(i).into(),
+            ])
+        })?;
+        insert_rows(c, "graph_order", "id, customer_id, total, note", n, |i| {
+            let o = super::graph_order(i);
+            Ok(vec![
+                (i64::try_from(i)? + 1).into(),
+                (i64::try_from(i / PER)? + 1).into(),
+                o.total.into(),
+                o.note.into(),
+            ])
+        })
+    }
+
+    pub fn floor_uuid(c: &mut Conn, n: usize) -> BoxResult<()> {
+        insert_rows(c, "customer_uuid", "id, name, description", n, |i| {
+            let id = orm_session::uuid_v7();
+            Ok(vec![
+                id.as_bytes().to_vec().into(),
+                name(i).into(),
+                description(i).into(),
+            ])
+        })
+    }
+
+    pub fn count(c: &mut Conn, table: &str) -> BoxResult<usize> {
+        let n: Option<i64> = c.query_first(format!("SELECT count(*) FROM {table}"))?;
+        Ok(usize::try_from(n.unwrap_or(-1))?)
+    }
+
+    pub fn load(c: &mut Conn) -> BoxResult<Vec<Customer>> {
+        let stmt = c.prep("SELECT id, name, description FROM customer")?;
+        let rows: Vec<(i64, String, String)> = c.exec(&stmt, ())?;
+        Ok(rows
+            .into_iter()
+            .map(|(id, name, description)| Customer {
+                id: Some(id),
+                name,
+                description,
+            })
+            .collect())
+    }
+
+    /// One transaction of statements, each for `BATCH` rows (ids `start + 1 ..= end`), built
+    /// by `sql(k)` and bound by `params`, which must change them all.
+    fn in_batches(
+        c: &mut Conn,
+        n: usize,
+        sql: impl Fn(usize) -> String,
+        params: impl Fn(std::ops::Range<usize>) -> Vec<Value>,
+    ) -> BoxResult<()> {
+        let mut tx = c.start_transaction(mysql::TxOpts::default())?;
+        let full = tx.prep(sql(BATCH))?;
+        let mut start = 0;
+        while start < n {
+            let end = (start + BATCH).min(n);
+            let stmt = if end - start == BATCH {
+                full.clone()
+            } else {
+                tx.prep(sql(end - start))?
+            };
+            tx.exec_drop(&stmt, Params::Positional(params(start..end)))?;
+            if tx.affected_rows() != (end - start) as u64 {
+                return Err(fail(format!("rows {start}..{end} not all changed")));
+            }
+            start = end;
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The batched update floor: `UPDATE … JOIN (SELECT ? AS id, ? AS d UNION ALL …)`, one
+    /// statement per 1,000 rows.
+    pub fn update_batched(c: &mut Conn, n: usize) -> BoxResult<()> {
+        in_batches(
+            c,
+            n,
+            |k| {
+                format!(
+                    "UPDATE customer JOIN (SELECT ? AS id, ? AS d{}) AS v ON customer.id = v.id \
+                     SET customer.description = v.d",
+                    " UNION ALL SELECT ?, ?".repeat(k - 1)
+                )
+            },
+            |rows| {
+                rows.flat_map(|i| [Value::from(i as i64 + 1), format!("updated {i}").into()])
+                    .collect()
+            },
+        )
+    }
+
+    /// The update floor: one transaction, a prepared UPDATE per row.
+    pub fn update(c: &mut Conn, n: usize) -> BoxResult<()> {
+        let mut tx = c.start_transaction(mysql::TxOpts::default())?;
+        let stmt = tx.prep("UPDATE customer SET description = ? WHERE id = ?")?;
+        for i in 0..n {
+            let id = i64::try_from(i + 1)?;
+            tx.exec_drop(&stmt, (format!("updated {i}"), id))?;
+            if tx.affected_rows() != 1 {
+                return Err(fail(format!("row {id} not updated")));
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The per-row delete floor: a prepared `DELETE` per row, one transaction.
+    pub fn delete(c: &mut Conn, n: usize) -> BoxResult<()> {
+        let mut tx = c.start_transaction(mysql::TxOpts::default())?;
+        let stmt = tx.prep("DELETE FROM customer WHERE id = ?")?;
+        for i in 0..n {
+            let id = i64::try_from(i + 1)?;
+            tx.exec_drop(&stmt, (id,))?;
+            if tx.affected_rows() != 1 {
+                return Err(fail(format!("row {id} not deleted")));
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// The batched delete floor: `DELETE … WHERE id IN (…)` per 1,000 rows.
+    pub fn delete_batched(c: &mut Conn, n: usize) -> BoxResult<()> {
+        in_batches(
+            c,
+            n,
+            |k| {
+                format!(
+                    "DELETE FROM customer WHERE id IN ({})",
+                    vec!["?"; k].join(", ")
+                )
+            },
+            |rows| rows.map(|i| Value::from(i as i64 + 1)).collect(),
+        )
+    }
+}
+
 /// A fresh database for one run.
 struct Fresh {
     engine: Engine,
@@ -336,12 +595,17 @@ struct Fresh {
     /// The raw `postgres` client of the floors, on the engine's schema.
     #[cfg(feature = "postgres")]
     pg: Option<postgres::Client>,
+    /// The raw `mysql` connection of the floors, on the engine's database.
+    #[cfg(feature = "mysql")]
+    my: Option<mysql::Conn>,
     _dir: Option<tempfile::TempDir>,
 }
 
 fn fresh(db: Db) -> BoxResult<Fresh> {
     #[cfg(feature = "postgres")]
     let mut pg = None;
+    #[cfg(feature = "mysql")]
+    let mut my = None;
     let (engine, raw, dir) = match db {
         Db::SqliteFile => {
             let dir = tempfile::tempdir()?;
@@ -371,6 +635,20 @@ fn fresh(db: Db) -> BoxResult<Fresh> {
             )?;
             (engine, rusqlite::Connection::open_in_memory()?, None)
         }
+        #[cfg(feature = "mysql")]
+        Db::MySql => {
+            let mut conn = my::conn()?;
+            mysql::prelude::Queryable::query_drop(
+                &mut conn,
+                "DROP TABLE IF EXISTS customer, customer_uuid, graph_order, graph_customer",
+            )?;
+            my = Some(conn);
+            let engine = Engine::mysql_with(
+                &my::url(),
+                orm_session::MySqlOptions::default().database(my::database()),
+            )?;
+            (engine, rusqlite::Connection::open_in_memory()?, None)
+        }
     };
     engine.create_table::<Customer>()?;
     engine.create_table::<CustomerUuid>()?;
@@ -388,6 +666,8 @@ fn fresh(db: Db) -> BoxResult<Fresh> {
         raw,
         #[cfg(feature = "postgres")]
         pg,
+        #[cfg(feature = "mysql")]
+        my,
         _dir: dir,
     })
 }
@@ -406,6 +686,9 @@ fn raw_count(raw: &rusqlite::Connection) -> BoxResult<usize> {
 }
 
 fn verify_rows(f: &mut Fresh, n: usize, via_raw: bool) -> BoxResult<()> {
+    // MySQL's floors write the engine's database: the engine reads them back.
+    #[cfg(feature = "mysql")]
+    let via_raw = via_raw && f.my.is_none();
     #[cfg(feature = "postgres")]
     if let (true, Some(c)) = (via_raw, f.pg.as_mut()) {
         let count = pg::count(c, "customer")?;
@@ -576,6 +859,8 @@ fn multi_row(
 /// Checks the graph: `n` orders, `n / 10` customers, and every order linked to the customer
 /// whose name its note holds.
 fn verify_graph(f: &mut Fresh, n: usize, via_raw: bool) -> BoxResult<()> {
+    #[cfg(feature = "mysql")]
+    let via_raw = via_raw && f.my.is_none();
     const LINKED: &str = "SELECT (SELECT count(*) FROM graph_customer), (SELECT count(*) FROM graph_order), \
          (SELECT count(*) FROM graph_order o JOIN graph_customer c ON c.id = o.customer_id WHERE c.name = o.note)";
     let counts: (i64, i64, i64) = {
@@ -632,6 +917,12 @@ fn populate(f: &mut Fresh, n: usize, db: Db) -> BoxResult<()> {
         c.batch_execute("VACUUM ANALYZE customer")?;
         return Ok(());
     }
+    #[cfg(feature = "mysql")]
+    if let Some(c) = f.my.as_mut() {
+        my::floor_insert(c, n)?;
+        mysql::prelude::Queryable::query_drop(c, "ANALYZE TABLE customer")?;
+        return Ok(());
+    }
     floor_insert(&mut f.raw, n)?;
     match db {
         Db::SqliteFile => {
@@ -648,6 +939,8 @@ fn populate(f: &mut Fresh, n: usize, db: Db) -> BoxResult<()> {
         }
         #[cfg(feature = "postgres")]
         Db::Postgres => {}
+        #[cfg(feature = "mysql")]
+        Db::MySql => {}
     }
     Ok(())
 }
@@ -714,6 +1007,14 @@ fn cases() -> Vec<Case> {
                     #[cfg(feature = "postgres")]
                     if let Some(c) = f.pg.as_mut() {
                         return pg::floor_insert(c, n);
+                    }
+                    #[cfg(feature = "mysql")]
+                    if let Some(c) = f.my.as_mut() {
+                        return if std::env::var("ORM_BENCH_MY_FLOOR").as_deref() == Ok("load") {
+                            my::floor_load_data(c, n)
+                        } else {
+                            my::floor_insert(c, n)
+                        };
                     }
                     floor_insert(&mut f.raw, n)
                 })?;
@@ -836,6 +1137,10 @@ fn cases() -> Vec<Case> {
                     if let Some(c) = f.pg.as_mut() {
                         return pg::floor_graph(c, n);
                     }
+                    #[cfg(feature = "mysql")]
+                    if let Some(c) = f.my.as_mut() {
+                        return my::floor_graph(c, n);
+                    }
                     floor_graph(&mut f.raw, n)
                 })?;
                 verify_graph(&mut f, n, true)?;
@@ -895,6 +1200,14 @@ fn cases() -> Vec<Case> {
                 if let Some(c) = f.pg.as_mut() {
                     let t = timed(|| pg::floor_uuid(c, n))?;
                     if pg::count(c, "customer_uuid")? != n {
+                        return Err(fail("floor_uuid row count".into()));
+                    }
+                    return Ok(t);
+                }
+                #[cfg(feature = "mysql")]
+                if let Some(c) = f.my.as_mut() {
+                    let t = timed(|| my::floor_uuid(c, n))?;
+                    if my::count(c, "customer_uuid")? != n {
                         return Err(fail("floor_uuid row count".into()));
                     }
                     return Ok(t);
@@ -976,6 +1289,11 @@ fn cases() -> Vec<Case> {
                         rows = pg::load(c)?;
                         return Ok(());
                     }
+                    #[cfg(feature = "mysql")]
+                    if let Some(c) = f.my.as_mut() {
+                        rows = my::load(c)?;
+                        return Ok(());
+                    }
                     let mut stmt = f
                         .raw
                         .prepare("SELECT id, name, description FROM customer")?;
@@ -1029,6 +1347,12 @@ fn cases() -> Vec<Case> {
                     verify_updated(&f, n)?;
                     return Ok(t);
                 }
+                #[cfg(feature = "mysql")]
+                if let Some(c) = f.my.as_mut() {
+                    let t = timed(|| my::update(c, n))?;
+                    verify_updated(&f, n)?;
+                    return Ok(t);
+                }
                 let t = timed(|| {
                     let tx = f.raw.transaction()?;
                     {
@@ -1058,6 +1382,12 @@ fn cases() -> Vec<Case> {
                 #[cfg(feature = "postgres")]
                 if let Some(c) = f.pg.as_mut() {
                     let t = timed(|| pg::update_batched(c, n))?;
+                    verify_updated(&f, n)?;
+                    return Ok(t);
+                }
+                #[cfg(feature = "mysql")]
+                if let Some(c) = f.my.as_mut() {
+                    let t = timed(|| my::update_batched(c, n))?;
                     verify_updated(&f, n)?;
                     return Ok(t);
                 }
@@ -1141,6 +1471,12 @@ fn cases() -> Vec<Case> {
                     verify_deleted(&f)?;
                     return Ok(t);
                 }
+                #[cfg(feature = "mysql")]
+                if let Some(c) = f.my.as_mut() {
+                    let t = timed(|| my::delete(c, n))?;
+                    verify_deleted(&f)?;
+                    return Ok(t);
+                }
                 let t = timed(|| {
                     let tx = f.raw.transaction()?;
                     {
@@ -1168,6 +1504,12 @@ fn cases() -> Vec<Case> {
                 #[cfg(feature = "postgres")]
                 if let Some(c) = f.pg.as_mut() {
                     let t = timed(|| pg::delete_batched(c, n))?;
+                    verify_deleted(&f)?;
+                    return Ok(t);
+                }
+                #[cfg(feature = "mysql")]
+                if let Some(c) = f.my.as_mut() {
+                    let t = timed(|| my::delete_batched(c, n))?;
                     verify_deleted(&f)?;
                     return Ok(t);
                 }
@@ -1375,6 +1717,11 @@ fn measure_read(how: &str, db: Db, path: Option<&str>) -> BoxResult<String> {
             &pg::url(),
             orm_session::PgOptions::default().schema(pg::schema()),
         )?,
+        #[cfg(feature = "mysql")]
+        Db::MySql => Engine::mysql_with(
+            &my::url(),
+            orm_session::MySqlOptions::default().database(my::database()),
+        )?,
         _ => Engine::sqlite_file(path.ok_or_else(|| fail("--path needed".into()))?)?,
     };
     let s = engine.session();
@@ -1415,6 +1762,15 @@ fn read_check(db: Db, n: usize) -> BoxResult<()> {
             Engine::postgres_with(
                 &pg::url(),
                 orm_session::PgOptions::default().schema(pg::schema()),
+            )?
+        }
+        #[cfg(feature = "mysql")]
+        Db::MySql => {
+            let mut c = my::conn()?;
+            mysql::prelude::Queryable::query_drop(&mut c, "DROP TABLE IF EXISTS customer")?;
+            Engine::mysql_with(
+                &my::url(),
+                orm_session::MySqlOptions::default().database(my::database()),
             )?
         }
         _ => Engine::sqlite_file(&path)?,
@@ -1460,14 +1816,22 @@ fn read_check(db: Db, n: usize) -> BoxResult<()> {
     if db == Db::Postgres {
         pg::drop_schema()?;
     }
+    #[cfg(feature = "mysql")]
+    if db == Db::MySql {
+        my::drop_database()?;
+    }
     Ok(())
 }
 
 fn pg_schema_name() -> String {
-    #[cfg(feature = "postgres")]
-    return pg::schema();
-    #[cfg(not(feature = "postgres"))]
-    return String::new();
+    pg_schema_default()
+}
+
+/// The schema (PostgreSQL) or database (MySQL) of this run: `ORM_BENCH_SCHEMA`, which the
+/// parent of a measuring child sets, or one named after the process.
+fn pg_schema_default() -> String {
+    std::env::var("ORM_BENCH_SCHEMA")
+        .unwrap_or_else(|_| format!("orm_bench_{}", std::process::id()))
 }
 
 fn child_memory(what: &str, n: usize) -> BoxResult<usize> {
@@ -1534,6 +1898,14 @@ fn args() -> BoxResult<Args> {
                         "sqlite-memory" => Db::SqliteMemory,
                         #[cfg(feature = "postgres")]
                         "postgres" => Db::Postgres,
+                        #[cfg(feature = "mysql")]
+                        "mysql" => Db::MySql,
+                        #[cfg(not(feature = "mysql"))]
+                        "mysql" => return Err(fail(
+                            "--db mysql needs the `mysql` feature: \
+                             cargo run --release --example bulk_inserts --features mysql -- --db mysql"
+                                .into(),
+                        )),
                         #[cfg(not(feature = "postgres"))]
                         "postgres" => return Err(fail(
                             "--db postgres needs the `postgres` feature: \
@@ -1632,6 +2004,10 @@ fn main() -> BoxResult<()> {
     #[cfg(feature = "postgres")]
     if a.db == Db::Postgres {
         pg::drop_schema()?;
+    }
+    #[cfg(feature = "mysql")]
+    if a.db == Db::MySql {
+        my::drop_database()?;
     }
     let medians: BTreeMap<&str, f64> = times
         .iter()
