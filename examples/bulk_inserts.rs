@@ -521,22 +521,29 @@ mod my {
         Ok(())
     }
 
-    /// The batched update floor: `UPDATE … JOIN (SELECT ? AS id, ? AS d UNION ALL …)`, one
-    /// statement per 1,000 rows.
+    /// The batched update floor: `UPDATE … SET description = CASE id WHEN ? THEN ? … END
+    /// WHERE id IN (…)`, one statement per 1,000 rows: the fastest of the UPDATE forms
+    /// measured here (a join with a derived table of `SELECT ? AS id, ? AS d UNION ALL …`
+    /// took 1.4 times as long). `INSERT … ON DUPLICATE KEY UPDATE` is faster still, but it
+    /// inserts the rows that are missing: not an update.
     pub fn update_batched(c: &mut Conn, n: usize) -> BoxResult<()> {
         in_batches(
             c,
             n,
             |k| {
                 format!(
-                    "UPDATE customer JOIN (SELECT ? AS id, ? AS d{}) AS v ON customer.id = v.id \
-                     SET customer.description = v.d",
-                    " UNION ALL SELECT ?, ?".repeat(k - 1)
+                    "UPDATE customer SET description = CASE id {}END WHERE id IN ({})",
+                    "WHEN ? THEN ? ".repeat(k),
+                    vec!["?"; k].join(", ")
                 )
             },
             |rows| {
-                rows.flat_map(|i| [Value::from(i as i64 + 1), format!("updated {i}").into()])
-                    .collect()
+                let mut p: Vec<Value> = rows
+                    .clone()
+                    .flat_map(|i| [Value::from(i as i64 + 1), format!("updated {i}").into()])
+                    .collect();
+                p.extend(rows.map(|i| Value::from(i as i64 + 1)));
+                p
             },
         )
     }
