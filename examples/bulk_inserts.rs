@@ -1006,7 +1006,7 @@ fn cases() -> Vec<Case> {
     vec![
         Case {
             name: "floor",
-            what: "raw driver: SQLite multi-row VALUES of 100 rows, prepared once; PostgreSQL binary COPY",
+            what: "raw driver: SQLite multi-row VALUES of 100 rows, prepared once; PostgreSQL binary COPY; MySQL multi-row VALUES of 2,000 rows (ORM_BENCH_MY_FLOOR=load: LOAD DATA LOCAL INFILE)",
             floor: "floor",
             run: |db, n| {
                 let mut f = fresh(db)?;
@@ -1199,7 +1199,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "floor_uuid",
-            what: "raw driver: the UUIDv7-keyed table, multi-row VALUES of 100, keys made by the caller",
+            what: "raw driver: the UUIDv7-keyed table, multi-row VALUES (PostgreSQL binary COPY), keys made by the caller",
             floor: "floor",
             run: |db, n| {
                 let mut f = fresh(db)?;
@@ -1381,7 +1381,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "floor_update_batched",
-            what: "raw driver: batched UPDATE (PostgreSQL: FROM unnest of arrays, 10,000 rows a statement; SQLite: FROM (VALUES …) of 100 rows)",
+            what: "raw driver: batched UPDATE (PostgreSQL: FROM unnest of arrays, 10,000 rows a statement; SQLite: FROM (VALUES …) of 100 rows; MySQL: SET … = CASE id WHEN … END of 1,000)",
             floor: "floor_update_batched",
             run: |db, n| {
                 let mut f = fresh(db)?;
@@ -1503,7 +1503,7 @@ fn cases() -> Vec<Case> {
         },
         Case {
             name: "floor_delete_batched",
-            what: "raw driver: batched DELETE (PostgreSQL: id = ANY of an array, 10,000 rows a statement; SQLite: id IN (…) of 100)",
+            what: "raw driver: batched DELETE (PostgreSQL: id = ANY of an array, 10,000 rows a statement; SQLite: id IN (…) of 100; MySQL: of 1,000)",
             floor: "floor_delete_batched",
             run: |db, n| {
                 let mut f = fresh(db)?;
