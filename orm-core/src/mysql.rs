@@ -998,3 +998,82 @@ impl Db for MyConn {
         e
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn server_error(code: u16, message: &str) -> mysql::Error {
+        mysql::Error::MySqlError(mysql::MySqlError {
+            state: "23000".into(),
+            message: message.into(),
+            code,
+        })
+    }
+
+    #[test]
+    fn messages_leave_out_the_values_the_server_quotes() {
+        let dup = server_error(1062, "Duplicate entry 'secret-1' for key 'name'");
+        assert_eq!(kind_of(&dup), ErrorKind::UniqueViolation);
+        let msg = message_of(&dup);
+        assert!(
+            !msg.contains("secret-1") && msg.contains("for key 'name'"),
+            "{msg}"
+        );
+        assert_eq!(
+            detail_of(&dup).as_deref(),
+            Some("Duplicate entry 'secret-1' for key 'name'")
+        );
+        let bad = server_error(
+            1366,
+            "Incorrect integer value: 'x42' for column `t`.`age` at row 1",
+        );
+        assert_eq!(kind_of(&bad), ErrorKind::TypeMismatch);
+        let msg = message_of(&bad);
+        assert!(
+            !msg.contains("x42") && msg.contains("column `t`.`age`"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn error_numbers_map_to_kinds() {
+        for (code, kind) in [
+            (1452, ErrorKind::ForeignKeyViolation),
+            (1048, ErrorKind::NotNullViolation),
+            (1213, ErrorKind::PendingRollback),
+            (1205, ErrorKind::Busy),
+            (2006, ErrorKind::Connection),
+            (2013, ErrorKind::Connection),
+            (1146, ErrorKind::Database),
+        ] {
+            assert_eq!(kind_of(&server_error(code, "m")), kind, "{code}");
+        }
+    }
+
+    #[test]
+    fn dates_and_times_bind_and_decode_back() {
+        for micros in [0_i64, 1_700_000_000_123_456, -86_400_000_000 * 365] {
+            let v = bind(&ValueRef::DateTime(micros)).expect("binds");
+            assert_eq!(
+                decode(&v, SqlType::DateTime).expect("decodes"),
+                ValueRef::DateTime(micros)
+            );
+        }
+        let t = bind(&ValueRef::Time(49_530_250_000)).expect("binds");
+        assert_eq!(
+            decode(&t, SqlType::Time).expect("decodes"),
+            ValueRef::Time(49_530_250_000)
+        );
+        let d = bind(&ValueRef::Date(19_782)).expect("binds");
+        assert_eq!(
+            decode(&d, SqlType::Date).expect("decodes"),
+            ValueRef::Date(19_782)
+        );
+        let padded = MyValue::Bytes(b"1.5000000000000000000000000000".to_vec());
+        assert_eq!(
+            decode(&padded, SqlType::Decimal).expect("decodes"),
+            ValueRef::Text("1.5".into())
+        );
+    }
+}
