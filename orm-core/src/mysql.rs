@@ -14,7 +14,7 @@ use std::cell::{Cell, RefCell, RefMut};
 use mysql::prelude::Queryable;
 use mysql::{Conn, Opts, OptsBuilder, Params, Value as MyValue};
 
-use crate::connection::batch::{BatchWrite, HashSet, Sent};
+use crate::connection::batch::{BatchWrite, Sent};
 use crate::connection::db::{
     Assigned, Db, GeneratedKeys, InsertBatch, Inserted, KeyPlan, KeyState, Reserved, TempKeys,
 };
@@ -23,7 +23,7 @@ use crate::entity::{EntityMeta, RowValues};
 use crate::error::{BoxError, Error, ErrorKind, Result as OrmResult};
 use crate::sql::{Backend, Kind};
 use crate::temporal::{civil_from_days, days_from_civil};
-use crate::value::{FromSqlError, Key, SqlType, Value, ValueRef};
+use crate::value::{FromSqlError, SqlType, Value, ValueRef};
 
 /// How many prepared statements a connection keeps (the driver closes the least recently
 /// used one beyond that).
@@ -872,15 +872,6 @@ impl Db for MyConn {
         returning: bool,
     ) -> OrmResult<Sent> {
         crate::connection::batch::my_side::write(conn, meta, write, batch, returning)
-    }
-
-    fn existing_keys(
-        &self,
-        conn: &Connection,
-        meta: &'static EntityMeta,
-        keys: &[ValueRef<'_>],
-    ) -> OrmResult<HashSet<Key>> {
-        crate::connection::batch::sqlite_side::existing(conn, meta, keys)
     }
 
     fn key_plan(&self, _conn: &Connection, _meta: &'static EntityMeta) -> OrmResult<KeyPlan> {

@@ -10,7 +10,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use crate::connection::batch::{BatchWrite, HashSet, Sent};
+use crate::connection::batch::{BatchWrite, Sent};
 use crate::connection::db::{
     Assigned, Db, GeneratedKeys, InsertBatch, Inserted, KeyPlan, KeyState, Reserved,
 };
@@ -18,7 +18,7 @@ use crate::connection::{Connection, DResult, DriverError, SqliteOptions, TxStatu
 use crate::entity::{EntityMeta, RowValues};
 use crate::error::{BoxError, Error, ErrorKind, Result as OrmResult};
 use crate::sql::{Backend, Kind};
-use crate::value::{FromSqlError, Key, SqlType, Value, ValueRef};
+use crate::value::{FromSqlError, SqlType, Value, ValueRef};
 
 /// SQLite stores NaN as NULL. Refuse it rather than lose the value silently.
 #[derive(Debug)]
@@ -540,15 +540,6 @@ impl Db for SqliteDriver {
         returning: bool,
     ) -> OrmResult<Sent> {
         crate::connection::batch::sqlite_side::write(conn, meta, write, batch, returning)
-    }
-
-    fn existing_keys(
-        &self,
-        conn: &Connection,
-        meta: &'static EntityMeta,
-        keys: &[ValueRef<'_>],
-    ) -> OrmResult<HashSet<Key>> {
-        crate::connection::batch::sqlite_side::existing(conn, meta, keys)
     }
 
     fn key_plan(&self, conn: &Connection, meta: &'static EntityMeta) -> OrmResult<KeyPlan> {

@@ -250,17 +250,18 @@ impl Engine {
     /// As [`postgres`](Self::postgres), and when the schema cannot be created or set.
     #[cfg(feature = "postgres")]
     pub fn postgres_with(url: &str, options: orm_core::PgOptions) -> Result<Self> {
-        let engine = Self::new(
-            Target::Postgres {
-                url: url.to_owned(),
-                shown: orm_core::display_url(url),
-                options,
-            },
-            DEFAULT_MAX_CONNECTIONS,
-            DEFAULT_CHECKOUT_TIMEOUT,
-        );
-        // A connection is opened now, so that a wrong address fails at once (the pool would
-        // retry until its checkout timeout).
+        Self::server(Target::Postgres {
+            url: url.to_owned(),
+            shown: orm_core::display_url(url),
+            options,
+        })
+    }
+
+    /// An engine on a database server; one connection is opened at once, so that a wrong
+    /// address fails here (the pool would retry until its checkout timeout).
+    #[cfg(any(feature = "postgres", feature = "mysql"))]
+    fn server(target: Target) -> Result<Self> {
+        let engine = Self::new(target, DEFAULT_MAX_CONNECTIONS, DEFAULT_CHECKOUT_TIMEOUT);
         drop(
             ConnectionManager {
                 target: engine.inner.target.clone(),
@@ -296,22 +297,11 @@ impl Engine {
     /// As [`mysql`](Self::mysql), and when the database cannot be created or used.
     #[cfg(feature = "mysql")]
     pub fn mysql_with(url: &str, options: orm_core::MySqlOptions) -> Result<Self> {
-        let engine = Self::new(
-            Target::MySql {
-                url: url.to_owned(),
-                shown: orm_core::display_mysql_url(url),
-                options,
-            },
-            DEFAULT_MAX_CONNECTIONS,
-            DEFAULT_CHECKOUT_TIMEOUT,
-        );
-        drop(
-            ConnectionManager {
-                target: engine.inner.target.clone(),
-            }
-            .open()?,
-        );
-        Ok(engine)
+        Self::server(Target::MySql {
+            url: url.to_owned(),
+            shown: orm_core::display_mysql_url(url),
+            options,
+        })
     }
 
     /// This engine with a pool of at most `n` connections (default

@@ -81,13 +81,16 @@ pub(crate) trait Db {
         batch: &[ValueRef<'_>],
         returning: bool,
     ) -> Result<Sent>;
-    /// Which of `keys` have a row.
+    /// Which of `keys` have a row (`SELECT key … WHERE key IN (…)`, unless the backend has a
+    /// better way).
     fn existing_keys(
         &self,
         conn: &Connection,
         meta: &'static EntityMeta,
         keys: &[ValueRef<'_>],
-    ) -> Result<HashSet<Key>>;
+    ) -> Result<HashSet<Key>> {
+        super::batch::sqlite_side::existing(conn, meta, keys)
+    }
     /// How the rows of `meta`'s table get generated integer keys that the inserter can
     /// prove, read once per inserter (and transaction).
     fn key_plan(&self, conn: &Connection, meta: &'static EntityMeta) -> Result<KeyPlan>;
