@@ -710,6 +710,9 @@ pub(crate) trait Erased: Send + Sync {
     /// After a flush deleted its row: `Deleted`, and out of the identity map (one lock of
     /// the object for both).
     fn deleted(&self, maps: &mut Maps);
+    /// After the COMMIT of the flush that deleted it: out of the identity map and detached
+    /// (what [`deleted`](Self::deleted) and the commit do, in one visit).
+    fn commit_delete(&self, maps: &mut Maps);
 }
 
 impl<E: Entity> Erased for Object<E> {
@@ -945,29 +948,35 @@ impl<E: Entity> Erased for Object<E> {
     }
 
     fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()> {
-        let objects = typed_group::<E>(group)?;
-        let values = objects
-            .iter()
-            .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
-            .collect::<Result<Vec<_>>>()?;
+        // One pass over the objects, each read and let go at once: the row's key (and
+        // expected version) is all a delete sends, and a batch of thousands of objects is
+        // not in the cache a second time.
         let key_type = E::META.key_column().sql_type;
-        let mut keys = Vec::with_capacity(objects.len());
-        let mut versions = Vec::with_capacity(objects.len());
-        for (o, value) in objects.iter().zip(&values) {
-            let meta = o.meta.lock();
-            keys.push(key_to_delete(&meta, &**value)?.to_value(key_type));
-            versions.push(version_expected(E::META, &meta, &**value));
-        }
         let check = E::META.version_column().is_some();
-        let mut rows = Vec::with_capacity(objects.len() * 2);
-        for (key, version) in keys.iter().zip(&versions) {
-            rows.push(key.as_ref());
-            if let Some(v) = version {
-                rows.push(v.as_ref());
-            }
+        let mut keys = Vec::with_capacity(group.len());
+        let mut rows = Vec::with_capacity(group.len() * (1 + usize::from(check)));
+        for o in typed_group::<E>(group)? {
+            let value = o
+                .value
+                .try_read()
+                .ok_or_else(|| borrowed(E::META, "flush"))?;
+            let meta = o.meta.lock();
+            let key = key_to_delete(&meta, &*value)?;
+            rows.push(key.to_value(key_type));
+            rows.extend(version_expected(E::META, &meta, &*value));
+            keys.push(key);
         }
+        let rows: Vec<ValueRef<'_>> = rows.iter().map(Value::as_ref).collect();
         let matched = conn.delete_many::<E>(check, &rows)?;
-        stale_rows::<E>(&values, &matched.missing, "DELETE")
+        if matched.missing.is_empty() {
+            return Ok(());
+        }
+        let stale: Vec<String> = matched
+            .missing
+            .iter()
+            .map(|&i| keys[i].to_string())
+            .collect();
+        Err(stale_keys(E::META, &stale, "DELETE"))
     }
 
     fn as_any_ref(&self) -> &dyn Any {
@@ -1247,6 +1256,18 @@ impl<E: Entity> Erased for Object<E> {
             let mut m = self.meta.lock();
             m.state = ObjectState::Deleted;
             m.marked_delete = false;
+            m.key.clone()
+        };
+        if let Some(key) = key {
+            maps.typed::<E>().remove_if_same(&key, self);
+        }
+    }
+
+    fn commit_delete(&self, maps: &mut Maps) {
+        let key = {
+            let mut m = self.meta.lock();
+            m.links.clear();
+            m.detach(ObjectState::Detached);
             m.key.clone()
         };
         if let Some(key) = key {

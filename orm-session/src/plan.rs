@@ -9,6 +9,7 @@
 //!
 //! Deletes: an object goes before the objects its foreign keys point to.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -241,13 +242,14 @@ fn depths(n: usize, edges: &[(usize, usize)]) -> std::result::Result<Vec<usize>,
 
 /// The objects to delete, each before the objects (in the same flush) that its foreign keys
 /// point to. Objects in a cycle keep their order, after the rest.
-pub(crate) fn delete_order(objs: Vec<Arc<dyn Erased>>) -> Vec<Arc<dyn Erased>> {
+/// Borrowed as they are when no deleted entity has a foreign key (nothing to order).
+pub(crate) fn delete_order(objs: &[Arc<dyn Erased>]) -> Cow<'_, [Arc<dyn Erased>]> {
     if objs.len() < 2
         || !objs
             .iter()
             .any(|o| o.entity().foreign_keys().next().is_some())
     {
-        return objs;
+        return Cow::Borrowed(objs);
     }
     let n = objs.len();
     let keyed: HashMap<((&str, &str), Key), usize> = objs
@@ -286,7 +288,7 @@ pub(crate) fn delete_order(objs: Vec<Arc<dyn Erased>>) -> Vec<Arc<dyn Erased>> {
             .filter(|&i| !emitted[i])
             .map(|i| Arc::clone(&objs[i])),
     );
-    out
+    Cow::Owned(out)
 }
 
 /// The updates of a flush as batches, one batched `UPDATE` apiece: positions in `updates`

@@ -671,7 +671,7 @@ impl Session {
     /// marked for deletion too (loaded first when needed).
     pub(crate) fn cascade_delete<E: Entity>(&self, h: &Handle<E>) -> Result<()> {
         for (i, r) in E::META.relations.iter().enumerate() {
-            if r.kind == RelationKind::ManyToMany || !r.cascade.contains(Cascade::DELETE) {
+            if !cascades(r) {
                 continue;
             }
             let visitor = CascadeDelete {
@@ -684,6 +684,16 @@ impl Session {
         }
         Ok(())
     }
+}
+
+/// Whether deleting an object of `meta` deletes children too (a relation declared with a
+/// delete cascade).
+pub(crate) fn cascades_delete(meta: &EntityMeta) -> bool {
+    meta.relations.iter().any(cascades)
+}
+
+fn cascades(r: &orm_core::RelationMeta) -> bool {
+    r.kind != RelationKind::ManyToMany && r.cascade.contains(Cascade::DELETE)
 }
 
 struct CascadeDelete<'a, P> {

@@ -29,6 +29,10 @@ pub(crate) struct State {
     pub(crate) deleted: Vec<Arc<dyn Erased>>,
     /// Deleted by a flush of the current transaction (restored by rollback).
     pub(crate) deleted_in_tx: Vec<Arc<dyn Erased>>,
+    /// While `commit` flushes: the objects its flush deleted, still in their identity map,
+    /// settled with the outcome of the COMMIT in one visit each (`Erased::commit_delete`)
+    /// rather than one after the flush and one after the COMMIT.
+    deleted_by_commit: Option<Vec<Arc<dyn Erased>>>,
     autoflush: bool,
     /// `no_autoflush` scopes open now: autoflush is off while any is.
     no_autoflush: u32,
@@ -431,10 +435,15 @@ impl Shared {
                 for obj in &switched {
                     obj.unclaim();
                 }
-                for obj in &deleted {
-                    obj.deleted(&mut st.maps);
+                match st.deleted_by_commit.as_mut() {
+                    Some(by_commit) => by_commit.extend(deleted),
+                    None => {
+                        for obj in &deleted {
+                            obj.deleted(&mut st.maps);
+                        }
+                        st.deleted_in_tx.extend(deleted);
+                    }
                 }
-                st.deleted_in_tx.extend(deleted);
                 for obj in switched {
                     if let Some(old) = obj.switched(&mut st.maps) {
                         old.meta().state = ObjectState::Deleted;
@@ -544,7 +553,7 @@ impl Shared {
             // The claims put each object's position in `pending` on it.
             crate::plan::insert_groups(pending, Some(&linked))?
         };
-        let deleted = crate::plan::delete_order(deleted.to_vec());
+        let deleted = crate::plan::delete_order(deleted);
         // Children that the deletes leave behind get NULL in their foreign key first.
         let weak = self.me.clone();
         let orphans = if deleted.is_empty() {
@@ -930,6 +939,7 @@ impl Session {
                     pending: Vec::new(),
                     deleted: Vec::new(),
                     deleted_in_tx: Vec::new(),
+                    deleted_by_commit: None,
                     autoflush,
                     no_autoflush: 0,
                     expire_on_commit,
@@ -1477,7 +1487,10 @@ impl Session {
         drop(st);
         // Children of relations declared with a delete cascade go too (loaded if needed,
         // without an autoflush, which would send this delete before theirs).
-        self.no_autoflush(|| self.cascade_delete(h))
+        if crate::relations::cascades_delete(E::META) {
+            self.no_autoflush(|| self.cascade_delete(h))?;
+        }
+        Ok(())
     }
 
     /// Sends all pending work: updates of changed columns, then inserts (in `add` order),
@@ -1511,7 +1524,21 @@ impl Session {
         st.refuse_in_bulk("commit")?;
         let span = tracing::debug_span!(target: "orm::session", "commit", tracked = st.maps.len());
         let _entered = span.enter();
-        self.shared.flush_locked(&mut st)?;
+        st.deleted_by_commit = Some(Vec::new());
+        let flushed = self.shared.flush_locked(&mut st);
+        // The objects the flush deleted; short of a COMMIT they are settled as any flush's,
+        // for a rollback to restore.
+        let deleted_now = st.deleted_by_commit.take().unwrap_or_default();
+        let uncommitted = |st: &mut State, deleted_now: Vec<Arc<dyn Erased>>| {
+            for obj in &deleted_now {
+                obj.deleted(&mut st.maps);
+            }
+            st.deleted_in_tx.extend(deleted_now);
+        };
+        if let Err(e) = flushed {
+            uncommitted(&mut st, deleted_now);
+            return Err(e);
+        }
         if let Some(conn) = &st.conn
             && (st.in_tx || conn.in_transaction())
             && let Err(e) = conn.commit()
@@ -1519,6 +1546,7 @@ impl Session {
             // Whatever the COMMIT did, this transaction cannot be taken as committed, nor
             // go on: the database rolled it back, or (SQLite, busy) it is open and unusable
             // until the caller decides.
+            uncommitted(&mut st, deleted_now);
             st.fail(format!("COMMIT failed: {e}"));
             return Err(e);
         }
@@ -1528,6 +1556,9 @@ impl Session {
         // Links are done with: every linked object was flushed. Dropping them with the pass
         // below breaks the references between parents and children.
         let linked = std::mem::take(&mut st.linked);
+        for obj in deleted_now {
+            obj.commit_delete(&mut st.maps);
+        }
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             let mut m = obj.meta();
             m.links.clear();

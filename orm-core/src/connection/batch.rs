@@ -203,7 +203,7 @@ impl Connection {
         }
         let per_batch = self.db().batch_rows(stride);
         let mut matched = Matched::default();
-        let mut keys: HashSet<Key> = HashSet::default();
+        let mut keys = DistinctKeys::default();
         let mut start = 0;
         while start < rows.len() {
             keys.clear();
@@ -269,6 +269,55 @@ impl Connection {
             let n = keys.len();
             Ok((Sent::Keys(keys), n))
         })
+    }
+}
+
+/// The keys of one batch, to end it before a key comes twice. Integer keys in ascending
+/// order (objects loaded or added in key order) need no set: each is new when it is above
+/// the last. The set is built the first time a key breaks the order.
+struct DistinctKeys {
+    /// The last key while the keys so far are ascending integers.
+    ascending: Option<i64>,
+    /// Whether `ascending` covers every key so far (false once `seen` is in use).
+    ordered: bool,
+    seen: HashSet<Key>,
+    /// The keys taken while they were ascending, in case the order breaks.
+    taken: Vec<i64>,
+}
+
+impl Default for DistinctKeys {
+    fn default() -> Self {
+        DistinctKeys {
+            ascending: None,
+            ordered: true,
+            seen: HashSet::default(),
+            taken: Vec::new(),
+        }
+    }
+}
+
+impl DistinctKeys {
+    fn clear(&mut self) {
+        self.ascending = None;
+        self.ordered = true;
+        self.seen.clear();
+        self.taken.clear();
+    }
+
+    /// Takes `key`; false when the batch already holds it.
+    fn insert(&mut self, key: Key) -> bool {
+        if self.ordered {
+            if let Key::Int(k) = key
+                && self.ascending.is_none_or(|last| k > last)
+            {
+                self.ascending = Some(k);
+                self.taken.push(k);
+                return true;
+            }
+            self.ordered = false;
+            self.seen.extend(self.taken.drain(..).map(Key::Int));
+        }
+        self.seen.insert(key)
     }
 }
 
