@@ -36,9 +36,11 @@ const MAX_PARAMS: usize = 65_535;
 /// pass their limits).
 const INSERT_ROWS: usize = 2_000;
 
-/// The session's SQL mode: identifiers in double quotes, strict for every table.
+/// The session's SQL mode: identifiers in double quotes, strict for every table, and a key
+/// of 0 written as given (by default MySQL takes it as "generate one", as it does NULL).
 const SESSION_SQL_MODE: &str = "SET SESSION sql_mode = 'ANSI_QUOTES,STRICT_ALL_TABLES,\
-     NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION'";
+     NO_ZERO_IN_DATE,NO_ZERO_DATE,ERROR_FOR_DIVISION_BY_ZERO,NO_ENGINE_SUBSTITUTION,\
+     NO_AUTO_VALUE_ON_ZERO'";
 
 /// The collation of text the ORM creates and sends: binary, without trailing-space padding,
 /// so that text compares, sorts and is unique as on the other backends.

@@ -190,6 +190,30 @@ fn rows_with_and_without_keys_mix(db) -> Result<()> {
     assert_eq!(id_of("generated"), Some(generated));
     Ok(())
 }
+
+// A key given as 0 is the row's key, on every backend (MySQL would otherwise take 0 as
+// "generate one"), both through the core insert and the session.
+fn a_key_of_zero_is_kept(db) -> Result<()> {
+    let conn = db.connect();
+    conn.drop_table::<Customer>()?;
+    conn.create_table::<Customer>()?;
+    let zero = |name: &str, id| Customer {
+        id: Some(id),
+        name: name.into(),
+        description: None,
+    };
+    conn.insert_many([zero("core", 0)])?;
+    assert_eq!(conn.find::<Customer>(&0_i64.into())?.map(|c| c.name), Some("core".into()));
+    conn.execute("DELETE FROM customer", &[])?;
+    let engine = db.engine();
+    let s = engine.session();
+    let h = s.add(zero("session", 0))?;
+    s.commit()?;
+    assert_eq!(h.read()?.id, Some(0));
+    let all: Vec<Customer> = conn.select_all()?;
+    assert_eq!(all, [zero("session", 0)]);
+    Ok(())
+}
 }
 
 // R1, R3
