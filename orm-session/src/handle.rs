@@ -1470,6 +1470,48 @@ impl<E: Entity> IdentityMap<E> {
         }
     }
 
+    /// The live object of `key` (and `value` back, unused), or else a new one that `make`
+    /// builds from `value`, entered for the key: one hash and one probe for a row read,
+    /// whether its object is there or not.
+    pub(crate) fn get_or_insert(
+        &mut self,
+        key: Key,
+        value: E,
+        make: impl FnOnce(&Key, E) -> Arc<Object<E>>,
+    ) -> Entry<E> {
+        let hash = self.hash(&key);
+        let at = self.slots.len();
+        let IdentityMap {
+            slots,
+            index,
+            hasher,
+            ..
+        } = self;
+        match index.entry(
+            hash,
+            |&i| slots[i].0 == key,
+            |&i| key_hash(hasher, &slots[i].0),
+        ) {
+            hashbrown::hash_table::Entry::Occupied(mut e) => {
+                if let Some(obj) = slots[*e.get()].1.upgrade() {
+                    return Entry::Found(obj, value);
+                }
+                // The object is gone: its entry becomes a hole.
+                slots[*e.get()].1 = Weak::new();
+                *e.get_mut() = at;
+            }
+            hashbrown::hash_table::Entry::Vacant(e) => {
+                e.insert(at);
+            }
+        }
+        let obj = make(&key, value);
+        slots.push((key, Arc::downgrade(&obj)));
+        if self.slots.len() >= self.compact_at {
+            self.compact();
+        }
+        Entry::Made(obj)
+    }
+
     /// Adds entries made by a flush, as [`insert`](Self::insert) does one by one. Apart so
     /// that the weak references are made (atomic operations, each of which waits for the
     /// stores before it) in a pass of their own, away from the stores into the map.
@@ -1479,9 +1521,15 @@ impl<E: Entity> IdentityMap<E> {
         }
     }
 
-    /// Drops the holes and the entries whose object is gone; rebuilds the index.
+    /// Drops the holes and the entries whose object is gone; rebuilds the index, unless
+    /// there were none (the positions it holds are then unchanged).
     fn compact(&mut self) {
+        let before = self.slots.len();
         self.slots.retain(|(_, w)| w.strong_count() > 0);
+        if self.slots.len() == before {
+            self.compact_at = (before * 2).max(1024);
+            return;
+        }
         self.index.clear();
         let IdentityMap {
             slots,
@@ -1535,6 +1583,14 @@ impl<E: Entity> IdentityMap<E> {
     pub(crate) fn live(&self) -> impl Iterator<Item = Arc<Object<E>>> + '_ {
         self.slots.iter().filter_map(|(_, w)| w.upgrade())
     }
+}
+
+/// What [`IdentityMap::get_or_insert`] found.
+pub(crate) enum Entry<E> {
+    /// The key's live object, and the value that was not needed.
+    Found(Arc<Object<E>>, E),
+    /// None was there: the new object, now the key's.
+    Made(Arc<Object<E>>),
 }
 
 /// Identity maps of every entity type, type-erased for the operations that visit them all.

@@ -10,7 +10,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
-    AnyHandle, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object, ObjectState,
+    AnyHandle, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object,
+    ObjectState,
 };
 use crate::query::Query;
 
@@ -1940,17 +1941,20 @@ pub(crate) fn merge<E: Entity>(
             message: format!("a row of {} has a NULL primary key", E::META.name),
         });
     };
-    if let Some(obj) = map.get(&key) {
-        let expired = obj.meta.lock().expired;
-        if populate_existing || expired == Expired::ALL {
-            obj.overwrite(row, true)?;
-        } else if expired != Expired::NO {
-            obj.overwrite(row, false)?;
+    let made = |key: &Key, row: E| {
+        let meta = Meta::new(ObjectState::Persistent, Some(key.clone()), session.clone());
+        Handle::with_meta(row, meta).obj
+    };
+    match map.get_or_insert(key, row, made) {
+        Entry::Made(obj) => Ok(Handle { obj }),
+        Entry::Found(obj, row) => {
+            let expired = obj.meta.lock().expired;
+            if populate_existing || expired == Expired::ALL {
+                obj.overwrite(row, true)?;
+            } else if expired != Expired::NO {
+                obj.overwrite(row, false)?;
+            }
+            Ok(Handle { obj })
         }
-        return Ok(Handle { obj });
     }
-    let meta = Meta::new(ObjectState::Persistent, Some(key.clone()), session.clone());
-    let h = Handle::with_meta(row, meta);
-    map.insert(key, Arc::clone(&h.obj));
-    Ok(h)
 }
