@@ -248,7 +248,7 @@ fn evaluate_update<E: Entity>(
         }
         if let Some(snapshot) = m.snapshot.as_mut() {
             for &c in &cols {
-                snapshot[c] = value.column(c).to_owned_value();
+                snapshot.set(c, value.column(c));
             }
         }
     }

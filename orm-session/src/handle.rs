@@ -13,6 +13,7 @@ use orm_core::{
 use parking_lot::{Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use crate::session::Shared;
+use crate::snapshot::Snapshot;
 
 /// Where an object stands relative to its session (SQLAlchemy's object states).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -65,7 +66,7 @@ pub(crate) struct Meta {
     /// Identity key once persistent.
     pub key: Option<Key>,
     /// Values as last loaded or flushed; taken on the first `write()` only.
-    pub snapshot: Option<Box<[Value]>>,
+    pub snapshot: Option<Snapshot>,
     pub expired: Expired,
     pub session: Weak<Shared>,
     /// In the session's list of written objects.
@@ -290,17 +291,67 @@ pub(crate) fn borrowed(meta: &EntityMeta, operation: &'static str) -> Error {
     }
 }
 
-fn snapshot<E: Entity>(value: &E) -> Box<[Value]> {
-    (0..E::META.columns.len())
-        .map(|c| value.column(c).to_owned_value())
-        .collect()
+/// A set of columns by position: a bit per column while the entity has at most 64 (no
+/// allocation, as for nearly every entity), a list beyond.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub(crate) enum Columns {
+    Mask(u64),
+    List(Vec<usize>),
+}
+
+impl Columns {
+    pub(crate) fn is_empty(&self) -> bool {
+        match self {
+            Columns::Mask(m) => *m == 0,
+            Columns::List(l) => l.is_empty(),
+        }
+    }
+
+    /// The positions, ascending.
+    pub(crate) fn to_vec(&self) -> Vec<usize> {
+        match self {
+            Columns::Mask(m) => (0..64).filter(|c| m & (1 << c) != 0).collect(),
+            Columns::List(l) => l.clone(),
+        }
+    }
+
+    /// Drops the columns of `expired`.
+    fn without(self, expired: Expired, ncols: usize) -> Columns {
+        match (self, expired) {
+            (cols, Expired::NO) => cols,
+            (_, Expired::ALL) => Columns::Mask(0),
+            (Columns::Mask(m), Expired(e)) => Columns::Mask(m & !e),
+            (Columns::List(mut l), e) => {
+                let stale = e.columns(ncols);
+                l.retain(|c| !stale.contains(c));
+                Columns::List(l)
+            }
+        }
+    }
 }
 
 /// Columns whose value differs from the snapshot (the version column excepted).
-fn changed_columns<E: Entity>(value: &E, snapshot: &[Value]) -> Vec<usize> {
-    (0..E::META.columns.len())
-        .filter(|&c| !E::META.columns[c].version && !value.column(c).same_as(&snapshot[c]))
-        .collect()
+fn changed_columns<E: Entity>(value: &E, snapshot: &Snapshot) -> Columns {
+    let columns = E::META.columns;
+    let version = |c: usize| columns[c].version;
+    if columns.len() <= 64 {
+        let mut mask = 0;
+        snapshot.for_each_change(value, version, |c| mask |= 1 << c);
+        Columns::Mask(mask)
+    } else {
+        let mut list = Vec::new();
+        snapshot.for_each_change(value, version, |c| list.push(c));
+        Columns::List(list)
+    }
+}
+
+/// The changes of an object a flush would send: the changed columns, less the expired ones
+/// (a change to an expired column is discarded by its reload, never flushed).
+fn pending_changes<E: Entity>(value: &E, meta: &Meta) -> Columns {
+    match meta.snapshot.as_ref() {
+        Some(snap) => changed_columns(value, snap).without(meta.expired, E::META.columns.len()),
+        None => Columns::Mask(0),
+    }
 }
 
 /// A handle on an object that a session tracks (or on a transient one).
@@ -467,7 +518,7 @@ impl<E: Entity> Handle<E> {
         }
         if meta.key.is_some() && meta.state != ObjectState::Pending {
             if meta.snapshot.is_none() {
-                meta.snapshot = Some(snapshot(&*guard));
+                meta.snapshot = Some(Snapshot::of(&*guard));
             }
             if meta.state == ObjectState::Persistent
                 && !meta.registered
@@ -589,7 +640,7 @@ impl<E: Entity> Object<E> {
         }
         if let Some(snap) = meta.snapshot.as_mut() {
             for &c in &cols {
-                snap[c] = value.column(c).to_owned_value();
+                snap.set(c, value.column(c));
             }
         }
         meta.expired = Expired::NO;
@@ -614,7 +665,7 @@ impl<E: Entity> Object<E> {
                         message: format!("cannot copy column {c} of {}: {source}", E::META.name),
                     })?;
                 if let Some(snap) = meta.snapshot.as_mut() {
-                    snap[c] = row.column(c).to_owned_value();
+                    snap.set(c, row.column(c));
                 }
             }
         }
@@ -659,7 +710,10 @@ pub(crate) trait Erased: Send + Sync {
     /// returns the object it replaced.
     fn switched(self: Arc<Self>, maps: &mut Maps) -> Option<Arc<dyn Erased>>;
     /// Columns changed since the snapshot, or none without a snapshot.
-    fn changes(&self) -> Result<Vec<usize>>;
+    fn changes(&self) -> Result<Columns>;
+    /// For an object of the session's list of written objects: claims it as
+    /// [`claim`](Self::claim) does, and says what the flush sends for it, in one visit.
+    fn claim_written(&self) -> Result<Written>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
     fn delete(&self, conn: &Connection) -> Result<()>;
     /// Updates the columns `columns` of every object of `group` (objects of this entity,
@@ -676,8 +730,10 @@ pub(crate) trait Erased: Send + Sync {
     fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()>;
     /// This object as `Any`, to reach its entity's type.
     fn as_any_ref(&self) -> &dyn Any;
-    /// After a successful update: bump the version field, drop the snapshot.
-    fn updated(&self);
+    /// After a successful flush: the claim ends and the object leaves the list of written
+    /// objects. With `updated` (the flush sent an UPDATE of its row), the version field is
+    /// bumped and the snapshot dropped.
+    fn flushed(&self, updated: bool);
     /// After a rollback: forget a generated key (skipped, with a warning, while a guard on the
     /// value is alive).
     fn clear_generated_key(&self);
@@ -769,10 +825,7 @@ impl<E: Entity> Erased for Object<E> {
         // Chunks keep the flush's own memory small and its objects in cache; each chunk's
         // statements are full batches (the chunk is a multiple of the batch size). On
         // PostgreSQL a chunk costs a key reservation and a COPY, two round trips: larger.
-        let chunk_len = match conn.backend() {
-            orm_core::Backend::Postgres | orm_core::Backend::MySql => 10_000,
-            _ => 1000,
-        };
+        let chunk_len = flush_chunk(conn);
         let pk = E::META.primary_key;
         let sql_type = E::META.key_column().sql_type;
         let uuid_key = E::META.key_column().generated == Generated::UuidV7;
@@ -862,22 +915,42 @@ impl<E: Entity> Erased for Object<E> {
         Ok(())
     }
 
-    fn changes(&self) -> Result<Vec<usize>> {
+    fn changes(&self) -> Result<Columns> {
         let value = self
             .value
             .try_read()
             .ok_or_else(|| borrowed(E::META, "compare"))?;
-        let meta = self.meta.lock();
-        let mut cols = meta
-            .snapshot
-            .as_ref()
-            .map_or_else(Vec::new, |snap| changed_columns(&*value, snap));
-        // A change to an expired column is discarded by its reload: never flushed.
-        if meta.expired != Expired::NO {
-            let expired = meta.expired.columns(E::META.columns.len());
-            cols.retain(|c| !expired.contains(c));
+        Ok(pending_changes(&*value, &self.meta.lock()))
+    }
+
+    fn claim_written(&self) -> Result<Written> {
+        self.slot
+            .store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+        // Lock order: value, then meta. Holding the value while `flushing` is set: a writer
+        // that has it now makes this fail, one that comes after sees the flag.
+        let value = self
+            .value
+            .try_write()
+            .ok_or_else(|| borrowed(E::META, "flush"))?;
+        let mut meta = self.meta.lock();
+        if meta.torn {
+            return Err(Error::TornObject {
+                entity: E::META.name,
+            });
         }
-        Ok(cols)
+        meta.flushing = true;
+        if meta.state != ObjectState::Persistent || meta.marked_delete || meta.snapshot.is_none() {
+            return Ok(Written::Nothing);
+        }
+        if meta.waits_for_parent() {
+            return Ok(Written::Relink);
+        }
+        let cols = pending_changes(&*value, &meta);
+        Ok(if cols.is_empty() {
+            Written::Nothing
+        } else {
+            Written::Update(cols)
+        })
     }
 
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()> {
@@ -915,68 +988,82 @@ impl<E: Entity> Erased for Object<E> {
         columns: &[usize],
         conn: &Connection,
     ) -> Result<()> {
-        let objects = typed_group::<E>(group)?;
         let pk = E::META.primary_key;
-        let values = objects
-            .iter()
-            .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
-            .collect::<Result<Vec<_>>>()?;
-        let versions: Vec<Option<Value>> = if E::META.version_column().is_some() {
-            objects
-                .iter()
-                .zip(&values)
-                .map(|(o, v)| version_expected(E::META, &o.meta.lock(), &**v))
-                .collect()
-        } else {
-            Vec::new()
-        };
-        let rule = if E::META.version_column().is_some() {
+        let check = E::META.version_column().is_some();
+        let rule = if check {
             VersionRule::Check
         } else {
             VersionRule::Ignore
         };
-        let mut rows = Vec::with_capacity(objects.len() * (columns.len() + 2));
-        for (i, value) in values.iter().enumerate() {
-            rows.push(value.column(pk));
-            rows.extend(columns.iter().map(|&c| value.column(c)));
-            if let Some(Some(v)) = versions.get(i) {
-                rows.push(v.as_ref());
+        let mut stale = Vec::new();
+        // Chunk by chunk, so that the values bound stay in cache (see `flush_chunk`).
+        for chunk in group.chunks(flush_chunk(conn)) {
+            let objects = typed_group::<E>(chunk)?;
+            let values = objects
+                .iter()
+                .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
+                .collect::<Result<Vec<_>>>()?;
+            let versions: Vec<Option<Value>> = if check {
+                objects
+                    .iter()
+                    .zip(&values)
+                    .map(|(o, v)| version_expected(E::META, &o.meta.lock(), &**v))
+                    .collect()
+            } else {
+                Vec::new()
+            };
+            let mut rows = Vec::with_capacity(objects.len() * (columns.len() + 2));
+            for (i, value) in values.iter().enumerate() {
+                rows.push(value.column(pk));
+                rows.extend(columns.iter().map(|&c| value.column(c)));
+                if let Some(Some(v)) = versions.get(i) {
+                    rows.push(v.as_ref());
+                }
             }
+            let matched = conn.update_many::<E>(columns, rule, &rows)?;
+            stale.extend(matched.missing.iter().map(|&i| {
+                values[i]
+                    .key()
+                    .map_or_else(|| "?".into(), |k| k.to_string())
+            }));
         }
-        let matched = conn.update_many::<E>(columns, rule, &rows)?;
-        stale_rows::<E>(&values, &matched.missing, "UPDATE")
+        if stale.is_empty() {
+            Ok(())
+        } else {
+            Err(stale_keys(E::META, &stale, "UPDATE"))
+        }
     }
 
     fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()> {
         // One pass over the objects, each read and let go at once: the row's key (and
-        // expected version) is all a delete sends, and a batch of thousands of objects is
-        // not in the cache a second time.
+        // expected version) is all a delete sends. Chunk by chunk, so that the values bound
+        // stay in cache (see `flush_chunk`).
         let key_type = E::META.key_column().sql_type;
         let check = E::META.version_column().is_some();
-        let mut keys = Vec::with_capacity(group.len());
-        let mut rows = Vec::with_capacity(group.len() * (1 + usize::from(check)));
-        for o in typed_group::<E>(group)? {
-            let value = o
-                .value
-                .try_read()
-                .ok_or_else(|| borrowed(E::META, "flush"))?;
-            let meta = o.meta.lock();
-            let key = key_to_delete(&meta, &*value)?;
-            rows.push(key.to_value(key_type));
-            rows.extend(version_expected(E::META, &meta, &*value));
-            keys.push(key);
+        let mut stale: Vec<String> = Vec::new();
+        for chunk in group.chunks(flush_chunk(conn)) {
+            let mut keys = Vec::with_capacity(chunk.len());
+            let mut rows = Vec::with_capacity(chunk.len() * (1 + usize::from(check)));
+            for o in typed_group::<E>(chunk)? {
+                let value = o
+                    .value
+                    .try_read()
+                    .ok_or_else(|| borrowed(E::META, "flush"))?;
+                let meta = o.meta.lock();
+                let key = key_to_delete(&meta, &*value)?;
+                rows.push(key.to_value(key_type));
+                rows.extend(version_expected(E::META, &meta, &*value));
+                keys.push(key);
+            }
+            let rows: Vec<ValueRef<'_>> = rows.iter().map(Value::as_ref).collect();
+            let matched = conn.delete_many::<E>(check, &rows)?;
+            stale.extend(matched.missing.iter().map(|&i| keys[i].to_string()));
         }
-        let rows: Vec<ValueRef<'_>> = rows.iter().map(Value::as_ref).collect();
-        let matched = conn.delete_many::<E>(check, &rows)?;
-        if matched.missing.is_empty() {
-            return Ok(());
+        if stale.is_empty() {
+            Ok(())
+        } else {
+            Err(stale_keys(E::META, &stale, "DELETE"))
         }
-        let stale: Vec<String> = matched
-            .missing
-            .iter()
-            .map(|&i| keys[i].to_string())
-            .collect();
-        Err(stale_keys(E::META, &stale, "DELETE"))
     }
 
     fn as_any_ref(&self) -> &dyn Any {
@@ -1072,14 +1159,20 @@ impl<E: Entity> Erased for Object<E> {
         m.new_in_tx = false;
     }
 
-    fn updated(&self) {
+    fn flushed(&self, updated: bool) {
         // The flush held a claim on the object, so its value is what was sent: the snapshot
         // can go. Only a version column needs the value itself, to be bumped.
-        let Some(vc) = E::META.version_column() else {
-            let mut meta = self.meta.lock();
-            meta.snapshot = None;
-            meta.registered = false;
-            return;
+        let vc = match E::META.version_column() {
+            Some(vc) if updated => vc,
+            _ => {
+                let mut meta = self.meta.lock();
+                if updated {
+                    meta.snapshot = None;
+                }
+                meta.registered = false;
+                meta.flushing = false;
+                return;
+            }
         };
         // Lock order everywhere: value before meta. Never block on the value while the
         // session is locked: if a reader holds it, the object is expired instead, and its
@@ -1088,9 +1181,11 @@ impl<E: Entity> Erased for Object<E> {
             let mut meta = self.meta.lock();
             meta.expire_all();
             meta.registered = false;
+            meta.flushing = false;
             return;
         };
         let mut meta = self.meta.lock();
+        meta.flushing = false;
         let next = match value.column(vc) {
             ValueRef::I64(v) => Value::I64(v.wrapping_add(1)),
             ValueRef::I32(v) => Value::I32(v.wrapping_add(1)),
@@ -1276,6 +1371,16 @@ impl<E: Entity> Erased for Object<E> {
     }
 }
 
+/// What a flush sends for an object of the list of written objects.
+pub(crate) enum Written {
+    /// Nothing: unchanged, no longer persistent, or about to be deleted.
+    Nothing,
+    /// An UPDATE of these columns.
+    Update(Columns),
+    /// An UPDATE once the parent it is linked to has a key (inserted by the same flush).
+    Relink,
+}
+
 /// What claiming an object for a flush found out about it.
 #[derive(Clone, Copy)]
 pub(crate) struct Claim {
@@ -1296,7 +1401,7 @@ pub(crate) struct FkWrite {
 fn version_expected<E: Entity>(meta: &EntityMeta, m: &Meta, value: &E) -> Option<Value> {
     let vc = meta.version_column()?;
     Some(match m.snapshot.as_ref() {
-        Some(s) => s[vc].clone(),
+        Some(s) => s.get(vc),
         None => value.column(vc).to_owned_value(),
     })
 }
@@ -1326,25 +1431,14 @@ fn typed_group<'a, E: Entity>(group: &[&'a Arc<dyn Erased>]) -> Result<Vec<&'a O
         .collect()
 }
 
-/// [`Error::StaleData`] naming the rows of a batch that matched nothing (their positions in
-/// `values`), or `Ok` when every row matched.
-fn stale_rows<E: Entity>(
-    values: &[impl std::ops::Deref<Target = E>],
-    missing: &[usize],
-    operation: &'static str,
-) -> Result<()> {
-    if missing.is_empty() {
-        return Ok(());
+/// How many objects of a flush group are bound and sent at a time: enough for whole
+/// statements (a multiple of the backend's batch), few enough that their values are still in
+/// cache when bound. On a server a chunk costs a round trip or two more, so it is larger.
+fn flush_chunk(conn: &Connection) -> usize {
+    match conn.backend() {
+        orm_core::Backend::Postgres | orm_core::Backend::MySql => 10_000,
+        _ => 1000,
     }
-    let stale: Vec<String> = missing
-        .iter()
-        .map(|&i| {
-            values[i]
-                .key()
-                .map_or_else(|| "?".into(), |k| k.to_string())
-        })
-        .collect();
-    Err(stale_keys(E::META, &stale, operation))
 }
 
 /// [`Error::StaleData`] for the rows with these keys (at most ten named, then how many more).

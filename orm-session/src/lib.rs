@@ -8,6 +8,7 @@ mod plan;
 mod query;
 mod relations;
 mod session;
+mod snapshot;
 mod stream;
 
 pub use bulk::{BulkOptions, BulkResult};

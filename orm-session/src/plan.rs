@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 use orm_core::{EntityMeta, Error, Key, Result};
 
-use crate::handle::Erased;
+use crate::handle::{Columns, Erased};
 
 /// An entity's identity for the maps below (see `EntityMeta::is`).
 fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
@@ -292,20 +292,32 @@ pub(crate) fn delete_order(objs: &[Arc<dyn Erased>]) -> Cow<'_, [Arc<dyn Erased>
 }
 
 /// The updates of a flush as batches, one batched `UPDATE` apiece: positions in `updates`
-/// of the objects of one entity whose changed columns are the same, in the order each batch
-/// first appears.
-pub(crate) fn update_batches(updates: &[(Arc<dyn Erased>, Vec<usize>)]) -> Vec<Vec<usize>> {
+/// (each an object's position in `objects` and its changed columns) of the objects of one
+/// entity whose changed columns are the same, in the order each batch first appears. An
+/// update like the one before it (the common case: one field changed on every object of a
+/// loop) joins that batch without a lookup.
+pub(crate) fn update_batches(
+    objects: &[Arc<dyn Erased>],
+    updates: &[(usize, Columns)],
+) -> Vec<Vec<usize>> {
     let mut batches: Vec<Vec<usize>> = Vec::new();
-    let mut index: HashMap<((&str, &str), &[usize]), usize> = HashMap::new();
-    for (i, (obj, cols)) in updates.iter().enumerate() {
-        let id = (meta_id(obj.entity()), cols.as_slice());
-        match index.get(&id) {
-            Some(&b) => batches[b].push(i),
-            None => {
-                index.insert(id, batches.len());
-                batches.push(vec![i]);
-            }
+    let mut index: HashMap<((&str, &str), &Columns), usize> = HashMap::new();
+    let mut last: Option<((&str, &str), &Columns, usize)> = None;
+    for (i, (at, cols)) in updates.iter().enumerate() {
+        let entity = meta_id(objects[*at].entity());
+        if let Some((e, c, b)) = last
+            && e == entity
+            && c == cols
+        {
+            batches[b].push(i);
+            continue;
         }
+        let b = *index.entry((entity, cols)).or_insert_with(|| {
+            batches.push(Vec::new());
+            batches.len() - 1
+        });
+        batches[b].push(i);
+        last = Some((entity, cols, b));
     }
     batches
 }

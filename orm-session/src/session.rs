@@ -10,8 +10,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
-    AnyHandle, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object,
-    ObjectState,
+    AnyHandle, Columns, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object,
+    ObjectState, Written,
 };
 use crate::query::Query;
 
@@ -193,6 +193,17 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// What a successful flush's statements did, for the bookkeeping after it.
+#[derive(Default)]
+struct Flushed {
+    /// Positions in the written list of the objects an UPDATE was sent for, ascending.
+    updated: Vec<usize>,
+    /// Children whose foreign key was set to NULL as their parent was deleted.
+    orphans: Objects,
+    /// Pending objects that took over a deleted object's row.
+    switched: Objects,
 }
 
 fn lost_reason(status: TxStatus) -> String {
@@ -421,17 +432,20 @@ impl Shared {
             self.flush_statements(st, &pending, &modified, &deleted, &mut fk_log, flush_id)
         }));
         let failure = match outcome {
-            Ok(Ok((updated, switched))) => {
-                span.record("updated", updated.len());
-                for obj in &updated {
-                    obj.updated();
-                }
+            Ok(Ok(Flushed {
+                updated,
+                orphans,
+                switched,
+            })) => {
+                span.record("updated", updated.len() + orphans.len());
                 // Inserted objects were released by their insert, as it made them persistent;
-                // the others' claims end here (one lock of each object for both changes).
-                for obj in &modified {
-                    let mut m = obj.meta();
-                    m.flushing = false;
-                    m.registered = false;
+                // the written objects' claims end here, with what their UPDATE changes.
+                let mut updated = updated.into_iter().peekable();
+                for (i, obj) in modified.iter().enumerate() {
+                    obj.flushed(updated.next_if_eq(&i).is_some());
+                }
+                for obj in &orphans {
+                    obj.flushed(true);
                 }
                 for obj in &switched {
                     obj.unclaim();
@@ -483,7 +497,6 @@ impl Shared {
     }
 
     /// Sends updates, then inserts, then deletes, all or nothing (see `write_atomically`).
-    /// Returns the objects updated.
     fn flush_statements(
         &self,
         st: &mut State,
@@ -492,7 +505,7 @@ impl Shared {
         deleted: &[Arc<dyn Erased>],
         fk_log: &mut Vec<FkWrite>,
         flush_id: u64,
-    ) -> Result<(Objects, Objects)> {
+    ) -> Result<Flushed> {
         // Whether a pending object takes over a deleted object's row: known from the claim,
         // which looks at every object anyway.
         let mut switching = false;
@@ -504,33 +517,22 @@ impl Shared {
                 linked.push(i);
             }
         }
-        for obj in modified {
-            obj.claim(usize::MAX)?;
-        }
         let mut switched: Objects = Vec::new();
-        let mut updates = Vec::new();
-        // Persistent objects linked to a parent that has no key yet: updated once the
-        // parent's insert has given it one.
-        let mut relinked = Vec::new();
-        for obj in modified {
-            let (eligible, waits) = {
-                let m = obj.meta();
-                (
-                    m.state == ObjectState::Persistent && !m.marked_delete && m.snapshot.is_some(),
-                    m.waits_for_parent(),
-                )
-            };
-            if eligible && waits {
-                relinked.push(Arc::clone(obj));
-            } else if eligible {
-                let cols = obj.changes()?;
-                if !cols.is_empty() {
-                    updates.push((Arc::clone(obj), cols));
-                }
+        // The written objects' UPDATEs (by position in `modified`), and the positions of
+        // persistent objects linked to a parent that has no key yet: updated once the
+        // parent's insert has given it one. One visit of each object claims it and finds
+        // its changes.
+        let mut updates: Vec<(usize, Columns)> = Vec::new();
+        let mut relinked: Vec<usize> = Vec::new();
+        for (i, obj) in modified.iter().enumerate() {
+            match obj.claim_written()? {
+                Written::Nothing => {}
+                Written::Update(cols) => updates.push((i, cols)),
+                Written::Relink => relinked.push(i),
             }
         }
         if pending.is_empty() && updates.is_empty() && deleted.is_empty() && relinked.is_empty() {
-            return Ok((Vec::new(), Vec::new()));
+            return Ok(Flushed::default());
         }
         st.conn(&self.engine)?;
         let State { conn, maps, .. } = st;
@@ -581,7 +583,7 @@ impl Shared {
                 .iter()
                 .chain(deleted.iter())
                 .map(|o| o.entity())
-                .chain(updates.iter().map(|(o, _)| o.entity()))
+                .chain(updates.iter().map(|(i, _)| modified[*i].entity()))
             {
                 if last.is_none_or(|l| !l.is(meta)) {
                     self.engine.ensure_checked(meta, conn)?;
@@ -590,14 +592,16 @@ impl Shared {
             }
             // SQLAlchemy's order: UPDATEs before INSERTs, so that a unique value moved away
             // from one row can be given to a new one in the same flush (F4); DELETEs last.
-            for group in crate::plan::update_batches(&updates) {
-                let (obj, cols) = &updates[group[0]];
+            for group in crate::plan::update_batches(modified, &updates) {
+                let (at, cols) = &updates[group[0]];
+                let obj = &modified[*at];
+                let cols = cols.to_vec();
                 if group.len() == 1 {
-                    obj.update(conn, cols)
+                    obj.update(conn, &cols)
                 } else {
                     let objs: Vec<&Arc<dyn Erased>> =
-                        group.iter().map(|&i| &updates[i].0).collect();
-                    obj.update_group(&objs, cols, conn)
+                        group.iter().map(|&i| &modified[updates[i].0]).collect();
+                    obj.update_group(&objs, &cols, conn)
                 }
                 .map_err(|e| named(e, obj.entity(), false))?;
             }
@@ -609,11 +613,12 @@ impl Shared {
                     .insert_group(group, conn, maps, flush_id)
                     .map_err(|e| named(e, group[0].entity(), false))?;
             }
-            for obj in &relinked {
+            for &i in &relinked {
+                let obj = &modified[i];
                 obj.resolve_links(flush_id)?;
                 let cols = obj.changes()?;
                 if !cols.is_empty() {
-                    obj.update(conn, &cols)
+                    obj.update(conn, &cols.to_vec())
                         .map_err(|e| named(e, obj.entity(), false))?;
                 }
             }
@@ -634,13 +639,16 @@ impl Shared {
             Ok(())
         })
         .map(|()| {
-            let updated = updates
-                .into_iter()
-                .map(|(o, _)| o)
-                .chain(relinked)
-                .chain(orphans.into_iter().map(|(o, _)| o))
-                .collect();
-            (updated, switched)
+            let mut updated: Vec<usize> = updates.into_iter().map(|(i, _)| i).collect();
+            if !relinked.is_empty() {
+                updated.extend(relinked);
+                updated.sort_unstable();
+            }
+            Flushed {
+                updated,
+                orphans: orphans.into_iter().map(|(o, _)| o).collect(),
+                switched,
+            }
         })
     }
 

@@ -20,9 +20,13 @@ pub struct Account {
 const ROWS: i64 = 250;
 
 fn accounts(db: &TestDb) -> Result<Engine> {
+    accounts_of(db, ROWS)
+}
+
+fn accounts_of(db: &TestDb, rows: i64) -> Result<Engine> {
     let engine = db.engine();
     engine.create_table::<Account>()?;
-    engine.connect()?.insert_many((0..ROWS).map(|i| Account {
+    engine.connect()?.insert_many((0..rows).map(|i| Account {
         id: None,
         owner: format!("owner {i}"),
         balance: 100,
@@ -110,6 +114,79 @@ fn b8_stale_rows_in_a_batched_update_are_all_named_and_nothing_is_written(db) ->
     }
     s.commit()?;
     assert!(table(&engine)?.iter().all(|&(_, balance, _)| balance == 1));
+    Ok(())
+}
+}
+
+/// Rows a flush statement of each backend takes.
+fn per_statement(db: &TestDb) -> usize {
+    if db.is_postgres() {
+        10_000
+    } else if db.is_mysql() {
+        1_000
+    } else {
+        100
+    }
+}
+
+/// Whether `key` is one of the numbers in an error message.
+fn names(message: &str, key: i64) -> bool {
+    message
+        .split(|c: char| !c.is_ascii_digit())
+        .any(|k| k == key.to_string())
+}
+
+// B8, R4: a flush group larger than the chunk the flush binds at a time (1,000 objects on
+// SQLite, 10,000 on a server): stale rows in the first and the last chunk are all named,
+// and no chunk's rows are written, the ones sent before the stale chunk included.
+orm_tests::backends! {
+fn b8_stale_rows_in_every_chunk_of_a_large_flush_are_named_and_nothing_is_written(db) -> Result<()> {
+    const MANY: i64 = 12_500;
+    let stale = [5, 1_500, 10_001, 12_400];
+    let engine = accounts_of(db, MANY)?;
+    let other = engine.connect()?;
+    let s = engine.session();
+    let all = loaded(&s)?;
+    other.execute(
+        &db.sql("UPDATE account SET version = version + 1 WHERE id IN (5, 1500, 10001, 12400)"),
+        &[],
+    )?;
+    let before = table(&engine)?;
+    for h in &all {
+        h.write()?.balance = 7;
+    }
+    let (log, _g) = SqlLog::start();
+    let err = s.flush().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StaleData);
+    let message = err.to_string();
+    for key in stale {
+        assert!(names(&message, key), "{key} named: {message}");
+    }
+    assert_eq!(
+        log.starting_with("UPDATE").len(),
+        (MANY as usize).div_ceil(per_statement(db)),
+        "every chunk was sent, in whole statements"
+    );
+    s.rollback()?;
+    assert!(table(&engine)? == before, "nothing of the flush is written");
+
+    // The same for deletes.
+    for h in loaded(&s)? {
+        s.delete(&h)?;
+    }
+    other.execute(
+        &db.sql("UPDATE account SET version = version + 1 WHERE id IN (5, 1500, 10001, 12400)"),
+        &[],
+    )?;
+    let err = s.commit().unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::StaleData);
+    let message = err.to_string();
+    assert!(message.contains("DELETE"), "{message}");
+    for key in stale {
+        assert!(names(&message, key), "{key} named: {message}");
+    }
+    s.rollback()?;
+    assert_eq!(other.count::<Account>(None)?, MANY as u64, "nothing deleted");
     Ok(())
 }
 }
