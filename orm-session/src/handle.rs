@@ -927,10 +927,11 @@ impl<E: Entity> Erased for Object<E> {
         self.slot
             .store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
         // Lock order: value, then meta. Holding the value while `flushing` is set: a writer
-        // that has it now makes this fail, one that comes after sees the flag.
+        // that has it now makes this fail, one that comes after sees the flag. A read lock
+        // is enough for that, and lets readers on other threads read on meanwhile.
         let value = self
             .value
-            .try_write()
+            .try_read()
             .ok_or_else(|| borrowed(E::META, "flush"))?;
         let mut meta = self.meta.lock();
         if meta.torn {

@@ -5,8 +5,9 @@
 //! flush has sent the change, so a loop that changes a field of 100,000 loaded objects
 //! takes 100,000 of them. They are packed into one allocation each (a tag byte per column,
 //! then its bytes), not a slice of owned values: a slice costs one allocation more per text
-//! or blob column, to make and to free. Values of a kind the packing does not know are kept
-//! as owned values instead.
+//! or blob column, to make and to free, and a wider pointer in every tracked object. A value
+//! the packing cannot hold (a kind it does not know, a text of 4 GiB or more) is recorded as
+//! unknown, which compares as changed: its column is written whenever the object is.
 
 use std::borrow::Cow;
 
@@ -14,10 +15,7 @@ use orm_core::{Entity, Value, ValueRef};
 use uuid::Uuid;
 
 /// The packed values of one object's columns, in column order.
-pub(crate) enum Snapshot {
-    Packed(Box<[u8]>),
-    Values(Box<[Value]>),
-}
+pub(crate) struct Snapshot(Box<[u8]>);
 
 const NULL: u8 = 0;
 const I16: u8 = 1;
@@ -34,30 +32,29 @@ const DATE: u8 = 11;
 const TIME: u8 = 12;
 const DATETIME: u8 = 13;
 const TIMESTAMP: u8 = 14;
+/// A value the packing cannot hold: never the same as any value.
+const UNKNOWN: u8 = 15;
 
-/// The packed size of a value, or `None` for a kind the packing does not know.
-fn packed_len(v: &ValueRef<'_>) -> Option<usize> {
-    Some(
-        1 + match v {
-            ValueRef::Null | ValueRef::Bool(_) => 0,
-            ValueRef::I16(_) => 2,
-            ValueRef::I32(_) | ValueRef::F32(_) | ValueRef::Date(_) => 4,
-            ValueRef::I64(_)
-            | ValueRef::F64(_)
-            | ValueRef::Time(_)
-            | ValueRef::DateTime(_)
-            | ValueRef::Timestamp(_) => 8,
-            ValueRef::Uuid(_) => 16,
-            ValueRef::Text(t) => 4 + t.len(),
-            ValueRef::Blob(b) => 4 + b.len(),
-            _ => return None,
-        },
-    )
+/// The packed size of a value.
+fn packed_len(v: &ValueRef<'_>) -> usize {
+    1 + match v {
+        ValueRef::Null | ValueRef::Bool(_) => 0,
+        ValueRef::I16(_) => 2,
+        ValueRef::I32(_) | ValueRef::F32(_) | ValueRef::Date(_) => 4,
+        ValueRef::I64(_)
+        | ValueRef::F64(_)
+        | ValueRef::Time(_)
+        | ValueRef::DateTime(_)
+        | ValueRef::Timestamp(_) => 8,
+        ValueRef::Uuid(_) => 16,
+        ValueRef::Text(t) if u32::try_from(t.len()).is_ok() => 4 + t.len(),
+        ValueRef::Blob(b) if u32::try_from(b.len()).is_ok() => 4 + b.len(),
+        _ => 0,
+    }
 }
 
-/// Appends a value whose kind `packed_len` knows (and says whether it did); a length is
-/// four bytes (a column of 4 GiB or more is kept as owned values: see `Snapshot::of`).
-fn pack(out: &mut Vec<u8>, v: &ValueRef<'_>) -> bool {
+/// Appends a value (`UNKNOWN` for one the packing cannot hold: see `packed_len`).
+fn pack(out: &mut Vec<u8>, v: &ValueRef<'_>) {
     let (tag, bytes): (u8, &[u8]) = match v {
         ValueRef::Null => (NULL, &[]),
         ValueRef::Bool(false) => (FALSE, &[]),
@@ -74,21 +71,34 @@ fn pack(out: &mut Vec<u8>, v: &ValueRef<'_>) -> bool {
         ValueRef::Uuid(u) => return fixed(out, UUID, u.as_bytes()),
         ValueRef::Text(t) => (TEXT, t.as_bytes()),
         ValueRef::Blob(b) => (BLOB, b.as_ref()),
-        _ => return false,
+        _ => (UNKNOWN, &[]),
     };
-    out.push(tag);
-    if matches!(tag, TEXT | BLOB) {
-        let len = u32::try_from(bytes.len()).unwrap_or(u32::MAX);
-        out.extend_from_slice(&len.to_le_bytes());
+    match u32::try_from(bytes.len()) {
+        Ok(len) if tag == TEXT || tag == BLOB => {
+            out.push(tag);
+            out.extend_from_slice(&len.to_le_bytes());
+            out.extend_from_slice(bytes);
+        }
+        Err(_) => out.push(UNKNOWN),
+        Ok(_) => out.push(tag),
     }
-    out.extend_from_slice(bytes);
-    true
 }
 
-fn fixed(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) -> bool {
+fn fixed(out: &mut Vec<u8>, tag: u8, bytes: &[u8]) {
     out.push(tag);
     out.extend_from_slice(bytes);
-    true
+}
+
+/// The packed size of the value at the start of `buf`.
+fn size_at(buf: &[u8]) -> usize {
+    1 + match buf[0] {
+        I16 => 2,
+        I32 | F32 | DATE => 4,
+        I64 | F64 | TIME | DATETIME | TIMESTAMP => 8,
+        UUID => 16,
+        TEXT | BLOB => 4 + text_at(buf).0.len(),
+        _ => 0,
+    }
 }
 
 /// Reads the value at the start of `buf`; returns it and the bytes after it.
@@ -101,7 +111,9 @@ fn unpack(buf: &[u8]) -> (ValueRef<'_>, &[u8]) {
     }
     let (tag, rest) = (buf[0], &buf[1..]);
     match tag {
-        NULL => (ValueRef::Null, rest),
+        // An unknown value is read as NULL: only a version column's value is ever read
+        // back, and that is an integer.
+        NULL | UNKNOWN => (ValueRef::Null, rest),
         FALSE => (ValueRef::Bool(false), rest),
         TRUE => (ValueRef::Bool(true), rest),
         I16 => {
@@ -169,7 +181,7 @@ fn same_packed<'b>(v: &ValueRef<'_>, buf: &'b [u8]) -> (bool, &'b [u8]) {
         return (same, rest);
     }
     let (packed, rest) = unpack(buf);
-    (same(v, &packed), rest)
+    (tag != UNKNOWN && same(v, &packed), rest)
 }
 
 /// The bytes of the packed text or blob at the start of `buf`, and the bytes after it.
@@ -197,53 +209,39 @@ impl Snapshot {
 
     /// The values of columns `0..n`, as `column` gives them.
     fn take<'v>(n: usize, column: impl Fn(usize) -> ValueRef<'v>) -> Snapshot {
-        let owned = || Snapshot::Values((0..n).map(|c| column(c).to_owned_value()).collect());
-        let mut len = 0usize;
-        for c in 0..n {
-            match packed_len(&column(c)) {
-                Some(l) if l <= u32::MAX as usize => len += l,
-                _ => return owned(),
-            }
-        }
+        let len = (0..n).map(|c| packed_len(&column(c))).sum();
         let mut out = Vec::with_capacity(len);
         for c in 0..n {
-            if !pack(&mut out, &column(c)) {
-                return owned();
-            }
+            pack(&mut out, &column(c));
         }
-        Snapshot::Packed(out.into_boxed_slice())
+        Snapshot(out.into_boxed_slice())
     }
 
     /// The value of column `c`.
     pub(crate) fn get(&self, c: usize) -> Value {
-        match self {
-            Snapshot::Values(v) => v[c].clone(),
-            Snapshot::Packed(buf) => {
-                let mut rest: &[u8] = buf;
-                for _ in 0..c {
-                    rest = unpack(rest).1;
-                }
-                unpack(rest).0.to_owned_value()
-            }
+        let mut rest: &[u8] = &self.0;
+        for _ in 0..c {
+            rest = &rest[size_at(rest)..];
         }
+        unpack(rest).0.to_owned_value()
     }
 
     /// Records `v` as the value of column `c` (a reload or an UPDATE by filter brought it).
     pub(crate) fn set(&mut self, c: usize, v: ValueRef<'_>) {
-        match self {
-            Snapshot::Values(values) => values[c] = v.to_owned_value(),
-            Snapshot::Packed(buf) => {
-                let mut values: Vec<Value> = Vec::new();
-                let mut rest: &[u8] = buf;
-                while !rest.is_empty() {
-                    let (x, r) = unpack(rest);
-                    values.push(x.to_owned_value());
-                    rest = r;
-                }
-                values[c] = v.to_owned_value();
-                *self = Snapshot::take(values.len(), |c| values[c].as_ref());
+        let mut out = Vec::with_capacity(self.0.len() + packed_len(&v));
+        let mut rest: &[u8] = &self.0;
+        let mut i = 0;
+        while !rest.is_empty() {
+            let (this, next) = rest.split_at(size_at(rest));
+            if i == c {
+                pack(&mut out, &v);
+            } else {
+                out.extend_from_slice(this);
             }
+            rest = next;
+            i += 1;
         }
+        self.0 = out.into_boxed_slice();
     }
 
     /// Calls `changed(c)` for each column `c` of `value` that differs from the snapshot, in
@@ -265,23 +263,12 @@ impl Snapshot {
         skip: impl Fn(usize) -> bool,
         mut changed: impl FnMut(usize),
     ) {
-        match self {
-            Snapshot::Values(values) => {
-                for (c, old) in values.iter().enumerate().take(n) {
-                    if !skip(c) && !column(c).same_as(old) {
-                        changed(c);
-                    }
-                }
-            }
-            Snapshot::Packed(buf) => {
-                let mut rest: &[u8] = buf;
-                for c in 0..n {
-                    let (same, r) = same_packed(&column(c), rest);
-                    rest = r;
-                    if !skip(c) && !same {
-                        changed(c);
-                    }
-                }
+        let mut rest: &[u8] = &self.0;
+        for c in 0..n {
+            let (same, r) = same_packed(&column(c), rest);
+            rest = r;
+            if !skip(c) && !same {
+                changed(c);
             }
         }
     }
@@ -327,7 +314,13 @@ mod tests {
     fn every_kind_is_packed_and_read_back_as_it_was() {
         let values = every_kind();
         let snap = Snapshot::take(values.len(), |c| values[c].as_ref());
-        assert!(matches!(snap, Snapshot::Packed(_)));
+        assert_eq!(
+            snap.0.len(),
+            values
+                .iter()
+                .map(|v| packed_len(&v.as_ref()))
+                .sum::<usize>()
+        );
         for (c, v) in values.iter().enumerate() {
             assert!(same_value(&snap.get(c), v), "column {c}: {v:?}");
         }
@@ -401,14 +394,21 @@ mod tests {
     }
 
     #[test]
-    fn owned_values_compare_as_packed_ones() {
-        let values = every_kind();
-        let mut snap = Snapshot::Values(values.clone().into_boxed_slice());
-        let mut now = values.clone();
-        now[2] = Value::I32(8);
-        assert_eq!(changes(&snap, &now), vec![2]);
-        snap.set(2, ValueRef::I32(8));
+    fn an_unknown_value_is_always_changed_until_a_known_one_replaces_it() {
+        let mut buf = vec![UNKNOWN, I32];
+        buf.extend_from_slice(&7i32.to_le_bytes());
+        let mut snap = Snapshot(buf.into_boxed_slice());
+        let now = [Value::Null, Value::I32(7)];
+        assert_eq!(changes(&snap, &now), vec![0]);
+        snap.set(1, ValueRef::I32(8));
+        assert_eq!(
+            changes(&snap, &now),
+            vec![0, 1],
+            "still unknown after another set"
+        );
+        snap.set(0, ValueRef::Null);
+        snap.set(1, ValueRef::I32(7));
         assert_eq!(changes(&snap, &now), Vec::<usize>::new());
-        assert!(same_value(&snap.get(2), &Value::I32(8)));
+        assert!(same_value(&snap.get(1), &Value::I32(7)));
     }
 }
