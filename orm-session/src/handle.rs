@@ -1536,33 +1536,9 @@ impl<E: Entity> IdentityMap<E> {
     }
 
     fn insert_weak(&mut self, key: Key, weak: Weak<Object<E>>) {
-        let hash = self.hash(&key);
-        let at = self.slots.len();
-        let IdentityMap {
-            slots,
-            index,
-            hasher,
-            ..
-        } = self;
-        match index.entry(
-            hash,
-            |&i| slots[i].0 == key,
-            |&i| key_hash(hasher, &slots[i].0),
-        ) {
-            hashbrown::hash_table::Entry::Occupied(mut e) => {
-                // The old entry becomes a hole.
-                slots[*e.get()].1 = Weak::new();
-                *e.get_mut() = at;
-            }
-            hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(at);
-            }
-        }
-        slots.push((key, weak));
-        if self.slots.len() >= self.compact_at {
-            // Amortized: a compaction at every doubling of the live entries.
-            self.compact();
-        }
+        // The key's previous entry, if any, gives way whatever it holds.
+        let _ = self.slot_for(&key, |_| None);
+        self.push(key, weak);
     }
 
     /// The live object of `key` (and `value` back, unused), or else a new one that `make`
@@ -1574,7 +1550,25 @@ impl<E: Entity> IdentityMap<E> {
         value: E,
         make: impl FnOnce(&Key, E) -> Arc<Object<E>>,
     ) -> Entry<E> {
-        let hash = self.hash(&key);
+        match self.slot_for(&key, Weak::upgrade) {
+            Err(obj) => Entry::Found(obj, value),
+            Ok(()) => {
+                let obj = make(&key, value);
+                self.push(key, Arc::downgrade(&obj));
+                Entry::Made(obj)
+            }
+        }
+    }
+
+    /// Points the index entry of `key` at the slot that the next [`push`](Self::push) makes,
+    /// unless `keep` returns the object of the key's current slot, which is then returned
+    /// and nothing changes. A slot given up becomes a hole.
+    fn slot_for(
+        &mut self,
+        key: &Key,
+        keep: impl FnOnce(&Weak<Object<E>>) -> Option<Arc<Object<E>>>,
+    ) -> std::result::Result<(), Arc<Object<E>>> {
+        let hash = self.hash(key);
         let at = self.slots.len();
         let IdentityMap {
             slots,
@@ -1584,14 +1578,13 @@ impl<E: Entity> IdentityMap<E> {
         } = self;
         match index.entry(
             hash,
-            |&i| slots[i].0 == key,
+            |&i| slots[i].0 == *key,
             |&i| key_hash(hasher, &slots[i].0),
         ) {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
-                if let Some(obj) = slots[*e.get()].1.upgrade() {
-                    return Entry::Found(obj, value);
+                if let Some(obj) = keep(&slots[*e.get()].1) {
+                    return Err(obj);
                 }
-                // The object is gone: its entry becomes a hole.
                 slots[*e.get()].1 = Weak::new();
                 *e.get_mut() = at;
             }
@@ -1599,12 +1592,16 @@ impl<E: Entity> IdentityMap<E> {
                 e.insert(at);
             }
         }
-        let obj = make(&key, value);
-        slots.push((key, Arc::downgrade(&obj)));
+        Ok(())
+    }
+
+    /// Adds the slot [`slot_for`](Self::slot_for) pointed the key's entry at.
+    fn push(&mut self, key: Key, weak: Weak<Object<E>>) {
+        self.slots.push((key, weak));
         if self.slots.len() >= self.compact_at {
+            // Amortized: a compaction at every doubling of the live entries.
             self.compact();
         }
-        Entry::Made(obj)
     }
 
     /// Adds entries made by a flush, as [`insert`](Self::insert) does one by one. Apart so
