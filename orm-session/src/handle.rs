@@ -712,7 +712,9 @@ pub(crate) trait Erased: Send + Sync {
     /// Columns changed since the snapshot, or none without a snapshot.
     fn changes(&self) -> Result<Columns>;
     /// For an object of the session's list of written objects: claims it as
-    /// [`claim`](Self::claim) does, and says what the flush sends for it, in one visit.
+    /// [`claim`](Self::claim) does, except that a read guard alive elsewhere does not stop
+    /// it (the flush only reads the value), and says what the flush sends for it, in one
+    /// visit.
     fn claim_written(&self) -> Result<Written>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
     fn delete(&self, conn: &Connection) -> Result<()>;
