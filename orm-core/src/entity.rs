@@ -148,6 +148,21 @@ pub trait RowValues {
     /// # Errors
     /// [`FromSqlError`] for a value of a type the ORM cannot read.
     fn any_value(&self, index: usize) -> std::result::Result<crate::Value, FromSqlError>;
+
+    /// The integer at `index` when the row holds a plain integer there, else `None` (NULL,
+    /// another type, or no fast path: the caller then reads [`value`](Self::value)). The
+    /// commonest read of a load, in a type that comes back in registers.
+    fn plain_int(&self, index: usize) -> Option<i64> {
+        let _ = index;
+        None
+    }
+
+    /// The text at `index`, owned, when the row holds valid UTF-8 text there, else `None`
+    /// (as [`plain_int`](Self::plain_int)).
+    fn plain_text(&self, index: usize) -> Option<Box<str>> {
+        let _ = index;
+        None
+    }
 }
 
 /// A struct mapped to a table. Implement it with `#[derive(Entity)]`.
@@ -284,9 +299,7 @@ pub fn read_column<T: Field>(
     meta: &'static EntityMeta,
     index: usize,
 ) -> Result<T> {
-    row.value(index, T::SQL_TYPE)
-        .and_then(T::from_sql)
-        .map_err(|source| Error::conversion(meta, index, source))
+    T::read(row, index).map_err(|source| Error::conversion(meta, index, source))
 }
 
 /// Sets one column for generated `set_column` code.

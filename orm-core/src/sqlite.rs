@@ -211,10 +211,7 @@ pub(crate) fn decode_any(v: RValueRef<'_>) -> Value {
 impl RowValues for rusqlite::Row<'_> {
     #[inline]
     fn value(&self, index: usize, ty: SqlType) -> Result<ValueRef<'_>, FromSqlError> {
-        let v = self.get_ref(index).map_err(|e| FromSqlError::Invalid {
-            message: e.to_string(),
-        })?;
-        decode(v, ty)
+        decode(raw_value(self, index)?, ty)
     }
 
     fn width(&self) -> usize {
@@ -232,6 +229,28 @@ impl RowValues for rusqlite::Row<'_> {
                 message: e.to_string(),
             })
     }
+
+    #[inline]
+    fn plain_int(&self, index: usize) -> Option<i64> {
+        match self.get_ref(index) {
+            Ok(RValueRef::Integer(i)) => Some(i),
+            _ => None,
+        }
+    }
+
+    #[inline]
+    fn plain_text(&self, index: usize) -> Option<Box<str>> {
+        match self.get_ref(index) {
+            Ok(RValueRef::Text(t)) => std::str::from_utf8(t).ok().map(Box::from),
+            _ => None,
+        }
+    }
+}
+
+fn raw_value<'a>(row: &'a rusqlite::Row<'_>, index: usize) -> Result<RValueRef<'a>, FromSqlError> {
+    row.get_ref(index).map_err(|e| FromSqlError::Invalid {
+        message: e.to_string(),
+    })
 }
 
 /// Classifies a rusqlite error.

@@ -377,6 +377,33 @@ pub trait Field: Sized {
     /// # Errors
     /// [`FromSqlError`] when the value is NULL, of another type, or out of range.
     fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError>;
+
+    /// Reads the field from column `index` of a row, as [`from_sql`](Self::from_sql) of
+    /// the row's value; a type with a faster read overrides
+    /// [`read_nullable`](Self::read_nullable) instead.
+    ///
+    /// # Errors
+    /// As [`from_sql`](Self::from_sql).
+    #[inline]
+    fn read(row: &dyn crate::RowValues, index: usize) -> Result<Self, FromSqlError> {
+        Self::read_nullable(row, index)?.ok_or(FromSqlError::UnexpectedNull)
+    }
+
+    /// Reads the field from column `index` of a row, `None` for NULL: what `Option<Self>`
+    /// reads.
+    ///
+    /// # Errors
+    /// As [`from_sql`](Self::from_sql).
+    #[inline]
+    fn read_nullable(
+        row: &dyn crate::RowValues,
+        index: usize,
+    ) -> Result<Option<Self>, FromSqlError> {
+        match row.value(index, Self::SQL_TYPE)? {
+            ValueRef::Null => Ok(None),
+            v => Self::from_sql(v).map(Some),
+        }
+    }
 }
 
 macro_rules! copy_field {
@@ -399,8 +426,36 @@ macro_rules! copy_field {
     };
 }
 
-copy_field!(i64, I64, I64);
 copy_field!(f64, F64, F64);
+
+impl Field for i64 {
+    const SQL_TYPE: SqlType = SqlType::I64;
+    #[inline]
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::I64(*self)
+    }
+    #[inline]
+    fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
+        match value {
+            ValueRef::I64(v) => Ok(v),
+            ValueRef::Null => Err(FromSqlError::UnexpectedNull),
+            other => Err(FromSqlError::wrong(SqlType::I64, &other)),
+        }
+    }
+    #[inline]
+    fn read_nullable(
+        row: &dyn crate::RowValues,
+        index: usize,
+    ) -> Result<Option<Self>, FromSqlError> {
+        match row.plain_int(index) {
+            Some(i) => Ok(Some(i)),
+            None => match row.value(index, SqlType::I64)? {
+                ValueRef::Null => Ok(None),
+                v => Self::from_sql(v).map(Some),
+            },
+        }
+    }
+}
 
 /// A narrower integer read from a wider one must fit.
 impl Field for i16 {
@@ -483,6 +538,19 @@ impl Field for String {
             other => Err(FromSqlError::wrong(SqlType::Text, &other)),
         }
     }
+    #[inline]
+    fn read_nullable(
+        row: &dyn crate::RowValues,
+        index: usize,
+    ) -> Result<Option<Self>, FromSqlError> {
+        match row.plain_text(index) {
+            Some(t) => Ok(Some(t.into_string())),
+            None => match row.value(index, SqlType::Text)? {
+                ValueRef::Null => Ok(None),
+                v => Self::from_sql(v).map(Some),
+            },
+        }
+    }
 }
 
 impl Field for Vec<u8> {
@@ -517,6 +585,18 @@ impl<T: Field> Field for Option<T> {
             ValueRef::Null => Ok(None),
             v => T::from_sql(v).map(Some),
         }
+    }
+    #[inline]
+    fn read(row: &dyn crate::RowValues, index: usize) -> Result<Self, FromSqlError> {
+        T::read_nullable(row, index)
+    }
+    #[inline]
+    fn read_nullable(
+        row: &dyn crate::RowValues,
+        index: usize,
+    ) -> Result<Option<Self>, FromSqlError> {
+        // As the provided method reads it: a NULL is the outer `None`.
+        Ok(T::read_nullable(row, index)?.map(Some))
     }
 }
 

@@ -1487,6 +1487,22 @@ fn key_hash(state: &orm_core::KeyHashState, key: &Key) -> u64 {
     }
 }
 
+/// An entry of an identity map's index: where the key's slot is, and the key's hash.
+#[derive(Clone, Copy)]
+struct At {
+    pos: usize,
+    hash: u64,
+}
+
+impl At {
+    /// Whether this entry is `key`'s (of hash `hash`): the slot is read only when the
+    /// hashes are equal.
+    #[inline]
+    fn is<E>(&self, hash: u64, key: &Key, slots: &[(Key, Weak<Object<E>>)]) -> bool {
+        self.hash == hash && slots[self.pos].0 == *key
+    }
+}
+
 /// The identity map of one entity type. It holds its objects weakly, as SQLAlchemy's does
 /// (F7): what keeps an object alive is a handle of the caller's, or the session's own lists
 /// of new, changed and deleted objects. A clean object nobody holds goes away, so a session
@@ -1498,12 +1514,17 @@ pub(crate) struct IdentityMap<E> {
     /// memory in the order the objects were allocated, not in hash order. An entry removed
     /// leaves a hole (a dangling `Weak`) until the next compaction.
     slots: Vec<(Key, Weak<Object<E>>)>,
-    /// Positions in `slots`, found by the hash of the key they hold.
-    index: hashbrown::HashTable<usize>,
+    /// Positions in `slots`, found by the hash of the key they hold, which each entry
+    /// keeps: probes and the table's growth compare and move hashes without reading the
+    /// slots, which lie in no order of the table's.
+    index: hashbrown::HashTable<At>,
     hasher: orm_core::KeyHashState,
     /// Holes (removed entries, or entries whose object is gone) are compacted away when
     /// `slots` reaches this length.
     compact_at: usize,
+    /// While rows are read ([`begin_live`](Self::begin_live)): where the slots of the read
+    /// begin.
+    live_from: Option<usize>,
 }
 
 impl<E> Default for IdentityMap<E> {
@@ -1513,6 +1534,7 @@ impl<E> Default for IdentityMap<E> {
             index: hashbrown::HashTable::new(),
             hasher: orm_core::KeyHashState::default(),
             compact_at: 1024,
+            live_from: None,
         }
     }
 }
@@ -1524,9 +1546,10 @@ impl<E: Entity> IdentityMap<E> {
 
     fn position(&self, key: &Key) -> Option<usize> {
         let slots = &self.slots;
+        let hash = self.hash(key);
         self.index
-            .find(self.hash(key), |&i| slots[i].0 == *key)
-            .copied()
+            .find(hash, |at| at.is(hash, key, slots))
+            .map(|at| at.pos)
     }
 
     pub(crate) fn get(&self, key: &Key) -> Option<Arc<Object<E>>> {
@@ -1571,27 +1594,21 @@ impl<E: Entity> IdentityMap<E> {
         keep: impl FnOnce(&Weak<Object<E>>) -> Option<Arc<Object<E>>>,
     ) -> std::result::Result<(), Arc<Object<E>>> {
         let hash = self.hash(key);
-        let at = self.slots.len();
-        let IdentityMap {
-            slots,
-            index,
-            hasher,
-            ..
-        } = self;
-        match index.entry(
-            hash,
-            |&i| slots[i].0 == *key,
-            |&i| key_hash(hasher, &slots[i].0),
-        ) {
+        let pos = self.slots.len();
+        let slots = &mut self.slots;
+        match self
+            .index
+            .entry(hash, |at| at.is(hash, key, slots), |at| at.hash)
+        {
             hashbrown::hash_table::Entry::Occupied(mut e) => {
-                if let Some(obj) = keep(&slots[*e.get()].1) {
+                if let Some(obj) = keep(&slots[e.get().pos].1) {
                     return Err(obj);
                 }
-                slots[*e.get()].1 = Weak::new();
-                *e.get_mut() = at;
+                slots[e.get().pos].1 = Weak::new();
+                e.get_mut().pos = pos;
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
-                e.insert(at);
+                e.insert(At { pos, hash });
             }
         }
         Ok(())
@@ -1600,7 +1617,7 @@ impl<E: Entity> IdentityMap<E> {
     /// Adds the slot [`slot_for`](Self::slot_for) pointed the key's entry at.
     fn push(&mut self, key: Key, weak: Weak<Object<E>>) {
         self.slots.push((key, weak));
-        if self.slots.len() >= self.compact_at {
+        if self.slots.len() >= self.compact_at && self.live_from.is_none() {
             // Amortized: a compaction at every doubling of the live entries.
             self.compact();
         }
@@ -1618,8 +1635,18 @@ impl<E: Entity> IdentityMap<E> {
     /// Drops the holes and the entries whose object is gone; rebuilds the index, unless
     /// there were none (the positions it holds are then unchanged).
     fn compact(&mut self) {
+        self.compact_before(self.slots.len());
+    }
+
+    /// [`compact`](Self::compact), knowing that the slots from `live_from` on hold live
+    /// objects: only those before are visited.
+    fn compact_before(&mut self, live_from: usize) {
         let before = self.slots.len();
-        self.slots.retain(|(_, w)| w.strong_count() > 0);
+        let mut at = 0;
+        self.slots.retain(|(_, w)| {
+            at += 1;
+            at > live_from || w.strong_count() > 0
+        });
         if self.slots.len() == before {
             self.compact_at = (before * 2).max(1024);
             return;
@@ -1631,8 +1658,9 @@ impl<E: Entity> IdentityMap<E> {
             hasher,
             ..
         } = self;
-        for (i, (key, _)) in slots.iter().enumerate() {
-            index.insert_unique(key_hash(hasher, key), i, |&j| key_hash(hasher, &slots[j].0));
+        for (pos, (key, _)) in slots.iter().enumerate() {
+            let hash = key_hash(hasher, key);
+            index.insert_unique(hash, At { pos, hash }, |at| at.hash);
         }
         self.compact_at = (self.slots.len() * 2).max(1024);
     }
@@ -1640,9 +1668,9 @@ impl<E: Entity> IdentityMap<E> {
     pub(crate) fn remove(&mut self, key: &Key) {
         let hash = self.hash(key);
         let slots = &mut self.slots;
-        if let Ok(e) = self.index.find_entry(hash, |&i| slots[i].0 == *key) {
-            let (i, _) = e.remove();
-            slots[i].1 = Weak::new();
+        if let Ok(e) = self.index.find_entry(hash, |at| at.is(hash, key, slots)) {
+            let (at, _) = e.remove();
+            slots[at.pos].1 = Weak::new();
         }
     }
 
@@ -1650,26 +1678,37 @@ impl<E: Entity> IdentityMap<E> {
     /// inserts them): no compaction runs while they go in, as it would find nothing to
     /// remove.
     pub(crate) fn reserve_live(&mut self, n: usize) {
-        let IdentityMap {
-            slots,
-            index,
-            hasher,
-            ..
-        } = self;
-        slots.reserve(n);
-        index.reserve(n, |&j| key_hash(hasher, &slots[j].0));
+        self.slots.reserve(n);
+        self.index.reserve(n, |at| at.hash);
         self.compact_at = self.compact_at.max((self.slots.len() + n) * 2);
+    }
+
+    /// Starts a read of rows whose new objects the reader holds until
+    /// [`end_live`](Self::end_live): no compaction runs meanwhile, as it would visit them
+    /// for nothing.
+    pub(crate) fn begin_live(&mut self) {
+        self.live_from.get_or_insert(self.slots.len());
+    }
+
+    /// Ends what [`begin_live`](Self::begin_live) began, with the compaction that was
+    /// due, which visits only the slots from before the read.
+    pub(crate) fn end_live(&mut self) {
+        if let Some(live_from) = self.live_from.take()
+            && self.slots.len() >= self.compact_at
+        {
+            self.compact_before(live_from);
+        }
     }
 
     /// Removes the entry for `key` if it is `obj`'s.
     pub(crate) fn remove_if_same(&mut self, key: &Key, obj: &Object<E>) {
         let hash = self.hash(key);
         let slots = &mut self.slots;
-        if let Ok(e) = self.index.find_entry(hash, |&i| slots[i].0 == *key)
-            && std::ptr::eq(slots[*e.get()].1.as_ptr(), obj)
+        if let Ok(e) = self.index.find_entry(hash, |at| at.is(hash, key, slots))
+            && std::ptr::eq(slots[e.get().pos].1.as_ptr(), obj)
         {
-            let (i, _) = e.remove();
-            slots[i].1 = Weak::new();
+            let (at, _) = e.remove();
+            slots[at.pos].1 = Weak::new();
         }
     }
 
@@ -1707,7 +1746,7 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
         // Holes hold a dangling `Weak`: only entries of the index can be live.
         self.index
             .iter()
-            .filter(|&&i| self.slots[i].1.strong_count() > 0)
+            .filter(|at| self.slots[at.pos].1.strong_count() > 0)
             .count()
     }
     fn for_each(&self, f: &mut dyn FnMut(&dyn Erased)) {

@@ -1364,10 +1364,14 @@ impl Session {
         let map = maps.typed::<E>();
         let weak = Arc::downgrade(&self.shared);
         let mut out = Vec::new();
-        conn.select_each::<E>(spec, |row| {
+        // Every object made here is held by `out` until it is returned.
+        map.begin_live();
+        let read = conn.select_each::<E>(spec, |row| {
             out.push(merge(map, row, populate_existing, &weak)?);
             Ok(())
-        })?;
+        });
+        map.end_live();
+        read?;
         Ok(out)
     }
 

@@ -229,6 +229,77 @@ fn a_value_that_does_not_fit_names_the_column(db) -> Result<()> {
 }
 }
 
+/// Integer and text fields, whose reads take a fast path on SQLite.
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "loose")]
+struct Loose {
+    #[orm(primary_key)]
+    id: i64,
+    n: i64,
+    on: Option<i64>,
+    s: String,
+    os: Option<String>,
+}
+
+// SQLite keeps any value in any column of a table it did not create with STRICT: a value of
+// another storage class than the field's, or text that is not UTF-8, is a conversion error
+// naming its column, and NULL reads as `None` or, for a field that is no `Option`, as an
+// error, whichever way the field is read.
+#[test]
+fn sqlite_values_of_another_class_are_conversion_errors_naming_the_column() -> Result<()> {
+    let conn = Connection::open_sqlite_memory()?;
+    conn.execute(
+        "CREATE TABLE loose (id INTEGER PRIMARY KEY, n INTEGER, \"on\" INTEGER, s TEXT, os TEXT)",
+        &[],
+    )?;
+    conn.execute(
+        "INSERT INTO loose VALUES (1, -7, NULL, 'plain ✓', NULL), (2, 9223372036854775807, 0, '', 'x')",
+        &[],
+    )?;
+    let mut rows = conn.select_all::<Loose>()?;
+    rows.sort_by_key(|r| r.id);
+    assert_eq!(
+        rows,
+        [
+            Loose {
+                id: 1,
+                n: -7,
+                on: None,
+                s: "plain ✓".into(),
+                os: None
+            },
+            Loose {
+                id: 2,
+                n: i64::MAX,
+                on: Some(0),
+                s: String::new(),
+                os: Some("x".into())
+            },
+        ]
+    );
+    let cases: [(&str, &str, &str); 7] = [
+        ("n = 'seven'", "`n`", "text"),
+        ("n = 2.5", "`n`", "real"),
+        ("n = NULL", "`n`", "NULL"),
+        ("\"on\" = X'00'", "`on`", "blob"),
+        ("s = X'FF'", "`s`", "blob"),
+        ("s = CAST(X'FF' AS TEXT)", "`s`", "UTF-8"),
+        ("os = CAST(X'C3' AS TEXT)", "`os`", "UTF-8"),
+    ];
+    for (set, column, says) in cases {
+        conn.execute("DELETE FROM loose", &[])?;
+        conn.execute("INSERT INTO loose VALUES (3, 1, 2, 's', 'os')", &[])?;
+        conn.execute(&format!("UPDATE loose SET {set}"), &[])?;
+        let err = conn.select_all::<Loose>().unwrap_err();
+        assert_eq!(err.kind(), orm_core::ErrorKind::Conversion, "{set}: {err}");
+        let msg = err.to_string();
+        assert!(msg.contains(column) && msg.contains(says), "{set}: {msg}");
+        let err = conn.find::<Loose>(&orm_core::Key::Int(3)).unwrap_err();
+        assert_eq!(err.to_string(), msg, "the same error by key");
+    }
+    Ok(())
+}
+
 #[test]
 fn i32_column_rejects_out_of_range_integers() -> Result<()> {
     let conn = Connection::open_sqlite_memory()?;
