@@ -282,6 +282,22 @@ pub(crate) struct Object<E> {
     pub slot: std::sync::atomic::AtomicUsize,
 }
 
+/// A lock of a value that a flush inserts.
+enum Guard<'a, E> {
+    Write(RwLockWriteGuard<'a, E>),
+    Read(RwLockReadGuard<'a, E>),
+}
+
+impl<E> Deref for Guard<'_, E> {
+    type Target = E;
+    fn deref(&self) -> &E {
+        match self {
+            Guard::Write(w) => w,
+            Guard::Read(r) => r,
+        }
+    }
+}
+
 /// The error of a value lock that could not be had.
 pub(crate) fn borrowed(meta: &EntityMeta, operation: &'static str) -> Error {
     Error::Borrowed {
@@ -501,13 +517,21 @@ impl<E: Entity> Handle<E> {
     /// As [`read`](Self::read); [`Error::Borrowed`] when any guard on it is alive, or a
     /// flush on another thread is writing it (write again once it is over).
     pub fn write(&self) -> Result<WriteGuard<'_, E>> {
-        self.ensure_loaded()?;
-        let guard = self
-            .obj
-            .value
-            .try_write()
-            .ok_or_else(|| borrowed(E::META, "write"))?;
-        let mut meta = self.obj.meta.lock();
+        let (guard, mut meta) = loop {
+            let guard = self
+                .obj
+                .value
+                .try_write()
+                .ok_or_else(|| borrowed(E::META, "write"))?;
+            let meta = self.obj.meta.lock();
+            if meta.expired == Expired::NO {
+                break (guard, meta);
+            }
+            // Expired: reloaded without the locks (the reload takes them), then looked at
+            // again, as a reload on another thread may have come first.
+            drop((meta, guard));
+            self.ensure_loaded()?;
+        };
         if meta.flushing {
             return Err(Error::Borrowed {
                 entity: E::META.name,
@@ -625,6 +649,8 @@ impl<E: Entity> Object<E> {
         let mut meta = self.meta.lock();
         let cols = meta.expired.columns(E::META.columns.len());
         if cols.is_empty() {
+            // Nothing of the value is stale: `write` relies on this to stop asking.
+            meta.expired = Expired::NO;
             return Ok(());
         }
         let key = meta.key.clone().ok_or(Error::Detached {
@@ -715,7 +741,7 @@ pub(crate) trait Erased: Send + Sync {
     /// [`claim`](Self::claim) does, except that a read guard alive elsewhere does not stop
     /// it (the flush only reads the value), and says what the flush sends for it, in one
     /// visit.
-    fn claim_written(&self) -> Result<Written>;
+    fn claim_written(&self, session: &Shared) -> Result<Written>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
     fn delete(&self, conn: &Connection) -> Result<()>;
     /// Updates the columns `columns` of every object of `group` (objects of this entity,
@@ -856,34 +882,41 @@ impl<E: Entity> Erased for Object<E> {
                         })
                 })
                 .collect::<Result<_>>()?;
-            let (keys, generated) = {
-                let guards = objects
-                    .iter()
-                    .map(|o| o.value.try_read().ok_or_else(|| borrowed(E::META, "flush")))
-                    .collect::<Result<Vec<_>>>()?;
-                let generated: Vec<bool> = guards
-                    .iter()
-                    .map(|g| match g.column(pk) {
-                        ValueRef::Null => true,
-                        ValueRef::Uuid(u) => u.is_nil() && uuid_key,
-                        _ => false,
-                    })
-                    .collect();
+            // One lock of each value for both the INSERT and the generated key written
+            // back: a write lock, or a read lock while a reader elsewhere holds the value
+            // (the key is then not written now; see below).
+            let mut guards = objects
+                .iter()
+                .map(|o| match o.value.try_write() {
+                    Some(w) => Ok(Guard::Write(w)),
+                    None => o
+                        .value
+                        .try_read()
+                        .map(Guard::Read)
+                        .ok_or_else(|| borrowed(E::META, "flush")),
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let keys = {
                 let mut inserter = conn.inserter::<&E>(&InsertOptions::default(), true)?;
                 for g in &guards {
                     inserter.push(&**g)?;
                 }
-                (inserter.finish()?.keys, generated)
+                inserter.finish()?.keys
             };
-            for ((obj, key), generated) in objects.into_iter().zip(keys).zip(generated) {
+            for ((obj, key), guard) in objects.iter().zip(keys).zip(&mut guards) {
+                let generated = match guard.column(pk) {
+                    ValueRef::Null => true,
+                    ValueRef::Uuid(u) => u.is_nil() && uuid_key,
+                    _ => false,
+                };
                 // Never block on a value while the session is locked: a reader on another
-                // thread may be waiting for the session. Without the lock the key is not
-                // written into the value now; the object is expired instead, and its next
-                // access reloads the row (key included) by the key recorded here.
+                // thread may be waiting for the session. Without the write lock the key is
+                // not written into the value now; the object is expired instead, and its
+                // next access reloads the row (key included) by the key recorded here.
                 let mut reload = false;
                 if generated {
-                    match obj.value.try_write() {
-                        Some(mut value) => {
+                    match guard {
+                        Guard::Write(value) => {
                             value
                                 .set_column(pk, key.to_value(sql_type).as_ref())
                                 .map_err(|source| Error::InvalidState {
@@ -895,7 +928,7 @@ impl<E: Entity> Erased for Object<E> {
                                     ),
                                 })?;
                         }
-                        None => reload = true,
+                        Guard::Read(_) => reload = true,
                     }
                 }
                 {
@@ -910,7 +943,7 @@ impl<E: Entity> Erased for Object<E> {
                         m.expire_all();
                     }
                 }
-                entries.push((key, Arc::downgrade(&obj)));
+                entries.push((key, Arc::downgrade(obj)));
             }
             map.extend(entries.drain(..));
         }
@@ -925,17 +958,22 @@ impl<E: Entity> Erased for Object<E> {
         Ok(pending_changes(&*value, &self.meta.lock()))
     }
 
-    fn claim_written(&self) -> Result<Written> {
+    fn claim_written(&self, session: &Shared) -> Result<Written> {
         self.slot
             .store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
-        // Lock order: value, then meta. Holding the value while `flushing` is set: a writer
-        // that has it now makes this fail, one that comes after sees the flag. A read lock
-        // is enough for that, and lets readers on other threads read on meanwhile.
+        let mut meta = self.meta.lock();
+        if !meta.belongs_to(session) {
+            return Ok(Written::Foreign);
+        }
+        // Holding the value while `flushing` is set: a writer that has it now makes this
+        // fail, one that comes after sees the flag. A read lock is enough for that, and lets
+        // readers on other threads read on meanwhile. It is tried under the bookkeeping lock,
+        // against the lock order (value, then meta), which a lock that never waits cannot
+        // turn into a deadlock.
         let value = self
             .value
             .try_read()
             .ok_or_else(|| borrowed(E::META, "flush"))?;
-        let mut meta = self.meta.lock();
         if meta.torn {
             return Err(Error::TornObject {
                 entity: E::META.name,
@@ -1382,6 +1420,9 @@ pub(crate) enum Written {
     Update(Columns),
     /// An UPDATE once the parent it is linked to has a key (inserted by the same flush).
     Relink,
+    /// Nothing, and the object is not claimed: it left the session since it was written
+    /// (expunged, or adopted by another session).
+    Foreign,
 }
 
 /// What claiming an object for a flush found out about it.

@@ -401,12 +401,16 @@ impl Shared {
     pub(crate) fn flush_inner(&self, st: &mut State) -> Result<()> {
         // The list may hold objects that left this session since they were written (expunged,
         // adopted by another session): their changes are no longer this session's to send.
+        // The claims skip them (one visit of each written object).
         let mut modified = self.take_modified();
-        modified.retain(|o| o.meta().belongs_to(self));
         if st.pending.is_empty() && st.deleted.is_empty() && modified.is_empty() {
             return Ok(());
         }
         if let Err(e) = st.refuse_in_bulk("flush") {
+            modified.retain(|o| o.meta().belongs_to(self));
+            if st.pending.is_empty() && st.deleted.is_empty() && modified.is_empty() {
+                return Ok(());
+            }
             self.modified.lock().extend(modified);
             return Err(e);
         }
@@ -429,7 +433,7 @@ impl Shared {
         st.flushes += 1;
         let flush_id = st.flushes;
         let outcome = catch_unwind(AssertUnwindSafe(|| {
-            self.flush_statements(st, &pending, &modified, &deleted, &mut fk_log, flush_id)
+            self.flush_statements(st, &pending, &mut modified, &deleted, &mut fk_log, flush_id)
         }));
         let failure = match outcome {
             Ok(Ok(Flushed {
@@ -501,7 +505,7 @@ impl Shared {
         &self,
         st: &mut State,
         pending: &[Arc<dyn Erased>],
-        modified: &[Arc<dyn Erased>],
+        modified: &mut Vec<Arc<dyn Erased>>,
         deleted: &[Arc<dyn Erased>],
         fk_log: &mut Vec<FkWrite>,
         flush_id: u64,
@@ -524,13 +528,29 @@ impl Shared {
         // its changes.
         let mut updates: Vec<(usize, Columns)> = Vec::new();
         let mut relinked: Vec<usize> = Vec::new();
-        for (i, obj) in modified.iter().enumerate() {
-            match obj.claim_written()? {
-                Written::Nothing => {}
-                Written::Update(cols) => updates.push((i, cols)),
-                Written::Relink => relinked.push(i),
+        // Objects that left the session leave the list here, unclaimed; after a failed
+        // claim, the rest are only looked at for that, as the failed flush releases every
+        // object of the list.
+        let mut failed = None;
+        let mut i = 0;
+        modified.retain(|obj| {
+            if failed.is_some() {
+                return obj.meta().belongs_to(self);
             }
+            match obj.claim_written(self) {
+                Ok(Written::Foreign) => return false,
+                Ok(Written::Nothing) => {}
+                Ok(Written::Update(cols)) => updates.push((i, cols)),
+                Ok(Written::Relink) => relinked.push(i),
+                Err(e) => failed = Some(e),
+            }
+            i += 1;
+            true
+        });
+        if let Some(e) = failed {
+            return Err(e);
         }
+        let modified: &[Arc<dyn Erased>] = modified;
         if pending.is_empty() && updates.is_empty() && deleted.is_empty() && relinked.is_empty() {
             return Ok(Flushed::default());
         }

@@ -398,6 +398,58 @@ backends! {
         Ok(())
     }
 
+    // R8: a flush of A that fails on one of its objects leaves an object that A's list still
+    // holds but B adopted as it was, wherever it stands in the list: B writes it, and A
+    // writes its own object once the failure is gone.
+    fn r8_a_failed_flush_leaves_an_adopted_object_to_its_session(db) -> Result<()> {
+        let engine = db.engine();
+        // Under a watchdog: two sessions' transactions meet on one row.
+        watchdog(60, move || -> Result<()> {
+            for adopted_first in [true, false] {
+                let a = engine.session();
+                let mine = a.add(Customer::new("mine", 1))?;
+                let theirs = a.add(Customer::new("theirs", 1))?;
+                a.commit()?;
+                let ids = [mine.id().expect("key"), theirs.id().expect("key")];
+                // The second write reloads its expired object, which autoflushes the first:
+                // A's transaction now holds a write (on SQLite, the database's write lock).
+                let (first, second) = if adopted_first { (&theirs, &mine) } else { (&mine, &theirs) };
+                first.write()?.age = 2;
+                second.write()?.age = 2;
+                a.expunge(&theirs)?;
+                let b = engine.session();
+                b.add_handle(&theirs)?;
+                theirs.write()?.name = "theirs, in B".into();
+                {
+                    let held = mine.write()?;
+                    assert_eq!(kind(a.flush()), ErrorKind::Borrowed);
+                    drop(held);
+                }
+                assert!(b.is_modified(&theirs)?);
+                assert_eq!(theirs.state(), ObjectState::Persistent);
+                // What A's transaction holds, seen from inside it (another connection could
+                // not read past its write lock on SQLite's in-memory database).
+                let seen = a.with_connection(|conn| {
+                    let rows = conn.query_values("SELECT name FROM customer ORDER BY id", &[])?;
+                    Ok(rows.into_iter().map(|r| r[0].clone()).collect::<Vec<_>>())
+                })?;
+                assert_eq!(seen, [Value::Text("mine".into()), Value::Text("theirs".into())]);
+                a.commit()?;
+                assert_eq!(names(&engine)?, ["mine", "theirs"], "A wrote only its own object");
+                b.commit()?;
+                drop((a, b));
+                let conn = engine.connect()?;
+                for (id, name) in ids.into_iter().zip(["mine", "theirs, in B"]) {
+                    let row = conn.find::<Customer>(&id.into())?.unwrap();
+                    let got = (row.name.as_str(), row.age);
+                    assert_eq!(got, (name, 2), "adopted first: {adopted_first}");
+                }
+                conn.execute("DELETE FROM customer", &[])?;
+            }
+            Ok(())
+        })
+    }
+
     // R8: a change made in session A, which then closes, is written by session B.
     fn r8_a_change_left_in_a_closed_session_is_written_by_the_next(db) -> Result<()> {
         let engine = db.engine();
