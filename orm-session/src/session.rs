@@ -34,6 +34,10 @@ pub(crate) struct State {
     /// settled with the outcome of the COMMIT in one visit each (`Erased::commit_delete`)
     /// rather than one after the flush and one after the COMMIT.
     deleted_by_commit: Option<Vec<Arc<dyn Erased>>>,
+    /// While `commit` flushes, when the COMMIT is to expire every object: the written
+    /// objects of its flush, whose claims end in the commit's pass over the identity maps
+    /// (one visit each) rather than in a pass of their own after the flush.
+    written_by_commit: Option<WrittenByCommit>,
     autoflush: bool,
     /// `no_autoflush` scopes open now: autoflush is off while any is.
     no_autoflush: u32,
@@ -204,6 +208,52 @@ struct Flushed {
     orphans: Objects,
     /// Pending objects that took over a deleted object's row.
     switched: Objects,
+}
+
+/// The written objects of a successful flush, whose claims have not ended yet.
+#[derive(Default)]
+struct WrittenByCommit {
+    /// The flush's written objects.
+    written: Vec<Arc<dyn Erased>>,
+    /// Positions in `written` of the objects an UPDATE was sent for, ascending.
+    updated: Vec<usize>,
+    /// Children whose foreign key the flush set to NULL.
+    orphans: Objects,
+}
+
+impl WrittenByCommit {
+    fn len(&self) -> usize {
+        self.written.len() + self.orphans.len()
+    }
+
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Ends the claims, with what each object's UPDATE changed.
+    fn settle(self) {
+        let mut updated = self.updated.into_iter().peekable();
+        for (i, obj) in self.written.iter().enumerate() {
+            obj.flushed(updated.next_if_eq(&i).is_some());
+        }
+        for obj in &self.orphans {
+            obj.flushed(true);
+        }
+    }
+
+    /// Ends the claims that a pass of the commit did not: those of objects out of the
+    /// identity maps.
+    fn settle_rest(self) {
+        let mut updated = self.updated.into_iter().peekable();
+        let written = self.written.iter().enumerate();
+        let orphans = self.orphans.iter().map(|o| (usize::MAX, o));
+        for (i, obj) in written.chain(orphans) {
+            let was_updated = i == usize::MAX || updated.next_if_eq(&i).is_some();
+            if obj.meta().flushing {
+                obj.flushed(was_updated);
+            }
+        }
+    }
 }
 
 fn lost_reason(status: TxStatus) -> String {
@@ -444,12 +494,20 @@ impl Shared {
                 span.record("updated", updated.len() + orphans.len());
                 // Inserted objects were released by their insert, as it made them persistent;
                 // the written objects' claims end here, with what their UPDATE changes.
-                let mut updated = updated.into_iter().peekable();
-                for (i, obj) in modified.iter().enumerate() {
-                    obj.flushed(updated.next_if_eq(&i).is_some());
-                }
-                for obj in &orphans {
-                    obj.flushed(true);
+                match st.written_by_commit.as_mut() {
+                    Some(by_commit) if by_commit.is_empty() => {
+                        *by_commit = WrittenByCommit {
+                            written: std::mem::take(&mut modified),
+                            updated,
+                            orphans,
+                        };
+                    }
+                    _ => WrittenByCommit {
+                        written: std::mem::take(&mut modified),
+                        updated,
+                        orphans,
+                    }
+                    .settle(),
                 }
                 for obj in &switched {
                     obj.unclaim();
@@ -969,6 +1027,7 @@ impl Session {
                     deleted: Vec::new(),
                     deleted_in_tx: Vec::new(),
                     deleted_by_commit: None,
+                    written_by_commit: None,
                     autoflush,
                     no_autoflush: 0,
                     expire_on_commit,
@@ -1558,10 +1617,15 @@ impl Session {
         let span = tracing::debug_span!(target: "orm::session", "commit", tracked = st.maps.len());
         let _entered = span.enter();
         st.deleted_by_commit = Some(Vec::new());
+        let expire = st.expire_on_commit;
+        if expire {
+            st.written_by_commit = Some(WrittenByCommit::default());
+        }
         let flushed = self.shared.flush_locked(&mut st);
-        // The objects the flush deleted; short of a COMMIT they are settled as any flush's,
-        // for a rollback to restore.
+        // The objects the flush deleted and wrote; short of a COMMIT they are settled as any
+        // flush's, for a rollback to restore.
         let deleted_now = st.deleted_by_commit.take().unwrap_or_default();
+        let written_now = st.written_by_commit.take().unwrap_or_default();
         let uncommitted = |st: &mut State, deleted_now: Vec<Arc<dyn Erased>>| {
             for obj in &deleted_now {
                 obj.deleted(&mut st.maps);
@@ -1569,6 +1633,7 @@ impl Session {
             st.deleted_in_tx.extend(deleted_now);
         };
         if let Err(e) = flushed {
+            written_now.settle();
             uncommitted(&mut st, deleted_now);
             return Err(e);
         }
@@ -1579,6 +1644,7 @@ impl Session {
             // Whatever the COMMIT did, this transaction cannot be taken as committed, nor
             // go on: the database rolled it back, or (SQLite, busy) it is open and unusable
             // until the caller decides.
+            written_now.settle();
             uncommitted(&mut st, deleted_now);
             st.fail(format!("COMMIT failed: {e}"));
             return Err(e);
@@ -1600,7 +1666,9 @@ impl Session {
         st.inserted_in_tx = false;
         st.held.clear();
         st.fk_log.clear();
-        let expire = st.expire_on_commit;
+        // The written objects' claims end here too: expired, they need neither the bumped
+        // version nor the snapshot that the end of a claim otherwise takes care of.
+        let mut released = 0;
         st.maps.for_each(&mut |obj| {
             let mut m = obj.meta();
             m.new_in_tx = false;
@@ -1610,8 +1678,14 @@ impl Session {
             }
             if expire {
                 m.expire_and_unregister();
+                released += usize::from(std::mem::take(&mut m.flushing));
             }
         });
+        // Every written object is in its identity map, so all were released above; should
+        // one not be, its claim ends as after any flush.
+        if released != written_now.len() {
+            written_now.settle_rest();
+        }
         // Committed: the objects inserted are clean and held as weakly as any other.
         st.inserted.clear();
         if expire {

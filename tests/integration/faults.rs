@@ -106,6 +106,39 @@ orm_tests::sqlite_and_postgres! {
 }
 
 orm_tests::sqlite_and_postgres! {
+    // R6: the flush of a commit updates objects, then the COMMIT fails. Their claims end all
+    // the same: after rollback each can be written again, and the next commit writes it.
+    fn r6_objects_written_by_a_failed_commit_can_be_written_again(db) -> Result<()> {
+        let engine = db.engine();
+        let conn = deferred_child_table(&engine, db)?;
+        conn.insert_many((0..3).map(|i| Customer::new(&format!("c{i}"), i)))?;
+        engine.release(conn);
+        let s = engine.session();
+        let all = s.query::<Customer>().order_by(Customer::ID, Order::Asc).all()?;
+        for h in &all {
+            h.write()?.age = 10;
+        }
+        s.add(Child { id: None, parent_id: 42 })?;
+        assert_eq!(kind(s.commit()), ErrorKind::ForeignKeyViolation);
+        s.rollback()?;
+        for h in &all {
+            let (age, id) = (h.read()?.age, h.read()?.id.expect("key"));
+            assert_eq!(i64::from(age), id - 1, "the row as it was");
+            h.write()?.age = 20;
+        }
+        s.commit()?;
+        let other = engine.connect()?;
+        assert_eq!(other.query_i64("SELECT count(*) FROM customer WHERE age = 20", &[])?, 3);
+        for h in &all {
+            h.write()?.age = 30;
+        }
+        s.commit()?;
+        assert_eq!(other.query_i64("SELECT count(*) FROM customer WHERE age = 30", &[])?, 3);
+        Ok(())
+    }
+}
+
+orm_tests::sqlite_and_postgres! {
     // R6: the flush of a commit deletes objects, then the COMMIT fails. The deletes are not
     // taken as done: after rollback the objects are persistent, the session's own for their
     // keys, and their rows are there; deleting them again commits.
@@ -395,6 +428,34 @@ backends! {
         b.commit()?;
         let row = engine.connect()?.find::<Customer>(&h.read()?.id.unwrap().into())?.unwrap();
         assert_eq!((row.name.as_str(), row.age), ("changed while detached", 2));
+        Ok(())
+    }
+
+    // R6: the claims of a commit's written objects end whatever the commit does with them:
+    // one also deleted leaves detached, one expunged after its write is not written, and
+    // each can be written again.
+    fn r6_every_written_object_of_a_commit_is_released(db) -> Result<()> {
+        let engine = db.engine();
+        let conn = engine.connect()?;
+        conn.insert_many((0..3).map(|i| Customer::new(&format!("c{i}"), i)))?;
+        engine.release(conn);
+        let s = engine.session();
+        let all = s.query::<Customer>().order_by(Customer::ID, Order::Asc).all()?;
+        for h in &all {
+            h.write()?.age = 10;
+        }
+        s.delete(&all[1])?;
+        s.expunge(&all[2])?;
+        s.commit()?;
+        assert_eq!(names(&engine)?, ["c0", "c2"]);
+        assert_eq!(all[1].state(), ObjectState::Detached);
+        all[0].write()?.age = 11;
+        all[1].write()?.age = 11;
+        all[2].write()?.age = 11;
+        s.commit()?;
+        let other = engine.connect()?;
+        let ages = other.query_values("SELECT age FROM customer ORDER BY id", &[])?;
+        assert_eq!(ages, [vec![Value::I64(11)], vec![Value::I64(2)]], "only c0 is the session's");
         Ok(())
     }
 
