@@ -1676,10 +1676,18 @@ impl Session {
             if linked {
                 m.links.clear();
             }
-            if expire {
-                m.expire_and_unregister();
-                released += usize::from(std::mem::take(&mut m.flushing));
+            if !expire {
+                return;
             }
+            if std::mem::take(&mut m.flushing) {
+                released += 1;
+            } else if m.registered {
+                // Written on another thread since the flush took the list of written
+                // objects: the change is for the next flush, and expiring the object would
+                // discard it.
+                return;
+            }
+            m.expire_and_unregister();
         });
         // Every written object is in its identity map, so all were released above; should
         // one not be, its claim ends as after any flush.
@@ -1689,7 +1697,14 @@ impl Session {
         // Committed: the objects inserted are clean and held as weakly as any other.
         st.inserted.clear();
         if expire {
-            self.shared.modified.lock().clear();
+            // What is left in the list was written on other threads since the flush took
+            // it, and stays for the next flush. Looked at out of the list's lock: a writer
+            // takes the list's lock under the object's.
+            let mut written = self.shared.take_modified();
+            written.retain(|o| o.meta().registered);
+            if !written.is_empty() {
+                self.shared.modified.lock().extend(written);
+            }
         }
         Ok(())
     }

@@ -459,6 +459,70 @@ backends! {
         Ok(())
     }
 
+    // R8: one thread writes an object over and over while another commits in a loop: no
+    // commit discards a change made while it ran. After each write, once two more commits
+    // are done, the object (reloaded from its row) holds the value written.
+    fn r8_writes_on_another_thread_survive_commits(db) -> Result<()> {
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
+        let engine = db.engine();
+        engine.connect()?.insert_many([Customer::new("target", 0)])?;
+        watchdog(120, move || -> Result<()> {
+            let s = engine.session();
+            let h = s.query::<Customer>().one()?;
+            let (done, commits) = (AtomicBool::new(false), AtomicU64::new(0));
+            std::thread::scope(|scope| -> Result<()> {
+                let writer = scope.spawn(|| -> Result<()> {
+                    // Ends the commit loop however the writer ends, a failed assert included.
+                    struct Done<'a>(&'a AtomicBool);
+                    impl Drop for Done<'_> {
+                        fn drop(&mut self) {
+                            self.0.store(true, SeqCst);
+                        }
+                    }
+                    let _done = Done(&done);
+                    for age in 1..=200 {
+                        loop {
+                            match h.write() {
+                                Ok(mut g) => {
+                                    g.age = age;
+                                    break;
+                                }
+                                // Claimed by a flush: write again once it is over.
+                                Err(e) if e.kind() == ErrorKind::Borrowed => {
+                                    std::thread::yield_now();
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                        let seen = commits.load(SeqCst);
+                        while commits.load(SeqCst) < seen + 2 {
+                            if done.load(SeqCst) {
+                                return Ok(()); // the committing thread failed, and says why
+                            }
+                            std::thread::yield_now();
+                        }
+                        assert_eq!(h.read()?.age, age, "a commit discarded the change");
+                    }
+                    Ok(())
+                });
+                while !done.load(SeqCst) {
+                    match s.commit() {
+                        Ok(()) => {
+                            commits.fetch_add(1, SeqCst);
+                        }
+                        // The writer's guard is alive: the flush refuses the object.
+                        Err(e) if e.kind() == ErrorKind::Borrowed => {}
+                        Err(e) => {
+                            done.store(true, SeqCst);
+                            return Err(e);
+                        }
+                    }
+                }
+                writer.join().expect("writer thread")
+            })
+        })
+    }
+
     // R8: a flush of A that fails on one of its objects leaves an object that A's list still
     // holds but B adopted as it was, wherever it stands in the list: B writes it, and A
     // writes its own object once the failure is gone.
@@ -948,6 +1012,63 @@ fn r6_postgres_connection_lost_mid_copy() -> Result<()> {
     assert_eq!(count(&engine)?, 0);
     s.rollback()?;
     works_again(&engine, &s, "after")
+}
+
+// R8: an object written on another thread while a commit runs (after its flush, during its
+// COMMIT) keeps its change: the commit does not expire it, and the next commit writes it.
+// A written object of the flush is refused to that thread until the commit is over.
+#[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
+fn r8_postgres_a_write_during_a_commit_is_not_discarded() -> Result<()> {
+    let Some(db) = TestDb::postgres() else {
+        return Ok(());
+    };
+    let engine = db.engine();
+    let conn = engine.connect()?;
+    conn.insert_many([Customer::new("clean", 1), Customer::new("written", 1)])?;
+    conn.execute(
+        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$",
+        &[],
+    )?;
+    conn.execute(
+        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON customer DEFERRABLE INITIALLY DEFERRED \
+         FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+        &[],
+    )?;
+    engine.release(conn);
+    watchdog(60, move || -> Result<()> {
+        let s = engine.session();
+        let all = s
+            .query::<Customer>()
+            .order_by(Customer::ID, Order::Asc)
+            .all()?;
+        let (clean, written) = (&all[0], &all[1]);
+        written.write()?.age = 2;
+        s.add(Customer::new("slow to commit", 1))?;
+        std::thread::scope(|scope| -> Result<()> {
+            let commit = scope.spawn(|| s.commit());
+            // Inside the COMMIT, which the deferred trigger holds for 1.5 s.
+            std::thread::sleep(Duration::from_millis(600));
+            assert!(!commit.is_finished(), "the COMMIT is still running");
+            clean.write()?.age = 3;
+            assert_eq!(kind(written.write().map(|_| ())), ErrorKind::Borrowed);
+            commit.join().expect("commit thread")?;
+            Ok(())
+        })?;
+        assert!(
+            s.is_modified(clean)?,
+            "the change made during the commit is pending"
+        );
+        assert_eq!(clean.read()?.age, 3);
+        s.commit()?;
+        let ages = db
+            .connect()
+            .query_values("SELECT age FROM customer ORDER BY id", &[])?;
+        let ages: Vec<_> = ages.into_iter().map(|r| r[0].clone()).collect();
+        assert_eq!(ages, [Value::I64(3), Value::I64(2), Value::I64(1)]);
+        Ok(())
+    })
 }
 
 // R6: the backend is terminated while COMMIT runs (a deferred trigger makes COMMIT take a
