@@ -1621,11 +1621,22 @@ impl Session {
         if expire {
             st.written_by_commit = Some(WrittenByCommit::default());
         }
-        let flushed = self.shared.flush_locked(&mut st);
+        let flushed = catch_unwind(AssertUnwindSafe(|| self.shared.flush_locked(&mut st)));
         // The objects the flush deleted and wrote; short of a COMMIT they are settled as any
-        // flush's, for a rollback to restore.
+        // flush's, for a rollback to restore. Taken even as a panic unwinds through the
+        // flush, so that no later flush leaves its objects to this commit.
         let deleted_now = st.deleted_by_commit.take().unwrap_or_default();
         let written_now = st.written_by_commit.take().unwrap_or_default();
+        let flushed = match flushed {
+            Ok(r) => r,
+            Err(panic) => {
+                // A failed flush defers nothing: both lists are empty.
+                written_now.settle();
+                st.deleted.extend(deleted_now);
+                drop(st);
+                resume_unwind(panic)
+            }
+        };
         let uncommitted = |st: &mut State, deleted_now: Vec<Arc<dyn Erased>>| {
             for obj in &deleted_now {
                 obj.deleted(&mut st.maps);

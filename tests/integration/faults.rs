@@ -285,6 +285,32 @@ backends! {
         Ok(())
     }
 
+    // R7: a panic inside the flush of a commit. The flushes after it are whole: the objects
+    // a later flush updates and deletes are settled by it (written again, detached), not
+    // left to a commit that is over.
+    fn r7_a_panic_in_a_commits_flush_leaves_later_flushes_whole(db) -> Result<()> {
+        let engine = db.engine();
+        create_fused(db, &engine)?;
+        engine.connect()?.insert_many((0..3).map(|i| Fused { id: None, n: Fuse(i) }))?;
+        let s = engine.session();
+        let all = s.query::<Fused>().order_by(Fused::ID, Order::Asc).all()?;
+        all[0].write()?.n = Fuse(777);
+        assert!(arm(777, || s.commit()).is_err(), "the panic goes on to the caller");
+        all[0].write()?.n = Fuse(5);
+        s.delete(&all[1])?;
+        s.flush()?;
+        assert_eq!(all[1].state(), ObjectState::Deleted, "the flush settled its delete");
+        all[0].write()?.n = Fuse(6);
+        all[2].write()?.n = Fuse(7);
+        s.flush()?;
+        s.commit()?;
+        assert_eq!(all[1].state(), ObjectState::Detached);
+        let conn = engine.connect()?;
+        let rows = conn.query_values("SELECT n FROM fused ORDER BY id", &[])?;
+        assert_eq!(rows, [vec![Value::I64(6)], vec![Value::I64(7)]]);
+        Ok(())
+    }
+
     // R7: a panic in the iterator given to add_all: nothing is added.
     fn r7_a_panicking_add_all_iterator_adds_nothing(db) -> Result<()> {
         let engine = db.engine();
