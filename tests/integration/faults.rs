@@ -1040,6 +1040,26 @@ fn r6_postgres_connection_lost_mid_copy() -> Result<()> {
     works_again(&engine, &s, "after")
 }
 
+/// Makes every COMMIT of a transaction that inserted into `customer` take `seconds` longer
+/// (a deferred constraint trigger that sleeps; PostgreSQL).
+fn slow_commits(engine: &Engine, seconds: f64) -> Result<()> {
+    let conn = engine.connect()?;
+    conn.execute(
+        &format!(
+            "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN PERFORM pg_sleep({seconds}); RETURN NULL; END $$"
+        ),
+        &[],
+    )?;
+    conn.execute(
+        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON customer DEFERRABLE INITIALLY DEFERRED \
+         FOR EACH ROW EXECUTE FUNCTION slow_commit()",
+        &[],
+    )?;
+    engine.release(conn);
+    Ok(())
+}
+
 // R8: an object written on another thread while a commit runs (after its flush, during its
 // COMMIT) keeps its change: the commit does not expire it, and the next commit writes it.
 // A written object of the flush is refused to that thread until the commit is over.
@@ -1050,19 +1070,10 @@ fn r8_postgres_a_write_during_a_commit_is_not_discarded() -> Result<()> {
         return Ok(());
     };
     let engine = db.engine();
-    let conn = engine.connect()?;
-    conn.insert_many([Customer::new("clean", 1), Customer::new("written", 1)])?;
-    conn.execute(
-        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN PERFORM pg_sleep(1.5); RETURN NULL; END $$",
-        &[],
-    )?;
-    conn.execute(
-        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON customer DEFERRABLE INITIALLY DEFERRED \
-         FOR EACH ROW EXECUTE FUNCTION slow_commit()",
-        &[],
-    )?;
-    engine.release(conn);
+    engine
+        .connect()?
+        .insert_many([Customer::new("clean", 1), Customer::new("written", 1)])?;
+    slow_commits(&engine, 1.5)?;
     watchdog(60, move || -> Result<()> {
         let s = engine.session();
         let all = s
@@ -1106,18 +1117,7 @@ fn r6_postgres_connection_lost_during_commit() -> Result<()> {
         return Ok(());
     };
     let engine = db.engine();
-    let conn = engine.connect()?;
-    conn.execute(
-        "CREATE FUNCTION slow_commit() RETURNS trigger LANGUAGE plpgsql AS \
-         $$ BEGIN PERFORM pg_sleep(2); RETURN NULL; END $$",
-        &[],
-    )?;
-    conn.execute(
-        "CREATE CONSTRAINT TRIGGER slow AFTER INSERT ON customer DEFERRABLE INITIALLY DEFERRED \
-         FOR EACH ROW EXECUTE FUNCTION slow_commit()",
-        &[],
-    )?;
-    engine.release(conn);
+    slow_commits(&engine, 2.0)?;
     let s = engine.session();
     s.add(Customer::new("committing", 1))?;
     s.flush()?;
