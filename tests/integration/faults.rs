@@ -78,6 +78,24 @@ fn deferred_child_table(
     Ok(conn)
 }
 
+/// The tables of [`deferred_child_table`] and `n` customers (`c0`, `c1`, … aged 0, 1, …),
+/// loaded in key order into a new session: a child added to it then fails its COMMIT.
+fn customers_before_a_failing_commit(
+    engine: &Engine,
+    db: &orm_tests::TestDb,
+    n: i32,
+) -> Result<(Session, Vec<Handle<Customer>>)> {
+    let conn = deferred_child_table(engine, db)?;
+    conn.insert_many((0..n).map(|i| Customer::new(&format!("c{i}"), i)))?;
+    engine.release(conn);
+    let s = engine.session();
+    let all = s
+        .query::<Customer>()
+        .order_by(Customer::ID, Order::Asc)
+        .all()?;
+    Ok((s, all))
+}
+
 // MySQL has no deferred constraints: its COMMIT does not fail on a row.
 orm_tests::sqlite_and_postgres! {
     // R6: a COMMIT that fails (a deferred foreign key) is never followed by an `Ok` commit of
@@ -110,11 +128,7 @@ orm_tests::sqlite_and_postgres! {
     // the same: after rollback each can be written again, and the next commit writes it.
     fn r6_objects_written_by_a_failed_commit_can_be_written_again(db) -> Result<()> {
         let engine = db.engine();
-        let conn = deferred_child_table(&engine, db)?;
-        conn.insert_many((0..3).map(|i| Customer::new(&format!("c{i}"), i)))?;
-        engine.release(conn);
-        let s = engine.session();
-        let all = s.query::<Customer>().order_by(Customer::ID, Order::Asc).all()?;
+        let (s, all) = customers_before_a_failing_commit(&engine, db, 3)?;
         for h in &all {
             h.write()?.age = 10;
         }
@@ -144,11 +158,7 @@ orm_tests::sqlite_and_postgres! {
     // keys, and their rows are there; deleting them again commits.
     fn r6_deletes_of_a_failed_commit_come_back(db) -> Result<()> {
         let engine = db.engine();
-        let conn = deferred_child_table(&engine, db)?;
-        conn.insert_many((0..5).map(|i| Customer::new(&format!("c{i}"), i)))?;
-        engine.release(conn);
-        let s = engine.session();
-        let all = s.query::<Customer>().order_by(Customer::ID, Order::Asc).all()?;
+        let (s, all) = customers_before_a_failing_commit(&engine, db, 5)?;
         s.add(Child { id: None, parent_id: 42 })?;
         for h in &all[..3] {
             s.delete(h)?;
