@@ -406,7 +406,7 @@ impl Shared {
     /// unflushed: the replaced object is back in the identity map, marked for deletion again
     /// (or, after a rollback, simply persistent).
     fn restore_replaced(st: &mut State, obj: &dyn Erased, mark_delete: bool) {
-        let Some(old) = obj.meta().replaces.take() else {
+        let Some(old) = obj.meta().replaces.take().map(|b| *b) else {
             return;
         };
         {
@@ -528,7 +528,11 @@ impl Shared {
                     }
                 }
                 st.inserted_in_tx |= !pending.is_empty();
-                st.inserted.extend(pending);
+                if st.inserted.is_empty() {
+                    st.inserted = pending;
+                } else {
+                    st.inserted.extend(pending);
+                }
                 st.fk_log.extend(fk_log);
                 return Ok(());
             }
@@ -1154,7 +1158,7 @@ impl Session {
             replaces = Some(old);
         }
         let mut meta = Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared));
-        meta.replaces = replaces;
+        meta.replaces = replaces.map(Box::new);
         let h = Handle::with_meta(value, meta);
         st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
         Ok(h)
@@ -1177,6 +1181,7 @@ impl Session {
         let mut st = self.shared.lock()?;
         st.ready()?;
         let before = st.pending.len();
+        st.pending.reserve(values.len());
         let mut out = Vec::with_capacity(values.len());
         for (key, v) in values {
             match self.add_locked(&mut st, v, key) {
@@ -1705,8 +1710,9 @@ impl Session {
         if released != written_now.len() {
             written_now.settle_rest();
         }
-        // Committed: the objects inserted are clean and held as weakly as any other.
-        st.inserted.clear();
+        // Committed: the objects inserted are clean and held as weakly as any other. The
+        // list's memory goes too (16 bytes an object, kept for nothing once it is empty).
+        st.inserted = Vec::new();
         if expire {
             // What is left in the list was written on other threads since the flush took
             // it, and stays for the next flush. Looked at out of the list's lock: a writer
