@@ -1544,12 +1544,22 @@ struct At {
 /// ones still work: keys are compared once hashes are equal, only they spread less).
 const BUCKET_BITS: u64 = (1 << 25) - 1;
 
+/// What an entry keeps of a [`key_hash`]: the bucket bits, then the seven top bits that the
+/// table compares first.
+fn narrow(hash: u64) -> u32 {
+    ((hash & BUCKET_BITS) as u32) | (((hash >> 57) as u32) << 25)
+}
+
+/// The hash the table places an entry by, from what the entry keeps.
+fn widen(kept: u32) -> u64 {
+    (u64::from(kept) & BUCKET_BITS) | (u64::from(kept >> 25) << 57)
+}
+
 impl At {
     fn new(pos: usize, hash: u64) -> Self {
         At {
             pos: u32::try_from(pos).expect("an identity map holds fewer than 2^32 entries"),
-            // The bucket bits, then the seven top bits that the table compares first.
-            hash: ((hash & BUCKET_BITS) as u32) | (((hash >> 57) as u32) << 25),
+            hash: narrow(hash),
         }
     }
 
@@ -1559,7 +1569,7 @@ impl At {
 
     /// The hash the table places this entry by: the one [`IdentityMap::hash`] gives.
     fn hash(self) -> u64 {
-        (u64::from(self.hash) & BUCKET_BITS) | (u64::from(self.hash >> 25) << 57)
+        widen(self.hash)
     }
 
     /// Whether this entry is `key`'s (of hash `hash`): the slot is read only when the
@@ -1609,7 +1619,7 @@ impl<E> Default for IdentityMap<E> {
 impl<E: Entity> IdentityMap<E> {
     /// The hash the index places `key` by: what of [`key_hash`] an entry keeps.
     fn hash(&self, key: &Key) -> u64 {
-        At::new(0, key_hash(&self.hasher, key)).hash()
+        widen(narrow(key_hash(&self.hasher, key)))
     }
 
     fn position(&self, key: &Key) -> Option<usize> {
@@ -1959,7 +1969,7 @@ mod tests {
         empty.clear();
         assert!(empty.is_empty());
     }
-    use super::{List, key_hash};
+    use super::{At, BUCKET_BITS, List, key_hash, narrow, widen};
     use orm_core::{Key, KeyHashState};
 
     fn bucket(state: &KeyHashState, i: i64) -> u64 {
@@ -2006,5 +2016,22 @@ mod tests {
             .map(|i| key_hash(&state, &Key::Int(i)) >> 57)
             .collect();
         assert!(tags.len() > 30, "{} tags", tags.len());
+    }
+
+    // An index entry keeps of a key's hash what the table uses: the bucket bits and the top
+    // seven bits come back unchanged, for keys of every kind.
+    #[test]
+    fn an_index_entry_keeps_the_bucket_and_tag_bits() {
+        let state = KeyHashState::default();
+        let keys = (0..1000_i64)
+            .map(|i| Key::Int(i * 7919 - 500))
+            .chain((0..100).map(|i| Key::Text(format!("k{i}").into())));
+        for key in keys {
+            let hash = key_hash(&state, &key);
+            let kept = widen(narrow(hash));
+            assert_eq!(kept & BUCKET_BITS, hash & BUCKET_BITS, "{key}");
+            assert_eq!(kept >> 57, hash >> 57, "{key}");
+            assert_eq!(At::new(3, hash).hash(), kept);
+        }
     }
 }

@@ -232,24 +232,24 @@ impl WrittenByCommit {
 
     /// Ends the claims, with what each object's UPDATE changed.
     fn settle(self) {
-        let mut updated = self.updated.into_iter().peekable();
-        for (i, obj) in self.written.iter().enumerate() {
-            obj.flushed(updated.next_if_eq(&i).is_some());
-        }
-        for obj in &self.orphans {
-            obj.flushed(true);
-        }
+        self.end(false);
     }
 
     /// Ends the claims that a pass of the commit did not: those of objects out of the
     /// identity maps.
     fn settle_rest(self) {
+        self.end(true);
+    }
+
+    fn end(self, only_claimed: bool) {
         let mut updated = self.updated.into_iter().peekable();
-        let written = self.written.iter().enumerate();
-        let orphans = self.orphans.iter().map(|o| (usize::MAX, o));
-        for (i, obj) in written.chain(orphans) {
-            let was_updated = i == usize::MAX || updated.next_if_eq(&i).is_some();
-            if obj.meta().flushing {
+        let written = self
+            .written
+            .iter()
+            .enumerate()
+            .map(|(i, obj)| (obj, updated.next_if_eq(&i).is_some()));
+        for (obj, was_updated) in written.chain(self.orphans.iter().map(|o| (o, true))) {
+            if !only_claimed || obj.meta().flushing {
                 obj.flushed(was_updated);
             }
         }
@@ -493,21 +493,16 @@ impl Shared {
             })) => {
                 span.record("updated", updated.len() + orphans.len());
                 // Inserted objects were released by their insert, as it made them persistent;
-                // the written objects' claims end here, with what their UPDATE changes.
+                // the written objects' claims end here, with what their UPDATE changes (or,
+                // in a commit that expires, in its pass over the identity maps).
+                let written = WrittenByCommit {
+                    written: std::mem::take(&mut modified),
+                    updated,
+                    orphans,
+                };
                 match st.written_by_commit.as_mut() {
-                    Some(by_commit) if by_commit.is_empty() => {
-                        *by_commit = WrittenByCommit {
-                            written: std::mem::take(&mut modified),
-                            updated,
-                            orphans,
-                        };
-                    }
-                    _ => WrittenByCommit {
-                        written: std::mem::take(&mut modified),
-                        updated,
-                        orphans,
-                    }
-                    .settle(),
+                    Some(by_commit) if by_commit.is_empty() => *by_commit = written,
+                    _ => written.settle(),
                 }
                 for obj in &switched {
                     obj.unclaim();
