@@ -1810,6 +1810,9 @@ pub(crate) trait AnyMap: Send {
     fn as_any(&self) -> &dyn Any;
     fn len(&self) -> usize;
     fn for_each(&self, f: &mut dyn FnMut(&dyn Erased));
+    /// Visits every live object, in the order they came in, and takes out of the map those
+    /// for which `f` returns true (no compaction: their slots become holes).
+    fn for_each_removing(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool);
     fn retain(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool);
 }
 
@@ -1830,6 +1833,20 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
     fn for_each(&self, f: &mut dyn FnMut(&dyn Erased)) {
         for o in self.live() {
             f(&*o);
+        }
+    }
+    fn for_each_removing(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool) {
+        for pos in 0..self.slots.len() {
+            let Some(obj) = self.slots[pos].1.upgrade() else {
+                continue;
+            };
+            if f(&*obj) {
+                let hash = self.hash(&self.slots[pos].0);
+                if let Ok(e) = self.index.find_entry(hash, |at| at.pos() == pos) {
+                    e.remove();
+                }
+                self.slots[pos].1 = Weak::new();
+            }
         }
     }
     fn retain(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool) {
@@ -1873,6 +1890,13 @@ impl Maps {
     pub(crate) fn for_each(&self, f: &mut dyn FnMut(&dyn Erased)) {
         for m in self.by_type.values() {
             m.for_each(f);
+        }
+    }
+
+    /// [`AnyMap::for_each_removing`] over every map.
+    pub(crate) fn for_each_removing(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool) {
+        for m in self.by_type.values_mut() {
+            m.for_each_removing(f);
         }
     }
 

@@ -1556,9 +1556,10 @@ impl Session {
         self.owned(h, "delete")?;
         let mut st = self.shared.lock()?;
         st.ready()?;
-        let state = h.obj.meta.lock().state;
-        match state {
+        let mut m = h.obj.meta.lock();
+        match m.state {
             ObjectState::Pending => {
+                drop(m);
                 st.pending.retain(|o| {
                     !std::ptr::eq(Arc::as_ptr(o).cast::<()>(), Arc::as_ptr(&h.obj).cast())
                 });
@@ -1566,7 +1567,6 @@ impl Session {
                 h.obj.meta.lock().detach(ObjectState::Transient);
             }
             ObjectState::Persistent => {
-                let mut m = h.obj.meta.lock();
                 if m.marked_delete {
                     return Ok(());
                 }
@@ -1666,9 +1666,6 @@ impl Session {
         // Links are done with: every linked object was flushed. Dropping them with the pass
         // below breaks the references between parents and children.
         let linked = std::mem::take(&mut st.linked);
-        for obj in deleted_now {
-            obj.commit_delete(&mut st.maps);
-        }
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             let mut m = obj.meta();
             m.links.clear();
@@ -1677,18 +1674,28 @@ impl Session {
         st.inserted_in_tx = false;
         st.held.clear();
         st.fk_log.clear();
-        // The written objects' claims end here too: expired, they need neither the bumped
-        // version nor the snapshot that the end of a claim otherwise takes care of.
-        let mut released = 0;
-        st.maps.for_each(&mut |obj| {
+        // One visit of every object. The objects the flush deleted (the only ones marked for
+        // deletion now) leave their identity map, detached. The written objects' claims end
+        // here too: expired, they need neither the bumped version nor the snapshot that the
+        // end of a claim otherwise takes care of.
+        let (mut released, mut gone) = (0, 0);
+        st.maps.for_each_removing(&mut |obj| {
             let mut m = obj.meta();
             m.new_in_tx = false;
             m.key_generated = false;
-            if linked {
+            if linked || m.marked_delete {
                 m.links.clear();
             }
+            if m.marked_delete {
+                // Written, then deleted: claimed by the flush, which sent only the DELETE.
+                released += usize::from(std::mem::take(&mut m.flushing));
+                m.registered = false;
+                m.detach(ObjectState::Detached);
+                gone += 1;
+                return true;
+            }
             if !expire {
-                return;
+                return false;
             }
             if std::mem::take(&mut m.flushing) {
                 released += 1;
@@ -1696,12 +1703,18 @@ impl Session {
                 // Written on another thread since the flush took the list of written
                 // objects: the change is for the next flush, and expiring the object would
                 // discard it.
-                return;
+                return false;
             }
             m.expire_and_unregister();
+            false
         });
-        // Every written object is in its identity map, so all were released above; should
-        // one not be, its claim ends as after any flush.
+        // Every deleted and written object is in its identity map, so all were settled
+        // above; should one not be, it is settled on its own.
+        if gone != deleted_now.len() {
+            for obj in &deleted_now {
+                obj.commit_delete(&mut st.maps);
+            }
+        }
         if released != written_now.len() {
             written_now.settle_rest();
         }
