@@ -31,8 +31,9 @@ pub(crate) struct State {
     /// Deleted by a flush of the current transaction (restored by rollback).
     pub(crate) deleted_in_tx: Vec<Arc<dyn Erased>>,
     /// While `commit` flushes: the objects its flush deleted, still in their identity map,
-    /// settled with the outcome of the COMMIT in one visit each (`Erased::commit_delete`)
-    /// rather than one after the flush and one after the COMMIT.
+    /// settled with the outcome of the COMMIT in one visit each (the commit's pass over the
+    /// identity maps, or `Erased::deleted` when the COMMIT fails) rather than one after the
+    /// flush and one after the COMMIT.
     deleted_by_commit: Option<Vec<Arc<dyn Erased>>>,
     /// While `commit` flushes, when the COMMIT is to expire every object: the written
     /// objects of its flush, whose claims end in the commit's pass over the identity maps
