@@ -1862,7 +1862,9 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
 /// All identity maps of a session.
 #[derive(Default)]
 pub(crate) struct Maps {
-    by_type: HashMap<TypeId, Box<dyn AnyMap>>,
+    /// Hashed by foldhash: a `TypeId` is looked up for every object of some paths (a
+    /// user-keyed add, a commit's settling), where SipHash would cost more than the work.
+    by_type: HashMap<TypeId, Box<dyn AnyMap>, orm_core::KeyHashState>,
 }
 
 impl Maps {
