@@ -495,10 +495,10 @@ backends! {
         Ok(())
     }
 
-    // R8: one thread writes an object over and over while another commits in a loop: no
+    // R9, R6: one thread writes an object over and over while another commits in a loop: no
     // commit discards a change made while it ran. After each write, once two more commits
     // are done, the object (reloaded from its row) holds the value written.
-    fn r8_writes_on_another_thread_survive_commits(db) -> Result<()> {
+    fn r9_writes_on_another_thread_survive_commits(db) -> Result<()> {
         use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::SeqCst};
         let engine = db.engine();
         engine.connect()?.insert_many([Customer::new("target", 0)])?;
@@ -1070,12 +1070,12 @@ fn slow_commits(engine: &Engine, seconds: f64) -> Result<()> {
     Ok(())
 }
 
-// R8: an object written on another thread while a commit runs (after its flush, during its
+// R9, R6: an object written on another thread while a commit runs (after its flush, during its
 // COMMIT) keeps its change: the commit does not expire it, and the next commit writes it.
 // A written object of the flush is refused to that thread until the commit is over.
 #[test]
 #[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
-fn r8_postgres_a_write_during_a_commit_is_not_discarded() -> Result<()> {
+fn r9_postgres_a_write_during_a_commit_is_not_discarded() -> Result<()> {
     let Some(db) = TestDb::postgres() else {
         return Ok(());
     };
