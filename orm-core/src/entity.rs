@@ -92,7 +92,20 @@ impl EntityMeta {
     /// Whether `other` is this entity's metadata. A constant's address is not a reliable
     /// identity (each crate may hold its own copy), so the names are compared too.
     pub fn is(&self, other: &EntityMeta) -> bool {
-        std::ptr::eq(self, other) || (self.table == other.table && self.name == other.name)
+        std::ptr::eq(self, other) || self.identity() == other.identity()
+    }
+
+    /// What identifies the mapping, as [`is`](Self::is) compares it: its table and type name.
+    /// A key for what is learnt of a mapping (its address is not one: see `is`).
+    ///
+    /// ```
+    /// use orm_core::Entity;
+    /// #[derive(Entity, Debug)]
+    /// struct Item { #[orm(primary_key)] id: i64 }
+    /// assert_eq!(Item::META.identity(), ("item", "Item"));
+    /// ```
+    pub fn identity(&self) -> (&'static str, &'static str) {
+        (self.table, self.name)
     }
 
     /// Positions of the columns that are foreign keys, with what they reference.

@@ -88,9 +88,14 @@ pub(crate) struct PgConn {
     /// only within it).
     sequences: RefCell<HashMap<&'static str, (u64, i64)>>,
     /// The type each column of a table is sent as by `COPY` (the live column's, where the
-    /// mapping's field converts into it without loss), checked once per table.
-    wire_types: RefCell<HashMap<&'static str, Arc<[SqlType]>>>,
+    /// mapping's field converts into it without loss), checked once per mapping: by its
+    /// [`identity`](EntityMeta::identity), not the table's name, as two entities may map
+    /// different columns of one table.
+    wire_types: RefCell<HashMap<MappingId, Arc<[SqlType]>>>,
 }
+
+/// A mapping's [`identity`](EntityMeta::identity): its table and type name.
+type MappingId = (&'static str, &'static str);
 
 /// What a connection string points at, for messages, logs and `Debug`: built from the parsed
 /// configuration (user, hosts, ports, database), never by editing the text, so no password
@@ -995,14 +1000,11 @@ impl PgConn {
         conn: &Connection,
         meta: &'static EntityMeta,
     ) -> OrmResult<Arc<[SqlType]>> {
-        if let Some(t) = self.wire_types.borrow().get(meta.table) {
+        if let Some(t) = self.wire_types.borrow().get(&meta.identity()) {
             return Ok(Arc::clone(t));
         }
-        let types: Arc<[SqlType]> = conn.check_mapping(meta)?.into();
-        self.wire_types
-            .borrow_mut()
-            .insert(meta.table, Arc::clone(&types));
-        Ok(types)
+        // The check remembers the types (`mapping_checked`).
+        Ok(conn.check_mapping(meta)?.into())
     }
 
     /// Forgets what was learnt of the tables (after DDL or raw SQL).
@@ -1082,6 +1084,12 @@ impl Db for PgConn {
 
     fn server_cursors(&self) -> bool {
         true
+    }
+
+    fn mapping_checked(&self, meta: &'static EntityMeta, types: &[SqlType]) {
+        self.wire_types
+            .borrow_mut()
+            .insert(meta.identity(), types.into());
     }
 
     fn forget_tables(&self) {

@@ -314,6 +314,7 @@ impl Connection {
             }
         }
         if problems.is_empty() {
+            self.db().mapping_checked(meta, &types);
             Ok(types)
         } else {
             Err(Error::Schema {

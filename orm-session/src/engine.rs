@@ -109,9 +109,10 @@ pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
 struct Inner {
     target: Target,
     pool: r2d2::Pool<ConnectionManager>,
-    /// Entities whose mapping was checked against the live table (by the address of their
-    /// `EntityMeta`): each is checked once, before its first write through this engine.
-    checked: Mutex<std::collections::HashSet<usize>>,
+    /// Entities whose mapping was checked against the live table (by its
+    /// [`identity`](orm_core::EntityMeta::identity)): each is checked once, before its first
+    /// write through this engine.
+    checked: Mutex<std::collections::HashSet<(&'static str, &'static str)>>,
     max_connections: u32,
     checkout_timeout: Duration,
 }
@@ -358,10 +359,7 @@ impl Engine {
     pub fn check_schema<E: Entity>(&self) -> Result<()> {
         let conn = self.connect()?;
         conn.check_schema::<E>()?;
-        self.inner
-            .checked
-            .lock()
-            .insert(std::ptr::from_ref(E::META) as usize);
+        self.inner.checked.lock().insert(E::META.identity());
         Ok(())
     }
 
@@ -371,7 +369,7 @@ impl Engine {
         meta: &'static orm_core::EntityMeta,
         conn: &Connection,
     ) -> Result<()> {
-        let id = std::ptr::from_ref(meta) as usize;
+        let id = meta.identity();
         if self.inner.checked.lock().contains(&id) {
             return Ok(());
         }

@@ -573,6 +573,7 @@ impl Shared {
         let mut switching = false;
         let mut linked = Vec::new();
         for (i, obj) in pending.iter().enumerate() {
+            crate::handle::warm(pending, i);
             let claim = obj.claim(i)?;
             switching |= claim.switch;
             if claim.linked {
@@ -591,20 +592,36 @@ impl Shared {
         // object of the list.
         let mut failed = None;
         let mut i = 0;
-        modified.retain(|obj| {
+        let mut foreign = Vec::new();
+        for (at, obj) in modified.iter().enumerate() {
             if failed.is_some() {
-                return obj.meta().belongs_to(self);
+                if !obj.meta().belongs_to(self) {
+                    foreign.push(at);
+                }
+                continue;
             }
+            crate::handle::warm(modified, at);
             match obj.claim_written(self) {
-                Ok(Written::Foreign) => return false,
+                Ok(Written::Foreign) => {
+                    foreign.push(at);
+                    continue;
+                }
                 Ok(Written::Nothing) => {}
                 Ok(Written::Update(cols)) => updates.push((i, cols)),
                 Ok(Written::Relink) => relinked.push(i),
                 Err(e) => failed = Some(e),
             }
             i += 1;
-            true
-        });
+        }
+        if !foreign.is_empty() {
+            let mut at = 0;
+            let mut next = foreign.into_iter().peekable();
+            modified.retain(|_| {
+                let keep = next.next_if_eq(&at).is_none();
+                at += 1;
+                keep
+            });
+        }
         if let Some(e) = failed {
             return Err(e);
         }

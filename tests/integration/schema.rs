@@ -144,3 +144,56 @@ backends! {
         Ok(())
     }
 }
+
+/// [`Item`]'s table seen through another mapping: the `note` column too, and the columns in
+/// another order.
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "item")]
+struct ItemNote {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    qty: i64,
+    note: Option<String>,
+    name: String,
+}
+
+backends! {
+    // Two entities mapping different columns of one table, written on one connection: what
+    // the first write learns of the table's column types (PostgreSQL sends values by them)
+    // is kept for its own mapping, so the second entity's values go into its own columns.
+    fn two_mappings_of_one_table_write_their_own_columns(db) -> Result<()> {
+        migrate(db)?;
+        let engine = db.engine();
+        // Checked now, so that its first write does not look at the table again.
+        engine.check_schema::<ItemNote>()?;
+        let s = engine.session();
+        s.add_all((0..40).map(|i| Item { id: None, name: format!("a{i}"), qty: i }))?;
+        s.flush()?;
+        let notes = s.add_all((0..40).map(|i| ItemNote { id: None, qty: 10 + i, note: Some(format!("n{i}")), name: format!("b{i}") }))?;
+        s.commit()?;
+        notes[1].write()?.note = Some("changed".into());
+        let updated = s.bulk_update_mappings::<ItemNote>(
+            notes[2..]
+                .iter()
+                .map(|h| Ok(Mapping::from([ItemNote::ID.to(h.read()?.id.expect("key")), ItemNote::QTY.to(99_i64)])))
+                .collect::<Result<Vec<_>>>()?,
+        )?;
+        assert_eq!(updated, 38);
+        s.commit()?;
+        let other = db.connect();
+        assert_eq!(other.count::<Item>(None)?, 80);
+        let mut rows = other.select_all::<ItemNote>()?;
+        rows.sort_by_key(|r| r.id);
+        let rows: Vec<(Option<String>, i64, String)> =
+            rows.into_iter().map(|r| (r.note, r.qty, r.name)).collect();
+        let expected: Vec<(Option<String>, i64, String)> = (0..40)
+            .map(|i| (None, i, format!("a{i}")))
+            .chain((0..40).map(|i| {
+                let note = if i == 1 { "changed".to_string() } else { format!("n{i}") };
+                (Some(note), if i < 2 { 10 + i } else { 99 }, format!("b{i}"))
+            }))
+            .collect();
+        assert_eq!(rows, expected);
+        Ok(())
+    }
+}

@@ -54,6 +54,11 @@ pub(crate) trait Db {
     /// Forgets what was learnt of the tables (key rules, column types, sequences), after
     /// DDL or raw SQL that may have changed them.
     fn forget_tables(&self);
+    /// Learns that `meta`'s table fits its mapping, its columns stored as `types`
+    /// ([`Connection::check_mapping`](crate::Connection::check_mapping) found it so), for a
+    /// backend that sends values by the live column types. Forgotten with the rest by
+    /// [`forget_tables`](Self::forget_tables).
+    fn mapping_checked(&self, _meta: &'static EntityMeta, _types: &[crate::SqlType]) {}
     /// The transaction's state as the database reports it.
     fn transaction_status(&self) -> TxStatus;
     /// Whether a transaction is open.
