@@ -970,9 +970,46 @@ struct Case {
 }
 
 fn timed(f: impl FnOnce() -> BoxResult<()>) -> BoxResult<Duration> {
+    let cpu = Cpu::start();
     let start = Instant::now();
     f()?;
-    Ok(start.elapsed())
+    let t = start.elapsed();
+    cpu.stop();
+    Ok(t)
+}
+
+thread_local! {
+    /// The CPU time of this thread in the timed region of the last run (see [`Cpu`]).
+    static LAST_CPU: std::cell::Cell<Option<f64>> = const { std::cell::Cell::new(None) };
+}
+
+/// The time this thread spends on a CPU over a timed region, from Linux's
+/// `/proc/thread-self/schedstat` (nanoseconds): the client's own work, which on a server
+/// backend is the part of a case the database's time does not hide (the `postgres` and
+/// `mysql` clients run on the calling thread). Elsewhere it is not shown.
+struct Cpu(Option<u64>);
+
+impl Cpu {
+    fn now() -> Option<u64> {
+        std::fs::read_to_string("/proc/thread-self/schedstat")
+            .ok()?
+            .split_whitespace()
+            .next()?
+            .parse()
+            .ok()
+    }
+
+    fn start() -> Self {
+        LAST_CPU.with(|c| c.set(None));
+        Cpu(Self::now())
+    }
+
+    fn stop(self) {
+        if let (Some(a), Some(b)) = (self.0, Self::now()) {
+            #[allow(clippy::cast_precision_loss)]
+            LAST_CPU.with(|c| c.set(Some(b.saturating_sub(a) as f64 / 1e9)));
+        }
+    }
 }
 
 /// A case on a fresh session: `work` is timed, then `check` verifies the rows and what
@@ -985,9 +1022,11 @@ fn session_case<R>(
 ) -> BoxResult<Duration> {
     let mut f = fresh(db)?;
     let s = f.engine.session();
+    let cpu = Cpu::start();
     let start = Instant::now();
     let out = work(&s)?;
     let t = start.elapsed();
+    cpu.stop();
     verify_rows(&mut f, n, false)?;
     check(&f, &s, out)?;
     Ok(t)
@@ -2000,11 +2039,16 @@ fn main() -> BoxResult<()> {
         cases.retain(|c| asked(c.name) || needed.contains(&c.name));
     }
     let mut times: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut cpu: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for rep in 1..=a.repeat {
         for case in &cases {
             eprint!("\r[{rep}/{}] {:<32}", a.repeat, case.name);
+            LAST_CPU.with(|c| c.set(None));
             let t = (case.run)(a.db, a.rows).map_err(|e| fail(format!("{}: {e}", case.name)))?;
             times.entry(case.name).or_default().push(t.as_secs_f64());
+            if let Some(c) = LAST_CPU.with(std::cell::Cell::get) {
+                cpu.entry(case.name).or_default().push(c);
+            }
         }
     }
     eprintln!("\r{:<50}", "");
@@ -2020,6 +2064,11 @@ fn main() -> BoxResult<()> {
         .iter()
         .map(|(k, v)| (*k, median(&mut v.clone())))
         .collect();
+    let cpu_medians: BTreeMap<&str, f64> = cpu
+        .iter()
+        .filter(|(k, v)| v.len() == times[*k].len())
+        .map(|(k, v)| (*k, median(&mut v.clone())))
+        .collect();
     #[allow(clippy::cast_precision_loss)]
     let rows = a.rows as f64;
     println!(
@@ -2030,8 +2079,8 @@ fn main() -> BoxResult<()> {
         rusqlite::version()
     );
     println!(
-        "{:<31} {:>9} {:>9} {:>12} {:>7} {:>7}  what",
-        "case", "min s", "median s", "rows/s", "ratio", "min×"
+        "{:<31} {:>9} {:>9} {:>12} {:>7} {:>7} {:>7} {:>6}  what",
+        "case", "min s", "median s", "rows/s", "ratio", "min×", "cpu s", "cpu×"
     );
     let mut json = String::from("[");
     for case in &cases {
@@ -2044,14 +2093,23 @@ fn main() -> BoxResult<()> {
             .copied()
             .fold(f64::INFINITY, f64::min);
         let min_ratio = min / floor_min;
+        // The median CPU time of this thread in the timed region, and its ratio to the
+        // floor's: "-" where it was not measured.
+        let (cpu_s, cpu_ratio) = match (cpu_medians.get(case.name), cpu_medians.get(case.floor)) {
+            (Some(c), Some(f)) => (format!("{c:.3}"), format!("{:.2}", c / f)),
+            (Some(c), None) => (format!("{c:.3}"), "-".into()),
+            _ => ("-".into(), "-".into()),
+        };
         println!(
-            "{:<31} {:>9.3} {:>9.3} {:>12.0} {:>7.2} {:>7.2}  {} (vs {})",
+            "{:<31} {:>9.3} {:>9.3} {:>12.0} {:>7.2} {:>7.2} {:>7} {:>6}  {} (vs {})",
             case.name,
             min,
             med,
             rows / med,
             ratio,
             min_ratio,
+            cpu_s,
+            cpu_ratio,
             case.what,
             case.floor
         );
