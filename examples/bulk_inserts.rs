@@ -540,9 +540,9 @@ mod my {
             |rows| {
                 let mut p: Vec<Value> = rows
                     .clone()
-                    .flat_map(|i| [Value::from(i as i64 + 1), format!("updated {i}").into()])
+                    .flat_map(|i| [Value::from(row_id(i)), format!("updated {i}").into()])
                     .collect();
-                p.extend(rows.map(|i| Value::from(i as i64 + 1)));
+                p.extend(rows.map(|i| Value::from(row_id(i))));
                 p
             },
         )
@@ -579,6 +579,11 @@ mod my {
     }
 
     /// The batched delete floor: `DELETE … WHERE id IN (…)` per 1,000 rows.
+    /// The key of row `i` (keys start at 1).
+    fn row_id(i: usize) -> i64 {
+        i64::try_from(i).map_or(i64::MAX, |i| i + 1)
+    }
+
     pub fn delete_batched(c: &mut Conn, n: usize) -> BoxResult<()> {
         in_batches(
             c,
@@ -589,7 +594,7 @@ mod my {
                     vec!["?"; k].join(", ")
                 )
             },
-            |rows| rows.map(|i| Value::from(i as i64 + 1)).collect(),
+            |rows| rows.map(|i| Value::from(row_id(i))).collect(),
         )
     }
 }
