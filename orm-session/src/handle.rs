@@ -1868,7 +1868,8 @@ pub(crate) trait AnyMap: Send {
     fn len(&self) -> usize;
     fn for_each(&self, f: &mut dyn FnMut(&dyn Erased));
     /// Visits every live object, in the order they came in, and takes out of the map those
-    /// for which `f` returns true (no compaction: their slots become holes).
+    /// for which `f` returns true: their slots become holes, compacted away at once when
+    /// they are at least half of the map.
     fn for_each_removing(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool);
     fn retain(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool);
 }
@@ -1893,28 +1894,34 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
         }
     }
     fn for_each_removing(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool) {
+        let mut removed = Vec::new();
         for pos in 0..self.slots.len() {
             if pos.is_multiple_of(WARM) {
-                // The object's counts, then (upgraded, in cache now) its locks: see `warm`.
-                let block = pos..self.slots.len().min(pos + WARM);
-                for (_, w) in &self.slots[block.clone()] {
+                // The objects' counts, on the cache line of their bookkeeping's lock: see
+                // `warm`.
+                for (_, w) in &self.slots[pos..self.slots.len().min(pos + WARM)] {
                     std::hint::black_box(w.strong_count());
-                }
-                for (_, w) in &self.slots[block] {
-                    if let Some(o) = w.upgrade() {
-                        Warm::warm(&&*o);
-                    }
                 }
             }
             let Some(obj) = self.slots[pos].1.upgrade() else {
                 continue;
             };
             if f(&*obj) {
+                self.slots[pos].1 = Weak::new();
+                removed.push(pos);
+            }
+        }
+        // The index entries of the slots left empty: when they are many (a commit that
+        // deleted most of the objects), the index is built anew from the others, rather
+        // than each key hashed and looked up to go.
+        if removed.len() * 2 >= self.slots.len() && self.live_from.is_none() {
+            self.compact();
+        } else {
+            for pos in removed {
                 let hash = self.hash(&self.slots[pos].0);
                 if let Ok(e) = self.index.find_entry(hash, |at| at.pos() == pos) {
                     e.remove();
                 }
-                self.slots[pos].1 = Weak::new();
             }
         }
     }
