@@ -92,20 +92,34 @@ impl EntityMeta {
     /// Whether `other` is this entity's metadata. A constant's address is not a reliable
     /// identity (each crate may hold its own copy), so the names are compared too.
     pub fn is(&self, other: &EntityMeta) -> bool {
-        std::ptr::eq(self, other) || self.identity() == other.identity()
+        std::ptr::eq(self, other) || (self.table == other.table && self.name == other.name)
     }
 
-    /// What identifies the mapping, as [`is`](Self::is) compares it: its table and type name.
-    /// A key for what is learnt of a mapping (its address is not one: see `is`).
+    /// What identifies the mapping, for what is learnt of it (its check against the live
+    /// table, the column types sent): its table, its type name, and a fingerprint of its
+    /// columns (names and types), so that two mappings of one table that differ in their
+    /// columns are never taken for one another. Its address is not an identity (see
+    /// [`is`](Self::is)).
     ///
     /// ```
     /// use orm_core::Entity;
     /// #[derive(Entity, Debug)]
-    /// struct Item { #[orm(primary_key)] id: i64 }
-    /// assert_eq!(Item::META.identity(), ("item", "Item"));
+    /// struct Item { #[orm(primary_key)] id: i64, name: String }
+    /// mod other {
+    ///     #[derive(orm_core::Entity, Debug)]
+    ///     pub struct Item { #[orm(primary_key)] pub id: i64, pub label: String }
+    /// }
+    /// let (table, name, _) = Item::META.identity();
+    /// assert_eq!((table, name), ("item", "Item"));
+    /// assert_ne!(Item::META.identity(), other::Item::META.identity());
     /// ```
-    pub fn identity(&self) -> (&'static str, &'static str) {
-        (self.table, self.name)
+    pub fn identity(&self) -> (&'static str, &'static str, u64) {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::hash::DefaultHasher::new();
+        for c in self.columns {
+            (c.name, c.sql_type, c.nullable, c.primary_key).hash(&mut h);
+        }
+        (self.table, self.name, h.finish())
     }
 
     /// Positions of the columns that are foreign keys, with what they reference.

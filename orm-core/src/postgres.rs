@@ -94,8 +94,8 @@ pub(crate) struct PgConn {
     wire_types: RefCell<HashMap<MappingId, Arc<[SqlType]>>>,
 }
 
-/// A mapping's [`identity`](EntityMeta::identity): its table and type name.
-type MappingId = (&'static str, &'static str);
+/// A mapping's [`identity`](EntityMeta::identity): its table, type name and columns.
+type MappingId = (&'static str, &'static str, u64);
 
 /// What a connection string points at, for messages, logs and `Debug`: built from the parsed
 /// configuration (user, hosts, ports, database), never by editing the text, so no password

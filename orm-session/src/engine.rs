@@ -112,7 +112,7 @@ struct Inner {
     /// Entities whose mapping was checked against the live table (by its
     /// [`identity`](orm_core::EntityMeta::identity)): each is checked once, before its first
     /// write through this engine.
-    checked: Mutex<std::collections::HashSet<(&'static str, &'static str)>>,
+    checked: Mutex<std::collections::HashSet<(&'static str, &'static str, u64)>>,
     max_connections: u32,
     checkout_timeout: Duration,
 }

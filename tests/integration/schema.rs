@@ -197,3 +197,49 @@ backends! {
         Ok(())
     }
 }
+
+/// A mapping of [`Item`]'s table with the same type name but other columns, as another
+/// module of an application may declare one.
+mod reporting {
+    use orm_session::prelude::*;
+
+    #[derive(Entity, Debug, Clone, PartialEq)]
+    #[orm(table = "item")]
+    pub struct Item {
+        #[orm(primary_key, auto_increment)]
+        pub id: Option<i64>,
+        pub qty: i64,
+        pub note: Option<String>,
+        pub name: String,
+    }
+}
+
+backends! {
+    // Same table, same type name, other columns: still two mappings, each checked and
+    // written by its own columns.
+    fn a_same_named_mapping_with_other_columns_is_its_own(db) -> Result<()> {
+        migrate(db)?;
+        let engine = db.engine();
+        engine.check_schema::<reporting::Item>()?;
+        let s = engine.session();
+        s.add_all((0..40).map(|i| Item { id: None, name: format!("a{i}"), qty: i }))?;
+        s.flush()?;
+        s.add_all((0..40).map(|i| reporting::Item {
+            id: None,
+            qty: 100 + i,
+            note: Some(format!("n{i}")),
+            name: format!("r{i}"),
+        }))?;
+        s.commit()?;
+        let mut rows = db.connect().select_all::<reporting::Item>()?;
+        rows.sort_by_key(|r| r.id);
+        let rows: Vec<(i64, Option<String>, String)> =
+            rows.into_iter().map(|r| (r.qty, r.note, r.name)).collect();
+        let expected: Vec<(i64, Option<String>, String)> = (0..40)
+            .map(|i| (i, None, format!("a{i}")))
+            .chain((0..40).map(|i| (100 + i, Some(format!("n{i}")), format!("r{i}"))))
+            .collect();
+        assert_eq!(rows, expected);
+        Ok(())
+    }
+}
