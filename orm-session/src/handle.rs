@@ -1478,7 +1478,6 @@ fn key_to_delete<E: Entity>(meta: &Meta, value: &E) -> Result<Key> {
         })
 }
 
-/// The objects of a flush group as their entity's.
 /// How many objects [`warm`] brings into cache at a time.
 pub(crate) const WARM: usize = 32;
 
@@ -1522,6 +1521,7 @@ pub(crate) fn warm<T: Warm>(objects: &[T], at: usize) {
     }
 }
 
+/// The objects of a flush group as their entity's.
 fn typed_group<'a, E: Entity>(group: &[&'a Arc<dyn Erased>]) -> Result<Vec<&'a Object<E>>> {
     group
         .iter()
