@@ -1511,8 +1511,8 @@ impl Warm for &Arc<dyn Erased> {
 /// A pass over objects that are no longer in cache would otherwise wait for each one in
 /// turn: the atomic instruction of a lock waits for every load before it, so the miss of
 /// one object cannot overlap the next. Plain loads of a block's lock words can, and the
-/// locks that follow find their lines in cache. On a commit of 100,000 objects this takes
-/// about a third off each pass.
+/// locks that follow find their lines in cache. Deleting 100,000 loaded objects, the pass
+/// that reads their keys costs about half the CPU time it did without this.
 pub(crate) fn warm<T: Warm>(objects: &[T], at: usize) {
     if at.is_multiple_of(WARM) {
         for o in &objects[at..objects.len().min(at + WARM)] {
@@ -1896,13 +1896,6 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
     fn for_each_removing(&mut self, f: &mut dyn FnMut(&dyn Erased) -> bool) {
         let mut removed = Vec::new();
         for pos in 0..self.slots.len() {
-            if pos.is_multiple_of(WARM) {
-                // The objects' counts, on the cache line of their bookkeeping's lock: see
-                // `warm`.
-                for (_, w) in &self.slots[pos..self.slots.len().min(pos + WARM)] {
-                    std::hint::black_box(w.strong_count());
-                }
-            }
             let Some(obj) = self.slots[pos].1.upgrade() else {
                 continue;
             };
