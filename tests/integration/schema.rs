@@ -243,3 +243,39 @@ backends! {
         Ok(())
     }
 }
+
+backends! {
+    // R6 on two mappings of one table: the second mapping's rows fail in the middle of the
+    // flush (a key the table already holds). Nothing of the commit is written, the objects
+    // of both mappings are pending again, and once the bad row is mended the same session
+    // writes them all, each mapping into its own columns.
+    fn r6_a_failed_write_of_the_second_mapping_writes_nothing_of_the_commit(db) -> Result<()> {
+        migrate(db)?;
+        let engine = db.engine();
+        let other = db.connect();
+        other.insert_many((0..40).map(|i| Item { id: None, name: format!("raw{i}"), qty: i }))?;
+        let taken = other.select_all::<Item>()?[5].id.expect("key");
+        let s = engine.session();
+        let items = s.add_all((0..40).map(|i| Item { id: None, name: format!("a{i}"), qty: i }))?;
+        let notes = s.add_all((0..40).map(|i| ItemNote {
+            id: (i == 20).then_some(taken),
+            qty: 100 + i,
+            note: Some(format!("n{i}")),
+            name: format!("b{i}"),
+        }))?;
+        let e = s.commit().expect_err("the key is taken");
+        assert_eq!(e.kind(), ErrorKind::UniqueViolation, "{e}");
+        assert_eq!(other.count::<Item>(None)?, 40, "nothing of the commit is written");
+        assert!(items.iter().all(|h| h.state() == ObjectState::Pending));
+        assert!(notes.iter().all(|h| h.state() == ObjectState::Pending));
+        notes[20].write()?.id = None;
+        s.commit()?;
+        assert_eq!(other.count::<Item>(None)?, 120);
+        for h in &notes {
+            let v = h.read()?;
+            let row = other.find::<ItemNote>(&v.id.expect("key").into())?.expect("row");
+            assert_eq!((row.qty, &row.note, &row.name), (v.qty, &v.note, &v.name));
+        }
+        Ok(())
+    }
+}
