@@ -83,7 +83,7 @@ pub(crate) fn insert_groups<'a>(
     let mut edges: Vec<(usize, usize)> = Vec::new();
     for &i in linked {
         let m = objs[i].meta();
-        for l in m.links.iter().filter(|l| l.done == 0) {
+        for l in m.links().iter().filter(|l| l.done == 0) {
             let p = l.parent.slot().load(Ordering::Relaxed);
             if p < n && Arc::ptr_eq(&objs[p], &l.parent) {
                 edges.push((i, p));

@@ -68,7 +68,7 @@ impl<C: Entity, P: Entity> Relation<C> for ManyToOne<C, P> {
             .obj
             .meta
             .lock()
-            .links
+            .links()
             .iter()
             .find(|l| l.column == self.column())
             .map(|l| Arc::clone(&l.parent));
@@ -161,7 +161,7 @@ fn children<P: Entity, C: Entity>(
             .chain(&modified)
             .filter(|o| {
                 o.meta()
-                    .links
+                    .links()
                     .iter()
                     .any(|l| l.column == column && Arc::ptr_eq(&l.parent, &me))
             })
@@ -425,7 +425,7 @@ impl Session {
         let (in_session, expired, linked_to, mut pending) = {
             let m = child.obj.meta.lock();
             let linked_to = m
-                .links
+                .links()
                 .iter()
                 .find(|l| l.column == column)
                 .map(|l| Arc::clone(&l.parent));
@@ -494,9 +494,9 @@ impl Session {
         {
             let mut st = self.shared.lock()?;
             let mut m = child.obj.meta.lock();
-            m.links.retain(|l| l.column != column);
+            m.retain_links(|l| l.column != column);
             if key.is_none() {
-                m.links.push(Link {
+                m.push_link(Link {
                     column,
                     parent: erased(parent),
                     done: 0,
@@ -512,12 +512,12 @@ impl Session {
                 && old != *parent
             {
                 let mut m = old.obj.meta.lock();
-                if let Some((_, c)) = m.collections.iter_mut().find(|(i, _)| *i == r) {
+                if let Some(c) = m.collection_mut(r) {
                     c.retain(|o| !Arc::ptr_eq(o, &me));
                 }
             }
             let mut m = parent.obj.meta.lock();
-            if let Some((_, c)) = m.collections.iter_mut().find(|(i, _)| *i == r)
+            if let Some(c) = m.collection_mut(r)
                 && !c.iter().any(|o| Arc::ptr_eq(o, &me))
             {
                 c.push(me);
@@ -568,11 +568,11 @@ impl Session {
                 ),
             });
         }
-        child.obj.meta.lock().links.retain(|l| l.column != column);
+        child.obj.meta.lock().retain_links(|l| l.column != column);
         if let (Some(old), Some(r)) = (old_parent, reverse::<C, P>(column)) {
             let me = erased(child);
             let mut m = old.obj.meta.lock();
-            if let Some((_, c)) = m.collections.iter_mut().find(|(i, _)| *i == r) {
+            if let Some(c) = m.collection_mut(r) {
                 c.retain(|o| !Arc::ptr_eq(o, &me));
             }
         }
@@ -615,7 +615,7 @@ impl Session {
             .obj
             .meta
             .lock()
-            .links
+            .links()
             .iter()
             .find(|l| l.column == column)
             .map(|l| Arc::clone(&l.parent));

@@ -407,7 +407,7 @@ impl Shared {
     /// unflushed: the replaced object is back in the identity map, marked for deletion again
     /// (or, after a rollback, simply persistent).
     fn restore_replaced(st: &mut State, obj: &dyn Erased, mark_delete: bool) {
-        let Some(old) = obj.meta().replaces.take().map(|b| *b) else {
+        let Some(old) = obj.meta().take_replaces() else {
             return;
         };
         {
@@ -643,7 +643,7 @@ impl Shared {
             let (switches, inserts): (Objects, Objects) = pending
                 .iter()
                 .cloned()
-                .partition(|o| o.meta().replaces.is_some());
+                .partition(|o| o.meta().replaces().is_some());
             switched = switches;
             inserts_owned = inserts;
             crate::plan::insert_groups(&inserts_owned, None)?
@@ -781,7 +781,7 @@ impl Shared {
         st.held.clear();
         for obj in std::mem::take(&mut st.pending) {
             if linked {
-                obj.meta().links.clear();
+                obj.meta().clear_links();
             }
             Self::restore_replaced(st, &*obj, false);
             obj.meta().detach(ObjectState::Transient);
@@ -800,7 +800,7 @@ impl Shared {
                 if linked {
                     // The foreign keys its links wrote go back; the links are forgotten.
                     obj.unresolve_links(0);
-                    obj.meta().links.clear();
+                    obj.meta().clear_links();
                 }
                 let (new, generated) = {
                     let m = obj.meta();
@@ -831,7 +831,7 @@ impl Shared {
             }
             {
                 let mut m = obj.meta();
-                m.links.clear();
+                m.clear_links();
                 m.state = ObjectState::Persistent;
                 m.registered = false;
                 if expire {
@@ -1171,7 +1171,7 @@ impl Session {
             replaces = Some(old);
         }
         let mut meta = Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared));
-        meta.replaces = replaces.map(Box::new);
+        meta.set_replaces(replaces);
         let h = Handle::with_meta(value, meta);
         st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
         Ok(h)
@@ -1686,7 +1686,7 @@ impl Session {
         let linked = std::mem::take(&mut st.linked);
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             let mut m = obj.meta();
-            m.links.clear();
+            m.clear_links();
             m.detach(ObjectState::Detached);
         }
         st.inserted_in_tx = false;
@@ -1702,7 +1702,7 @@ impl Session {
             m.new_in_tx = false;
             m.key_generated = false;
             if linked || m.marked_delete {
-                m.links.clear();
+                m.clear_links();
             }
             if m.marked_delete {
                 // Written, then deleted: claimed by the flush, which sent only the DELETE.
@@ -1883,7 +1883,7 @@ impl Session {
         let ptr = Arc::as_ptr(&h.obj).cast::<()>();
         let same = |o: &Arc<dyn Erased>| std::ptr::eq(Arc::as_ptr(o).cast::<()>(), ptr);
         let registered = std::mem::take(&mut h.obj.meta.lock().registered);
-        h.obj.meta.lock().links.clear();
+        h.obj.meta.lock().clear_links();
         if registered {
             self.shared.modified.lock().retain(|o| !same(o));
         }
@@ -1908,7 +1908,7 @@ impl Session {
             let mut m = obj.meta();
             m.detach(state);
             m.registered = false;
-            m.links.clear();
+            m.clear_links();
         };
         for obj in std::mem::take(&mut st.pending) {
             leave(&*obj, ObjectState::Transient);
