@@ -1155,26 +1155,36 @@ impl Session {
         value: E,
         key: Option<Key>,
     ) -> Result<Handle<E>> {
-        let mut replaces = None;
-        if let Some(key) = key
-            && let Some(old) = st.maps.get::<E>(&key)
-        {
-            if !old.meta.lock().marked_delete {
-                return Err(duplicate::<E>(&key));
-            }
-            // A row switch (F1): the object marked for deletion leaves the identity map, and
-            // the flush turns the DELETE and this INSERT into one UPDATE of the row.
-            let old: Arc<dyn Erased> = old;
-            st.deleted.retain(|o| !Arc::ptr_eq(o, &old));
-            old.meta().marked_delete = false;
-            old.remove_from(&mut st.maps);
-            replaces = Some(old);
-        }
+        let old = match &key {
+            Some(key) => Self::row_to_switch::<E>(st, key)?,
+            None => None,
+        };
         let mut meta = Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared));
-        meta.set_replaces(replaces);
+        meta.set_replaces(old.map(|old| Self::take_over_row(st, old)));
         let h = Handle::with_meta(value, meta);
         st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
         Ok(h)
+    }
+
+    /// What a new object with the (user-assigned) key `key` does to the object the session
+    /// holds for it: nothing without one; [`Error::DuplicateObject`] if that one stays; or,
+    /// when it is marked for deletion, a row switch (F1) of it, which
+    /// [`take_over_row`](Self::take_over_row) makes. Changes nothing.
+    fn row_to_switch<E: Entity>(st: &State, key: &Key) -> Result<Option<Arc<dyn Erased>>> {
+        match st.maps.get::<E>(key) {
+            None => Ok(None),
+            Some(old) if old.meta.lock().marked_delete => Ok(Some(old)),
+            Some(_) => Err(duplicate::<E>(key)),
+        }
+    }
+
+    /// A row switch (F1): the object marked for deletion leaves the identity map, and the
+    /// flush turns its DELETE and the new object's INSERT into one UPDATE of the row.
+    fn take_over_row(st: &mut State, old: Arc<dyn Erased>) -> Arc<dyn Erased> {
+        st.deleted.retain(|o| !Arc::ptr_eq(o, &old));
+        old.meta().marked_delete = false;
+        old.remove_from(&mut st.maps);
+        old
     }
 
     /// Adds many new objects, in order (B1). Flush inserts them with statements prepared
@@ -1190,24 +1200,49 @@ impl Session {
         &self,
         values: impl IntoIterator<Item = E>,
     ) -> Result<Vec<Handle<E>>> {
-        let values: Vec<(Option<Key>, E)> = values.into_iter().map(|v| (v.key(), v)).collect();
+        // Each value becomes its object as it comes, before the lock: no copy of all the
+        // values is made first, and nothing is the session's until every one is made.
+        // The session's own references are taken while each object is in cache.
+        let session = Arc::downgrade(&self.shared);
+        let mut keyed: Vec<(usize, Key)> = Vec::new();
+        let values = values.into_iter();
+        let mut added: Vec<Arc<dyn Erased>> = Vec::with_capacity(values.size_hint().0);
+        let handles: Vec<Handle<E>> = values
+            .enumerate()
+            .map(|(i, v)| {
+                if let Some(key) = v.key() {
+                    keyed.push((i, key));
+                }
+                let h =
+                    Handle::with_meta(v, Meta::new(ObjectState::Pending, None, session.clone()));
+                added.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
+                h
+            })
+            .collect();
         let mut st = self.shared.lock()?;
         st.ready()?;
-        let before = st.pending.len();
-        st.pending.reserve(values.len());
-        let mut out = Vec::with_capacity(values.len());
-        for (key, v) in values {
-            match self.add_locked(&mut st, v, key) {
-                Ok(h) => out.push(h),
-                Err(e) => {
-                    for obj in st.pending.drain(before..) {
-                        obj.meta().detach(ObjectState::Transient);
-                    }
-                    return Err(e);
+        // Every key is checked before the first row switch is made, so that an error leaves
+        // the session as it was.
+        let mut switches: Vec<(usize, Arc<dyn Erased>)> = Vec::new();
+        for (i, key) in &keyed {
+            if let Some(old) = Self::row_to_switch::<E>(&st, key)? {
+                if switches.iter().any(|(_, o)| Arc::ptr_eq(o, &old)) {
+                    // Another object of this call takes that row over already.
+                    return Err(duplicate::<E>(key));
                 }
+                switches.push((*i, old));
             }
         }
-        Ok(out)
+        for (i, old) in switches {
+            let old = Self::take_over_row(&mut st, old);
+            handles[i].obj.meta.lock().set_replaces(Some(old));
+        }
+        if st.pending.is_empty() {
+            st.pending = added;
+        } else {
+            st.pending.append(&mut added);
+        }
+        Ok(handles)
     }
 
     /// Copies the state of an object that is not this session's (a detached handle's value, a

@@ -414,3 +414,51 @@ fn f1_a_row_switch_onto_a_vanished_row_fails_whole(db) -> Result<()> {
     Ok(())
 }
 }
+
+// F1, B1: `add_all` checks every key before it makes a row switch: a value whose key an
+// object of the session holds fails the call, and the switch an earlier value of the same
+// call would have made is not made (the object marked for deletion stays so). Two values of
+// one call cannot take over the same row.
+orm_tests::backends! {
+fn f1_an_add_all_that_fails_on_a_later_value_makes_no_row_switch(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let old = s.add(Customer::new("old", 1))?;
+    let kept = s.add(Customer::new("kept", 2))?;
+    s.commit()?;
+    let (id, kept_id) = (old.read()?.id.unwrap(), kept.read()?.id.unwrap());
+    s.delete(&old)?;
+    let e = s
+        .add_all([
+            Customer { id: Some(id), ..Customer::new("switch", 3) },
+            Customer { id: Some(kept_id), ..Customer::new("clash", 4) },
+        ])
+        .expect_err("the second key is taken");
+    assert_eq!(e.kind(), ErrorKind::DuplicateObject, "{e}");
+    assert!(
+        s.get::<Customer>(id)?.is_some_and(|h| h == old),
+        "the object marked for deletion is still the session's for its key"
+    );
+    let e = s
+        .add_all([
+            Customer { id: Some(id), ..Customer::new("first", 5) },
+            Customer { id: Some(id), ..Customer::new("second", 6) },
+        ])
+        .expect_err("one row, two takers");
+    assert_eq!(e.kind(), ErrorKind::DuplicateObject, "{e}");
+    s.commit()?;
+    let conn = engine.connect()?;
+    assert!(conn.find::<Customer>(&id.into())?.is_none(), "the delete still happened");
+    assert_eq!(conn.count::<Customer>(None)?, 1);
+    assert_eq!(old.state(), ObjectState::Detached);
+    // A switch alone goes through.
+    let new = s.add_all([Customer { id: Some(kept_id), ..Customer::new("after", 7) }]);
+    assert!(new.is_err(), "`kept` is not marked for deletion");
+    s.delete(&kept)?;
+    let new = s.add_all([Customer { id: Some(kept_id), ..Customer::new("after", 7) }])?;
+    s.commit()?;
+    assert_eq!(conn.find::<Customer>(&kept_id.into())?.unwrap().name, "after");
+    assert!(s.get::<Customer>(kept_id)?.is_some_and(|h| h == new[0]));
+    Ok(())
+}
+}
