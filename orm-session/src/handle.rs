@@ -153,20 +153,6 @@ impl<T> List<T> {
             List::Many(all) => all.iter_mut(),
         }
     }
-
-    /// Moves every item of `other` to the end of this list.
-    pub(crate) fn append(&mut self, other: &mut List<T>) {
-        match std::mem::take(other) {
-            List::Empty => {}
-            theirs if matches!(self, List::Empty) => *self = theirs,
-            List::One(item) => self.push(item),
-            List::Many(all) => {
-                for item in all {
-                    self.push(item);
-                }
-            }
-        }
-    }
 }
 
 impl<T> Deref for List<T> {
@@ -277,28 +263,6 @@ impl Meta {
 
     pub(crate) fn clear_links(&mut self) {
         self.retain_links(|_| false);
-    }
-
-    /// Takes the links out, to work on them without the lock; [`put_links`](Self::put_links)
-    /// brings them back.
-    pub(crate) fn take_links(&mut self) -> List<Link> {
-        let links = self
-            .rare
-            .as_deref_mut()
-            .map(|r| std::mem::take(&mut r.links))
-            .unwrap_or_default();
-        self.tidy();
-        links
-    }
-
-    /// Puts taken links back, before any made meanwhile.
-    pub(crate) fn put_links(&mut self, mut links: List<Link>) {
-        if links.is_empty() {
-            return;
-        }
-        let rare = self.rare_mut();
-        links.append(&mut rare.links);
-        rare.links = links;
     }
 
     /// The loaded collection of relation `relation`, if loaded.
@@ -1364,21 +1328,27 @@ impl<E: Entity> Erased for Object<E> {
     }
 
     fn resolve_links(&self, flush: u64) -> Result<()> {
-        let mut links = {
-            let mut m = self.meta.lock();
-            if !m.waits_for_parent() {
-                return Ok(());
-            }
-            m.take_links()
-        };
+        // The links stay in place: each is marked written as soon as its column is, so that
+        // an error or a panic (a user's conversion) at any link leaves every link either
+        // unwritten or written with the value it replaced, for `unresolve_links` to put back.
+        let todo: Vec<(usize, Arc<dyn Erased>)> = self
+            .meta
+            .lock()
+            .links()
+            .iter()
+            .filter(|l| l.done == 0)
+            .map(|l| (l.column, Arc::clone(&l.parent)))
+            .collect();
+        if todo.is_empty() {
+            return Ok(());
+        }
         let result = (|| {
             let mut value = self
                 .value
                 .try_write()
                 .ok_or_else(|| borrowed(E::META, "flush"))?;
-            for link in links.iter_mut().filter(|l| l.done == 0) {
-                let column = link.column;
-                let Some(key) = link.parent.meta().key.clone() else {
+            for (column, parent) in todo {
+                let Some(key) = parent.meta().key.clone() else {
                     return Err(Error::InvalidState {
                         message: format!(
                             "{} (table `{}`) is linked through `{}` to a {} that has no row: it \
@@ -1386,7 +1356,7 @@ impl<E: Entity> Erased for Object<E> {
                             E::META.name,
                             E::META.table,
                             E::META.columns[column].name,
-                            link.parent.entity().name
+                            parent.entity().name
                         ),
                     });
                 };
@@ -1399,18 +1369,21 @@ impl<E: Entity> Erased for Object<E> {
                             "{}::{}: the key {key} of the linked {} does not fit: {source}",
                             E::META.name,
                             E::META.columns[column].field,
-                            link.parent.entity().name
+                            parent.entity().name
                         ),
                     })?;
-                link.old = old;
-                link.done = flush;
+                // Lock order: value, then meta.
+                let mut m = self.meta.lock();
+                if let Some(link) = m
+                    .links_mut()
+                    .find(|l| l.done == 0 && l.column == column && Arc::ptr_eq(&l.parent, &parent))
+                {
+                    link.old = old;
+                    link.done = flush;
+                }
             }
             Ok(())
         })();
-        let mut m = self.meta.lock();
-        // Links made meanwhile (none: the session is locked) would be kept after ours.
-        m.put_links(links);
-        drop(m);
         if result.is_err() {
             self.unresolve_links(flush);
         }
@@ -2128,10 +2101,7 @@ mod tests {
         for x in l.iter_mut() {
             *x *= 10;
         }
-        let mut other = List::default();
-        other.push(40);
-        l.append(&mut other);
-        assert!(other.is_empty());
+        l.push(40);
         assert_eq!(&*l, [10, 30, 40]);
         l.retain(|_| false);
         assert!(l.is_empty());
@@ -2141,12 +2111,7 @@ mod tests {
         assert_eq!(&*one, [5]);
         one.retain(|_| false);
         assert!(matches!(one, List::Empty), "an emptied list holds nothing");
-        let mut empty = List::default();
-        empty.append(&mut l);
-        assert!(empty.is_empty());
-        l.push(7);
-        empty.append(&mut l);
-        assert_eq!(&*empty, [7]);
+        let mut empty: List<u32> = List::default();
         empty.retain(|_| false);
         assert!(empty.is_empty());
     }
@@ -2167,7 +2132,7 @@ mod tests {
         m.expire_all();
         assert!(m.collection(3).is_none());
         assert!(m.rare.is_none(), "an emptied rare part is freed");
-        assert!(m.take_links().is_empty());
+        m.clear_links();
         assert!(m.rare.is_none());
     }
     use super::{At, BUCKET_BITS, List, Meta, ObjectState, key_hash, narrow, widen};

@@ -267,6 +267,37 @@ backends! {
         Ok(())
     }
 
+    // R7: a panic inside a user's conversion of a foreign key, while the flush writes the
+    // keys of linked parents into their children (the third of five children). The links
+    // are kept, and the children that got their parent's key before the panic get their
+    // old values back: the next flush writes every child with its parent's key.
+    fn r7_a_panic_while_links_are_written_keeps_every_link(db) -> Result<()> {
+        let engine = db.engine();
+        create_fused(db, &engine)?;
+        engine.create_table::<FusedChild>()?;
+        let s = engine.session();
+        let parent = s.add(Fused { id: None, n: Fuse(-1) })?;
+        let children = s.add_all((0..5).map(|i| FusedChild { id: None, fused_id: Fuse(100 + i) }))?;
+        for c in &children {
+            s.link(c, FusedChild::FUSED, &parent)?;
+        }
+        let caught = arm(102, || s.flush());
+        assert!(caught.is_err(), "the panic goes on to the caller");
+        assert!(children.iter().all(|c| c.state() == ObjectState::Pending));
+        let before: Vec<i64> = children.iter().map(|c| c.read().unwrap().fused_id.0).collect();
+        assert_eq!(before, [100, 101, 102, 103, 104], "the foreign keys are as they were");
+        s.commit()?;
+        let key = parent.read()?.id.expect("the parent's key");
+        let conn = engine.connect()?;
+        for c in &children {
+            let id = c.read()?.id.expect("the child's key");
+            assert_eq!(c.read()?.fused_id.0, key);
+            let row = conn.find::<FusedChild>(&id.into())?.expect("the child's row");
+            assert_eq!(row.fused_id.0, key, "the link was written");
+        }
+        Ok(())
+    }
+
     // R7, B8: a panic inside a user's conversion in the middle of a batched UPDATE (row
     // 1,500 of 2,000 changed objects, a later statement on SQLite): nothing of the flush is
     // written, the objects stay changed, and the next commit writes each once.
@@ -1232,6 +1263,16 @@ struct Fused {
 
 fn create_fused(_db: &TestDb, engine: &Engine) -> Result<()> {
     engine.create_table::<Fused>()
+}
+
+/// A child of [`Fused`] whose foreign key is a [`Fuse`].
+#[derive(Entity, Debug, Clone)]
+#[orm(table = "fused_child")]
+struct FusedChild {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    #[orm(references = Fused)]
+    fused_id: Fuse,
 }
 
 /// Runs `f` with conversions of `at` panicking; returns the panic, if any.
