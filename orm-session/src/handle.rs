@@ -1656,6 +1656,28 @@ struct At {
     hash: u32,
 }
 
+/// An identity map while rows are read into it (see [`IdentityMap::reading`]).
+pub(crate) struct Live<'a, E: Entity>(&'a mut IdentityMap<E>);
+
+impl<E: Entity> Deref for Live<'_, E> {
+    type Target = IdentityMap<E>;
+    fn deref(&self) -> &IdentityMap<E> {
+        self.0
+    }
+}
+
+impl<E: Entity> DerefMut for Live<'_, E> {
+    fn deref_mut(&mut self) -> &mut IdentityMap<E> {
+        self.0
+    }
+}
+
+impl<E: Entity> Drop for Live<'_, E> {
+    fn drop(&mut self) {
+        self.0.end_live();
+    }
+}
+
 /// Bits of a [`key_hash`] that pick the bucket, for tables of up to 2^25 buckets (larger
 /// ones still work: keys are compared once hashes are equal, only they spread less).
 const BUCKET_BITS: u64 = (1 << 25) - 1;
@@ -1715,7 +1737,7 @@ pub(crate) struct IdentityMap<E> {
     /// Holes (removed entries, or entries whose object is gone) are compacted away when
     /// `slots` reaches this length.
     compact_at: usize,
-    /// While rows are read ([`begin_live`](Self::begin_live)): where the slots of the read
+    /// While rows are read ([`reading`](Self::reading)): where the slots of the read
     /// begin.
     live_from: Option<usize>,
 }
@@ -1877,16 +1899,17 @@ impl<E: Entity> IdentityMap<E> {
         self.compact_at = self.compact_at.max((self.slots.len() + n) * 2);
     }
 
-    /// Starts a read of rows whose new objects the reader holds until
-    /// [`end_live`](Self::end_live): no compaction runs meanwhile, as it would visit them
+    /// Starts a read of rows whose new objects the reader holds until the returned guard
+    /// goes (or, unwinding, is dropped): no compaction runs meanwhile, as it would visit them
     /// for nothing.
-    pub(crate) fn begin_live(&mut self) {
+    pub(crate) fn reading(&mut self) -> Live<'_, E> {
         self.live_from.get_or_insert(self.slots.len());
+        Live(self)
     }
 
-    /// Ends what [`begin_live`](Self::begin_live) began, with the compaction that was
-    /// due, which visits only the slots from before the read.
-    pub(crate) fn end_live(&mut self) {
+    /// Ends what [`reading`](Self::reading) began, with the compaction that was due, which visits
+    /// only the slots from before the read.
+    fn end_live(&mut self) {
         if let Some(live_from) = self.live_from.take()
             && self.slots.len() >= self.compact_at
         {
@@ -2135,7 +2158,31 @@ mod tests {
         m.clear_links();
         assert!(m.rare.is_none());
     }
-    use super::{At, BUCKET_BITS, List, Meta, ObjectState, key_hash, narrow, widen};
+    /// A read that unwinds (a user's conversion panicked) still ends: the map compacts
+    /// again afterwards.
+    #[test]
+    fn a_read_that_unwinds_ends_all_the_same() {
+        #[derive(orm_core::Entity, Debug, Clone)]
+        #[orm(table = "t", crate = "orm_core")]
+        struct T {
+            #[orm(primary_key)]
+            id: i64,
+        }
+        let mut map = IdentityMap::<T>::default();
+        let caught = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let _read = map.reading();
+            panic!("a conversion fails");
+        }));
+        assert!(caught.is_err());
+        assert!(map.live_from.is_none(), "the read is over");
+        // Entries whose objects are gone are compacted away as the map grows.
+        for i in 0..5000 {
+            let meta = Meta::new(ObjectState::Persistent, None, std::sync::Weak::new());
+            map.insert(Key::Int(i), super::Handle::with_meta(T { id: i }, meta).obj);
+        }
+        assert!(map.slots.len() < 5000, "{} slots", map.slots.len());
+    }
+    use super::{At, BUCKET_BITS, IdentityMap, List, Meta, ObjectState, key_hash, narrow, widen};
     use orm_core::{Key, KeyHashState};
 
     fn bucket(state: &KeyHashState, i: i64) -> u64 {

@@ -1493,17 +1493,15 @@ impl Session {
         let Some(conn) = conn.as_ref() else {
             return Ok(Vec::new());
         };
-        let map = maps.typed::<E>();
         let weak = Arc::downgrade(&self.shared);
         let mut out = Vec::new();
         // Every object made here is held by `out` until it is returned.
-        map.begin_live();
-        let read = conn.select_each::<E>(spec, |row| {
-            out.push(merge(map, row, populate_existing, &weak)?);
+        let mut map = maps.typed::<E>().reading();
+        conn.select_each::<E>(spec, |row| {
+            out.push(merge(&mut map, row, populate_existing, &weak)?);
             Ok(())
-        });
-        map.end_live();
-        read?;
+        })?;
+        drop(map);
         Ok(out)
     }
 
