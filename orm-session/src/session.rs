@@ -1,5 +1,6 @@
 //! `Session`: identity map, unit-of-work flush, transactions, expiry.
 
+use std::collections::HashSet;
 use std::ops::{Deref, DerefMut};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -1182,9 +1183,15 @@ impl Session {
     /// flush turns its DELETE and the new object's INSERT into one UPDATE of the row.
     fn take_over_row(st: &mut State, old: Arc<dyn Erased>) -> Arc<dyn Erased> {
         st.deleted.retain(|o| !Arc::ptr_eq(o, &old));
+        Self::unmark_for_switch(st, &old);
+        old
+    }
+
+    /// What a row switch does to the object it replaces, once that object is out of the
+    /// list of objects to delete.
+    fn unmark_for_switch(st: &mut State, old: &Arc<dyn Erased>) {
         old.meta().marked_delete = false;
         old.remove_from(&mut st.maps);
-        old
     }
 
     /// Adds many new objects, in order (B1). Flush inserts them with statements prepared
@@ -1224,18 +1231,24 @@ impl Session {
         // Every key is checked before the first row switch is made, so that an error leaves
         // the session as it was.
         let mut switches: Vec<(usize, Arc<dyn Erased>)> = Vec::new();
+        let mut taken: HashSet<*const ()> = HashSet::new();
         for (i, key) in &keyed {
             if let Some(old) = Self::row_to_switch::<E>(&st, key)? {
-                if switches.iter().any(|(_, o)| Arc::ptr_eq(o, &old)) {
+                if !taken.insert(Arc::as_ptr(&old).cast::<()>()) {
                     // Another object of this call takes that row over already.
                     return Err(duplicate::<E>(key));
                 }
                 switches.push((*i, old));
             }
         }
-        for (i, old) in switches {
-            let old = Self::take_over_row(&mut st, old);
-            handles[i].obj.meta.lock().set_replaces(Some(old));
+        if !switches.is_empty() {
+            // One pass over the objects to delete, however many rows are switched.
+            st.deleted
+                .retain(|o| !taken.contains(&Arc::as_ptr(o).cast::<()>()));
+            for (i, old) in switches {
+                Self::unmark_for_switch(&mut st, &old);
+                handles[i].obj.meta.lock().set_replaces(Some(old));
+            }
         }
         if st.pending.is_empty() {
             st.pending = added;

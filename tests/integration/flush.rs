@@ -462,3 +462,37 @@ fn f1_an_add_all_that_fails_on_a_later_value_makes_no_row_switch(db) -> Result<(
     Ok(())
 }
 }
+
+// F1, B1: replacing many rows at once: every loaded object deleted, then `add_all` of new
+// values with the same keys. Each pair is a row switch: the commit sends UPDATEs only, and
+// each row holds its new values.
+orm_tests::backends! {
+fn f1_add_all_of_replacements_for_deleted_objects_switches_every_row(db) -> Result<()> {
+    let engine = db.engine();
+    engine.connect()?.insert_many((0..2000).map(|i| Customer::new(&format!("old {i}"), 1)))?;
+    let s = engine.session();
+    let old = s.query::<Customer>().all()?;
+    for h in &old {
+        s.delete(h)?;
+    }
+    let ids: Vec<i64> = old.iter().map(|h| h.read().unwrap().id.unwrap()).collect();
+    let new = s.add_all(ids.iter().map(|&id| Customer { id: Some(id), ..Customer::new(&format!("new {id}"), 2) }))?;
+    let (log, _g) = SqlLog::start();
+    s.commit()?;
+    let kinds: Vec<String> = log
+        .statements()
+        .into_iter()
+        .filter_map(|sql| sql.split_whitespace().next().map(str::to_owned))
+        .filter(|w| ["INSERT", "DELETE", "COPY"].contains(&w.as_str()))
+        .collect();
+    assert!(kinds.is_empty(), "row switches only: {kinds:?}");
+    let conn = engine.connect()?;
+    assert_eq!(conn.count::<Customer>(None)?, 2000);
+    for (h, &id) in new.iter().zip(&ids).step_by(97) {
+        assert_eq!(conn.find::<Customer>(&id.into())?.unwrap().name, format!("new {id}"));
+        assert!(s.get::<Customer>(id)?.is_some_and(|g| g == *h));
+    }
+    assert!(old.iter().all(|h| h.state() == ObjectState::Detached));
+    Ok(())
+}
+}
