@@ -5,6 +5,8 @@ use orm_core::{
     Entity, Error, Generated, InsertOptions, Key, Mapping, Result, Value, ValueRef, VersionRule,
 };
 
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+
 use crate::session::Session;
 
 /// Options of the bulk paths.
@@ -80,6 +82,54 @@ impl<E: Entity> Default for Saved<'_, E> {
             keyed: Vec::new(),
             bumps: Vec::new(),
         }
+    }
+}
+
+/// A value a bulk call writes back into one of the caller's objects (a generated key, a
+/// bumped version).
+struct WriteBack<'o, E> {
+    obj: &'o mut E,
+    column: usize,
+    /// The value to write; once written, the value it replaced.
+    value: Value,
+    what: &'static str,
+}
+
+/// Writes every value back, or none: on an error or a panic (a user's conversion) the
+/// objects written already get their old values back.
+fn write_back_all<E: Entity>(writes: &mut [WriteBack<'_, E>]) -> Result<()> {
+    let mut done = 0;
+    let outcome = catch_unwind(AssertUnwindSafe(|| -> Result<()> {
+        for w in writes.iter_mut() {
+            let old = w.obj.column(w.column).to_owned_value();
+            w.obj
+                .set_column(w.column, w.value.as_ref())
+                .map_err(|source| Error::InvalidState {
+                    message: format!(
+                        "{} (table `{}`): {} {:?} does not fit the field `{}`: {source}",
+                        E::META.name,
+                        E::META.table,
+                        w.what,
+                        w.value,
+                        E::META.columns[w.column].field
+                    ),
+                })?;
+            w.value = old;
+            done += 1;
+        }
+        Ok(())
+    }));
+    if matches!(outcome, Ok(Ok(()))) {
+        return Ok(());
+    }
+    for w in writes[..done].iter_mut().rev() {
+        if let Err(e) = w.obj.set_column(w.column, w.value.as_ref()) {
+            tracing::warn!(target: "orm::session", "{}: an old value could not be put back: {e}", E::META.name);
+        }
+    }
+    match outcome {
+        Ok(r) => r,
+        Err(panic) => resume_unwind(panic),
     }
 }
 
@@ -249,17 +299,17 @@ impl Session {
                 }
                 // Keys and versions go into the caller's objects only once every row is
                 // written, and before the call's savepoint is released: a key that does not
-                // fit its field fails the call with nothing written.
+                // fit its field fails the call with nothing written, and the objects that got
+                // theirs already get their old values back.
+                let key_type = meta.key_column().sql_type;
+                let mut writes: Vec<WriteBack<'_, E>> = Vec::new();
                 for (obj, key) in &mut acc.keyed {
-                    let v = key.to_value(meta.key_column().sql_type);
-                    obj.set_column(meta.primary_key, v.as_ref())
-                        .map_err(|source| Error::InvalidState {
-                            message: format!(
-                                "{} (table `{}`): the generated key {key} does not fit the key \
-                                 field: {source}",
-                                meta.name, meta.table
-                            ),
-                        })?;
+                    writes.push(WriteBack {
+                        value: key.to_value(key_type),
+                        obj,
+                        column: meta.primary_key,
+                        what: "the generated key",
+                    });
                 }
                 if let Some(vc) = meta.version_column() {
                     for obj in &mut acc.bumps {
@@ -268,17 +318,15 @@ impl Session {
                             ValueRef::I32(v) => Value::I32(v.wrapping_add(1)),
                             other => other.to_owned_value(),
                         };
-                        obj.set_column(vc, next.as_ref()).map_err(|source| {
-                            Error::InvalidState {
-                                message: format!(
-                                    "cannot bump the version of {}: {source}",
-                                    meta.name
-                                ),
-                            }
-                        })?;
+                        writes.push(WriteBack {
+                            obj,
+                            column: vc,
+                            value: next,
+                            what: "the bumped version",
+                        });
                     }
                 }
-                Ok(())
+                write_back_all(&mut writes)
             },
         );
         match done {
