@@ -3,6 +3,7 @@
 //! with what the statement changed (`synchronize_session`).
 
 use std::cmp::Ordering;
+use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::Arc;
 
 use orm_core::{
@@ -113,12 +114,48 @@ impl Session {
             })
         })();
         let (n, keys) = st.settle(r)?;
+        // The statement stands; bringing the loaded objects in step runs users' conversions
+        // (reading and setting fields), which may panic. Then which objects it changed is
+        // not known: every loaded object of `E` reloads what the statement may have written.
+        let synced = catch_unwind(AssertUnwindSafe(|| {
+            self.synchronize::<E>(&mut st, filter, write, mode, &keys)
+        }));
+        if let Err(panic) = synced {
+            let mut cols: Vec<usize> = match write {
+                Write::Update(values) => values.iter().map(|(c, _)| *c).collect(),
+                Write::Delete => (0..meta.columns.len()).collect(),
+            };
+            cols.extend(meta.version_column());
+            for obj in live::<E>(&mut st) {
+                let mut m = obj.meta.lock();
+                m.expired = m.expired.with(&cols);
+                if m.expired == Expired::ALL {
+                    m.snapshot = None;
+                }
+            }
+            resume_unwind(panic);
+        }
+        Ok(n)
+    }
+
+    /// Brings the loaded objects in step with an UPDATE or DELETE by filter that is done
+    /// (see [`write_where`](Self::write_where)).
+    fn synchronize<E: Entity>(
+        &self,
+        st: &mut State,
+        filter: Option<&Condition>,
+        write: &Write,
+        mode: Synchronize,
+        keys: &[Key],
+    ) {
+        let meta = E::META;
+        let st = &mut *st;
         match (mode, write) {
             (Synchronize::Evaluate, Write::Update(values)) => {
-                evaluate_update::<E>(&mut st, filter, values);
+                evaluate_update::<E>(st, filter, values);
             }
             (Synchronize::Evaluate, Write::Delete) => {
-                let matched: Vec<Arc<Object<E>>> = live::<E>(&mut st)
+                let matched: Vec<Arc<Object<E>>> = live::<E>(st)
                     .into_iter()
                     .filter(|o| {
                         let Some(value) = o.value.try_read() else {
@@ -130,13 +167,13 @@ impl Session {
                     })
                     .collect();
                 for obj in matched {
-                    deleted(&mut st, obj);
+                    deleted(st, obj);
                 }
             }
             (Synchronize::Fetch, Write::Update(values)) => {
                 let mut cols: Vec<usize> = values.iter().map(|(c, _)| *c).collect();
                 cols.extend(meta.version_column());
-                for key in &keys {
+                for key in keys {
                     if let Some(obj) = st.maps.get::<E>(key) {
                         let mut m = obj.meta.lock();
                         m.expired = m.expired.with(&cols);
@@ -152,12 +189,11 @@ impl Session {
                     .filter_map(|k: &Key| st.maps.get::<E>(k))
                     .collect();
                 for obj in found {
-                    deleted(&mut st, obj);
+                    deleted(st, obj);
                 }
             }
             _ => {}
         }
-        Ok(n)
     }
 }
 

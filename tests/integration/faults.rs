@@ -298,6 +298,58 @@ backends! {
         Ok(())
     }
 
+    // R7, Q3: a panic inside a user's conversion while an UPDATE by filter brings the loaded
+    // objects in step in memory (at the sixth of ten): the statement stands, and no loaded
+    // object goes on showing the value from before it.
+    fn r7_a_panic_while_an_update_by_filter_is_evaluated_leaves_no_stale_object(db) -> Result<()> {
+        let engine = db.engine();
+        create_fused(db, &engine)?;
+        engine.connect()?.insert_many((0..10).map(|i| Fused { id: None, n: Fuse(i) }))?;
+        let s = engine.session();
+        let all = s.query::<Fused>().order_by(Fused::ID, Order::Asc).all()?;
+        let caught = arm(5, || {
+            s.query::<Fused>()
+                .filter(Fused::N.ge(Fuse(0)))
+                .update(Mapping::from([Fused::N.to(Fuse(100))]), Synchronize::Evaluate)
+        });
+        assert!(caught.is_err(), "the panic goes on to the caller");
+        for h in &all {
+            assert_eq!(h.read()?.n.0, 100, "what the database holds");
+        }
+        assert!(s.dirty_objects()?.is_empty());
+        s.commit()?;
+        let conn = engine.connect()?;
+        assert_eq!(conn.query_i64("SELECT count(*) FROM fused WHERE n = 100", &[])?, 10);
+        Ok(())
+    }
+
+    // R7, Q3: the same for a DELETE by filter: no loaded object of a deleted row goes on
+    // reading as if its row were there.
+    fn r7_a_panic_while_a_delete_by_filter_is_evaluated_leaves_no_stale_object(db) -> Result<()> {
+        let engine = db.engine();
+        create_fused(db, &engine)?;
+        engine.connect()?.insert_many((0..10).map(|i| Fused { id: None, n: Fuse(i) }))?;
+        let s = engine.session();
+        let all = s.query::<Fused>().order_by(Fused::ID, Order::Asc).all()?;
+        let caught = arm(5, || {
+            s.query::<Fused>()
+                .filter(Fused::N.ge(Fuse(3)))
+                .delete(Synchronize::Evaluate)
+        });
+        assert!(caught.is_err(), "the panic goes on to the caller");
+        for h in &all[..3] {
+            assert!(h.read()?.n.0 < 3, "rows the statement kept read as they are");
+        }
+        for h in &all[3..] {
+            let e = h.read().err().expect("its row is gone");
+            assert_eq!(e.kind(), ErrorKind::ObjectDeleted, "{e}");
+        }
+        s.commit()?;
+        let conn = engine.connect()?;
+        assert_eq!(conn.query_i64("SELECT count(*) FROM fused", &[])?, 3);
+        Ok(())
+    }
+
     // R7, B8: a panic inside a user's conversion in the middle of a batched UPDATE (row
     // 1,500 of 2,000 changed objects, a later statement on SQLite): nothing of the flush is
     // written, the objects stay changed, and the next commit writes each once.
