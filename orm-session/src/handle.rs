@@ -378,6 +378,13 @@ impl Columns {
         }
     }
 
+    fn contains(&self, column: usize) -> bool {
+        match self {
+            Columns::Mask(m) => column < 64 && m & (1 << column) != 0,
+            Columns::List(l) => l.contains(&column),
+        }
+    }
+
     /// The positions, ascending.
     pub(crate) fn to_vec(&self) -> Vec<usize> {
         match self {
@@ -1050,6 +1057,26 @@ impl<E: Entity> Erased for Object<E> {
             return Ok(Written::Relink);
         }
         let cols = pending_changes(&*value, &meta);
+        if cols.contains(E::META.primary_key) {
+            // The session knows the object, and its row, by the key it was loaded with.
+            let was = meta
+                .key
+                .as_ref()
+                .map_or_else(String::new, ToString::to_string);
+            let now = value
+                .key()
+                .map_or_else(|| "NULL".to_owned(), |k| k.to_string());
+            return Err(Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): the primary key of a persistent object was changed from \
+                     {was} to {now}; the session knows the object and its row by the key it was \
+                     loaded with. Put the key back, or delete the object and add a new one with \
+                     the new key",
+                    E::META.name,
+                    E::META.table
+                ),
+            });
+        }
         Ok(if cols.is_empty() {
             Written::Nothing
         } else {
