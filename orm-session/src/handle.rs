@@ -808,6 +808,11 @@ pub(crate) trait Erased: Send + Sync {
     /// visit.
     fn claim_written(&self, session: &Shared) -> Result<Written>;
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()>;
+    /// UPDATE of the columns `columns`, the primary key among them, of the row the object is
+    /// known by (checked against its version); returns the new key.
+    fn update_rekey(&self, conn: &Connection, columns: &[usize]) -> Result<Key>;
+    /// Known by `key` from now on, in the identity map too; returns the key it was known by.
+    fn rekey(self: Arc<Self>, maps: &mut Maps, key: Key) -> Option<Key>;
     fn delete(&self, conn: &Connection) -> Result<()>;
     /// Updates the columns `columns` of every object of `group` (objects of this entity,
     /// this one among them) in batched statements, each checked against its version; a
@@ -1059,30 +1064,77 @@ impl<E: Entity> Erased for Object<E> {
         }
         let cols = pending_changes(&*value, &meta);
         if cols.contains(E::META.primary_key) {
-            // The session knows the object, and its row, by the key it was loaded with.
-            let was = meta
-                .key
-                .as_ref()
-                .map_or_else(String::new, ToString::to_string);
-            let now = value
-                .key()
-                .map_or_else(|| "NULL".to_owned(), |k| k.to_string());
-            return Err(Error::InvalidState {
-                message: format!(
-                    "{} (table `{}`): the primary key of a persistent object was changed from \
-                     {was} to {now}; the session knows the object and its row by the key it was \
-                     loaded with. Put the key back, or delete the object and add a new one with \
-                     the new key",
-                    E::META.name,
-                    E::META.table
-                ),
-            });
+            if value.key().is_none() {
+                return Err(Error::InvalidState {
+                    message: format!(
+                        "{} (table `{}`): the primary key of a persistent object was set to \
+                         nothing (it was {}); put it back, or delete the object",
+                        E::META.name,
+                        E::META.table,
+                        meta.key
+                            .as_ref()
+                            .map_or_else(String::new, ToString::to_string)
+                    ),
+                });
+            }
+            return Ok(Written::Rekey(cols));
         }
         Ok(if cols.is_empty() {
             Written::Nothing
         } else {
             Written::Update(cols)
         })
+    }
+
+    fn update_rekey(&self, conn: &Connection, columns: &[usize]) -> Result<Key> {
+        let value = self
+            .value
+            .try_read()
+            .ok_or_else(|| borrowed(E::META, "flush"))?;
+        let (old, version) = {
+            let m = self.meta.lock();
+            (m.key.clone(), version_expected(E::META, &m, &*value))
+        };
+        let (Some(old), Some(new)) = (old, value.key()) else {
+            return Err(Error::InvalidState {
+                message: format!(
+                    "{} (table `{}`): a change of primary key without a key to change",
+                    E::META.name,
+                    E::META.table
+                ),
+            });
+        };
+        let pk = E::META.primary_key;
+        let ty = E::META.key_column().sql_type;
+        let values: Vec<(usize, Value)> = columns
+            .iter()
+            .map(|&c| (c, value.column(c).to_owned_value()))
+            .collect();
+        let mut filter = vec![orm_core::Condition::Compare {
+            column: pk,
+            op: orm_core::CmpOp::Eq,
+            value: old.to_value(ty),
+        }];
+        if let (Some(vc), Some(v)) = (E::META.version_column(), version) {
+            filter.push(orm_core::Condition::Compare {
+                column: vc,
+                op: orm_core::CmpOp::Eq,
+                value: v,
+            });
+        }
+        let (n, _) =
+            conn.update_where::<E>(&values, Some(&orm_core::Condition::And(filter)), false)?;
+        if n == 0 {
+            return Err(stale_keys(E::META, &[old.to_string()], "UPDATE"));
+        }
+        Ok(new)
+    }
+
+    fn rekey(self: Arc<Self>, maps: &mut Maps, key: Key) -> Option<Key> {
+        self.remove_from(maps);
+        let old = self.meta.lock().key.replace(key.clone());
+        maps.typed::<E>().insert(key, self);
+        old
     }
 
     fn update(&self, conn: &Connection, columns: &[usize]) -> Result<()> {
@@ -1519,6 +1571,9 @@ pub(crate) enum Written {
     Nothing,
     /// An UPDATE of these columns.
     Update(Columns),
+    /// An UPDATE of these columns, the primary key among them: the row is found by the key
+    /// the session knows the object by, and the object is known by its new key afterwards.
+    Rekey(Columns),
     /// An UPDATE once the parent it is linked to has a key (inserted by the same flush).
     Relink,
     /// Nothing, and the object is not claimed: it left the session since it was written

@@ -70,6 +70,9 @@ pub(crate) struct State {
     /// Foreign keys set to NULL by flushes of the current transaction (children left by a
     /// delete), with their values before: a rollback puts them back.
     fk_log: Vec<FkWrite>,
+    /// Objects whose primary key a flush of the current transaction changed, with the key
+    /// they were known by before: a rollback makes them known by it again.
+    rekeyed: Vec<(Arc<dyn Erased>, Key)>,
     /// Flushes so far (numbers the links each one writes).
     flushes: u64,
     /// Streaming queries open now ([`crate::Stream`]): their cursors live on the connection,
@@ -210,6 +213,9 @@ struct Flushed {
     orphans: Objects,
     /// Pending objects that took over a deleted object's row.
     switched: Objects,
+    /// Positions in the written list of the objects whose primary key changed, with the new
+    /// key.
+    rekeyed: Vec<(usize, Key)>,
 }
 
 /// The written objects of a successful flush, whose claims have not ended yet.
@@ -492,7 +498,16 @@ impl Shared {
                 updated,
                 orphans,
                 switched,
+                rekeyed,
             })) => {
+                // Known by their new keys from now on; by their old ones again after a
+                // rollback.
+                for (i, key) in rekeyed {
+                    let obj = Arc::clone(&modified[i]);
+                    if let Some(old) = Arc::clone(&obj).rekey(&mut st.maps, key) {
+                        st.rekeyed.push((obj, old));
+                    }
+                }
                 span.record("updated", updated.len() + orphans.len());
                 // Inserted objects were released by their insert, as it made them persistent;
                 // the written objects' claims end here, with what their UPDATE changes (or,
@@ -587,6 +602,7 @@ impl Shared {
         // parent's insert has given it one. One visit of each object claims it and finds
         // its changes.
         let mut updates: Vec<(usize, Columns)> = Vec::new();
+        let mut rekeys: Vec<(usize, Columns)> = Vec::new();
         let mut relinked: Vec<usize> = Vec::new();
         // Objects that left the session leave the list here, unclaimed; after a failed
         // claim, the rest are only looked at for that, as the failed flush releases every
@@ -609,6 +625,7 @@ impl Shared {
                 }
                 Ok(Written::Nothing) => {}
                 Ok(Written::Update(cols)) => updates.push((i, cols)),
+                Ok(Written::Rekey(cols)) => rekeys.push((i, cols)),
                 Ok(Written::Relink) => relinked.push(i),
                 Err(e) => failed = Some(e),
             }
@@ -627,7 +644,12 @@ impl Shared {
             return Err(e);
         }
         let modified: &[Arc<dyn Erased>] = modified;
-        if pending.is_empty() && updates.is_empty() && deleted.is_empty() && relinked.is_empty() {
+        if pending.is_empty()
+            && updates.is_empty()
+            && rekeys.is_empty()
+            && deleted.is_empty()
+            && relinked.is_empty()
+        {
             return Ok(Flushed::default());
         }
         st.conn(&self.engine)?;
@@ -670,6 +692,7 @@ impl Shared {
             });
         }
         let named = crate::relations::name_references;
+        let mut new_keys: Vec<(usize, Key)> = Vec::new();
         conn.write_atomically(|conn| {
             // Each entity's mapping is checked against its live table before its first write
             // (once per run of objects of one entity), inside the transaction: on SQLite it
@@ -679,7 +702,12 @@ impl Shared {
                 .iter()
                 .chain(deleted.iter())
                 .map(|o| o.entity())
-                .chain(updates.iter().map(|(i, _)| modified[*i].entity()))
+                .chain(
+                    updates
+                        .iter()
+                        .chain(&rekeys)
+                        .map(|(i, _)| modified[*i].entity()),
+                )
             {
                 if last.is_none_or(|l| !l.is(meta)) {
                     self.engine.ensure_checked(meta, conn)?;
@@ -688,6 +716,14 @@ impl Shared {
             }
             // SQLAlchemy's order: UPDATEs before INSERTs, so that a unique value moved away
             // from one row can be given to a new one in the same flush (F4); DELETEs last.
+            // A changed primary key goes first, one row at a time, found by the old key.
+            for (i, cols) in &rekeys {
+                let obj = &modified[*i];
+                let key = obj
+                    .update_rekey(conn, &cols.to_vec())
+                    .map_err(|e| named(e, obj.entity(), false))?;
+                new_keys.push((*i, key));
+            }
             for group in crate::plan::update_batches(modified, &updates) {
                 let (at, cols) = &updates[group[0]];
                 let obj = &modified[*at];
@@ -736,14 +772,16 @@ impl Shared {
         })
         .map(|()| {
             let mut updated: Vec<usize> = updates.into_iter().map(|(i, _)| i).collect();
-            if !relinked.is_empty() {
+            if !relinked.is_empty() || !rekeys.is_empty() {
                 updated.extend(relinked);
+                updated.extend(rekeys.iter().map(|(i, _)| *i));
                 updated.sort_unstable();
             }
             Flushed {
                 updated,
                 orphans: orphans.into_iter().map(|(o, _)| o).collect(),
                 switched,
+                rekeyed: new_keys,
             }
         })
     }
@@ -772,6 +810,13 @@ impl Shared {
             Err(e) => {
                 let reason = format!("ROLLBACK failed: {e}");
                 st.fail(reason);
+            }
+        }
+        // Objects whose key a flush changed are known by their old keys again: the rows have
+        // them back.
+        for (obj, old) in std::mem::take(&mut st.rekeyed).into_iter().rev() {
+            if obj.meta().belongs_to(self) {
+                obj.rekey(&mut st.maps, old);
             }
         }
         // Foreign keys written from links go back to what they were; links are forgotten.
@@ -1058,6 +1103,7 @@ impl Session {
                     linked: false,
                     held: Vec::new(),
                     fk_log: Vec::new(),
+                    rekeyed: Vec::new(),
                     flushes: 0,
                     streams: 0,
                     epoch: 0,
@@ -1738,6 +1784,7 @@ impl Session {
         st.inserted_in_tx = false;
         st.held.clear();
         st.fk_log.clear();
+        st.rekeyed.clear();
         // One visit of every object. The objects the flush deleted (the only ones marked for
         // deletion now) leave their identity map, detached. The written objects' claims end
         // here too: expired, they need neither the bumped version nor the snapshot that the

@@ -202,3 +202,32 @@ fn r4_bulk_update_mappings_and_bulk_save_check_the_version(db) -> Result<()> {
     Ok(())
 }
 }
+
+// R4, S3: a change of primary key is checked against the version too: another session's
+// update in between makes it stale (naming the key the row had), with nothing written; a
+// current one moves the row and bumps its version.
+orm_tests::backends! {
+fn r4_a_changed_primary_key_checks_and_bumps_the_version(db) -> Result<()> {
+    let (_db, engine) = engine(db)?;
+    let s = engine.session();
+    let other = engine.session();
+    let a = s.get::<Account>(1)?.expect("row");
+    other.get::<Account>(1)?.expect("row").write()?.balance = 1;
+    other.commit()?;
+    a.write()?.id = Some(9);
+    let e = s.commit().expect_err("the row's version moved on");
+    assert_eq!(e.kind(), ErrorKind::StaleData, "{e}");
+    assert!(e.to_string().contains('1'), "{e}");
+    s.rollback()?;
+    let conn = engine.connect()?;
+    assert!(conn.find::<Account>(&Key::Int(9))?.is_none(), "nothing written");
+    let a = s.get::<Account>(1)?.expect("row");
+    assert_eq!(a.read()?.version, 2);
+    a.write()?.id = Some(9);
+    s.commit()?;
+    let moved = conn.find::<Account>(&Key::Int(9))?.expect("moved");
+    assert_eq!((moved.balance, moved.version), (1, 3));
+    assert_eq!(a.read()?.version, 3);
+    Ok(())
+}
+}
