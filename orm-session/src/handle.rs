@@ -379,7 +379,7 @@ impl Columns {
         }
     }
 
-    fn contains(&self, column: usize) -> bool {
+    pub(crate) fn contains(&self, column: usize) -> bool {
         match self {
             Columns::Mask(m) => column < 64 && m & (1 << column) != 0,
             Columns::List(l) => l.contains(&column),

@@ -749,7 +749,12 @@ impl Shared {
                 let obj = &modified[i];
                 obj.resolve_links(flush_id)?;
                 let cols = obj.changes()?;
-                if !cols.is_empty() {
+                if cols.contains(obj.entity().primary_key) {
+                    let key = obj
+                        .update_rekey(conn, &cols.to_vec())
+                        .map_err(|e| named(e, obj.entity(), false))?;
+                    new_keys.push((i, key));
+                } else if !cols.is_empty() {
                     obj.update(conn, &cols.to_vec())
                         .map_err(|e| named(e, obj.entity(), false))?;
                 }

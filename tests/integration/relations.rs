@@ -720,3 +720,30 @@ backends! {
         Ok(())
     }
 }
+
+backends! {
+    // G2, S3: a persistent child linked to a parent that has no key yet, whose own primary
+    // key also changed: the flush writes the parent's key into it and moves its row, found by
+    // its old key, in one UPDATE after the parent's INSERT.
+    fn g2_a_relinked_child_with_a_changed_key_moves_its_row(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_all(ALL)?;
+        let s = engine.session();
+        let ada = s.add(Customer { id: None, name: "ada".into() })?;
+        let o = s.add(Order { id: None, customer_id: None, total: 5.0 })?;
+        s.link(&o, Order::CUSTOMER, &ada)?;
+        s.commit()?;
+        let id = o.read()?.id.unwrap();
+        let bob = s.add(Customer { id: None, name: "bob".into() })?;
+        s.link(&o, Order::CUSTOMER, &bob)?;
+        o.write()?.id = Some(id + 100);
+        s.commit()?;
+        let bob_id = bob.read()?.id.unwrap();
+        let conn = engine.connect()?;
+        assert!(conn.find::<Order>(&Key::Int(id))?.is_none());
+        let moved = conn.find::<Order>(&Key::Int(id + 100))?.expect("moved");
+        assert_eq!(moved.customer_id, Some(bob_id));
+        assert!(s.get::<Order>(id + 100)?.is_some_and(|h| h == o));
+        Ok(())
+    }
+}
