@@ -302,11 +302,7 @@ backends! {
     // objects in step in memory (at the sixth of ten): the statement stands, and no loaded
     // object goes on showing the value from before it.
     fn r7_a_panic_while_an_update_by_filter_is_evaluated_leaves_no_stale_object(db) -> Result<()> {
-        let engine = db.engine();
-        create_fused(db, &engine)?;
-        engine.connect()?.insert_many((0..10).map(|i| Fused { id: None, n: Fuse(i) }))?;
-        let s = engine.session();
-        let all = s.query::<Fused>().order_by(Fused::ID, Order::Asc).all()?;
+        let (engine, s, all) = ten_fused(db)?;
         let caught = arm(5, || {
             s.query::<Fused>()
                 .filter(Fused::N.ge(Fuse(0)))
@@ -326,11 +322,7 @@ backends! {
     // R7, Q3: the same for a DELETE by filter: no loaded object of a deleted row goes on
     // reading as if its row were there.
     fn r7_a_panic_while_a_delete_by_filter_is_evaluated_leaves_no_stale_object(db) -> Result<()> {
-        let engine = db.engine();
-        create_fused(db, &engine)?;
-        engine.connect()?.insert_many((0..10).map(|i| Fused { id: None, n: Fuse(i) }))?;
-        let s = engine.session();
-        let all = s.query::<Fused>().order_by(Fused::ID, Order::Asc).all()?;
+        let (engine, s, all) = ten_fused(db)?;
         let caught = arm(5, || {
             s.query::<Fused>()
                 .filter(Fused::N.ge(Fuse(3)))
@@ -1315,6 +1307,19 @@ struct Fused {
 
 fn create_fused(_db: &TestDb, engine: &Engine) -> Result<()> {
     engine.create_table::<Fused>()
+}
+
+/// Ten rows of [`Fused`] (`n` from 0 to 9), loaded in order of key by a session.
+fn ten_fused(db: &TestDb) -> Result<(Engine, Session, Vec<Handle<Fused>>)> {
+    let engine = db.engine();
+    create_fused(db, &engine)?;
+    engine.connect()?.insert_many((0..10).map(|i| Fused {
+        id: None,
+        n: Fuse(i),
+    }))?;
+    let s = engine.session();
+    let all = s.query::<Fused>().order_by(Fused::ID, Order::Asc).all()?;
+    Ok((engine, s, all))
 }
 
 /// A child of [`Fused`] whose foreign key is a [`Fuse`].
