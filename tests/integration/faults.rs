@@ -298,6 +298,34 @@ backends! {
         Ok(())
     }
 
+    // R7, S3: a panic inside a user's conversion in a flush that is to move a row to a new
+    // primary key (the re-keyed object's other changed column; the conversion runs when the
+    // flush compares it, before its UPDATE): nothing of the flush is written, the object is
+    // still known by its old key, and the next commit moves the row.
+    fn r7_a_panic_while_a_changed_key_is_written_writes_nothing(db) -> Result<()> {
+        let (engine, s, all) = ten_fused(db)?;
+        let id = all[3].read()?.id.unwrap();
+        all[1].write()?.n = Fuse(50);
+        {
+            let mut v = all[3].write()?;
+            v.id = Some(id + 1000);
+            v.n = Fuse(500);
+        }
+        let caught = arm(500, || s.flush());
+        assert!(caught.is_err(), "the panic goes on to the caller");
+        let conn = engine.connect()?;
+        assert!(conn.find::<Fused>(&Key::Int(id + 1000))?.is_none(), "no row moved");
+        assert_eq!(conn.query_i64("SELECT count(*) FROM fused WHERE n IN (50, 500)", &[])?, 0);
+        assert_eq!(all[3].key(), Some(Key::Int(id)), "still known by its old key");
+        assert!(s.get::<Fused>(id)?.is_some_and(|h| h == all[3]));
+        assert_eq!(s.dirty_objects()?.len(), 2, "both changes still pending");
+        s.commit()?;
+        assert_eq!(conn.find::<Fused>(&Key::Int(id + 1000))?.map(|f| f.n.0), Some(500));
+        assert!(conn.find::<Fused>(&Key::Int(id))?.is_none());
+        assert_eq!(conn.query_i64("SELECT count(*) FROM fused WHERE n = 50", &[])?, 1);
+        Ok(())
+    }
+
     // R7, Q3: a panic inside a user's conversion while an UPDATE by filter brings the loaded
     // objects in step in memory (at the sixth of ten): the statement stands, and no loaded
     // object goes on showing the value from before it.
