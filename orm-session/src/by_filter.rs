@@ -118,7 +118,7 @@ impl Session {
         // (reading and setting fields), which may panic. Then which objects it changed is
         // not known: every loaded object of `E` reloads what the statement may have written.
         let synced = catch_unwind(AssertUnwindSafe(|| {
-            self.synchronize::<E>(&mut st, filter, write, mode, &keys)
+            synchronize::<E>(&mut st, filter, write, mode, &keys)
         }));
         if let Err(panic) = synced {
             let mut cols: Vec<usize> = match write {
@@ -137,63 +137,61 @@ impl Session {
         }
         Ok(n)
     }
+}
 
-    /// Brings the loaded objects in step with an UPDATE or DELETE by filter that is done
-    /// (see [`write_where`](Self::write_where)).
-    fn synchronize<E: Entity>(
-        &self,
-        st: &mut State,
-        filter: Option<&Condition>,
-        write: &Write,
-        mode: Synchronize,
-        keys: &[Key],
-    ) {
-        let meta = E::META;
-        let st = &mut *st;
-        match (mode, write) {
-            (Synchronize::Evaluate, Write::Update(values)) => {
-                evaluate_update::<E>(st, filter, values);
+/// Brings the loaded objects in step with an UPDATE or DELETE by filter that is done
+/// (see [`Session::write_where`]).
+fn synchronize<E: Entity>(
+    st: &mut State,
+    filter: Option<&Condition>,
+    write: &Write,
+    mode: Synchronize,
+    keys: &[Key],
+) {
+    let meta = E::META;
+    match (mode, write) {
+        (Synchronize::Evaluate, Write::Update(values)) => {
+            evaluate_update::<E>(st, filter, values);
+        }
+        (Synchronize::Evaluate, Write::Delete) => {
+            let matched: Vec<Arc<Object<E>>> = live::<E>(st)
+                .into_iter()
+                .filter(|o| {
+                    let Some(value) = o.value.try_read() else {
+                        return false;
+                    };
+                    let m = o.meta.lock();
+                    usable(&m, filter, meta.columns.len())
+                        && filter.is_none_or(|c| eval(c, &*value) == Some(true))
+                })
+                .collect();
+            for obj in matched {
+                deleted(st, obj);
             }
-            (Synchronize::Evaluate, Write::Delete) => {
-                let matched: Vec<Arc<Object<E>>> = live::<E>(st)
-                    .into_iter()
-                    .filter(|o| {
-                        let Some(value) = o.value.try_read() else {
-                            return false;
-                        };
-                        let m = o.meta.lock();
-                        usable(&m, filter, meta.columns.len())
-                            && filter.is_none_or(|c| eval(c, &*value) == Some(true))
-                    })
-                    .collect();
-                for obj in matched {
-                    deleted(st, obj);
-                }
-            }
-            (Synchronize::Fetch, Write::Update(values)) => {
-                let mut cols: Vec<usize> = values.iter().map(|(c, _)| *c).collect();
-                cols.extend(meta.version_column());
-                for key in keys {
-                    if let Some(obj) = st.maps.get::<E>(key) {
-                        let mut m = obj.meta.lock();
-                        m.expired = m.expired.with(&cols);
-                        if m.expired == Expired::ALL {
-                            m.snapshot = None;
-                        }
+        }
+        (Synchronize::Fetch, Write::Update(values)) => {
+            let mut cols: Vec<usize> = values.iter().map(|(c, _)| *c).collect();
+            cols.extend(meta.version_column());
+            for key in keys {
+                if let Some(obj) = st.maps.get::<E>(key) {
+                    let mut m = obj.meta.lock();
+                    m.expired = m.expired.with(&cols);
+                    if m.expired == Expired::ALL {
+                        m.snapshot = None;
                     }
                 }
             }
-            (Synchronize::Fetch, Write::Delete) => {
-                let found: Vec<Arc<Object<E>>> = keys
-                    .iter()
-                    .filter_map(|k: &Key| st.maps.get::<E>(k))
-                    .collect();
-                for obj in found {
-                    deleted(st, obj);
-                }
-            }
-            _ => {}
         }
+        (Synchronize::Fetch, Write::Delete) => {
+            let found: Vec<Arc<Object<E>>> = keys
+                .iter()
+                .filter_map(|k: &Key| st.maps.get::<E>(k))
+                .collect();
+            for obj in found {
+                deleted(st, obj);
+            }
+        }
+        _ => {}
     }
 }
 
