@@ -703,6 +703,22 @@ impl<E: Entity> Handle<E> {
 }
 
 impl<E: Entity> Object<E> {
+    /// The bookkeeping half of a claim: a torn object is refused, and `flushing` is set, so
+    /// that a writer that comes later fails rather than change what the flush sends.
+    fn claim_flags(&self) -> Result<Claim> {
+        let mut meta = self.meta.lock();
+        if meta.torn {
+            return Err(Error::TornObject {
+                entity: E::META.name,
+            });
+        }
+        meta.flushing = true;
+        Ok(Claim {
+            switch: meta.replaces().is_some(),
+            linked: meta.waits_for_parent(),
+        })
+    }
+
     /// Reloads the expired columns; the caller holds the session state lock.
     pub(crate) fn reload(&self, conn: &Connection) -> Result<()> {
         let mut value = self
@@ -785,12 +801,16 @@ pub(crate) trait Erased: Send + Sync {
     /// [`Erased::unpersist`] undoes it.
     /// Before each chunk's insert, the chunk's links to parents are written into its foreign
     /// keys (see [`resolve_links`](Self::resolve_links); `flush` numbers the flush).
+    /// With `claim`, the objects were not claimed before the flush began (none takes over a
+    /// row or waits for a parent): each is claimed here, as [`claim`](Self::claim) would,
+    /// just before its chunk is sent, and its value stays locked until its key is written.
     fn insert_group(
         &self,
         group: &[&Arc<dyn Erased>],
         conn: &Connection,
         maps: &mut Maps,
         flush: u64,
+        claim: bool,
     ) -> Result<()>;
     /// Undoes what `insert_group` did to this object, after a failed flush.
     fn unpersist(&self, maps: &mut Maps);
@@ -892,19 +912,7 @@ impl<E: Entity> Erased for Object<E> {
 
     fn claim(&self, slot: usize) -> Result<Claim> {
         self.slot.store(slot, std::sync::atomic::Ordering::Relaxed);
-        let claim = {
-            let mut meta = self.meta.lock();
-            if meta.torn {
-                return Err(Error::TornObject {
-                    entity: E::META.name,
-                });
-            }
-            meta.flushing = true;
-            Claim {
-                switch: meta.replaces().is_some(),
-                linked: meta.waits_for_parent(),
-            }
-        };
+        let claim = self.claim_flags()?;
         // After `flushing` is set: a writer that got the value lock before sees it fails
         // here, one that comes after sees the flag.
         self.value
@@ -923,6 +931,7 @@ impl<E: Entity> Erased for Object<E> {
         conn: &Connection,
         maps: &mut Maps,
         flush: u64,
+        claim: bool,
     ) -> Result<()> {
         // Chunks keep the flush's own memory small and its objects in cache; each chunk's
         // statements are full batches (the chunk is a multiple of the batch size). On
@@ -959,17 +968,24 @@ impl<E: Entity> Erased for Object<E> {
                 })
                 .collect::<Result<_>>()?;
             // One lock of each value for both the INSERT and the generated key written
-            // back: a write lock, or a read lock while a reader elsewhere holds the value
-            // (the key is then not written now; see below).
+            // back: a write lock, or, for an object claimed before the flush began, a read
+            // lock while a reader elsewhere holds the value (the key is then not written
+            // now; see below). An object claimed here must be free, as a claim requires.
             let mut guards = objects
                 .iter()
-                .map(|o| match o.value.try_write() {
-                    Some(w) => Ok(Guard::Write(w)),
-                    None => o
-                        .value
-                        .try_read()
-                        .map(Guard::Read)
-                        .ok_or_else(|| borrowed(E::META, "flush")),
+                .map(|o| {
+                    if claim {
+                        o.claim_flags()?;
+                    }
+                    match o.value.try_write() {
+                        Some(w) => Ok(Guard::Write(w)),
+                        None if claim => Err(borrowed(E::META, "flush")),
+                        None => o
+                            .value
+                            .try_read()
+                            .map(Guard::Read)
+                            .ok_or_else(|| borrowed(E::META, "flush")),
+                    }
                 })
                 .collect::<Result<Vec<_>>>()?;
             let keys = {

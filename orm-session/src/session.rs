@@ -64,6 +64,10 @@ pub(crate) struct State {
     /// Links were made (`Session::link`) in the current transaction: they are dropped when it
     /// ends.
     pub(crate) linked: bool,
+    /// A pending object takes over a deleted object's row (F1) or may wait for a parent's
+    /// key: the flush claims every pending object before it plans its inserts. Without
+    /// one, each object is claimed by its own insert, in the pass that sends it.
+    switching: bool,
     /// Parents loaded through many-to-one relations, held until the transaction ends or they
     /// are expired (the identity map alone holds objects weakly).
     pub(crate) held: Objects,
@@ -540,6 +544,7 @@ impl Shared {
                     }
                 }
                 st.inserted_in_tx |= !pending.is_empty();
+                st.switching = false;
                 if st.inserted.is_empty() {
                     st.inserted = pending;
                 } else {
@@ -588,12 +593,17 @@ impl Shared {
         // which looks at every object anyway.
         let mut switching = false;
         let mut linked = Vec::new();
-        for (i, obj) in pending.iter().enumerate() {
-            crate::handle::warm(pending, i);
-            let claim = obj.claim(i)?;
-            switching |= claim.switch;
-            if claim.linked {
-                linked.push(i);
+        // Without row switches or links, what a claim finds out is known: the inserts claim
+        // their objects themselves, in the pass that sends them.
+        let claim_first = st.switching || st.linked;
+        if claim_first {
+            for (i, obj) in pending.iter().enumerate() {
+                crate::handle::warm(pending, i);
+                let claim = obj.claim(i)?;
+                switching |= claim.switch;
+                if claim.linked {
+                    linked.push(i);
+                }
             }
         }
         let mut switched: Objects = Vec::new();
@@ -742,7 +752,7 @@ impl Shared {
             }
             for group in groups.iter() {
                 group[0]
-                    .insert_group(group, conn, maps, flush_id)
+                    .insert_group(group, conn, maps, flush_id, !claim_first)
                     .map_err(|e| named(e, group[0].entity(), false))?;
             }
             for &i in &relinked {
@@ -830,6 +840,7 @@ impl Shared {
         }
         let linked = std::mem::take(&mut st.linked);
         st.held.clear();
+        st.switching = false;
         for obj in std::mem::take(&mut st.pending) {
             if linked {
                 obj.meta().clear_links();
@@ -1106,6 +1117,7 @@ impl Session {
                     failed: None,
                     bulk: 0,
                     linked: false,
+                    switching: false,
                     held: Vec::new(),
                     fk_log: Vec::new(),
                     rekeyed: Vec::new(),
@@ -1212,6 +1224,7 @@ impl Session {
             None => None,
         };
         let mut meta = Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared));
+        st.switching |= old.is_some();
         meta.set_replaces(old.map(|old| Self::take_over_row(st, old)));
         let h = Handle::with_meta(value, meta);
         st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
@@ -1293,6 +1306,7 @@ impl Session {
             }
         }
         if !switches.is_empty() {
+            st.switching = true;
             // One pass over the objects to delete, however many rows are switched.
             st.deleted
                 .retain(|o| !taken.contains(&Arc::as_ptr(o).cast::<()>()));
@@ -1389,6 +1403,7 @@ impl Session {
             (ObjectState::Transient, _) | (ObjectState::Detached, None) => {
                 m.state = ObjectState::Pending;
                 m.session = Arc::downgrade(&self.shared);
+                st.switching |= m.replaces().is_some() || m.waits_for_parent();
                 drop(m);
                 st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
                 Ok(())
@@ -2008,6 +2023,7 @@ impl Session {
             m.registered = false;
             m.clear_links();
         };
+        st.switching = false;
         for obj in std::mem::take(&mut st.pending) {
             leave(&*obj, ObjectState::Transient);
         }

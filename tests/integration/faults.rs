@@ -543,6 +543,65 @@ backends! {
         s.expunge(&p)?;
         works_again(&engine, &s, "after")
     }
+
+    // R6, R7: new objects are claimed by the pass that inserts them, so a claim can fail after
+    // the flush's first statements are sent. An object held by a guard, or torn by a panic,
+    // far into a large add_all (past the first chunks of rows) fails the commit, and nothing
+    // of it is written: every object stays pending without a key, and all commit once the
+    // cause is gone, with the change made under the guard.
+    fn r6_an_object_refused_late_in_an_add_all_fails_the_commit_whole(db) -> Result<()> {
+        let engine = db.engine();
+        let s = engine.session();
+        let n = 2_500;
+        let hs = s.add_all((0..n).map(|i| Customer::new(&format!("c{i}"), 1)))?;
+        let all_pending = |hs: &[Handle<Customer>]| {
+            hs.iter()
+                .all(|h| h.state() == ObjectState::Pending && h.id().is_none())
+        };
+        for held in [n - 300, 0, n - 1] {
+            let guard = hs[held].read()?;
+            assert_eq!(kind(s.commit()), ErrorKind::Borrowed, "object {held}");
+            drop(guard);
+            assert_eq!(count(&engine)?, 0);
+            assert!(all_pending(&hs));
+        }
+        {
+            let mut guard = hs[n - 1000].write()?;
+            guard.name = "changed under the guard".into();
+            assert_eq!(kind(s.flush()), ErrorKind::Borrowed);
+        }
+        assert!(all_pending(&hs));
+        let torn = n - 200;
+        let caught = catch_unwind(AssertUnwindSafe(|| {
+            let mut g = hs[torn].write().unwrap();
+            g.name = "half".into();
+            panic!("user code fails with the guard alive");
+        }));
+        assert!(caught.is_err());
+        assert_eq!(kind(s.commit()), ErrorKind::TornObject);
+        assert_eq!(count(&engine)?, 0);
+        assert!(all_pending(&hs));
+        s.expunge(&hs[torn])?;
+        s.commit()?;
+        // Each handle's key finds its own row.
+        let rows: std::collections::HashMap<i64, String> = engine
+            .connect()?
+            .query_values("SELECT id, name FROM customer", &[])?
+            .into_iter()
+            .map(|r| match (&r[0], &r[1]) {
+                (Value::I64(id), Value::Text(name)) => (*id, name.clone()),
+                other => panic!("row {other:?}"),
+            })
+            .collect();
+        assert_eq!(rows.len(), n - 1);
+        for (i, h) in hs.iter().enumerate().filter(|&(i, _)| i != torn) {
+            assert_eq!(h.state(), ObjectState::Persistent);
+            let id = h.id().expect("a key");
+            let want = if i == n - 1000 { "changed under the guard".to_string() } else { format!("c{i}") };
+            assert_eq!(rows[&id], want, "object {i}");
+        }
+        Ok(())
+    }
 }
 
 // ---- 3. ownership ------------------------------------------------------------------------
