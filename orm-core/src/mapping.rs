@@ -281,6 +281,9 @@ pub trait RowSource {
     fn check(&self) -> Result<()> {
         Ok(())
     }
+    /// Every row of this type carries every column of its entity, so that rows differ only
+    /// in whether their key is there: the inserter then groups a row by that alone.
+    const CARRIES_EVERY_COLUMN: bool = false;
 }
 
 impl<R: AsEntity> RowSource for R {
@@ -293,6 +296,7 @@ impl<R: AsEntity> RowSource for R {
     fn carried(&self, out: &mut Vec<usize>) {
         out.extend(0..R::Entity::META.columns.len());
     }
+    const CARRIES_EVERY_COLUMN: bool = true;
 }
 
 impl<E: Entity> RowSource for Mapping<E> {

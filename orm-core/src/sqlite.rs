@@ -40,25 +40,24 @@ fn real(v: f64) -> rusqlite::Result<RValueRef<'static>> {
     }
 }
 
-/// Dates and times go to SQLite as ISO 8601 text.
-fn temporal(v: &ValueRef<'_>) -> Option<ToSqlOutput<'static>> {
+/// Dates and times go to SQLite as ISO 8601 text (any other value as NULL: not called for
+/// them).
+#[cold]
+fn temporal(v: &ValueRef<'_>) -> ToSqlOutput<'static> {
     use crate::temporal::{format_date, format_datetime, format_time};
     let text = match v {
         ValueRef::Date(d) => format_date(*d),
         ValueRef::Time(t) => format_time(*t),
         ValueRef::DateTime(t) => format_datetime(*t),
         ValueRef::Timestamp(t) => format!("{}+00:00", format_datetime(*t)),
-        _ => return None,
+        _ => return ToSqlOutput::Borrowed(RValueRef::Null),
     };
-    Some(ToSqlOutput::Owned(rusqlite::types::Value::Text(text)))
+    ToSqlOutput::Owned(rusqlite::types::Value::Text(text))
 }
 
 impl rusqlite::ToSql for ValueRef<'_> {
     #[inline]
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        if let Some(t) = temporal(self) {
-            return Ok(t);
-        }
         Ok(ToSqlOutput::Borrowed(match self {
             ValueRef::Null => RValueRef::Null,
             ValueRef::I16(v) => RValueRef::Integer(i64::from(*v)),
@@ -73,9 +72,7 @@ impl rusqlite::ToSql for ValueRef<'_> {
             ValueRef::Date(_)
             | ValueRef::Time(_)
             | ValueRef::DateTime(_)
-            | ValueRef::Timestamp(_) => {
-                return Ok(ToSqlOutput::Borrowed(RValueRef::Null));
-            }
+            | ValueRef::Timestamp(_) => return Ok(temporal(self)),
         }))
     }
 }
@@ -83,9 +80,6 @@ impl rusqlite::ToSql for ValueRef<'_> {
 impl rusqlite::ToSql for Value {
     #[inline]
     fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        if let Some(t) = temporal(&self.as_ref()) {
-            return Ok(t);
-        }
         Ok(ToSqlOutput::Borrowed(match self {
             Value::Null => RValueRef::Null,
             Value::I16(v) => RValueRef::Integer(i64::from(*v)),
@@ -98,7 +92,7 @@ impl rusqlite::ToSql for Value {
             Value::Blob(v) => RValueRef::Blob(v),
             Value::Uuid(v) => RValueRef::Blob(v.as_bytes()),
             Value::Date(_) | Value::Time(_) | Value::DateTime(_) | Value::Timestamp(_) => {
-                return Ok(ToSqlOutput::Borrowed(RValueRef::Null));
+                return Ok(temporal(&self.as_ref()));
             }
         }))
     }

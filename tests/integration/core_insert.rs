@@ -1,6 +1,6 @@
 //! B5/B6: the core insert path, chunked under the bound-parameter limit.
 
-use orm_core::{Connection, Entity, ErrorKind, InsertOptions, Result};
+use orm_core::{Connection, Entity, ErrorKind, InsertOptions, Key, Result};
 use rusqlite::limits::Limit;
 
 #[derive(Entity, Debug, Clone, PartialEq)]
@@ -310,6 +310,57 @@ fn select_by_primary_key(db) -> Result<()> {
         Some("c4".to_owned())
     );
     assert_eq!(conn.find::<Customer>(&500.into())?, None);
+    Ok(())
+}
+}
+
+// B5, R10: rows with and without keys, alternating in runs of every length, get back each its
+// own key: the one it carried, or the one made for it, in input order, whether rows are sent
+// in input order or grouped by whether they carry a key.
+orm_tests::backends! {
+fn keys_come_back_for_rows_with_and_without_keys(db) -> Result<()> {
+    let conn = db.connect();
+    conn.drop_table::<Customer>()?;
+    conn.create_table::<Customer>()?;
+    // Runs of 1, 2, 3, … rows, with and without a key in turn. The given keys fall as the
+    // input goes on, below the first one: keys SQLite and MySQL make (after the largest so
+    // far) cannot meet a key given later, whatever order the rows are sent in.
+    let mut given = Vec::new();
+    let (mut run, mut with_key) = (1, false);
+    while given.len() < 700 {
+        given.extend(std::iter::repeat_n(with_key, run));
+        run += 1;
+        with_key = !with_key;
+    }
+    let row = |i: usize| Customer {
+        id: given[i].then(|| 1_000_000 - i64::try_from(i).expect("small")),
+        name: format!("n{i}"),
+        description: None,
+    };
+    let check = |keys: &[Key], offset: usize| -> Result<()> {
+        assert_eq!(keys.len(), given.len());
+        for (i, key) in keys.iter().enumerate() {
+            let Key::Int(id) = key else { panic!("key {key:?}") };
+            if given[i] {
+                assert_eq!(*id, 1_000_000 - i64::try_from(i).expect("small"));
+            }
+            let found = conn.find::<Customer>(key)?.expect("the row of a returned key");
+            assert_eq!(found.name, format!("n{}", i + offset), "row {i}");
+        }
+        Ok(())
+    };
+    conn.begin()?;
+    let keys = conn.insert_returning_keys((0..given.len()).map(row))?;
+    check(&keys, 0)?;
+    conn.rollback()?;
+    conn.begin()?;
+    let mut ins = conn.inserter::<Customer>(&InsertOptions::default().grouped(), true)?;
+    for i in 0..given.len() {
+        ins.push(Customer { name: format!("n{}", i + 1), ..row(i) })?;
+    }
+    let keys = ins.finish()?.keys;
+    check(&keys, 1)?;
+    conn.commit()?;
     Ok(())
 }
 }

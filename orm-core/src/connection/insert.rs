@@ -127,6 +127,9 @@ pub struct InsertState<R: RowSource> {
     /// How the table's generated integer keys are proven, looked up at the first row that
     /// needs one.
     plan: Option<KeyPlan>,
+    /// For rows that carry every column ([`RowSource::CARRIES_EVERY_COLUMN`]): the group of
+    /// rows with a key, and of rows without one, once known.
+    by_key: [Option<usize>; 2],
 }
 
 /// Values of a group's rows as sent: the row's own, but for a key the inserter made.
@@ -257,6 +260,7 @@ impl Connection {
                 scratch: Vec::new(),
                 key_state: KeyState::default(),
                 plan: None,
+                by_key: [None; 2],
             },
         })
     }
@@ -268,6 +272,8 @@ impl Connection {
         if state.tx_serial != serial || !self.in_transaction() {
             state.key_state = KeyState::default();
             state.plan = None;
+            // The groups of rows without a key were made by the plan just forgotten.
+            state.by_key = [None; 2];
             state.tx_serial = serial;
         }
         Inserter {
@@ -347,6 +353,30 @@ impl<R: RowSource> Inserter<'_, R> {
         let index = self.st.count;
         self.st.count += 1;
         let pk = self.st.meta.primary_key;
+        // Whether the key is to be made (by the database or here): with every column
+        // carried, all a row's group depends on.
+        let missing = |key: &ValueRef<'_>| match self.st.generated {
+            Generated::AutoIncrement => key.is_null(),
+            Generated::UuidV7 => {
+                matches!(key, ValueRef::Null) || matches!(key, ValueRef::Uuid(u) if u.is_nil())
+            }
+            _ => false,
+        };
+        let by_key = if R::CARRIES_EVERY_COLUMN {
+            let key = row.value(pk);
+            let missing = missing(&key);
+            if let Some(g) = self.st.by_key[usize::from(missing)] {
+                if self.st.return_keys {
+                    self.st
+                        .keys
+                        .push(if missing { None } else { Key::from_value(&key) });
+                }
+                return Ok((g, index));
+            }
+            Some(usize::from(missing))
+        } else {
+            None
+        };
         let mut cols = std::mem::take(&mut self.st.scratch);
         cols.clear();
         row.carried(&mut cols);
@@ -429,6 +459,9 @@ impl<R: RowSource> Inserter<'_, R> {
                 self.st.groups.len() - 1
             }
         };
+        if let Some(missing) = by_key {
+            self.st.by_key[missing] = Some(g);
+        }
         Ok((g, index))
     }
 
