@@ -225,7 +225,7 @@ fn usable(m: &crate::handle::Meta, filter: Option<&Condition>, ncols: usize) -> 
 fn deleted<E: Entity>(st: &mut State, obj: Arc<Object<E>>) {
     let erased: Arc<dyn Erased> = obj;
     erased.remove_from(&mut st.maps);
-    st.deleted.retain(|o| !Arc::ptr_eq(o, &erased));
+    st.deleted.retain(|d| !Arc::ptr_eq(&d.obj, &erased));
     {
         let mut m = erased.meta();
         m.state = ObjectState::Deleted;

@@ -845,7 +845,7 @@ pub(crate) trait Erased: Send + Sync {
     ) -> Result<()>;
     /// Deletes every object of `group` (objects of this entity) in batched statements, as
     /// [`delete`](Self::delete) does one.
-    fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()>;
+    fn delete_group(&self, group: &[&Doomed], conn: &Connection) -> Result<()>;
     /// This object as `Any`, to reach its entity's type.
     fn as_any_ref(&self) -> &dyn Any;
     /// After a successful flush: the claim ends and the object leaves the list of written
@@ -1167,6 +1167,14 @@ impl<E: Entity> Erased for Object<E> {
     }
 
     fn delete(&self, conn: &Connection) -> Result<()> {
+        // As in `delete_group`: the value is read only for a version to check (or a key
+        // the bookkeeping lacks).
+        if E::META.version_column().is_none()
+            && let Some(key) = self.meta.lock().key.clone()
+        {
+            conn.delete_by_key::<E>(&key, None)?;
+            return Ok(());
+        }
         let value = self
             .value
             .try_read()
@@ -1238,32 +1246,50 @@ impl<E: Entity> Erased for Object<E> {
         }
     }
 
-    fn delete_group(&self, group: &[&Arc<dyn Erased>], conn: &Connection) -> Result<()> {
-        // One pass over the objects, each read and let go at once: the row's key (and
-        // expected version) is all a delete sends. Chunk by chunk, so that the values bound
-        // stay in cache (see `flush_chunk`).
+    fn delete_group(&self, group: &[&Doomed], conn: &Connection) -> Result<()> {
+        // The row's key (and expected version) is all a delete sends. The key was read
+        // when the object was marked; an object is visited only for its version, read
+        // and let go at once. Chunk by chunk, so that the values bound stay in cache (see
+        // `flush_chunk`).
         let key_type = E::META.key_column().sql_type;
         let check = E::META.version_column().is_some();
         let mut stale: Vec<String> = Vec::new();
         for chunk in group.chunks(flush_chunk(conn)) {
-            let mut keys = Vec::with_capacity(chunk.len());
             let mut rows = Vec::with_capacity(chunk.len() * (1 + usize::from(check)));
-            let objects = typed_group::<E>(chunk)?;
-            for (i, o) in objects.iter().enumerate() {
-                warm(&objects, i);
-                let value = o
-                    .value
-                    .try_read()
-                    .ok_or_else(|| borrowed(E::META, "flush"))?;
-                let meta = o.meta.lock();
-                let key = key_to_delete(&meta, &*value)?;
-                rows.push(key.to_value(key_type));
-                rows.extend(version_expected(E::META, &meta, &*value));
-                keys.push(key);
+            if check || chunk.iter().any(|d| d.key.is_none()) {
+                let objects: Vec<&Arc<dyn Erased>> = chunk.iter().map(|d| &d.obj).collect();
+                let objects = typed_group::<E>(&objects)?;
+                for (i, o) in objects.iter().enumerate() {
+                    warm(&objects, i);
+                    let value = o
+                        .value
+                        .try_read()
+                        .ok_or_else(|| borrowed(E::META, "flush"))?;
+                    let meta = o.meta.lock();
+                    let key = match &chunk[i].key {
+                        Some(key) => key.clone(),
+                        None => key_to_delete(&meta, &*value)?,
+                    };
+                    rows.push(key.to_value(key_type));
+                    rows.extend(version_expected(E::META, &meta, &*value));
+                }
+            } else {
+                rows.extend(
+                    chunk
+                        .iter()
+                        .filter_map(|d| d.key.as_ref().map(|k| k.to_value(key_type))),
+                );
             }
-            let rows: Vec<ValueRef<'_>> = rows.iter().map(Value::as_ref).collect();
-            let matched = conn.delete_many::<E>(check, &rows)?;
-            stale.extend(matched.missing.iter().map(|&i| keys[i].to_string()));
+            let values: Vec<ValueRef<'_>> = rows.iter().map(Value::as_ref).collect();
+            let matched = conn.delete_many::<E>(check, &values)?;
+            let stride = 1 + usize::from(check);
+            stale.extend(
+                matched
+                    .missing
+                    .iter()
+                    .filter_map(|&i| Key::from_value(&values[i * stride]))
+                    .map(|k| k.to_string()),
+            );
         }
         if stale.is_empty() {
             Ok(())
@@ -1595,6 +1621,30 @@ pub(crate) enum Written {
     /// Nothing, and the object is not claimed: it left the session since it was written
     /// (expunged, or adopted by another session).
     Foreign,
+}
+
+/// An object marked for deletion, with the key it was known by when it was marked (read in
+/// the visit that marked it). A flush deletes its row by that key without visiting the
+/// object again, unless the row's version must be checked too.
+#[derive(Clone)]
+pub(crate) struct Doomed {
+    pub obj: Arc<dyn Erased>,
+    pub key: Option<Key>,
+}
+
+impl Doomed {
+    /// `obj`, with the key its bookkeeping holds now.
+    pub(crate) fn of(obj: Arc<dyn Erased>) -> Doomed {
+        let key = obj.meta().key.clone();
+        Doomed { obj, key }
+    }
+}
+
+impl std::ops::Deref for Doomed {
+    type Target = Arc<dyn Erased>;
+    fn deref(&self) -> &Arc<dyn Erased> {
+        &self.obj
+    }
 }
 
 /// What claiming an object for a flush found out about it.

@@ -16,7 +16,7 @@ use std::sync::atomic::Ordering;
 
 use orm_core::{EntityMeta, Error, Key, Result};
 
-use crate::handle::{Columns, Erased};
+use crate::handle::{Columns, Doomed, Erased};
 
 /// An entity's identity for the maps below (see `EntityMeta::is`).
 fn meta_id(m: &'static EntityMeta) -> (&'static str, &'static str) {
@@ -243,7 +243,7 @@ fn depths(n: usize, edges: &[(usize, usize)]) -> std::result::Result<Vec<usize>,
 /// The objects to delete, each before the objects (in the same flush) that its foreign keys
 /// point to. Objects in a cycle keep their order, after the rest.
 /// Borrowed as they are when no deleted entity has a foreign key (nothing to order).
-pub(crate) fn delete_order(objs: &[Arc<dyn Erased>]) -> Cow<'_, [Arc<dyn Erased>]> {
+pub(crate) fn delete_order(objs: &[Doomed]) -> Cow<'_, [Doomed]> {
     if objs.len() < 2
         || !objs
             .iter()
@@ -275,7 +275,7 @@ pub(crate) fn delete_order(objs: &[Arc<dyn Erased>]) -> Cow<'_, [Arc<dyn Erased>
     let mut ready: Vec<usize> = (0..n).rev().filter(|&i| referenced_by[i] == 0).collect();
     while let Some(i) = ready.pop() {
         emitted[i] = true;
-        out.push(Arc::clone(&objs[i]));
+        out.push(objs[i].clone());
         for &p in &parents[i] {
             referenced_by[p] -= 1;
             if referenced_by[p] == 0 {
@@ -283,11 +283,7 @@ pub(crate) fn delete_order(objs: &[Arc<dyn Erased>]) -> Cow<'_, [Arc<dyn Erased>
             }
         }
     }
-    out.extend(
-        (0..n)
-            .filter(|&i| !emitted[i])
-            .map(|i| Arc::clone(&objs[i])),
-    );
+    out.extend((0..n).filter(|&i| !emitted[i]).map(|i| objs[i].clone()));
     Cow::Owned(out)
 }
 
@@ -327,7 +323,7 @@ pub(crate) fn update_batches(
 /// entity references itself, the entities go children first and each is one batch: every
 /// row is then deleted after the rows that reference it, as in the per-object order.
 /// Otherwise (a tree in one table, a cycle) each object is its own batch, in that order.
-pub(crate) fn delete_batches(objs: &[Arc<dyn Erased>]) -> Vec<Vec<&Arc<dyn Erased>>> {
+pub(crate) fn delete_batches(objs: &[Doomed]) -> Vec<Vec<&Doomed>> {
     let mut entities: Vec<&'static EntityMeta> = Vec::new();
     for o in objs {
         if !entities.iter().any(|e| e.is(o.entity())) {

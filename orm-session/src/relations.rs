@@ -8,7 +8,7 @@ use orm_core::{
     ManyToOne, OnDelete, OneToMany, OneToOne, RelationKind, Result, SelectSpec, TypeVisitor, Value,
 };
 
-use crate::handle::{Erased, Handle, Link, Maps, Object, ObjectState};
+use crate::handle::{Doomed, Erased, Handle, Link, Maps, Object, ObjectState};
 use crate::session::{Session, Shared, merge};
 
 /// The position of `P`'s relation that is the other side of `C`'s foreign key `column`.
@@ -763,7 +763,7 @@ pub(crate) fn orphans(
     conn: &Connection,
     maps: &mut Maps,
     session: &Weak<Shared>,
-    deleted: &[Arc<dyn Erased>],
+    deleted: &[Doomed],
 ) -> Result<Vec<(Arc<dyn Erased>, usize)>> {
     let mut out = Vec::new();
     let mut entities: Vec<&'static EntityMeta> = Vec::new();
@@ -785,12 +785,14 @@ pub(crate) fn orphans(
             {
                 continue;
             }
-            let parents: Vec<&Arc<dyn Erased>> =
-                deleted.iter().filter(|o| o.entity().is(meta)).collect();
-            let keys: Vec<Value> = parents
+            let keys: Vec<Value> = deleted
                 .iter()
-                .filter_map(|o| o.meta().key.as_ref().map(|k| k.to_value(fk.sql_type)))
+                .filter(|d| d.entity().is(meta))
+                .filter_map(|d| d.key.as_ref().map(|k| k.to_value(fk.sql_type)))
                 .collect();
+            let Some(first) = deleted.iter().find(|d| d.entity().is(meta)) else {
+                continue;
+            };
             if keys.is_empty() {
                 continue;
             }
@@ -801,12 +803,12 @@ pub(crate) fn orphans(
                 column: r.remote_column,
                 keys: &keys,
             };
-            let Some(found) = parents[0].load_referencing(ri, visitor) else {
+            let Some(found) = first.load_referencing(ri, visitor) else {
                 continue;
             };
             for child in found? {
-                let gone =
-                    child.meta().marked_delete || deleted.iter().any(|d| Arc::ptr_eq(d, &child));
+                let gone = child.meta().marked_delete
+                    || deleted.iter().any(|d| Arc::ptr_eq(&d.obj, &child));
                 if gone {
                     continue;
                 }

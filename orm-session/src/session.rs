@@ -11,8 +11,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
-    AnyHandle, Columns, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta, Object,
-    ObjectState, Written,
+    AnyHandle, Columns, Doomed, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta,
+    Object, ObjectState, Written,
 };
 use crate::query::Query;
 
@@ -27,15 +27,15 @@ pub(crate) struct State {
     pub(crate) maps: Maps,
     /// Added, not flushed, in `add` order.
     pending: Vec<Arc<dyn Erased>>,
-    /// Marked by `delete`, not flushed.
-    pub(crate) deleted: Vec<Arc<dyn Erased>>,
+    /// Marked by `delete`, not flushed, with the keys they were marked under.
+    pub(crate) deleted: Vec<Doomed>,
     /// Deleted by a flush of the current transaction (restored by rollback).
     pub(crate) deleted_in_tx: Vec<Arc<dyn Erased>>,
     /// While `commit` flushes: the objects its flush deleted, still in their identity map,
     /// settled with the outcome of the COMMIT in one visit each (the commit's pass over the
     /// identity maps, or `Erased::deleted` when the COMMIT fails) rather than one after the
     /// flush and one after the COMMIT.
-    deleted_by_commit: Option<Vec<Arc<dyn Erased>>>,
+    deleted_by_commit: Option<Vec<Doomed>>,
     /// While `commit` flushes, when the COMMIT is to expire every object: the written
     /// objects of its flush, whose claims end in the commit's pass over the identity maps
     /// (one visit each) rather than in a pass of their own after the flush.
@@ -428,7 +428,7 @@ impl Shared {
         }
         Arc::clone(&old).attach(&mut st.maps);
         if mark_delete {
-            st.deleted.push(old);
+            st.deleted.push(Doomed::of(old));
         }
     }
 
@@ -534,7 +534,7 @@ impl Shared {
                         for obj in &deleted {
                             obj.deleted(&mut st.maps);
                         }
-                        st.deleted_in_tx.extend(deleted);
+                        st.deleted_in_tx.extend(deleted.into_iter().map(|d| d.obj));
                     }
                 }
                 for obj in switched {
@@ -585,7 +585,7 @@ impl Shared {
         st: &mut State,
         pending: &[Arc<dyn Erased>],
         modified: &mut Vec<Arc<dyn Erased>>,
-        deleted: &[Arc<dyn Erased>],
+        deleted: &[Doomed],
         fk_log: &mut Vec<FkWrite>,
         flush_id: u64,
     ) -> Result<Flushed> {
@@ -710,7 +710,7 @@ impl Shared {
             let mut last: Option<&'static orm_core::EntityMeta> = None;
             for meta in pending
                 .iter()
-                .chain(deleted.iter())
+                .chain(deleted.iter().map(|d| &d.obj))
                 .map(|o| o.entity())
                 .chain(
                     updates
@@ -848,8 +848,8 @@ impl Shared {
             Self::restore_replaced(st, &*obj, false);
             obj.meta().detach(ObjectState::Transient);
         }
-        for obj in std::mem::take(&mut st.deleted) {
-            obj.meta().marked_delete = false;
+        for d in std::mem::take(&mut st.deleted) {
+            d.obj.meta().marked_delete = false;
         }
         // Objects inserted in the transaction must be found (they leave the identity map); a
         // plain rollback also expires every object. Otherwise (closing a session that inserted
@@ -1246,7 +1246,7 @@ impl Session {
     /// A row switch (F1): the object marked for deletion leaves the identity map, and the
     /// flush turns its DELETE and the new object's INSERT into one UPDATE of the row.
     fn take_over_row(st: &mut State, old: Arc<dyn Erased>) -> Arc<dyn Erased> {
-        st.deleted.retain(|o| !Arc::ptr_eq(o, &old));
+        st.deleted.retain(|d| !Arc::ptr_eq(&d.obj, &old));
         Self::unmark_for_switch(st, &old);
         old
     }
@@ -1309,7 +1309,7 @@ impl Session {
             st.switching = true;
             // One pass over the objects to delete, however many rows are switched.
             st.deleted
-                .retain(|o| !taken.contains(&Arc::as_ptr(o).cast::<()>()));
+                .retain(|d| !taken.contains(&Arc::as_ptr(&d.obj).cast::<()>()));
             for (i, old) in switches {
                 Self::unmark_for_switch(&mut st, &old);
                 handles[i].obj.meta.lock().set_replaces(Some(old));
@@ -1701,8 +1701,12 @@ impl Session {
                     return Ok(());
                 }
                 m.marked_delete = true;
+                let key = m.key.clone();
                 drop(m);
-                st.deleted.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
+                st.deleted.push(Doomed {
+                    obj: Arc::clone(&h.obj) as Arc<dyn Erased>,
+                    key,
+                });
             }
             _ => return Ok(()),
         }
@@ -1767,11 +1771,12 @@ impl Session {
                 resume_unwind(panic)
             }
         };
-        let uncommitted = |st: &mut State, deleted_now: Vec<Arc<dyn Erased>>| {
+        let uncommitted = |st: &mut State, deleted_now: Vec<Doomed>| {
             for obj in &deleted_now {
                 obj.deleted(&mut st.maps);
             }
-            st.deleted_in_tx.extend(deleted_now);
+            st.deleted_in_tx
+                .extend(deleted_now.into_iter().map(|d| d.obj));
         };
         if let Err(e) = flushed {
             written_now.settle();
@@ -2007,7 +2012,7 @@ impl Session {
             h.obj.meta.lock().detach(ObjectState::Transient);
         } else {
             (h.obj.as_ref() as &dyn Erased).remove_from(&mut st.maps);
-            st.deleted.retain(|o| !same(o));
+            st.deleted.retain(|d| !same(&d.obj));
             st.deleted_in_tx.retain(|o| !same(o));
             h.obj.meta.lock().detach(ObjectState::Detached);
         }
@@ -2033,8 +2038,8 @@ impl Session {
         for obj in std::mem::take(&mut st.deleted_in_tx) {
             leave(&*obj, ObjectState::Detached);
         }
-        for obj in std::mem::take(&mut st.deleted) {
-            leave(&*obj, ObjectState::Detached);
+        for d in std::mem::take(&mut st.deleted) {
+            leave(&*d.obj, ObjectState::Detached);
         }
         self.shared.modified.lock().clear();
     }
@@ -2091,7 +2096,9 @@ impl Session {
         let st = self.shared.lock_now();
         st.deleted
             .iter()
-            .map(|o| AnyHandle { obj: Arc::clone(o) })
+            .map(|d| AnyHandle {
+                obj: Arc::clone(&d.obj),
+            })
             .collect()
     }
 

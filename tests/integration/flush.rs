@@ -123,6 +123,47 @@ fn s11_delete_removes_the_row_and_the_identity(db) -> Result<()> {
 }
 }
 
+// S11, B8: a delete goes by the key the object was known by when it was marked: a key changed
+// in memory does not redirect it. A read guard alive does not stop it, in a batch or alone.
+orm_tests::backends! {
+fn s11_deletes_go_by_the_key_the_objects_were_marked_under(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let hs = s.add_all((0..300).map(|i| Customer::new(&format!("c{i}"), 1)))?;
+    s.commit()?;
+    let ids: Vec<i64> = hs.iter().map(|h| h.id().expect("a key")).collect();
+    hs[5].write()?.id = Some(1_000_000);
+    let reading = (hs[10].read()?, hs[199].read()?);
+    for h in &hs[..200] {
+        s.delete(h)?;
+    }
+    s.commit()?;
+    drop(reading);
+    let left = |engine: &Engine| -> Result<Vec<i64>> {
+        let rows = engine.connect()?.query_values("SELECT id FROM customer ORDER BY id", &[])?;
+        Ok(rows
+            .into_iter()
+            .map(|r| match r[0] {
+                Value::I64(id) => id,
+                ref other => panic!("id {other:?}"),
+            })
+            .collect())
+    };
+    assert_eq!(left(&engine)?, ids[200..]);
+    assert_eq!(hs[10].state(), ObjectState::Detached);
+    // The only object of a flush.
+    let reading = hs[250].read()?;
+    s.delete(&hs[250])?;
+    s.commit()?;
+    drop(reading);
+    let mut want = ids[200..].to_vec();
+    want.retain(|&id| id != ids[250]);
+    assert_eq!(left(&engine)?, want);
+    assert_eq!(s.identity_len(), 99);
+    Ok(())
+}
+}
+
 // B1
 orm_tests::backends! {
 fn b1_every_added_object_gets_the_key_of_its_own_row(db) -> Result<()> {

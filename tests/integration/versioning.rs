@@ -151,6 +151,35 @@ fn r4_a_stale_delete_fails_and_writes_nothing(db) -> Result<()> {
 }
 }
 
+// R4: the version a delete checks is read from a free object: a write guard alive on a
+// versioned object stops the flush, in a batch or alone, and nothing of it is written; once
+// the guard is gone, the deletes go through.
+orm_tests::backends! {
+fn r4_a_delete_under_a_write_guard_fails_whole(db) -> Result<()> {
+    let (_db, engine) = engine(db)?;
+    let s = engine.session();
+    s.add(Account { id: None, owner: "bob".into(), balance: 5, version: 1 })?;
+    s.commit()?;
+    let all = s.query::<Account>().order_by(Account::ID, Order::Asc).all()?;
+    for batch in [&all[..], &all[..1]] {
+        let writing = batch[batch.len() - 1].write()?;
+        for a in batch {
+            s.delete(a)?;
+        }
+        assert_eq!(s.commit().unwrap_err().kind(), ErrorKind::Borrowed);
+        assert_eq!(engine.connect()?.count::<Account>(None)?, 2);
+        drop(writing);
+        s.rollback()?;
+    }
+    for a in &all {
+        s.delete(a)?;
+    }
+    s.commit()?;
+    assert_eq!(engine.connect()?.count::<Account>(None)?, 0);
+    Ok(())
+}
+}
+
 // R4
 orm_tests::backends! {
 fn r4_bulk_update_mappings_and_bulk_save_check_the_version(db) -> Result<()> {
