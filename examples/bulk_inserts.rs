@@ -292,6 +292,32 @@ mod pg {
         )
     }
 
+    /// The other batched update the raw driver has: every row's new value in one binary
+    /// `COPY` into a temporary table, then one `UPDATE … FROM` that table.
+    pub fn update_copy(c: &mut Client, n: usize) -> BoxResult<()> {
+        let mut tx = c.transaction()?;
+        tx.batch_execute(
+            "CREATE TEMP TABLE customer_change (id int8, description text) ON COMMIT DROP",
+        )?;
+        let sink =
+            tx.copy_in("COPY customer_change (id, description) FROM STDIN (FORMAT binary)")?;
+        let mut w = BinaryCopyInWriter::new(sink, &[Type::INT8, Type::TEXT]);
+        for i in 0..n {
+            w.write(&[&i64::try_from(i + 1)?, &format!("updated {i}")])?;
+        }
+        w.finish()?;
+        let changed = tx.execute(
+            "UPDATE customer SET description = v.description FROM customer_change AS v \
+             WHERE customer.id = v.id",
+            &[],
+        )?;
+        if changed != n as u64 {
+            return Err(fail(format!("{changed} of {n} rows changed")));
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
     /// The per-row delete floor: a prepared `DELETE` per row, one transaction.
     pub fn delete(c: &mut Client, n: usize) -> BoxResult<()> {
         let mut tx = c.transaction()?;
@@ -1046,6 +1072,16 @@ fn check_handles(f: &Fresh, s: &Session, handles: &[Handle<Customer>]) -> BoxRes
     verify_keys(f, handles.iter().map(Handle::key))
 }
 
+/// Whether `db` is PostgreSQL (cases that only it has are left out elsewhere).
+fn db_is_postgres(db: Db) -> bool {
+    #[cfg(feature = "postgres")]
+    if db == Db::Postgres {
+        return true;
+    }
+    let _ = db;
+    false
+}
+
 fn cases() -> Vec<Case> {
     vec![
         Case {
@@ -1461,6 +1497,22 @@ fn cases() -> Vec<Case> {
                 })?;
                 verify_raw_updated(&f.raw, n)?;
                 Ok(t)
+            },
+        },
+        Case {
+            name: "floor_update_copy",
+            what: "raw driver, PostgreSQL only: one binary COPY of every row's new value into a temporary table, then one UPDATE … FROM it",
+            floor: "floor_update_batched",
+            run: |db, n| {
+                let mut f = fresh(db)?;
+                populate(&mut f, n, db)?;
+                #[cfg(feature = "postgres")]
+                if let Some(c) = f.pg.as_mut() {
+                    let t = timed(|| pg::update_copy(c, n))?;
+                    verify_updated(&f, n)?;
+                    return Ok(t);
+                }
+                Err(fail("floor_update_copy runs on PostgreSQL only".into()))
             },
         },
         Case {
@@ -2037,6 +2089,7 @@ fn main() -> BoxResult<()> {
         return Ok(());
     }
     let mut cases = cases();
+    cases.retain(|c| c.name != "floor_update_copy" || db_is_postgres(a.db));
     if let Some(only) = &a.only {
         // The cases asked for, the floors they are measured against, and the per-row floors
         // of the batched cases (for the speedup lines).
