@@ -885,6 +885,51 @@ backends! {
 
     // R9: a change written from another thread while a flush runs is in that flush or still
     // dirty after it, never lost.
+    // R9: new objects are claimed by the pass that inserts them, so another thread may write
+    // one while earlier chunks of its flush are sent. Whatever the interleaving (the change
+    // goes into the INSERT, or the flush is refused while the guard lives, or the change comes
+    // after the INSERT and waits for the next flush), the row ends up holding it.
+    fn r9_a_change_to_a_new_object_during_its_flush_is_never_lost(db) -> Result<()> {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        let engine = db.engine();
+        watchdog(120, move || -> Result<()> {
+            let s = engine.session();
+            for round in 0..6_i32 {
+                let hs = s.add_all((0..2_500).map(|i| Customer::new(&format!("r{round} c{i}"), 0)))?;
+                let target = hs[2_000 + usize::try_from(round).expect("small") * 50].clone();
+                let wanted = 100 + round;
+                let written = AtomicBool::new(false);
+                std::thread::scope(|scope| -> Result<()> {
+                    scope.spawn(|| {
+                        loop {
+                            if let Ok(mut g) = target.write() {
+                                g.age = wanted;
+                                break;
+                            }
+                            std::thread::yield_now();
+                        }
+                        written.store(true, SeqCst);
+                    });
+                    // Refused while the writer's guard is alive: committed again.
+                    loop {
+                        match s.commit() {
+                            Ok(()) if written.load(SeqCst) => return Ok(()),
+                            Ok(()) => std::thread::yield_now(),
+                            Err(e) if e.kind() == ErrorKind::Borrowed => std::thread::yield_now(),
+                            Err(e) => return Err(e),
+                        }
+                    }
+                })?;
+                s.commit()?;
+                let row = engine.connect()?.find::<Customer>(&target.key().expect("a key"))?;
+                assert_eq!(row.expect("its row").age, wanted, "round {round}: the change was lost");
+                assert!(hs.iter().all(|h| h.state() == ObjectState::Persistent));
+            }
+            assert_eq!(count(&engine)?, 6 * 2_500);
+            Ok(())
+        })
+    }
+
     fn r9_a_change_made_during_a_flush_is_never_lost(db) -> Result<()> {
         let engine = db.engine();
         watchdog(120, move || -> Result<()> {
