@@ -1,6 +1,6 @@
 //! `Session`: identity map, unit-of-work flush, transactions, expiry.
 
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,8 +27,10 @@ pub(crate) struct State {
     pub(crate) maps: Maps,
     /// Added, not flushed, in `add` order.
     pending: Vec<Arc<dyn Erased>>,
-    /// Marked by `delete`, not flushed, with the keys they were marked under.
-    pub(crate) deleted: Vec<Doomed>,
+    /// Marked by `delete`, not flushed, with the keys they were marked under. A queue, so
+    /// that a row switch (F1) takes its object out in a step when it is near either end
+    /// (replacements added in the order of the deletes, or in reverse).
+    pub(crate) deleted: VecDeque<Doomed>,
     /// Deleted by a flush of the current transaction (restored by rollback).
     pub(crate) deleted_in_tx: Vec<Arc<dyn Erased>>,
     /// While `commit` flushes: the objects its flush deleted, still in their identity map,
@@ -428,7 +430,7 @@ impl Shared {
         }
         Arc::clone(&old).attach(&mut st.maps);
         if mark_delete {
-            st.deleted.push(Doomed::of(old));
+            st.deleted.push_back(Doomed::of(old));
         }
     }
 
@@ -477,7 +479,7 @@ impl Shared {
             return Err(e);
         }
         let pending = std::mem::take(&mut st.pending);
-        let deleted = std::mem::take(&mut st.deleted);
+        let deleted = Vec::from(std::mem::take(&mut st.deleted));
         // The statements of the flush are logged inside this span; `dirty` counts written
         // objects, `updated` those that really changed.
         let span = tracing::debug_span!(
@@ -571,7 +573,7 @@ impl Shared {
             w.object.restore_column(w.column, &w.old);
         }
         st.pending = pending;
-        st.deleted = deleted;
+        st.deleted = deleted.into();
         self.modified.lock().extend(modified);
         match failure {
             Ok(e) => Err(e),
@@ -1103,7 +1105,7 @@ impl Session {
                     conn: None,
                     maps: Maps::default(),
                     pending: Vec::new(),
-                    deleted: Vec::new(),
+                    deleted: VecDeque::new(),
                     deleted_in_tx: Vec::new(),
                     deleted_by_commit: None,
                     written_by_commit: None,
@@ -1246,7 +1248,19 @@ impl Session {
     /// A row switch (F1): the object marked for deletion leaves the identity map, and the
     /// flush turns its DELETE and the new object's INSERT into one UPDATE of the row.
     fn take_over_row(st: &mut State, old: Arc<dyn Erased>) -> Arc<dyn Erased> {
-        st.deleted.retain(|d| !Arc::ptr_eq(&d.obj, &old));
+        // Looked for from both ends at once: a loop of `add`s that replaces deleted objects
+        // in the order they were deleted (or in reverse) finds each in a step.
+        let n = st.deleted.len();
+        let is_old = |d: &Doomed| Arc::ptr_eq(&d.obj, &old);
+        if let Some(at) = (0..n.div_ceil(2)).find_map(|i| {
+            match (is_old(&st.deleted[i]), is_old(&st.deleted[n - 1 - i])) {
+                (true, _) => Some(i),
+                (false, true) => Some(n - 1 - i),
+                (false, false) => None,
+            }
+        }) {
+            st.deleted.remove(at);
+        }
         Self::unmark_for_switch(st, &old);
         old
     }
@@ -1703,7 +1717,7 @@ impl Session {
                 m.marked_delete = true;
                 let key = m.key.clone();
                 drop(m);
-                st.deleted.push(Doomed {
+                st.deleted.push_back(Doomed {
                     obj: Arc::clone(&h.obj) as Arc<dyn Erased>,
                     key,
                 });

@@ -504,6 +504,45 @@ fn f1_an_add_all_that_fails_on_a_later_value_makes_no_row_switch(db) -> Result<(
 }
 }
 
+// F1: the same one `add` at a time, replacements coming in the order of the deletes, in
+// reverse, and shuffled (a row switch looks for its deleted object from both ends of the
+// list of deletes). Every pair is a row switch; each row holds its new values; the objects
+// not replaced are deleted.
+orm_tests::backends! {
+fn f1_adds_one_at_a_time_of_replacements_switch_every_row(db) -> Result<()> {
+    let engine = db.engine();
+    engine.connect()?.insert_many((0..1500).map(|i| Customer::new(&format!("old {i}"), 1)))?;
+    let s = engine.session();
+    let old = s.query::<Customer>().order_by(Customer::ID, Order::Asc).all()?;
+    for h in &old {
+        s.delete(h)?;
+    }
+    let ids: Vec<i64> = old.iter().map(|h| h.id().expect("a key")).collect();
+    // Thirds: in order, in reverse, shuffled (a fixed stride through the last third); the
+    // last ten of the shuffled third stay deleted.
+    let mut order: Vec<usize> = (0..500).collect();
+    order.extend((500..1000).rev());
+    order.extend((0..500).map(|i| 1000 + (i * 7) % 500).take(490));
+    let mut new = Vec::new();
+    for &i in &order {
+        let id = ids[i];
+        new.push((id, s.add(Customer { id: Some(id), ..Customer::new(&format!("new {id}"), 2) })?));
+    }
+    assert_eq!(s.deleted_objects().len(), 10);
+    let (log, _g) = SqlLog::start();
+    s.commit()?;
+    assert!(log.starting_with("INSERT").is_empty() && log.starting_with("COPY").is_empty());
+    let conn = engine.connect()?;
+    assert_eq!(conn.count::<Customer>(None)?, 1490);
+    for (id, h) in &new {
+        assert_eq!(conn.find::<Customer>(&(*id).into())?.expect("its row").name, format!("new {id}"));
+        assert!(s.get::<Customer>(*id)?.is_some_and(|g| g == *h));
+    }
+    assert!(old.iter().all(|h| h.state() == ObjectState::Detached));
+    Ok(())
+}
+}
+
 // F1, B1: replacing many rows at once: every loaded object deleted, then `add_all` of new
 // values with the same keys. Each pair is a row switch: the commit sends UPDATEs only, and
 // each row holds its new values.
