@@ -29,6 +29,18 @@ fn count(engine: &Engine) -> Result<usize> {
     Ok(names(engine)?.len())
 }
 
+/// Sets the object's age, retried until a flush on another thread lets the write through
+/// (it refuses while it writes the object).
+fn set_age_once_allowed(h: &Handle<Customer>, age: i32) {
+    loop {
+        if let Ok(mut g) = h.write() {
+            g.age = age;
+            return;
+        }
+        std::thread::yield_now();
+    }
+}
+
 fn kind<T: std::fmt::Debug>(r: Result<T>) -> ErrorKind {
     r.expect_err("an error").kind()
 }
@@ -901,13 +913,7 @@ backends! {
                 let written = AtomicBool::new(false);
                 std::thread::scope(|scope| -> Result<()> {
                     scope.spawn(|| {
-                        loop {
-                            if let Ok(mut g) = target.write() {
-                                g.age = wanted;
-                                break;
-                            }
-                            std::thread::yield_now();
-                        }
+                        set_age_once_allowed(&target, wanted);
                         written.store(true, SeqCst);
                     });
                     // Refused while the writer's guard is alive: committed again.
@@ -946,16 +952,7 @@ backends! {
                 }
                 let wanted = 10_000 + round;
                 std::thread::scope(|scope| {
-                    scope.spawn(|| {
-                        // Retried until the flush lets it through (it refuses while writing).
-                        loop {
-                            if let Ok(mut g) = target.write() {
-                                g.age = wanted;
-                                break;
-                            }
-                            std::thread::yield_now();
-                        }
-                    });
+                    scope.spawn(|| set_age_once_allowed(&target, wanted));
                     s.flush()
                 })?;
                 s.commit()?;
