@@ -10,7 +10,16 @@ use std::time::Duration;
 use orm_session::prelude::*;
 use orm_session::{FromSqlError, SqlType, ValueRef};
 use orm_tests::model::Customer;
-use orm_tests::{TempDb, TestDb, backends, watchdog};
+use orm_tests::{SqlLog, TempDb, TestDb, backends, watchdog};
+
+/// A second entity, for flushes that insert into two tables.
+#[derive(Entity, Debug, Clone)]
+#[orm(table = "fault_note")]
+struct Note {
+    #[orm(primary_key, auto_increment)]
+    id: Option<i64>,
+    text: String,
+}
 
 /// Names of the rows the table holds, in key order, read on a connection of its own.
 fn names(engine: &Engine) -> Result<Vec<String>> {
@@ -554,6 +563,45 @@ backends! {
         assert_eq!(kind(s.flush()), ErrorKind::TornObject);
         s.expunge(&p)?;
         works_again(&engine, &s, "after")
+    }
+
+    // R6: a claim that fails after another entity's rows were sent, in a transaction that
+    // already holds a flushed write: the failed flush takes back its own statements only
+    // (its savepoint), the earlier write stays, and the next commit writes everything.
+    fn r6_an_object_refused_after_another_entitys_rows_were_sent_writes_nothing(db) -> Result<()> {
+        let engine = db.engine();
+        engine.create_table::<Note>()?;
+        let s = engine.session();
+        s.add(Customer::new("flushed first", 1))?;
+        s.flush()?;
+        let customers = s.add_all((0..300).map(|i| Customer::new(&format!("c{i}"), 1)))?;
+        let notes = s.add_all((0..300).map(|i| Note { id: None, text: format!("n{i}") }))?;
+        {
+            let (log, _log) = SqlLog::start();
+            let _guard = notes[299].read()?;
+            assert_eq!(kind(s.commit()), ErrorKind::Borrowed);
+            let sent = log.statements();
+            assert!(
+                sent.iter().any(|q| (q.starts_with("INSERT") || q.starts_with("COPY"))
+                    && q.contains("customer")),
+                "the customers' rows went out before the refused claim: {sent:?}"
+            );
+        }
+        // What the transaction holds, seen from inside it.
+        let counts = s.with_connection(|c| {
+            Ok((c.count::<Customer>(None)?, c.count::<Note>(None)?))
+        })?;
+        assert_eq!(counts, (1, 0));
+        assert!(customers.iter().all(|h| h.state() == ObjectState::Pending && h.id().is_none()));
+        assert!(notes.iter().all(|h| h.state() == ObjectState::Pending && h.id().is_none()));
+        s.commit()?;
+        let conn = engine.connect()?;
+        assert_eq!((conn.count::<Customer>(None)?, conn.count::<Note>(None)?), (301, 300));
+        for (i, h) in notes.iter().enumerate().step_by(37) {
+            let row = conn.find::<Note>(&h.key().expect("a key"))?.expect("its row");
+            assert_eq!(row.text, format!("n{i}"));
+        }
+        Ok(())
     }
 
     // R6, R7: new objects are claimed by the pass that inserts them, so a claim can fail after
