@@ -1802,6 +1802,68 @@ struct At {
     hash: u32,
 }
 
+/// Consecutive integer keys in consecutive slots of an identity map: key `key + i` is at
+/// slot `pos + i` for `i < len`, unless that slot was given up (it then holds
+/// [`GIVEN_UP`]) and the key's entry, if any, is in the index.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Run {
+    key: i64,
+    pos: u32,
+    len: u32,
+}
+
+impl Run {
+    fn new(key: i64, pos: usize) -> Self {
+        Run {
+            key,
+            pos: At::new(pos, 0).pos,
+            len: 1,
+        }
+    }
+
+    fn covers(self, k: i64) -> bool {
+        k >= self.key && k.abs_diff(self.key) < u64::from(self.len)
+    }
+
+    /// The slot of key `k`, which the run covers.
+    fn slot(self, k: i64) -> usize {
+        self.pos as usize + usize::try_from(k.abs_diff(self.key)).unwrap_or(usize::MAX)
+    }
+
+    /// Whether key `k` at slot `pos` comes right after the run's last.
+    fn is_followed_by(self, k: i64, pos: usize) -> bool {
+        self.pos as usize + self.len as usize == pos
+            && self.len < u32::MAX
+            && self.key.checked_add(i64::from(self.len)) == Some(k)
+    }
+}
+
+/// Runs shorter than this are not kept: their keys go to the index.
+const MIN_RUN: usize = 32;
+
+/// What a run's slot holds once given up: no integer key is equal to it, and runs are only
+/// of integer keys.
+const GIVEN_UP: Key = Key::Bool(false);
+
+/// Where an identity map holds a key ([`IdentityMap::find`]).
+enum Found {
+    /// In a run, at this slot.
+    InRun(usize),
+    /// In the index, at this slot.
+    Indexed(usize),
+    Nowhere,
+}
+
+/// What [`IdentityMap::slot_for`] did for the next slot.
+#[derive(Clone, Copy)]
+enum Placed {
+    /// An index entry points at it.
+    Indexed,
+    /// Nothing yet: [`IdentityMap::push`] places it; `covered` when a run's range holds
+    /// the key (whose slot there was given up), which then goes to the index.
+    Nowhere { covered: bool },
+}
+
 /// An identity map while rows are read into it (see [`IdentityMap::reading`]).
 pub(crate) struct Live<'a, E: Entity>(&'a mut IdentityMap<E>);
 
@@ -1875,9 +1937,16 @@ pub(crate) struct IdentityMap<E> {
     /// memory in the order the objects were allocated, not in hash order. An entry removed
     /// leaves a hole (a dangling `Weak`) until the next compaction.
     slots: Vec<(Key, Weak<Object<E>>)>,
-    /// Positions in `slots`, found by the hash of the key they hold, which each entry
-    /// keeps: probes and the table's growth compare and move hashes without reading the
-    /// slots, which lie in no order of the table's.
+    /// Integer keys that came in one after the other (a flush's generated keys, a scan in
+    /// key order) and lie in consecutive slots: found by their distance from the run's
+    /// first key, with no hash. Sorted by key, without overlap, each at least [`MIN_RUN`]
+    /// keys long.
+    runs: Vec<Run>,
+    /// The run that the next key may extend, not yet in `runs` (it may stay short).
+    open: Option<Run>,
+    /// Positions in `slots` of the other keys, found by the hash of the key they hold,
+    /// which each entry keeps: probes and the table's growth compare and move hashes
+    /// without reading the slots, which lie in no order of the table's.
     index: hashbrown::HashTable<At>,
     hasher: orm_core::KeyHashState,
     /// Holes (removed entries, or entries whose object is gone) are compacted away when
@@ -1892,6 +1961,8 @@ impl<E> Default for IdentityMap<E> {
     fn default() -> Self {
         IdentityMap {
             slots: Vec::new(),
+            runs: Vec::new(),
+            open: None,
             index: hashbrown::HashTable::new(),
             hasher: orm_core::KeyHashState::default(),
             compact_at: 1024,
@@ -1906,12 +1977,44 @@ impl<E: Entity> IdentityMap<E> {
         widen(narrow(key_hash(&self.hasher, key)))
     }
 
+    /// The run whose range of keys holds `k`, the open one or a closed one.
+    fn run_of(&self, k: i64) -> Option<Run> {
+        if let Some(open) = self.open
+            && open.covers(k)
+        {
+            return Some(open);
+        }
+        let after = self.runs.partition_point(|r| r.key <= k);
+        let run = *self.runs.get(after.checked_sub(1)?)?;
+        run.covers(k).then_some(run)
+    }
+
+    /// Where `key` is: its slot in a run, or else what the index says.
+    fn find(&self, key: &Key) -> Found {
+        if let Key::Int(k) = *key
+            && let Some(run) = self.run_of(k)
+        {
+            let pos = run.slot(k);
+            if self.slots[pos].0 == *key {
+                return Found::InRun(pos);
+            }
+            // The run's slot was given up: the key, if anywhere, is in the index.
+        }
+        if !self.index.is_empty() {
+            let slots = &self.slots;
+            let hash = self.hash(key);
+            if let Some(at) = self.index.find(hash, |at| at.is(hash, key, slots)) {
+                return Found::Indexed(at.pos());
+            }
+        }
+        Found::Nowhere
+    }
+
     fn position(&self, key: &Key) -> Option<usize> {
-        let slots = &self.slots;
-        let hash = self.hash(key);
-        self.index
-            .find(hash, |at| at.is(hash, key, slots))
-            .map(|at| at.pos())
+        match self.find(key) {
+            Found::InRun(pos) | Found::Indexed(pos) => Some(pos),
+            Found::Nowhere => None,
+        }
     }
 
     pub(crate) fn get(&self, key: &Key) -> Option<Arc<Object<E>>> {
@@ -1923,14 +2026,16 @@ impl<E: Entity> IdentityMap<E> {
     }
 
     fn insert_weak(&mut self, key: Key, weak: Weak<Object<E>>) {
-        // The key's previous entry, if any, gives way whatever it holds.
-        let _ = self.slot_for(&key, |_| None);
-        self.push(key, weak);
+        // The key's previous entry, if any, gives way whatever it holds (so `slot_for`
+        // never returns it).
+        if let Ok(placed) = self.slot_for(&key, |_| None) {
+            self.push(key, weak, placed);
+        }
     }
 
     /// The live object of `key` (and `value` back, unused), or else a new one that `make`
-    /// builds from `value`, entered for the key: one hash and one probe for a row read,
-    /// whether its object is there or not.
+    /// builds from `value`, entered for the key: for a row read, one lookup whether its
+    /// object is there or not (and no hash for a key that follows the one before).
     pub(crate) fn get_or_insert(
         &mut self,
         key: Key,
@@ -1939,24 +2044,43 @@ impl<E: Entity> IdentityMap<E> {
     ) -> Entry<E> {
         match self.slot_for(&key, Weak::upgrade) {
             Err(obj) => Entry::Found(obj, value),
-            Ok(()) => {
+            Ok(placed) => {
                 let obj = make(&key, value);
-                self.push(key, Arc::downgrade(&obj));
+                self.push(key, Arc::downgrade(&obj), placed);
                 Entry::Made(obj)
             }
         }
     }
 
-    /// Points the index entry of `key` at the slot that the next [`push`](Self::push) makes,
+    /// Makes way for an entry of `key` at the slot that the next [`push`](Self::push) makes,
     /// unless `keep` returns the object of the key's current slot, which is then returned
-    /// and nothing changes. A slot given up becomes a hole.
+    /// and nothing changes. A slot given up becomes a hole; an index entry is pointed at
+    /// the new slot at once, and what is left to do is `push`'s.
     fn slot_for(
         &mut self,
         key: &Key,
         keep: impl FnOnce(&Weak<Object<E>>) -> Option<Arc<Object<E>>>,
-    ) -> std::result::Result<(), Arc<Object<E>>> {
-        let hash = self.hash(key);
+    ) -> std::result::Result<Placed, Arc<Object<E>>> {
         let pos = self.slots.len();
+        let mut covered = false;
+        if let Key::Int(k) = *key {
+            if let Some(run) = self.run_of(k) {
+                let at = run.slot(k);
+                if self.slots[at].0 == *key {
+                    if let Some(obj) = keep(&self.slots[at].1) {
+                        return Err(obj);
+                    }
+                    // The run keeps its range; its slot no longer holds the key, which
+                    // goes to the index.
+                    self.slots[at] = (GIVEN_UP, Weak::new());
+                    return Ok(Placed::Nowhere { covered: true });
+                }
+                covered = true;
+            } else if self.index.is_empty() {
+                return Ok(Placed::Nowhere { covered: false });
+            }
+        }
+        let hash = self.hash(key);
         let slots = &mut self.slots;
         match self
             .index
@@ -1968,20 +2092,64 @@ impl<E: Entity> IdentityMap<E> {
                 }
                 slots[e.get().pos()].1 = Weak::new();
                 *e.get_mut() = At::new(pos, hash);
+                Ok(Placed::Indexed)
+            }
+            // An integer key that no run holds may start or extend one: `push` decides.
+            hashbrown::hash_table::Entry::Vacant(_) if matches!(key, Key::Int(_)) && !covered => {
+                Ok(Placed::Nowhere { covered: false })
             }
             hashbrown::hash_table::Entry::Vacant(e) => {
                 e.insert(At::new(pos, hash));
+                Ok(Placed::Indexed)
             }
         }
-        Ok(())
     }
 
-    /// Adds the slot [`slot_for`](Self::slot_for) pointed the key's entry at.
-    fn push(&mut self, key: Key, weak: Weak<Object<E>>) {
+    /// Adds the slot [`slot_for`](Self::slot_for) made way for: in the open run when the
+    /// key follows its last one, in a new open run when the key is an integer no run's range
+    /// holds, else in the index.
+    fn push(&mut self, key: Key, weak: Weak<Object<E>>, placed: Placed) {
+        let pos = self.slots.len();
+        if let Placed::Nowhere { covered } = placed {
+            match key {
+                Key::Int(k) if !covered => match &mut self.open {
+                    Some(open) if open.is_followed_by(k, pos) => open.len += 1,
+                    _ => {
+                        self.close_open();
+                        self.open = Some(Run::new(k, pos));
+                    }
+                },
+                _ => self.index_new(&key, pos),
+            }
+        }
         self.slots.push((key, weak));
         if self.slots.len() >= self.compact_at && self.live_from.is_none() {
             // Amortized: a compaction at every doubling of the live entries.
             self.compact();
+        }
+    }
+
+    /// An index entry for `key`, which has none, at `pos`.
+    fn index_new(&mut self, key: &Key, pos: usize) {
+        let at = At::new(pos, self.hash(key));
+        self.index.insert_unique(at.hash(), at, |at| at.hash());
+    }
+
+    /// Ends the open run: a long one joins `runs`, the keys of a short one go to the index.
+    fn close_open(&mut self) {
+        let Some(run) = self.open.take() else {
+            return;
+        };
+        if run.len as usize >= MIN_RUN {
+            let at = self.runs.partition_point(|r| r.key < run.key);
+            self.runs.insert(at, run);
+            return;
+        }
+        for pos in run.pos as usize..(run.pos + run.len) as usize {
+            if self.slots[pos].0 != GIVEN_UP {
+                let key = self.slots[pos].0.clone();
+                self.index_new(&key, pos);
+            }
         }
     }
 
@@ -2014,25 +2182,73 @@ impl<E: Entity> IdentityMap<E> {
             return;
         }
         self.index.clear();
-        let IdentityMap {
-            slots,
-            index,
-            hasher,
-            ..
-        } = self;
-        for (pos, (key, _)) in slots.iter().enumerate() {
-            let at = At::new(pos, key_hash(hasher, key));
-            index.insert_unique(at.hash(), at, |at| at.hash());
+        self.runs.clear();
+        self.open = None;
+        let mut pos = 0;
+        while pos < self.slots.len() {
+            let len = self.run_at(pos);
+            if len >= MIN_RUN {
+                if let Key::Int(k) = self.slots[pos].0 {
+                    self.runs.push(Run {
+                        key: k,
+                        pos: At::new(pos, 0).pos,
+                        len: u32::try_from(len).unwrap_or(u32::MAX),
+                    });
+                }
+            } else {
+                for p in pos..pos + len {
+                    let key = self.slots[p].0.clone();
+                    self.index_new(&key, p);
+                }
+            }
+            pos += len;
         }
+        self.runs.sort_unstable_by_key(|r| r.key);
         self.compact_at = (self.slots.len() * 2).max(1024);
     }
 
+    /// How many slots from `pos` on hold consecutive integer keys (at least one slot).
+    fn run_at(&self, pos: usize) -> usize {
+        let Key::Int(first) = self.slots[pos].0 else {
+            return 1;
+        };
+        let mut len = 1;
+        while let Some((Key::Int(k), _)) = self.slots.get(pos + len)
+            && i64::try_from(len)
+                .ok()
+                .and_then(|d| first.checked_add(d))
+                .is_some_and(|next| next == *k)
+            && len < u32::MAX as usize
+        {
+            len += 1;
+        }
+        len
+    }
+
     pub(crate) fn remove(&mut self, key: &Key) {
-        let hash = self.hash(key);
-        let slots = &mut self.slots;
-        if let Ok(e) = self.index.find_entry(hash, |at| at.is(hash, key, slots)) {
-            let (at, _) = e.remove();
-            slots[at.pos()].1 = Weak::new();
+        self.remove_where(key, |_| true);
+    }
+
+    /// Takes the entry of `key` out of the map when `which` says so of its object: its slot
+    /// becomes a hole.
+    fn remove_where(&mut self, key: &Key, which: impl FnOnce(&Weak<Object<E>>) -> bool) {
+        match self.find(key) {
+            Found::InRun(pos) => {
+                // A run's slot keeps its key: a hole in the run, found as a dead entry.
+                if which(&self.slots[pos].1) {
+                    self.slots[pos].1 = Weak::new();
+                }
+            }
+            Found::Indexed(pos) => {
+                if which(&self.slots[pos].1) {
+                    self.slots[pos].1 = Weak::new();
+                    let hash = self.hash(key);
+                    if let Ok(e) = self.index.find_entry(hash, |at| at.pos() == pos) {
+                        e.remove();
+                    }
+                }
+            }
+            Found::Nowhere => {}
         }
     }
 
@@ -2065,14 +2281,7 @@ impl<E: Entity> IdentityMap<E> {
 
     /// Removes the entry for `key` if it is `obj`'s.
     pub(crate) fn remove_if_same(&mut self, key: &Key, obj: &Object<E>) {
-        let hash = self.hash(key);
-        let slots = &mut self.slots;
-        if let Ok(e) = self.index.find_entry(hash, |at| at.is(hash, key, slots))
-            && std::ptr::eq(slots[e.get().pos()].1.as_ptr(), obj)
-        {
-            let (at, _) = e.remove();
-            slots[at.pos()].1 = Weak::new();
-        }
+        self.remove_where(key, |w| std::ptr::eq(w.as_ptr(), obj));
     }
 
     /// The live objects, in the order they came in.
@@ -2110,10 +2319,10 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
         self
     }
     fn len(&self) -> usize {
-        // Holes hold a dangling `Weak`: only entries of the index can be live.
-        self.index
+        // Holes hold a dangling `Weak`: a live slot is its key's entry.
+        self.slots
             .iter()
-            .filter(|at| self.slots[at.pos()].1.strong_count() > 0)
+            .filter(|(_, w)| w.strong_count() > 0)
             .count()
     }
     fn for_each(&self, f: &mut dyn FnMut(&dyn Erased)) {
@@ -2139,7 +2348,14 @@ impl<E: Entity> AnyMap for IdentityMap<E> {
             self.compact();
         } else {
             for pos in removed {
-                let hash = self.hash(&self.slots[pos].0);
+                let key = &self.slots[pos].0;
+                if let Key::Int(k) = *key
+                    && self.run_of(k).is_some_and(|r| r.slot(k) == pos)
+                {
+                    // A hole in a run keeps its key.
+                    continue;
+                }
+                let hash = self.hash(key);
                 if let Ok(e) = self.index.find_entry(hash, |at| at.pos() == pos) {
                     e.remove();
                 }
@@ -2328,6 +2544,174 @@ mod tests {
         }
         assert!(map.slots.len() < 5000, "{} slots", map.slots.len());
     }
+    #[derive(orm_core::Entity, Debug, Clone)]
+    #[orm(table = "m", crate = "orm_core")]
+    struct M {
+        #[orm(primary_key)]
+        id: i64,
+    }
+
+    fn object(id: i64) -> std::sync::Arc<super::Object<M>> {
+        let meta = Meta::new(ObjectState::Persistent, None, std::sync::Weak::new());
+        super::Handle::with_meta(M { id }, meta).obj
+    }
+
+    fn id_of(o: &dyn super::Erased) -> i64 {
+        let obj: &super::Object<M> = o.as_any_ref().downcast_ref().unwrap();
+        obj.value.read().id
+    }
+
+    /// The map's own invariants: runs sorted, apart, long, and inside `slots`.
+    fn check_runs(map: &IdentityMap<M>) {
+        for pair in map.runs.windows(2) {
+            assert!(
+                pair[0].key.checked_add(i64::from(pair[0].len)).unwrap() <= pair[1].key,
+                "runs overlap: {pair:?}"
+            );
+        }
+        for run in map.runs.iter().chain(map.open.iter()) {
+            assert!(run.pos as usize + run.len as usize <= map.slots.len());
+        }
+        assert!(map.runs.iter().all(|r| r.len as usize >= super::MIN_RUN));
+    }
+
+    /// Sequential keys are found through runs, without index entries; keys in no order go
+    /// to the index; both are found.
+    #[test]
+    fn keys_in_order_take_no_index_entries() {
+        let mut map = IdentityMap::<M>::default();
+        let held: Vec<_> = (1..=5000).map(object).collect();
+        let _read = map.reading();
+        let mut map = _read;
+        for (i, o) in held.iter().enumerate() {
+            map.insert(Key::Int(i64::try_from(i).unwrap() + 1), o.clone());
+        }
+        assert_eq!(map.index.len(), 0, "sequential keys need no index");
+        let scattered: Vec<_> = (0..200).map(|i| (i * 7919 + 100_000, object(i))).collect();
+        for (k, o) in &scattered {
+            map.insert(Key::Int(*k), o.clone());
+        }
+        assert!(map.index.len() >= 199, "{} index entries", map.index.len());
+        for (i, o) in held.iter().enumerate() {
+            let got = map.get(&Key::Int(i64::try_from(i).unwrap() + 1)).unwrap();
+            assert!(std::sync::Arc::ptr_eq(&got, o));
+        }
+        for (k, o) in &scattered {
+            assert!(std::sync::Arc::ptr_eq(&map.get(&Key::Int(*k)).unwrap(), o));
+        }
+        assert!(map.get(&Key::Int(0)).is_none() && map.get(&Key::Int(5001)).is_none());
+        check_runs(&map);
+    }
+
+    /// Whatever the order of keys and operations, the map answers as a plain map of the
+    /// objects alive would: a model-based run of random operations over keys that mix runs,
+    /// keys in no order, and keys of runs given up and entered again.
+    #[test]
+    fn the_map_answers_as_a_plain_map_whatever_the_keys() {
+        use super::AnyMap;
+        use std::collections::HashMap;
+        use std::sync::Arc;
+        let mut seed = 0x9e37_79b9_7f4a_7c15_u64;
+        let mut next = move |n: u64| {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed % n
+        };
+        for round in 0..40 {
+            let mut map = IdentityMap::<M>::default();
+            let mut model: HashMap<i64, Arc<super::Object<M>>> = HashMap::new();
+            let base: i64 = match round % 4 {
+                0 => 0,
+                1 => -5_000,
+                2 => i64::MAX - 3_000,
+                _ => 1 << 40,
+            };
+            let key = |o: u64| base.saturating_add(i64::try_from(o).unwrap());
+            for _ in 0..3_000 {
+                match next(10) {
+                    // A run of keys in order, from anywhere in the range.
+                    0 | 1 => {
+                        let from = next(2_500);
+                        for o in from..from + next(100) {
+                            let k = key(o);
+                            let obj = object(k);
+                            map.insert(Key::Int(k), obj.clone());
+                            model.insert(k, obj);
+                        }
+                    }
+                    // A read: found, or made.
+                    2 | 3 => {
+                        let from = next(2_500);
+                        let mut read = map.reading();
+                        for o in from..from + next(60) {
+                            let k = key(o);
+                            match read.get_or_insert(Key::Int(k), M { id: k }, |_, v| object(v.id))
+                            {
+                                super::Entry::Found(obj, _) => {
+                                    assert!(Arc::ptr_eq(&obj, &model[&k]), "key {k}");
+                                }
+                                super::Entry::Made(obj) => {
+                                    assert!(!model.contains_key(&k), "key {k} made twice");
+                                    model.insert(k, obj);
+                                }
+                            }
+                        }
+                    }
+                    4 => {
+                        let k = key(next(2_600));
+                        map.remove(&Key::Int(k));
+                        model.remove(&k);
+                    }
+                    5 => {
+                        // Removed only when the object is the map's.
+                        let k = key(next(2_600));
+                        let stranger = object(k);
+                        map.remove_if_same(&Key::Int(k), &stranger);
+                        if next(2) == 0
+                            && let Some(obj) = model.remove(&k)
+                        {
+                            map.remove_if_same(&Key::Int(k), &obj);
+                        }
+                    }
+                    // The caller lets objects go: their entries die in place.
+                    6 => {
+                        let lo = key(next(2_500));
+                        let hi = lo.saturating_add(i64::try_from(next(200)).unwrap());
+                        model.retain(|k, _| !(lo..hi).contains(k));
+                    }
+                    7 => {
+                        let m = i64::try_from(next(5)).unwrap() + 2;
+                        map.for_each_removing(&mut |o| id_of(o) % m == 0);
+                        model.retain(|k, _| k % m != 0);
+                    }
+                    8 => {
+                        let k = key(next(2_600));
+                        if let Some(obj) = map.get(&Key::Int(k)) {
+                            assert!(Arc::ptr_eq(&obj, &model[&k]), "key {k}");
+                        } else {
+                            assert!(!model.contains_key(&k), "key {k} lost");
+                        }
+                    }
+                    _ => {
+                        map.retain(&mut |o| id_of(o) % 5 != 1);
+                        model.retain(|k, _| k % 5 != 1);
+                    }
+                }
+                check_runs(&map);
+            }
+            for o in 0..2_600 {
+                let k = key(o);
+                match (map.get(&Key::Int(k)), model.get(&k)) {
+                    (Some(a), Some(b)) => assert!(Arc::ptr_eq(&a, b), "key {k}"),
+                    (None, None) => {}
+                    (a, b) => panic!("key {k}: map {:?}, model {:?}", a.is_some(), b.is_some()),
+                }
+            }
+            assert_eq!(map.len(), model.len(), "round {round}");
+        }
+    }
+
     use super::{At, BUCKET_BITS, IdentityMap, List, Meta, ObjectState, key_hash, narrow, widen};
     use orm_core::{Key, KeyHashState};
 
