@@ -2255,9 +2255,16 @@ impl<E: Entity> IdentityMap<E> {
     /// Room for `n` objects about to be inserted that are alive (held by the flush that
     /// inserts them): no compaction runs while they go in, as it would find nothing to
     /// remove.
+    /// Integer keys are left to grow the index as they need it: those a flush generates come
+    /// in order and take none.
     pub(crate) fn reserve_live(&mut self, n: usize) {
         self.slots.reserve(n);
-        self.index.reserve(n, |at| at.hash());
+        if !matches!(
+            E::META.key_column().sql_type,
+            orm_core::SqlType::I16 | orm_core::SqlType::I32 | orm_core::SqlType::I64
+        ) {
+            self.index.reserve(n, |at| at.hash());
+        }
         self.compact_at = self.compact_at.max((self.slots.len() + n) * 2);
     }
 
