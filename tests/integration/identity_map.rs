@@ -356,3 +356,81 @@ fn s1_objects_that_stay_are_found_after_a_commit_deletes_others(db) -> Result<()
     Ok(())
 }
 }
+
+// S1 for keys that came in order (a flush's generated keys, a load in key order), which the
+// map finds by their place in a run: the same rows loaded again after their objects went, in
+// reverse order and one by one, and new objects that take keys inside that range, each key
+// keeping one object, whichever way it is looked up.
+orm_tests::backends! {
+fn s1_keys_that_came_in_order_keep_one_object_each_when_they_come_again(db) -> Result<()> {
+    let engine = db.engine();
+    let s = engine.session();
+    let handles = s.add_all((0..3000).map(|i| Customer::new(&format!("c{i}"), i)))?;
+    s.commit()?;
+    let keys: Vec<i64> = handles
+        .iter()
+        .map(|h| Ok(h.read()?.id.expect("key")))
+        .collect::<Result<_>>()?;
+    assert!(keys.windows(2).all(|w| w[1] == w[0] + 1), "generated keys in order");
+    // Every tenth object is kept; the others go when their handles do.
+    let kept: Vec<(i64, Handle<Customer>)> = keys
+        .iter()
+        .copied()
+        .zip(handles)
+        .enumerate()
+        .filter(|(i, _)| i % 10 == 0)
+        .map(|(_, kh)| kh)
+        .collect();
+    assert_eq!(s.identity_len(), kept.len());
+    // Loaded again in reverse: the kept objects come back as they are, the others anew.
+    let all = s
+        .query::<Customer>()
+        .order_by(Customer::ID, Order::Desc)
+        .all()?;
+    assert_eq!(all.len(), keys.len());
+    for (key, h) in &kept {
+        let pos = keys.len() - 1 - keys.iter().position(|k| k == key).expect("key");
+        assert!(Handle::ptr_eq(&all[pos], h), "key {key}: the kept object");
+    }
+    // Expunged, then found one by one out of order: a new object each, then that one.
+    let block: Vec<i64> = keys[1000..1100].to_vec();
+    for key in &block {
+        let h = s.get::<Customer>(*key)?.expect("row");
+        s.expunge(&h)?;
+    }
+    let mut again = Vec::new();
+    for key in block.iter().rev().step_by(3).chain(block.iter().step_by(2)) {
+        let h = s.get::<Customer>(*key)?.expect("row");
+        let old = all.iter().find(|a| a.read().is_ok_and(|v| v.id == Some(*key)));
+        assert!(old.is_none_or(|o| !Handle::ptr_eq(o, &h)), "key {key}: not the expunged object");
+        again.push((*key, h));
+    }
+    for (key, h) in &again {
+        assert!(Handle::ptr_eq(&s.get::<Customer>(*key)?.expect("row"), h), "key {key}");
+    }
+    // Deleted and added again with the same keys: the new objects are the keys' objects.
+    let gone: Vec<i64> = keys[2000..2050].to_vec();
+    for key in &gone {
+        let h = s.get::<Customer>(*key)?.expect("row");
+        s.delete(&h)?;
+    }
+    s.commit()?;
+    let new = s.add_all(gone.iter().map(|&k| Customer {
+        id: Some(k),
+        ..Customer::new(&format!("new{k}"), 1)
+    }))?;
+    s.commit()?;
+    for (key, h) in gone.iter().zip(&new) {
+        let found = s.get::<Customer>(*key)?.expect("the new row");
+        assert!(Handle::ptr_eq(&found, h), "key {key}: the new object");
+        assert_eq!(found.read()?.name, format!("new{key}"));
+    }
+    let listed = s.query::<Customer>().all()?;
+    for (key, h) in gone.iter().zip(&new) {
+        let in_query = listed.iter().filter(|l| Handle::ptr_eq(l, h)).count();
+        assert_eq!(in_query, 1, "key {key}: the query finds the new object once");
+    }
+    assert_eq!(s.identity_len(), listed.len());
+    Ok(())
+}
+}
