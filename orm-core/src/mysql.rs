@@ -859,10 +859,16 @@ impl Db for MyConn {
         Some(sql)
     }
 
-    fn batch_rows(&self, stride: usize) -> usize {
-        crate::connection::batch::my_side::MY_ROWS
+    fn batch_rows(
+        &self,
+        _conn: &Connection,
+        _meta: &'static EntityMeta,
+        _rows: usize,
+        stride: usize,
+    ) -> OrmResult<usize> {
+        Ok(crate::connection::batch::my_side::MY_ROWS
             .min(MAX_PARAMS / stride.max(1))
-            .max(1)
+            .max(1))
     }
 
     fn write_batch(

@@ -1126,8 +1126,14 @@ impl Db for PgConn {
         Some(PgConn::reset_sql(self))
     }
 
-    fn batch_rows(&self, _stride: usize) -> usize {
-        crate::connection::batch::PG_ROWS
+    fn batch_rows(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        rows: usize,
+        _stride: usize,
+    ) -> OrmResult<usize> {
+        crate::connection::batch::pg_side::batch_rows(self, conn, meta, rows)
     }
 
     fn write_batch(

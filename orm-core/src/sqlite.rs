@@ -538,10 +538,16 @@ impl Db for SqliteDriver {
         None
     }
 
-    fn batch_rows(&self, stride: usize) -> usize {
-        crate::connection::batch::SQLITE_ROWS
+    fn batch_rows(
+        &self,
+        _conn: &Connection,
+        _meta: &'static EntityMeta,
+        _rows: usize,
+        stride: usize,
+    ) -> OrmResult<usize> {
+        Ok(crate::connection::batch::SQLITE_ROWS
             .min(self.max_bind_parameters() / stride)
-            .max(1)
+            .max(1))
     }
 
     fn write_batch(

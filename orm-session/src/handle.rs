@@ -1204,8 +1204,8 @@ impl<E: Entity> Erased for Object<E> {
             VersionRule::Ignore
         };
         let mut stale = Vec::new();
-        // Chunk by chunk, so that the values bound stay in cache (see `flush_chunk`).
-        for chunk in group.chunks(flush_chunk(conn)) {
+        // Chunk by chunk, so that the values bound stay in cache (see `write_chunk`).
+        for chunk in group.chunks(write_chunk(conn)) {
             let objects = typed_group::<E>(chunk)?;
             let values = objects
                 .iter()
@@ -1250,11 +1250,11 @@ impl<E: Entity> Erased for Object<E> {
         // The row's key (and expected version) is all a delete sends. The key was read
         // when the object was marked; an object is visited only for its version, read
         // and let go at once. Chunk by chunk, so that the values bound stay in cache (see
-        // `flush_chunk`).
+        // `write_chunk`).
         let key_type = E::META.key_column().sql_type;
         let check = E::META.version_column().is_some();
         let mut stale: Vec<String> = Vec::new();
-        for chunk in group.chunks(flush_chunk(conn)) {
+        for chunk in group.chunks(write_chunk(conn)) {
             let mut rows = Vec::with_capacity(chunk.len() * (1 + usize::from(check)));
             if check || chunk.iter().any(|d| d.key.is_none()) {
                 let objects: Vec<&Arc<dyn Erased>> = chunk.iter().map(|d| &d.obj).collect();
@@ -1747,6 +1747,17 @@ fn flush_chunk(conn: &Connection) -> usize {
     match conn.backend() {
         orm_core::Backend::Postgres | orm_core::Backend::MySql => 10_000,
         _ => 1000,
+    }
+}
+
+/// How many objects of a flush group an UPDATE or DELETE pass hands the connection at a time:
+/// on PostgreSQL up to 250,000, so that a flush that changes most of a table can go in one
+/// statement (the connection decides, by the table's size: `Connection::update_many`);
+/// elsewhere as [`flush_chunk`].
+fn write_chunk(conn: &Connection) -> usize {
+    match conn.backend() {
+        orm_core::Backend::Postgres => 250_000,
+        _ => flush_chunk(conn),
     }
 }
 

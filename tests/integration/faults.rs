@@ -1404,6 +1404,88 @@ fn r6_postgres_connection_lost_during_commit() -> Result<()> {
     works_again(&engine, &s, "after")
 }
 
+// R6: the backend is terminated while a flush that changes every row of its table runs (one
+// statement on PostgreSQL; a trigger makes one row of it take two seconds): commit fails, no
+// row changed, and the next commit writes the whole change, again in one statement.
+#[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
+fn r6_postgres_connection_lost_during_a_whole_table_update() -> Result<()> {
+    let Some(db) = TestDb::postgres() else {
+        return Ok(());
+    };
+    let engine = db.engine();
+    let s = engine.session();
+    s.add_all((0..12_000).map(|i| Customer::new(&format!("c{i}"), 1)))?;
+    s.commit()?;
+    let conn = engine.connect()?;
+    conn.execute(
+        "CREATE FUNCTION slow_update() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN PERFORM pg_sleep(2); RETURN NEW; END $$",
+        &[],
+    )?;
+    conn.execute(
+        "CREATE TRIGGER slow BEFORE UPDATE ON customer FOR EACH ROW \
+         WHEN (NEW.name = 'c6000') EXECUTE FUNCTION slow_update()",
+        &[],
+    )?;
+    engine.release(conn);
+    let all = s.query::<Customer>().all()?;
+    for h in &all {
+        h.write()?.age = 7;
+    }
+    let pid = s.with_connection(|c| c.query_i64("SELECT pg_backend_pid()::int8", &[]))?;
+    let killer = db.connect();
+    // Bounded: the poll gives up after five seconds, the trigger sleeps two.
+    let (committed, updates) = std::thread::scope(|scope| {
+        let commit = scope.spawn(|| {
+            let (log, _g) = SqlLog::start();
+            let committed = s.commit();
+            (committed, log.starting_with("UPDATE").len())
+        });
+        // Until the session's backend is inside the UPDATE.
+        for _ in 0..500 {
+            let updating = killer
+                .query_i64(
+                    &db.sql(
+                        "SELECT count(*) FROM pg_stat_activity \
+                         WHERE pid = ?::int4 AND state = 'active' AND query LIKE 'UPDATE%'",
+                    ),
+                    &[Value::I64(pid)],
+                )
+                .expect("activity");
+            if updating > 0 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        killer
+            .query_values(
+                &db.sql("SELECT pg_terminate_backend(?::int4)"),
+                &[Value::I64(pid)],
+            )
+            .expect("terminate");
+        commit.join().unwrap()
+    });
+    assert_eq!(kind(committed), ErrorKind::Connection);
+    assert_eq!(updates, 1, "the flush was one statement");
+    let changed = db
+        .connect()
+        .query_i64("SELECT count(*) FROM customer WHERE age = 7", &[])?;
+    assert_eq!(changed, 0, "no row of the statement stays");
+    db.connect().execute("DROP TRIGGER slow ON customer", &[])?;
+    // Nothing the transaction held was lost (it had written nothing before): the changes
+    // are still the session's, and the next commit writes them all on a new connection, in
+    // one statement again.
+    let (log, _g) = SqlLog::start();
+    s.commit()?;
+    assert_eq!(log.starting_with("UPDATE").len(), 1);
+    let changed = db
+        .connect()
+        .query_i64("SELECT count(*) FROM customer WHERE age = 7", &[])?;
+    assert_eq!(changed, 12_000);
+    Ok(())
+}
+
 backends! {
     // R7: a panic in the iterator of bulk_update_mappings after several chunks.
     fn r7_a_panicking_bulk_update_iterator_writes_nothing(db) -> Result<()> {

@@ -74,8 +74,15 @@ pub(crate) trait Db {
     /// What undoes a user's changes to the connection's session state before a pool hands
     /// it out again, if anything does.
     fn reset_sql(&self) -> Option<String>;
-    /// Rows per statement of a batched write by key whose rows have `stride` values.
-    fn batch_rows(&self, stride: usize) -> usize;
+    /// Rows per statement of a batched write by key of `rows` rows of `stride` values each,
+    /// to `meta`'s table.
+    fn batch_rows(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        rows: usize,
+        stride: usize,
+    ) -> Result<usize>;
     /// Sends one statement of a batched `UPDATE` or `DELETE` by key (`batch` holds whole
     /// rows, each key once): its count, or with `returning` the keys it changed.
     fn write_batch(
