@@ -600,7 +600,7 @@ pub(crate) mod pg_side {
         }
         let table = conn.run(Ctx::of(meta), TABLE_SIZE, || {
             let found = pg.query(TABLE_SIZE, &[&quote(meta.table)])?;
-            Ok((found.first().map(|r| estimated_rows(meta, r)), 1))
+            Ok((found.first().and_then(|r| estimated_rows(meta, r)), 1))
         })?;
         Ok(match table {
             Some(table) if rows as f64 * 2.0 >= table => rows.min(PG_WHOLE_ROWS),
@@ -609,21 +609,28 @@ pub(crate) mod pg_side {
     }
 
     /// What the planner knows of a table's size: rows and pages at its last `VACUUM` or
-    /// `ANALYZE` (-1 and 0 before any), and its pages now. Reads only the catalog.
+    /// `ANALYZE` (-1 and 0 before any), and its pages now. Reads only the catalog. Only an
+    /// ordinary table answers: a partitioned table's rows are in its partitions, whose share
+    /// is not known here (its batches stay as they are).
     const TABLE_SIZE: &str = "SELECT c.reltuples::float8, c.relpages::int8, \
          (pg_catalog.pg_relation_size(c.oid) / current_setting('block_size')::int8)::int8 \
-         FROM pg_catalog.pg_class c WHERE c.oid = pg_catalog.to_regclass($1)";
+         FROM pg_catalog.pg_class c \
+         WHERE c.oid = pg_catalog.to_regclass($1) AND c.relkind = 'r'";
 
     /// The table's rows as the planner estimates them: the density of its last count over
     /// its pages now, or, never counted, its pages filled with rows of the width the planner
-    /// assumes without statistics (32 bytes for a value of varying length).
-    fn estimated_rows(meta: &EntityMeta, row: &postgres::Row) -> f64 {
+    /// assumes without statistics (32 bytes for a value of varying length). None for a table
+    /// without pages, which has no rows to change.
+    fn estimated_rows(meta: &EntityMeta, row: &postgres::Row) -> Option<f64> {
         let tuples: f64 = row.get(0);
         let counted_pages: i64 = row.get(1);
         let pages: i64 = row.get(2);
+        if pages <= 0 {
+            return None;
+        }
         let pages = pages as f64;
         if tuples >= 0.0 && counted_pages > 0 {
-            return tuples / counted_pages as f64 * pages;
+            return Some(tuples / counted_pages as f64 * pages);
         }
         // A page's 8,168 usable bytes over a row's header (24), line pointer (4) and values.
         let width: usize = meta
@@ -642,7 +649,7 @@ pub(crate) mod pg_side {
                 SqlType::Text | SqlType::Blob | SqlType::Json | SqlType::Decimal => 32,
             })
             .sum();
-        pages * (8168 / (28 + width).max(1)) as f64
+        Some(pages * (8168 / (28 + width).max(1)) as f64)
     }
 
     pub(crate) fn existing(
