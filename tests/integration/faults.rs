@@ -1198,13 +1198,19 @@ fn r6_sqlite_busy_commit() -> Result<()> {
 
 // ---- PostgreSQL faults: a lost connection ---------------------------------------------------
 
-fn terminate(db: &TestDb, s: &Session) -> Result<()> {
-    let pid = s.with_connection(|c| c.query_i64("SELECT pg_backend_pid()::int8", &[]))?;
-    let killer = db.connect();
+/// Ends the server process `pid` from a connection of its own.
+fn kill_backend(db: &TestDb, killer: &orm_session::PooledConnection, pid: i64) -> Result<()> {
     killer.query_values(
         &db.sql("SELECT pg_terminate_backend(?::int4)"),
         &[Value::I64(pid)],
     )?;
+    Ok(())
+}
+
+fn terminate(db: &TestDb, s: &Session) -> Result<()> {
+    let pid = s.with_connection(|c| c.query_i64("SELECT pg_backend_pid()::int8", &[]))?;
+    let killer = db.connect();
+    kill_backend(db, &killer, pid)?;
     // Wait until the server has ended it.
     for _ in 0..100 {
         let alive = killer.query_i64(
@@ -1388,12 +1394,7 @@ fn r6_postgres_connection_lost_during_commit() -> Result<()> {
     let committed = std::thread::scope(|scope| {
         let commit = scope.spawn(|| s.commit());
         std::thread::sleep(Duration::from_millis(500));
-        killer
-            .query_values(
-                &db.sql("SELECT pg_terminate_backend(?::int4)"),
-                &[Value::I64(pid)],
-            )
-            .expect("terminate");
+        kill_backend(&db, &killer, pid).expect("terminate");
         commit.join().unwrap()
     });
     assert!(committed.is_err(), "the server never confirmed the commit");
@@ -1458,12 +1459,7 @@ fn r6_postgres_connection_lost_during_a_whole_table_update() -> Result<()> {
             }
             std::thread::sleep(Duration::from_millis(10));
         }
-        killer
-            .query_values(
-                &db.sql("SELECT pg_terminate_backend(?::int4)"),
-                &[Value::I64(pid)],
-            )
-            .expect("terminate");
+        kill_backend(&db, &killer, pid).expect("terminate");
         commit.join().unwrap()
     });
     assert_eq!(kind(committed), ErrorKind::Connection);
