@@ -863,6 +863,7 @@ impl Db for MyConn {
         &self,
         _conn: &Connection,
         _meta: &'static EntityMeta,
+        _write: &BatchWrite<'_>,
         _rows: usize,
         stride: usize,
     ) -> OrmResult<usize> {

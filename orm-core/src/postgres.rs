@@ -1130,10 +1130,11 @@ impl Db for PgConn {
         &self,
         conn: &Connection,
         meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
         rows: usize,
         _stride: usize,
     ) -> OrmResult<usize> {
-        crate::connection::batch::pg_side::batch_rows(self, conn, meta, rows)
+        crate::connection::batch::pg_side::batch_rows(self, conn, meta, write, rows)
     }
 
     fn write_batch(

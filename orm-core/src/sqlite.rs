@@ -542,6 +542,7 @@ impl Db for SqliteDriver {
         &self,
         _conn: &Connection,
         _meta: &'static EntityMeta,
+        _write: &BatchWrite<'_>,
         _rows: usize,
         stride: usize,
     ) -> OrmResult<usize> {

@@ -621,3 +621,70 @@ fn b8_uuid_and_text_keys_are_accounted_for(db) -> Result<()> {
     Ok(())
 }
 }
+
+// B8: a delete without a version to match goes in statements of up to 250,000 keys on
+// PostgreSQL, whatever share of its table it is: the planner looks its keys up or scans the
+// table once, where batches of 10,000 would each do so again. 12,000 of 45,000 rows go in
+// one statement and the others stay. A row that refuses to go (a trigger raises) fails that
+// statement, and nothing is deleted.
+orm_tests::backends! {
+fn b8_a_delete_without_versions_is_one_statement_on_postgres(db) -> Result<()> {
+    use orm_tests::model::Customer;
+    let engine = db.engine();
+    let s = engine.session();
+    s.add_all((0..45_000).map(|i| Customer::new(&format!("c{i}"), i % 7)))?;
+    s.commit()?;
+    let all = s
+        .query::<Customer>()
+        .order_by(Customer::ID, Order::Asc)
+        .all()?;
+    let doomed: Vec<&Handle<Customer>> = all.iter().step_by(3).take(12_000).collect();
+    let per_delete = if db.is_postgres() {
+        1
+    } else {
+        12_000_usize.div_ceil(per_statement(db))
+    };
+    if db.is_postgres() {
+        let conn = engine.connect()?;
+        conn.execute(
+            "CREATE FUNCTION keep_row() RETURNS trigger LANGUAGE plpgsql AS \
+             $$ BEGIN RAISE EXCEPTION 'row kept'; END $$",
+            &[],
+        )?;
+        conn.execute(
+            "CREATE TRIGGER keep BEFORE DELETE ON customer FOR EACH ROW \
+             WHEN (OLD.name = 'c30000') EXECUTE FUNCTION keep_row()",
+            &[],
+        )?;
+        for h in &doomed {
+            s.delete(h)?;
+        }
+        let (log, _g) = SqlLog::start();
+        let err = s.commit().unwrap_err();
+        assert!(err.to_string().contains("row kept"), "{err}");
+        assert_eq!(log.starting_with("DELETE").len(), 1);
+        s.rollback()?;
+        assert_eq!(conn.count::<Customer>(None)?, 45_000, "nothing deleted");
+        conn.execute("DROP TRIGGER keep ON customer", &[])?;
+        engine.release(conn);
+    }
+    for h in &doomed {
+        s.delete(h)?;
+    }
+    let (log, _g) = SqlLog::start();
+    s.commit()?;
+    assert_eq!(log.starting_with("DELETE").len(), per_delete);
+    let conn = engine.connect()?;
+    assert_eq!(conn.count::<Customer>(None)?, 33_000);
+    for h in &doomed {
+        assert_eq!(h.state(), ObjectState::Detached);
+    }
+    let left: Vec<Customer> = conn.select_all()?;
+    assert!(
+        left.iter()
+            .all(|c| c.name[1..].parse::<usize>().is_ok_and(|i| i % 3 != 0 || i >= 36_000)),
+        "only the deleted rows went"
+    );
+    Ok(())
+}
+}

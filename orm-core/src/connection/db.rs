@@ -74,12 +74,13 @@ pub(crate) trait Db {
     /// What undoes a user's changes to the connection's session state before a pool hands
     /// it out again, if anything does.
     fn reset_sql(&self) -> Option<String>;
-    /// Rows per statement of a batched write by key of `rows` rows of `stride` values each,
-    /// to `meta`'s table.
+    /// Rows per statement of the batched write `write` by key of `rows` rows of `stride`
+    /// values each, to `meta`'s table.
     fn batch_rows(
         &self,
         conn: &Connection,
         meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
         rows: usize,
         stride: usize,
     ) -> Result<usize>;
