@@ -10,7 +10,7 @@ use orm_core::{Connection, Entity, Error, ErrorKind, Key, Result, SelectSpec, Tx
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
-use crate::handle::{
+use crate::handle::{Releasing, 
     AnyHandle, Columns, Doomed, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta,
     Object, ObjectState, Written,
 };
@@ -246,23 +246,35 @@ impl WrittenByCommit {
 
     /// Ends the claims, with what each object's UPDATE changed.
     fn settle(self) {
-        self.end(false);
+        let written = self.written.into_iter();
+        Self::end(written, 0, self.updated, self.orphans, false);
     }
 
-    /// Ends the claims that a pass of the commit did not: those of objects out of the
-    /// identity maps.
-    fn settle_rest(self) {
-        self.end(true);
+    /// Ends the claims that the commit's pass over the identity maps did not: those of
+    /// objects out of the maps. `written` is what the pass left of the written objects (those
+    /// from position `from` on: it takes them from the front); it took the others' references
+    /// as it ended their claims.
+    fn settle_rest(
+        written: impl Iterator<Item = Arc<dyn Erased>>,
+        from: usize,
+        updated: Vec<usize>,
+        orphans: Objects,
+    ) {
+        Self::end(written, from, updated, orphans, true);
     }
 
-    fn end(self, only_claimed: bool) {
-        let mut updated = self.updated.into_iter().peekable();
-        let written = self
-            .written
-            .iter()
+    fn end(
+        written: impl Iterator<Item = Arc<dyn Erased>>,
+        from: usize,
+        updated: Vec<usize>,
+        orphans: Objects,
+        only_claimed: bool,
+    ) {
+        let mut updated = updated.into_iter().skip_while(|&i| i < from).peekable();
+        let written = written
             .enumerate()
-            .map(|(i, obj)| (obj, updated.next_if_eq(&i).is_some()));
-        for (obj, was_updated) in written.chain(self.orphans.iter().map(|o| (o, true))) {
+            .map(|(i, obj)| (obj, updated.next_if_eq(&(from + i)).is_some()));
+        for (obj, was_updated) in written.chain(orphans.into_iter().map(|o| (o, true))) {
             if !only_claimed || obj.meta().flushing {
                 obj.flushed(was_updated);
             }
@@ -1829,7 +1841,16 @@ impl Session {
         // here too: expired, they need neither the bumped version nor the snapshot that the
         // end of a claim otherwise takes care of.
         let (mut released, mut gone) = (0, 0);
-        st.maps.for_each_removing(&mut |obj| {
+        // The session's references to the objects inserted in the transaction and written
+        // by this flush go with the pass, each as it meets its object (see `Releasing`).
+        let WrittenByCommit {
+            written,
+            updated,
+            orphans,
+        } = written_now;
+        let written_len = written.len() + orphans.len();
+        let mut releasing = Releasing::new([std::mem::take(&mut st.inserted), written]);
+        st.maps.for_each_removing(&mut releasing, &mut |obj| {
             let mut m = obj.meta();
             m.new_in_tx = false;
             m.key_generated = false;
@@ -1865,12 +1886,13 @@ impl Session {
                 obj.commit_delete(&mut st.maps);
             }
         }
-        if released != written_now.len() {
-            written_now.settle_rest();
+        // Committed: the objects inserted are clean and held as weakly as any other.
+        let [inserted_rest, written_rest] = releasing.into_rest();
+        drop(inserted_rest);
+        if released != written_len {
+            let (rest, from) = written_rest;
+            WrittenByCommit::settle_rest(rest, from, updated, orphans);
         }
-        // Committed: the objects inserted are clean and held as weakly as any other. The
-        // list's memory goes too (16 bytes an object, kept for nothing once it is empty).
-        st.inserted = Vec::new();
         if expire {
             // What is left in the list was written on other threads since the flush took
             // it, and stays for the next flush. Looked at out of the list's lock: a writer
