@@ -580,6 +580,12 @@ impl Db for SqliteDriver {
         Ok(plan)
     }
 
+    fn insert_statements_per_batch(&self) -> usize {
+        // Ten statements bound through one prepared statement (see `insert_batch`); the
+        // values of 1,000 rows in hand at a time.
+        10
+    }
+
     fn insert_rows_per_statement(&self, requested: usize, width: usize) -> usize {
         // No columns: `DEFAULT VALUES` inserts one row.
         self.max_bind_parameters()
@@ -636,38 +642,83 @@ impl Db for SqliteDriver {
                 keys: Assigned::Each(keys),
             });
         }
-        let sql = conn.shape_of(batch.entity, batch.meta, Kind::Insert, batch.columns, n);
-        let before = self.conn.total_changes();
-        let (written, last) = conn.run(ctx, &sql, || {
-            let mut stmt = self.conn.prepare_cached(&sql)?;
-            let mut at = 1;
-            for j in 0..n {
-                bind(&mut stmt, j, &mut at)?;
+        // Whole statements of `per_statement` rows, then one of the rows left. Each statement
+        // is prepared once for the batch and bound again for each of its runs: SQLite frees a
+        // parameter's text as the next value is bound to it, and the allocator hands the
+        // memory straight back, where a statement returned to the cache frees every
+        // parameter's at once.
+        let per = batch.per_statement.clamp(1, n.max(1));
+        let consecutive = batch.generated == GeneratedKeys::Consecutive;
+        // The first key of each statement, when keys are wanted.
+        let mut firsts: Vec<(i64, usize)> = Vec::new();
+        let mut written = 0u64;
+        let mut start = 0;
+        while start < n {
+            let k = per.min(n - start);
+            let sql = conn.shape_of(batch.entity, batch.meta, Kind::Insert, batch.columns, k);
+            let runs = if k == per { (n - start) / per } else { 1 };
+            let mut stmt = self
+                .conn
+                .prepare_cached(&sql)
+                .map_err(|e| {
+                    self.map_error(e.into(), Some(batch.meta.name), batch.meta.table, &sql)
+                })?;
+            for r in 0..runs {
+                let first_row = start + r * k;
+                conn.run(ctx, &sql, || {
+                    let before = self.conn.total_changes();
+                    let mut at = 1;
+                    for j in first_row..first_row + k {
+                        bind(&mut stmt, j, &mut at)?;
+                    }
+                    let done = stmt.raw_execute()?;
+                    written += done as u64;
+                    if consecutive {
+                        // SQLite gave the rows consecutive keys up to `last`, in VALUES
+                        // order, when nothing else was written meanwhile: the count of rows
+                        // changed (triggers included) shows it.
+                        let changed = self.conn.total_changes().wrapping_sub(before);
+                        firsts.push((
+                            self.conn
+                                .last_insert_rowid()
+                                .wrapping_sub(i64::try_from(k).unwrap_or(i64::MAX) - 1),
+                            usize::try_from(changed).unwrap_or(usize::MAX),
+                        ));
+                    }
+                    Ok(((), done))
+                })?;
             }
-            let written = stmt.raw_execute()?;
-            Ok(((written as u64, self.conn.last_insert_rowid()), written))
-        })?;
-        if batch.generated != GeneratedKeys::Consecutive {
+            start += runs * k;
+        }
+        if !consecutive {
             return Ok(Inserted {
                 rows: written,
                 keys: Assigned::None,
             });
         }
-        // SQLite gave the rows consecutive keys up to `last`, in VALUES order, when nothing
-        // else was written meanwhile: the count of rows changed (triggers included) shows it.
-        let changed = self.conn.total_changes().wrapping_sub(before);
-        if changed != n as u64 {
-            return Err(Error::InvalidState {
-                message: format!(
-                    "{} (table `{}`): inserting {n} rows changed {changed}; the call is rolled \
-                     back rather than hand out wrong keys",
-                    batch.meta.name, batch.meta.table
-                ),
-            });
+        // The statements' keys follow on from one another too, as nothing else wrote between
+        // them: checked all the same, since a key handed out is never a guess.
+        let mut start = 0;
+        let mut next = None;
+        for &(first, changed) in &firsts {
+            let k = per.min(n - start);
+            if changed != k || next.is_some_and(|next| next != first) {
+                return Err(Error::InvalidState {
+                    message: format!(
+                        "{} (table `{}`): inserting {k} rows changed {changed}, from key \
+                         {first}; the call is rolled back rather than hand out wrong keys",
+                        batch.meta.name, batch.meta.table
+                    ),
+                });
+            }
+            next = first.checked_add(i64::try_from(k).unwrap_or(i64::MAX));
+            start += k;
         }
         Ok(Inserted {
             rows: written,
-            keys: Assigned::First(last - (i64::try_from(n).unwrap_or(i64::MAX) - 1)),
+            keys: firsts
+                .first()
+                .map_or(Assigned::None, |&(first, _)| Assigned::First(first)),
         })
     }
 

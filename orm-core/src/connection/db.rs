@@ -109,6 +109,13 @@ pub(crate) trait Db {
     fn key_plan(&self, conn: &Connection, meta: &'static EntityMeta) -> Result<KeyPlan>;
     /// Rows per multi-row `INSERT` of `width` columns, for a caller asking for `requested`.
     fn insert_rows_per_statement(&self, requested: usize, width: usize) -> usize;
+    /// How many full statements' worth of rows an inserter hands [`insert_batch`] at once
+    /// (see [`InsertBatch::per_statement`]).
+    ///
+    /// [`insert_batch`]: Db::insert_batch
+    fn insert_statements_per_batch(&self) -> usize {
+        1
+    }
     /// Keys for a batch of `n` rows whose generated keys the caller needs: reserved when
     /// `sent` (they travel with the rows), else, where the backend can, the keys the
     /// database will assign, checked against what it reports ([`KeyPlan::Consecutive`]).
@@ -231,6 +238,9 @@ pub(crate) struct InsertBatch<'a> {
     pub meta: &'static EntityMeta,
     pub columns: &'a [usize],
     pub rows: &'a dyn BatchRows,
+    /// Rows per statement: a batch of more rows (up to
+    /// [`Db::insert_statements_per_batch`] statements' worth) is sent as several statements.
+    pub per_statement: usize,
     pub generated: GeneratedKeys,
 }
 

@@ -81,6 +81,8 @@ struct Group<R> {
     columns: Vec<usize>,
     fill: Fill,
     per_statement: usize,
+    /// Rows sent at once: whole statements, as many as the backend takes in one batch.
+    per_batch: usize,
     rows: Vec<(usize, R)>,
 }
 
@@ -291,7 +293,7 @@ impl<R: RowSource> Inserter<'_, R> {
     pub fn push(&mut self, row: R) -> Result<()> {
         let (g, index) = self.classify(&row)?;
         self.place(g, index, row)?;
-        if self.st.groups[g].rows.len() >= self.st.groups[g].per_statement {
+        if self.st.groups[g].rows.len() >= self.st.groups[g].per_batch {
             self.send(g)?;
         }
         Ok(())
@@ -324,7 +326,7 @@ impl<R: RowSource> Inserter<'_, R> {
                 }
                 continue;
             }
-            if self.st.groups[g].rows.len() >= self.st.groups[g].per_statement {
+            if self.st.groups[g].rows.len() >= self.st.groups[g].per_batch {
                 self.send(g)?;
             }
         }
@@ -450,11 +452,14 @@ impl<R: RowSource> Inserter<'_, R> {
                         .insert_rows_per_statement(self.st.batch_rows, cols.len())
                         .max(1)
                 };
+                let per_batch =
+                    per_statement.saturating_mul(self.conn.db().insert_statements_per_batch());
                 self.st.groups.push(Group {
                     columns: cols,
                     fill,
                     per_statement,
-                    rows: Vec::with_capacity(per_statement.min(1024)),
+                    per_batch,
+                    rows: Vec::with_capacity(per_batch.min(1024)),
                 });
                 self.st.groups.len() - 1
             }
@@ -634,6 +639,7 @@ impl<R: RowSource> Inserter<'_, R> {
                 meta,
                 columns: &group.columns,
                 rows: &rows,
+                per_statement: group.per_statement,
                 generated: match fill {
                     Fill::Sequential if !sent_keys => GeneratedKeys::Consecutive,
                     Fill::PerRow => GeneratedKeys::Each,
