@@ -657,12 +657,9 @@ impl Db for SqliteDriver {
             let k = per.min(n - start);
             let sql = conn.shape_of(batch.entity, batch.meta, Kind::Insert, batch.columns, k);
             let runs = if k == per { (n - start) / per } else { 1 };
-            let mut stmt = self
-                .conn
-                .prepare_cached(&sql)
-                .map_err(|e| {
-                    self.map_error(e.into(), Some(batch.meta.name), batch.meta.table, &sql)
-                })?;
+            let mut stmt = self.conn.prepare_cached(&sql).map_err(|e| {
+                self.map_error(e.into(), Some(batch.meta.name), batch.meta.table, &sql)
+            })?;
             for r in 0..runs {
                 let first_row = start + r * k;
                 conn.run(ctx, &sql, || {

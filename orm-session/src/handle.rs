@@ -2770,7 +2770,8 @@ mod tests {
                         let m = i64::try_from(next(5)).unwrap() + 2;
                         let mut in_order: Vec<_> = model.iter().collect();
                         in_order.sort_by_key(|(k, _)| **k);
-                        let erase = |o: &Arc<super::Object<M>>| Arc::clone(o) as Arc<dyn super::Erased>;
+                        let erase =
+                            |o: &Arc<super::Object<M>>| Arc::clone(o) as Arc<dyn super::Erased>;
                         let lists = [
                             in_order.iter().map(|(_, o)| erase(o)).collect::<Vec<_>>(),
                             model.values().step_by(3).map(erase).collect(),

@@ -10,9 +10,9 @@ use orm_core::{Connection, Entity, Error, ErrorKind, Key, Result, SelectSpec, Tx
 use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
-use crate::handle::{Releasing, 
+use crate::handle::{
     AnyHandle, Columns, Doomed, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta,
-    Object, ObjectState, Written,
+    Object, ObjectState, Releasing, Written,
 };
 use crate::query::Query;
 
