@@ -562,6 +562,56 @@ impl Db for SqliteDriver {
         crate::connection::batch::sqlite_side::write(conn, meta, write, batch, returning)
     }
 
+    fn write_statements_per_call(&self) -> usize {
+        // As for inserts (see `insert_statements_per_batch`): ten statements through one
+        // prepared statement.
+        10
+    }
+
+    fn write_batches(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batches: &[&[ValueRef<'_>]],
+        returning: bool,
+    ) -> OrmResult<Vec<Sent>> {
+        let mut sent = Vec::with_capacity(batches.len());
+        let stride = write.stride();
+        let mut rest = batches;
+        while let Some(first) = rest.first() {
+            // A run of batches of one size shares its statement.
+            let rows = first.len() / stride;
+            let run = rest.iter().take_while(|b| b.len() / stride == rows).count();
+            let (these, after) = rest.split_at(run);
+            rest = after;
+            if returning {
+                for b in these {
+                    sent.push(crate::connection::batch::sqlite_side::write(
+                        conn, meta, write, b, true,
+                    )?);
+                }
+                continue;
+            }
+            let sql = crate::connection::batch::sqlite_side::sql(meta, write, rows);
+            let mut stmt = self
+                .conn
+                .prepare_cached(&sql)
+                .map_err(|e| self.map_error(e.into(), Some(meta.name), meta.table, &sql))?;
+            for b in these {
+                let n = conn.run(crate::connection::Ctx::of(meta), &sql, || {
+                    for (i, v) in b.iter().enumerate() {
+                        stmt.raw_bind_parameter(i + 1, v)?;
+                    }
+                    let n = stmt.raw_execute()?;
+                    Ok((n as u64, n))
+                })?;
+                sent.push(Sent::Count(n));
+            }
+        }
+        Ok(sent)
+    }
+
     fn key_plan(&self, conn: &Connection, meta: &'static EntityMeta) -> OrmResult<KeyPlan> {
         let serial = conn.tx_serial();
         let in_tx = !self.conn.is_autocommit();

@@ -132,8 +132,8 @@ impl Connection {
             version: version_col,
             check,
         };
-        self.batched(meta, &write, rows, stride, true, |batch| {
-            self.db().write_batch(self, meta, &write, batch, check)
+        self.batched(meta, &write, rows, stride, true, |batches| {
+            self.db().write_batches(self, meta, &write, batches, check)
         })
     }
 
@@ -179,15 +179,16 @@ impl Connection {
         let write = BatchWrite::Delete {
             version: version_col,
         };
-        self.batched(meta, &write, rows, stride, false, |batch| {
+        self.batched(meta, &write, rows, stride, false, |batches| {
             self.db()
-                .write_batch(self, meta, &write, batch, check_version)
+                .write_batches(self, meta, &write, batches, check_version)
         })
     }
 
     /// Splits `rows` (of `stride` values each) into batches, each under the backend's size
-    /// and without a key twice, and runs `send` on each. A batch that reports fewer rows
-    /// than it holds has its missing rows found by a `SELECT` of its keys when `lookup`.
+    /// and without a key twice, and runs `send` on them, as many at a time as the backend
+    /// takes ([`Db::write_statements_per_call`]). A batch that reports fewer rows than it
+    /// holds has its missing rows found by a `SELECT` of its keys when `lookup`.
     fn batched<'v>(
         &self,
         meta: &'static EntityMeta,
@@ -195,7 +196,7 @@ impl Connection {
         rows: &'v [ValueRef<'v>],
         stride: usize,
         lookup: bool,
-        mut send: impl FnMut(&'v [ValueRef<'v>]) -> Result<Sent>,
+        mut send: impl FnMut(&[&'v [ValueRef<'v>]]) -> Result<Vec<Sent>>,
     ) -> Result<Matched> {
         if !rows.len().is_multiple_of(stride) {
             return Err(Error::InvalidState {
@@ -210,46 +211,58 @@ impl Connection {
         let per_batch = self
             .db()
             .batch_rows(self, meta, write, rows.len() / stride, stride)?;
+        let per_call = self.db().write_statements_per_call().max(1);
         let mut matched = Matched::default();
         let mut keys = DistinctKeys::default();
+        let mut batches: Vec<&'v [ValueRef<'v>]> = Vec::with_capacity(per_call);
         let mut start = 0;
         while start < rows.len() {
-            keys.clear();
-            let mut end = start;
-            while end < rows.len() && (end - start) / stride < per_batch {
-                let key = Key::from_value(&rows[end]).ok_or_else(|| {
-                    Error::type_mismatch(meta, meta.primary_key, rows[end].describe())
-                })?;
-                if !keys.insert(key) {
-                    break;
-                }
-                end += stride;
-            }
-            let batch = &rows[start..end];
-            let first = start / stride;
-            start = end;
-            let found = match send(batch)? {
-                Sent::Count(n) => {
-                    matched.rows += n;
-                    if n == (batch.len() / stride) as u64 || !lookup {
-                        continue;
+            // The next batches, up to `per_call` of them.
+            let call_start = start;
+            batches.clear();
+            while start < rows.len() && batches.len() < per_call {
+                keys.clear();
+                let mut end = start;
+                while end < rows.len() && (end - start) / stride < per_batch {
+                    let key = Key::from_value(&rows[end]).ok_or_else(|| {
+                        Error::type_mismatch(meta, meta.primary_key, rows[end].describe())
+                    })?;
+                    if !keys.insert(key) {
+                        break;
                     }
-                    self.existing(meta, batch, stride)?
+                    end += stride;
                 }
-                Sent::Keys(found) => {
-                    matched.rows += found.len() as u64;
-                    found
-                }
-            };
-            matched.missing.extend(
-                batch
-                    .chunks(stride)
-                    .enumerate()
-                    .filter(|(_, r)| {
-                        !Key::from_value(&r[0]).is_some_and(|k| found.contains(&comparable(k)))
-                    })
-                    .map(|(i, _)| first + i),
-            );
+                batches.push(&rows[start..end]);
+                start = end;
+            }
+            let sent = send(&batches)?;
+            let mut first = call_start / stride;
+            for (batch, sent) in batches.iter().zip(sent) {
+                let at = first;
+                first += batch.len() / stride;
+                let found = match sent {
+                    Sent::Count(n) => {
+                        matched.rows += n;
+                        if n == (batch.len() / stride) as u64 || !lookup {
+                            continue;
+                        }
+                        self.existing(meta, batch, stride)?
+                    }
+                    Sent::Keys(found) => {
+                        matched.rows += found.len() as u64;
+                        found
+                    }
+                };
+                matched.missing.extend(
+                    batch
+                        .chunks(stride)
+                        .enumerate()
+                        .filter(|(_, r)| {
+                            !Key::from_value(&r[0]).is_some_and(|k| found.contains(&comparable(k)))
+                        })
+                        .map(|(i, _)| at + i),
+                );
+            }
         }
         Ok(matched)
     }
@@ -342,11 +355,33 @@ pub(crate) enum BatchWrite<'a> {
     Delete { version: Option<usize> },
 }
 
+impl BatchWrite<'_> {
+    /// Values per row: the key, the columns set, the version checked.
+    pub(crate) fn stride(&self) -> usize {
+        match *self {
+            BatchWrite::Update { columns, check, .. } => 1 + columns.len() + usize::from(check),
+            BatchWrite::Delete { version } => 1 + usize::from(version.is_some()),
+        }
+    }
+}
+
 /// The batched writes of a database without array parameters (SQLite): `VALUES` rows and
 /// `IN` lists of up to [`SQLITE_ROWS`] rows, bound as they are, through the backend
 /// interface's plain statements.
 pub(crate) mod sqlite_side {
     use super::*;
+
+    /// The statement of a batch of `rows` rows.
+    pub(crate) fn sql(meta: &'static EntityMeta, write: &BatchWrite<'_>, rows: usize) -> String {
+        match *write {
+            BatchWrite::Update {
+                columns,
+                version,
+                check,
+            } => sqlite_update(meta, columns, version, check, rows),
+            BatchWrite::Delete { version } => sqlite_delete(meta, version, rows),
+        }
+    }
 
     pub(crate) fn write(
         conn: &Connection,
@@ -355,20 +390,7 @@ pub(crate) mod sqlite_side {
         batch: &[ValueRef<'_>],
         returning: bool,
     ) -> Result<Sent> {
-        let sql = match *write {
-            BatchWrite::Update {
-                columns,
-                version,
-                check,
-            } => {
-                let stride = 1 + columns.len() + usize::from(check);
-                sqlite_update(meta, columns, version, check, batch.len() / stride)
-            }
-            BatchWrite::Delete { version } => {
-                let stride = 1 + usize::from(version.is_some());
-                sqlite_delete(meta, version, batch.len() / stride)
-            }
-        };
+        let sql = sql(meta, write, batch.len() / write.stride());
         if returning {
             let sql = returning_key(meta, &sql);
             return conn.returned(meta, &sql, || key_rows(conn, meta, &sql, batch));

@@ -94,6 +94,28 @@ pub(crate) trait Db {
         batch: &[ValueRef<'_>],
         returning: bool,
     ) -> Result<Sent>;
+    /// Sends several statements of one batched write, as [`write_batch`](Db::write_batch)
+    /// would one after another (the batches are in order, consecutive runs of rows of the
+    /// call). A backend whose statements cost less when they share a prepared statement
+    /// sends them through one (SQLite).
+    fn write_batches(
+        &self,
+        conn: &Connection,
+        meta: &'static EntityMeta,
+        write: &BatchWrite<'_>,
+        batches: &[&[ValueRef<'_>]],
+        returning: bool,
+    ) -> Result<Vec<Sent>> {
+        batches
+            .iter()
+            .map(|b| self.write_batch(conn, meta, write, b, returning))
+            .collect()
+    }
+    /// How many statements of one batched write [`write_batches`](Db::write_batches) is
+    /// handed at once.
+    fn write_statements_per_call(&self) -> usize {
+        1
+    }
     /// Which of `keys` have a row (`SELECT key … WHERE key IN (…)`, unless the backend has a
     /// better way).
     fn existing_keys(
