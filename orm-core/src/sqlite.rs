@@ -749,11 +749,18 @@ impl Db for SqliteDriver {
         let mut next = None;
         for &(first, changed) in &firsts {
             let k = per.min(n - start);
-            if changed != k || next.is_some_and(|next| next != first) {
+            let wrong = if changed != k {
+                Some(format!("inserting {k} rows changed {changed}"))
+            } else {
+                next.filter(|&next| next != first).map(|next| {
+                    format!("a statement's keys start at {first} where {next} was next")
+                })
+            };
+            if let Some(wrong) = wrong {
                 return Err(Error::InvalidState {
                     message: format!(
-                        "{} (table `{}`): inserting {k} rows changed {changed}, from key \
-                         {first}; the call is rolled back rather than hand out wrong keys",
+                        "{} (table `{}`): {wrong}; the call is rolled back rather than hand out \
+                         wrong keys",
                         batch.meta.name, batch.meta.table
                     ),
                 });
