@@ -1,15 +1,15 @@
 //! Relations through the session: linking objects before their keys exist, cascades, lazy
 //! and select-in loading.
 
-use std::sync::{Arc, Weak};
+use std::sync::Arc;
 
 use orm_core::{
     Cascade, CmpOp, Condition, Connection, Entity, EntityMeta, Error, ErrorKind, Key, ManyToMany,
     ManyToOne, OnDelete, OneToMany, OneToOne, RelationKind, Result, SelectSpec, TypeVisitor, Value,
 };
 
-use crate::handle::{Doomed, Erased, Handle, Link, Maps, Object, ObjectState};
-use crate::session::{Session, Shared, merge};
+use crate::handle::{Doomed, Erased, Handle, Link, Maps, Object, ObjectState, Tie};
+use crate::session::{Session, merge};
 
 /// The position of `P`'s relation that is the other side of `C`'s foreign key `column`.
 fn reverse<C: Entity, P: Entity>(column: usize) -> Option<usize> {
@@ -733,7 +733,7 @@ impl<P: Entity> TypeVisitor for CascadeDelete<'_, P> {
 pub(crate) struct LoadReferencing<'a> {
     pub conn: &'a Connection,
     pub maps: &'a mut Maps,
-    pub session: &'a Weak<Shared>,
+    pub session: &'a Arc<Tie>,
     pub column: usize,
     pub keys: &'a [Value],
 }
@@ -762,7 +762,7 @@ impl TypeVisitor for LoadReferencing<'_> {
 pub(crate) fn orphans(
     conn: &Connection,
     maps: &mut Maps,
-    session: &Weak<Shared>,
+    session: &Arc<Tie>,
     deleted: &[Doomed],
 ) -> Result<Vec<(Arc<dyn Erased>, usize)>> {
     let mut out = Vec::new();

@@ -3,8 +3,8 @@
 use std::collections::{HashSet, VecDeque};
 use std::ops::{Deref, DerefMut};
 use std::panic::{AssertUnwindSafe, catch_unwind, resume_unwind};
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Weak};
 
 use orm_core::{Connection, Entity, Error, ErrorKind, Key, Result, SelectSpec, TxStatus};
 use parking_lot::{Mutex, MutexGuard};
@@ -12,7 +12,7 @@ use parking_lot::{Mutex, MutexGuard};
 use crate::engine::Engine;
 use crate::handle::{
     AnyHandle, Columns, Doomed, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta,
-    Object, ObjectState, Releasing, Written,
+    Object, ObjectState, Releasing, Tie, Written,
 };
 use crate::query::Query;
 
@@ -332,15 +332,12 @@ impl Drop for StateGuard<'_> {
 /// The part of a session that its handles can reach (through a `Weak`) to reload
 /// themselves and to report writes.
 pub(crate) struct Shared {
-    /// This, weakly: what objects loaded inside a flush point back to.
-    me: Weak<Shared>,
     engine: Engine,
     state: Mutex<State>,
     /// The thread holding `state` (0: none).
     holder: AtomicU64,
-    /// Objects written through a handle since their last flush. Locked only briefly and
-    /// never while taking another lock (lock order: state → value → meta → modified).
-    modified: Mutex<Vec<Arc<dyn Erased>>>,
+    /// What the session's objects hold of it, its list of written objects among it.
+    pub(crate) tie: Arc<Tie>,
     /// Work on the state that could not lock it when it was asked for (a stream dropped
     /// inside one of the session's own calls), done at the next lock.
     later: Mutex<Vec<Later>>,
@@ -403,11 +400,12 @@ impl Shared {
 
     /// The objects written since their last flush.
     pub(crate) fn modified_objects(&self) -> Objects {
-        self.modified.lock().clone()
+        self.tie.modified.lock().objects.clone()
     }
 
-    pub(crate) fn register_modified(&self, obj: Arc<dyn Erased>) {
-        self.modified.lock().push(obj);
+    /// Puts objects back on the list of written objects.
+    fn relist(&self, objects: Objects) {
+        self.tie.modified.lock().objects.extend(objects);
     }
 
     pub(crate) fn reload<E: Entity>(&self, obj: &Object<E>) -> Result<()> {
@@ -425,7 +423,7 @@ impl Shared {
     /// The written objects. An object is in the list at most once: `Meta::registered` says
     /// whether it is, and is cleared only where the list is cleared or drained.
     fn take_modified(&self) -> Vec<Arc<dyn Erased>> {
-        std::mem::take(&mut *self.modified.lock())
+        std::mem::take(&mut self.tie.modified.lock().objects)
     }
 
     /// A pending object that was to take over a deleted object's row leaves the session
@@ -487,7 +485,7 @@ impl Shared {
             if st.pending.is_empty() && st.deleted.is_empty() && modified.is_empty() {
                 return Ok(());
             }
-            self.modified.lock().extend(modified);
+            self.relist(modified);
             return Err(e);
         }
         let pending = std::mem::take(&mut st.pending);
@@ -586,7 +584,7 @@ impl Shared {
         }
         st.pending = pending;
         st.deleted = deleted.into();
-        self.modified.lock().extend(modified);
+        self.relist(modified);
         match failure {
             Ok(e) => Err(e),
             Err(panic) => resume_unwind(panic),
@@ -700,7 +698,7 @@ impl Shared {
         };
         let deleted = crate::plan::delete_order(deleted);
         // Children that the deletes leave behind get NULL in their foreign key first.
-        let weak = self.me.clone();
+        let weak = Arc::clone(&self.tie);
         let orphans = if deleted.is_empty() {
             Vec::new()
         } else {
@@ -916,7 +914,7 @@ impl Shared {
             }
             obj.attach(&mut st.maps);
         }
-        self.modified.lock().clear();
+        self.tie.modified.lock().objects.clear();
         result
     }
 
@@ -1111,7 +1109,6 @@ impl Session {
     pub(crate) fn new(engine: Engine, expire_on_commit: bool, autoflush: bool) -> Self {
         Session {
             shared: Arc::new_cyclic(|me| Shared {
-                me: me.clone(),
                 engine,
                 state: Mutex::new(State {
                     conn: None,
@@ -1140,7 +1137,7 @@ impl Session {
                     epoch: 0,
                 }),
                 holder: AtomicU64::new(0),
-                modified: Mutex::new(Vec::new()),
+                tie: Arc::new(Tie::new(me.clone())),
                 later: Mutex::new(Vec::new()),
                 later_pending: std::sync::atomic::AtomicBool::new(false),
             }),
@@ -1237,7 +1234,11 @@ impl Session {
             Some(key) => Self::row_to_switch::<E>(st, key)?,
             None => None,
         };
-        let mut meta = Meta::new(ObjectState::Pending, None, Arc::downgrade(&self.shared));
+        let mut meta = Meta::new(
+            ObjectState::Pending,
+            None,
+            Some(Arc::clone(&self.shared.tie)),
+        );
         st.switching |= old.is_some();
         meta.set_replaces(old.map(|old| Self::take_over_row(st, old)));
         let h = Handle::with_meta(value, meta);
@@ -1300,7 +1301,7 @@ impl Session {
         // Each value becomes its object as it comes, before the lock: no copy of all the
         // values is made first, and nothing is the session's until every one is made.
         // The session's own references are taken while each object is in cache.
-        let session = Arc::downgrade(&self.shared);
+        let tie = &self.shared.tie;
         let mut keyed: Vec<(usize, Key)> = Vec::new();
         let values = values.into_iter();
         let mut added: Vec<Arc<dyn Erased>> = Vec::with_capacity(values.size_hint().0);
@@ -1310,8 +1311,10 @@ impl Session {
                 if let Some(key) = v.key() {
                     keyed.push((i, key));
                 }
-                let h =
-                    Handle::with_meta(v, Meta::new(ObjectState::Pending, None, session.clone()));
+                let h = Handle::with_meta(
+                    v,
+                    Meta::new(ObjectState::Pending, None, Some(Arc::clone(tie))),
+                );
                 added.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
                 h
             })
@@ -1417,7 +1420,7 @@ impl Session {
         let mut m = h.obj.meta.lock();
         let state = match m.state {
             ObjectState::Pending | ObjectState::Persistent | ObjectState::Deleted
-                if m.session.strong_count() == 0 =>
+                if !m.in_live_session() =>
             {
                 ObjectState::Detached
             }
@@ -1428,7 +1431,7 @@ impl Session {
             // session that is gone): it is new again.
             (ObjectState::Transient, _) | (ObjectState::Detached, None) => {
                 m.state = ObjectState::Pending;
-                m.session = Arc::downgrade(&self.shared);
+                m.join(&self.shared.tie);
                 st.switching |= m.replaces().is_some() || m.waits_for_parent();
                 drop(m);
                 st.pending.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
@@ -1439,7 +1442,7 @@ impl Session {
                     return Err(duplicate::<E>(&key));
                 }
                 m.state = ObjectState::Persistent;
-                m.session = Arc::downgrade(&self.shared);
+                m.join(&self.shared.tie);
                 m.marked_delete = false;
                 m.new_in_tx = false;
                 // A change made while it was away (or left unflushed in its last session) is
@@ -1449,7 +1452,7 @@ impl Session {
                 drop(m);
                 if changed {
                     self.shared
-                        .register_modified(Arc::clone(&h.obj) as Arc<dyn Erased>);
+                        .relist(vec![Arc::clone(&h.obj) as Arc<dyn Erased>]);
                 }
                 st.maps.typed::<E>().insert(key, Arc::clone(&h.obj));
                 Ok(())
@@ -1531,13 +1534,7 @@ impl Session {
         }
         let row = st.conn(&self.shared.engine)?.find::<E>(&key)?;
         match row {
-            Some(row) => merge(
-                st.maps.typed::<E>(),
-                row,
-                false,
-                &Arc::downgrade(&self.shared),
-            )
-            .map(Some),
+            Some(row) => merge(st.maps.typed::<E>(), row, false, &self.shared.tie).map(Some),
             None => Ok(None),
         }
     }
@@ -1598,7 +1595,7 @@ impl Session {
         let Some(conn) = conn.as_ref() else {
             return Ok(Vec::new());
         };
-        let weak = Arc::downgrade(&self.shared);
+        let weak = Arc::clone(&self.shared.tie);
         let mut out = Vec::new();
         // Every object made here is held by `out` until it is returned.
         let mut map = maps.typed::<E>().reading();
@@ -1654,7 +1651,7 @@ impl Session {
                 return Ok(Vec::new());
             };
             let map = maps.typed::<E>();
-            let weak = Arc::downgrade(&self.shared);
+            let weak = Arc::clone(&self.shared.tie);
             let mut out = Vec::new();
             conn.query_entities_each::<E>(sql, params, |row| {
                 out.push(merge(map, row, false, &weak)?);
@@ -1823,6 +1820,9 @@ impl Session {
         }
         st.in_tx = false;
         st.epoch += 1;
+        // From here on, every object of the session that the commit did not settle below
+        // settles itself at its next lock (`Tie`).
+        self.shared.tie.committed(expire);
         st.release_idle();
         // Links are done with: every linked object was flushed. Dropping them with the pass
         // below breaks the references between parents and children.
@@ -1836,18 +1836,28 @@ impl Session {
         st.held.clear();
         st.fk_log.clear();
         st.rekeyed.clear();
-        // One visit of every object. The objects the flush deleted (the only ones marked for
-        // deletion now) leave their identity map, detached. The written objects' claims end
-        // here too: expired, they need neither the bumped version nor the snapshot that the
-        // end of a claim otherwise takes care of.
-        let (mut released, mut gone) = (0, 0);
-        // The session's references to the objects inserted in the transaction and written
-        // by this flush go with the pass, each as it meets its object (see `Releasing`).
         let WrittenByCommit {
             written,
             updated,
             orphans,
         } = written_now;
+        if !linked && deleted_now.is_empty() && orphans.is_empty() {
+            // Nothing but what each object does by itself at its next lock: the session
+            // lets go of what it held, and the written objects' claims end then (expired,
+            // they need neither the bumped version nor the snapshot that the end of a claim
+            // otherwise takes care of).
+            crate::handle::release(std::mem::take(&mut st.inserted));
+            crate::handle::release(written);
+            self.relist_written_since(expire);
+            return Ok(());
+        }
+        // One visit of every object. The objects the flush deleted (the only ones marked for
+        // deletion now) leave their identity map, detached. Each object's lock settles what
+        // the commit did to it first (`Tie`): then the links go, and any claim left open is
+        // ended.
+        let (mut released, mut gone) = (0, 0);
+        // The session's references to the objects inserted in the transaction and written
+        // by this flush go with the pass, each as it meets its object (see `Releasing`).
         let written_len = written.len() + orphans.len();
         let mut releasing = Releasing::new([std::mem::take(&mut st.inserted), written]);
         st.maps.for_each_removing(&mut releasing, &mut |obj| {
@@ -1893,17 +1903,21 @@ impl Session {
             let (rest, from) = written_rest;
             WrittenByCommit::settle_rest(rest, from, updated, orphans);
         }
+        self.relist_written_since(expire);
+        Ok(())
+    }
+
+    /// After a commit that expired its objects: what is left in the list of written objects
+    /// was written on other threads since the flush took it, and stays for the next flush.
+    /// Looked at out of the list's lock: a writer takes the list's lock under the object's.
+    fn relist_written_since(&self, expire: bool) {
         if expire {
-            // What is left in the list was written on other threads since the flush took
-            // it, and stays for the next flush. Looked at out of the list's lock: a writer
-            // takes the list's lock under the object's.
             let mut written = self.shared.take_modified();
             written.retain(|o| o.meta().registered);
             if !written.is_empty() {
-                self.shared.modified.lock().extend(written);
+                self.shared.relist(written);
             }
         }
-        Ok(())
     }
 
     /// Rolls back the transaction. Every persistent object is expired; objects added in the
@@ -1998,7 +2012,7 @@ impl Session {
         st.held.clear();
         st.maps
             .for_each(&mut |obj| obj.meta().expire_and_unregister());
-        self.shared.modified.lock().clear();
+        self.shared.tie.modified.lock().objects.clear();
     }
 
     /// Reloads an object now (S8), discarding unflushed changes.
@@ -2039,7 +2053,7 @@ impl Session {
         let registered = std::mem::take(&mut h.obj.meta.lock().registered);
         h.obj.meta.lock().clear_links();
         if registered {
-            self.shared.modified.lock().retain(|o| !same(o));
+            self.shared.tie.modified.lock().objects.retain(|o| !same(o));
         }
         let state = h.obj.meta.lock().state;
         if state == ObjectState::Pending {
@@ -2077,7 +2091,7 @@ impl Session {
         for d in std::mem::take(&mut st.deleted) {
             leave(&*d.obj, ObjectState::Detached);
         }
-        self.shared.modified.lock().clear();
+        self.shared.tie.modified.lock().objects.clear();
     }
 
     /// Rolls back what is not committed, detaches every object and gives the connection
@@ -2116,7 +2130,7 @@ impl Session {
     /// # Errors
     /// [`Error::Borrowed`] when a write guard on one of them is alive.
     pub fn dirty_objects(&self) -> Result<Vec<AnyHandle>> {
-        let candidates: Vec<Arc<dyn Erased>> = self.shared.modified.lock().clone();
+        let candidates: Vec<Arc<dyn Erased>> = self.shared.modified_objects();
         let mut out = Vec::new();
         for obj in candidates {
             let persistent = obj.meta().state == ObjectState::Persistent;
@@ -2221,6 +2235,13 @@ impl Session {
     }
 }
 
+impl Drop for Shared {
+    fn drop(&mut self) {
+        // The written objects left on the list hold the tie, which holds the list.
+        self.tie.close();
+    }
+}
+
 impl Drop for Session {
     fn drop(&mut self) {
         let uncommitted = {
@@ -2255,7 +2276,7 @@ pub(crate) fn merge<E: Entity>(
     map: &mut IdentityMap<E>,
     row: E,
     populate_existing: bool,
-    session: &Weak<Shared>,
+    tie: &Arc<Tie>,
 ) -> Result<Handle<E>> {
     let Some(key) = row.key() else {
         return Err(Error::InvalidState {
@@ -2263,7 +2284,11 @@ pub(crate) fn merge<E: Entity>(
         });
     };
     let made = |key: &Key, row: E| {
-        let meta = Meta::new(ObjectState::Persistent, Some(key.clone()), session.clone());
+        let meta = Meta::new(
+            ObjectState::Persistent,
+            Some(key.clone()),
+            Some(Arc::clone(tie)),
+        );
         Handle::with_meta(row, meta).obj
     };
     match map.get_or_insert(key, row, made) {

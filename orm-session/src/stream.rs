@@ -174,7 +174,7 @@ impl<'s, E: Entity> Stream<'s, E> {
                 });
             };
             let map = maps.typed::<E>();
-            let weak = Arc::downgrade(&session.shared);
+            let weak = Arc::clone(&session.shared.tie);
             // A page size is a bound, not a promise: reserve for what comes.
             let mut out = Vec::with_capacity(page.min(4096));
             conn.fetch(cursor, page, |row| {
