@@ -186,12 +186,18 @@ pub(crate) struct Link {
 
 impl Meta {
     pub(crate) fn new(state: ObjectState, key: Option<Key>, tie: Option<Arc<Tie>>) -> Self {
+        let seen = tie.as_ref().map_or(0, |t| t.commits());
+        Self::seen_at(state, key, tie, seen)
+    }
+
+    #[inline]
+    fn seen_at(state: ObjectState, key: Option<Key>, tie: Option<Arc<Tie>>, seen: u64) -> Self {
         Meta {
             state,
             key,
             snapshot: None,
             expired: Expired::NO,
-            seen: tie.as_ref().map_or(0, |t| t.commits()),
+            seen,
             tie,
             registered: false,
             new_in_tx: false,
@@ -472,6 +478,33 @@ impl Tie {
     }
 }
 
+/// A session's [`Tie`] and its count of commits, read once for the many objects that one call
+/// makes (a load, an `add_all`) rather than once for each.
+///
+/// The count moves only under the session's lock, so for objects made under it the count is
+/// exact. `add_all` makes its objects before it locks the session: a commit meanwhile leaves
+/// them behind the count, which only pending objects can be, and a commit does nothing to
+/// those (their first lock after it brings them up to date).
+pub(crate) struct Joining {
+    tie: Arc<Tie>,
+    seen: u64,
+}
+
+impl Joining {
+    pub(crate) fn new(tie: &Arc<Tie>) -> Self {
+        Joining {
+            tie: Arc::clone(tie),
+            seen: tie.commits(),
+        }
+    }
+
+    /// The bookkeeping of a new object of the session.
+    #[inline]
+    pub(crate) fn meta(&self, state: ObjectState, key: Option<Key>) -> Meta {
+        Meta::seen_at(state, key, Some(Arc::clone(&self.tie)), self.seen)
+    }
+}
+
 /// An object's bookkeeping behind its lock. Every lock first applies the commits the
 /// bookkeeping has not seen ([`Tie`]).
 pub(crate) struct MetaCell(Mutex<Meta>);
@@ -496,13 +529,16 @@ pub(crate) struct Object<E> {
     pub value: RwLock<E>,
     pub meta: MetaCell,
     /// This object's position in the flush being planned (`plan::insert_groups`), readable
-    /// without the bookkeeping lock.
-    pub slot: std::sync::atomic::AtomicUsize,
+    /// without the bookkeeping lock (`u32::MAX`: none).
+    pub slot: std::sync::atomic::AtomicU32,
     /// Set, for good, the first time a panic tears a change to the value ([`Meta::torn`]
     /// says whether it is torn now). Written while the value's write lock is held, so a pass
     /// that holds that lock and reads it unset knows the object is not torn without taking
-    /// the bookkeeping lock. Eight bytes with alignment; a `Customer` of the benchmark stays
-    /// in glibc's 192-byte chunk.
+    /// the bookkeeping lock.
+    ///
+    /// With `slot`, eight bytes with alignment: the object of a three-column entity such as
+    /// the benchmark's `Customer` (an `ArcInner` of 184 bytes) stays in glibc's 192-byte
+    /// chunk (see the test `an_object_of_a_small_entity_fills_one_192_byte_chunk`).
     pub ever_torn: std::sync::atomic::AtomicBool,
 }
 
@@ -722,7 +758,7 @@ impl<E: Entity> Handle<E> {
             obj: Arc::new(Object {
                 value: RwLock::new(value),
                 meta: MetaCell::new(meta),
-                slot: std::sync::atomic::AtomicUsize::new(usize::MAX),
+                slot: std::sync::atomic::AtomicU32::new(u32::MAX),
                 ever_torn: std::sync::atomic::AtomicBool::new(false),
             }),
         }
@@ -959,7 +995,7 @@ pub(crate) trait Erased: Send + Sync {
     /// Brings the object's value and bookkeeping into cache (see [`warm`]).
     fn warm(&self);
     /// The object's position in the flush being planned.
-    fn slot(&self) -> &std::sync::atomic::AtomicUsize;
+    fn slot(&self) -> &std::sync::atomic::AtomicU32;
     fn as_any(self: Arc<Self>) -> Arc<dyn Any + Send + Sync>;
     /// Marks the object as being flushed (so that `write()` refuses meanwhile), then fails
     /// when a guard on its value is alive or a panic tore a change to it. Records `slot`, its
@@ -1075,7 +1111,7 @@ impl<E: Entity> Erased for Object<E> {
         Warm::warm(&self);
     }
 
-    fn slot(&self) -> &std::sync::atomic::AtomicUsize {
+    fn slot(&self) -> &std::sync::atomic::AtomicU32 {
         &self.slot
     }
 
@@ -1084,7 +1120,10 @@ impl<E: Entity> Erased for Object<E> {
     }
 
     fn claim(&self, slot: usize) -> Result<Claim> {
-        self.slot.store(slot, std::sync::atomic::Ordering::Relaxed);
+        self.slot.store(
+            u32::try_from(slot).unwrap_or(u32::MAX),
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let claim = self.claim_flags()?;
         // After `flushing` is set: a writer that got the value lock before sees it fails
         // here, one that comes after sees the flag.
@@ -1228,7 +1267,7 @@ impl<E: Entity> Erased for Object<E> {
 
     fn claim_written(&self, session: &Shared) -> Result<Written> {
         self.slot
-            .store(usize::MAX, std::sync::atomic::Ordering::Relaxed);
+            .store(u32::MAX, std::sync::atomic::Ordering::Relaxed);
         let mut meta = self.meta.lock();
         if !meta.belongs_to(session) {
             return Ok(Written::Foreign);
@@ -2819,6 +2858,24 @@ mod tests {
         }
         assert!(map.slots.len() < 5000, "{} slots", map.slots.len());
     }
+    /// The allocation of a three-column entity's object (`Arc`'s counts, the value and its
+    /// lock, the bookkeeping and its lock, the flush slot, the torn flag): 184 bytes, which
+    /// glibc serves from a 192-byte chunk (a request plus 8, rounded up to 16). Eight bytes
+    /// more would take the next size class, 208.
+    #[test]
+    fn an_object_of_a_small_entity_fills_one_192_byte_chunk() {
+        #[derive(orm_core::Entity, Debug, Clone)]
+        #[orm(table = "c", crate = "orm_core")]
+        struct C {
+            #[orm(primary_key, auto_increment)]
+            id: Option<i64>,
+            name: String,
+            description: String,
+        }
+        let arc_inner = 2 * std::mem::size_of::<usize>() + std::mem::size_of::<super::Object<C>>();
+        assert!(arc_inner <= 184, "an object takes {arc_inner} bytes");
+    }
+
     /// An object written and left unflushed holds its session's tie, whose list holds the
     /// object: once the session is gone, the list lets go, so the object goes with its last
     /// handle, and the tie with it. A write after that lists nothing.

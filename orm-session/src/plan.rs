@@ -70,7 +70,8 @@ pub(crate) fn insert_groups<'a>(
         Some(l) => l,
         None => {
             for (i, o) in objs.iter().enumerate() {
-                o.slot().store(i, Ordering::Relaxed);
+                o.slot()
+                    .store(u32::try_from(i).unwrap_or(u32::MAX), Ordering::Relaxed);
             }
             scanned = (0..n)
                 .filter(|&i| objs[i].meta().waits_for_parent())
@@ -84,7 +85,7 @@ pub(crate) fn insert_groups<'a>(
     for &i in linked {
         let m = objs[i].meta();
         for l in m.links().iter().filter(|l| l.done == 0) {
-            let p = l.parent.slot().load(Ordering::Relaxed);
+            let p = usize::try_from(l.parent.slot().load(Ordering::Relaxed)).unwrap_or(usize::MAX);
             if p < n && Arc::ptr_eq(&objs[p], &l.parent) {
                 edges.push((i, p));
             }

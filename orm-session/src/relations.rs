@@ -8,7 +8,7 @@ use orm_core::{
     ManyToOne, OnDelete, OneToMany, OneToOne, RelationKind, Result, SelectSpec, TypeVisitor, Value,
 };
 
-use crate::handle::{Doomed, Erased, Handle, Link, Maps, Object, ObjectState, Tie};
+use crate::handle::{Doomed, Erased, Handle, Joining, Link, Maps, Object, ObjectState};
 use crate::session::{Session, merge};
 
 /// The position of `P`'s relation that is the other side of `C`'s foreign key `column`.
@@ -733,7 +733,7 @@ impl<P: Entity> TypeVisitor for CascadeDelete<'_, P> {
 pub(crate) struct LoadReferencing<'a> {
     pub conn: &'a Connection,
     pub maps: &'a mut Maps,
-    pub session: &'a Arc<Tie>,
+    pub session: &'a Joining,
     pub column: usize,
     pub keys: &'a [Value],
 }
@@ -762,7 +762,7 @@ impl TypeVisitor for LoadReferencing<'_> {
 pub(crate) fn orphans(
     conn: &Connection,
     maps: &mut Maps,
-    session: &Arc<Tie>,
+    session: &Joining,
     deleted: &[Doomed],
 ) -> Result<Vec<(Arc<dyn Erased>, usize)>> {
     let mut out = Vec::new();

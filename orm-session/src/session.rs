@@ -11,8 +11,8 @@ use parking_lot::{Mutex, MutexGuard};
 
 use crate::engine::Engine;
 use crate::handle::{
-    AnyHandle, Columns, Doomed, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Maps, Meta,
-    Object, ObjectState, Releasing, Tie, Written,
+    AnyHandle, Columns, Doomed, Entry, Erased, Expired, FkWrite, Handle, IdentityMap, Joining,
+    Maps, Meta, Object, ObjectState, Releasing, Tie, Written,
 };
 use crate::query::Query;
 
@@ -698,7 +698,7 @@ impl Shared {
         };
         let deleted = crate::plan::delete_order(deleted);
         // Children that the deletes leave behind get NULL in their foreign key first.
-        let weak = Arc::clone(&self.tie);
+        let weak = Joining::new(&self.tie);
         let orphans = if deleted.is_empty() {
             Vec::new()
         } else {
@@ -1301,7 +1301,7 @@ impl Session {
         // Each value becomes its object as it comes, before the lock: no copy of all the
         // values is made first, and nothing is the session's until every one is made.
         // The session's own references are taken while each object is in cache.
-        let tie = &self.shared.tie;
+        let joining = Joining::new(&self.shared.tie);
         let mut keyed: Vec<(usize, Key)> = Vec::new();
         let values = values.into_iter();
         let mut added: Vec<Arc<dyn Erased>> = Vec::with_capacity(values.size_hint().0);
@@ -1311,10 +1311,7 @@ impl Session {
                 if let Some(key) = v.key() {
                     keyed.push((i, key));
                 }
-                let h = Handle::with_meta(
-                    v,
-                    Meta::new(ObjectState::Pending, None, Some(Arc::clone(tie))),
-                );
+                let h = Handle::with_meta(v, joining.meta(ObjectState::Pending, None));
                 added.push(Arc::clone(&h.obj) as Arc<dyn Erased>);
                 h
             })
@@ -1534,7 +1531,13 @@ impl Session {
         }
         let row = st.conn(&self.shared.engine)?.find::<E>(&key)?;
         match row {
-            Some(row) => merge(st.maps.typed::<E>(), row, false, &self.shared.tie).map(Some),
+            Some(row) => merge(
+                st.maps.typed::<E>(),
+                row,
+                false,
+                &Joining::new(&self.shared.tie),
+            )
+            .map(Some),
             None => Ok(None),
         }
     }
@@ -1595,7 +1598,7 @@ impl Session {
         let Some(conn) = conn.as_ref() else {
             return Ok(Vec::new());
         };
-        let weak = Arc::clone(&self.shared.tie);
+        let weak = Joining::new(&self.shared.tie);
         let mut out = Vec::new();
         // Every object made here is held by `out` until it is returned.
         let mut map = maps.typed::<E>().reading();
@@ -1651,7 +1654,7 @@ impl Session {
                 return Ok(Vec::new());
             };
             let map = maps.typed::<E>();
-            let weak = Arc::clone(&self.shared.tie);
+            let weak = Joining::new(&self.shared.tie);
             let mut out = Vec::new();
             conn.query_entities_each::<E>(sql, params, |row| {
                 out.push(merge(map, row, false, &weak)?);
@@ -2276,7 +2279,7 @@ pub(crate) fn merge<E: Entity>(
     map: &mut IdentityMap<E>,
     row: E,
     populate_existing: bool,
-    tie: &Arc<Tie>,
+    joining: &Joining,
 ) -> Result<Handle<E>> {
     let Some(key) = row.key() else {
         return Err(Error::InvalidState {
@@ -2284,11 +2287,7 @@ pub(crate) fn merge<E: Entity>(
         });
     };
     let made = |key: &Key, row: E| {
-        let meta = Meta::new(
-            ObjectState::Persistent,
-            Some(key.clone()),
-            Some(Arc::clone(tie)),
-        );
+        let meta = joining.meta(ObjectState::Persistent, Some(key.clone()));
         Handle::with_meta(row, meta).obj
     };
     match map.get_or_insert(key, row, made) {

@@ -1,8 +1,6 @@
 //! Streaming queries: `query.yield_per(n).iter()` reads `n` rows at a time through a cursor,
 //! so that memory is bounded by the page, not by the result.
 
-use std::sync::Arc;
-
 use orm_core::{Cursor, Entity, Error, Result};
 
 use crate::handle::Handle;
@@ -174,7 +172,7 @@ impl<'s, E: Entity> Stream<'s, E> {
                 });
             };
             let map = maps.typed::<E>();
-            let weak = Arc::clone(&session.shared.tie);
+            let weak = crate::handle::Joining::new(&session.shared.tie);
             // A page size is a bound, not a promise: reserve for what comes.
             let mut out = Vec::with_capacity(page.min(4096));
             conn.fetch(cursor, page, |row| {
