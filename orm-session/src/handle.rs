@@ -361,15 +361,20 @@ impl Meta {
             .is_some_and(|t| t.shared.strong_count() > 0)
     }
 
+    /// Whether commits have been counted since this bookkeeping was last locked.
+    #[inline]
+    fn behind(&self) -> bool {
+        self.tie.as_ref().is_some_and(|t| t.commits() != self.seen)
+    }
+
     /// Applies the commits this bookkeeping has not seen (see [`Tie`]).
+    #[cold]
+    #[inline(never)]
     fn catch_up(&mut self) {
         let Some(tie) = &self.tie else {
             return;
         };
         let now = tie.commits();
-        if self.seen == now {
-            return;
-        }
         let expire = tie.expired_at.load(Ordering::Acquire) > self.seen;
         self.seen = now;
         self.committed(expire);
@@ -514,9 +519,12 @@ impl MetaCell {
         MetaCell(Mutex::new(meta))
     }
 
+    #[inline]
     pub(crate) fn lock(&self) -> MutexGuard<'_, Meta> {
         let mut m = self.0.lock();
-        m.catch_up();
+        if m.behind() {
+            m.catch_up();
+        }
         m
     }
 
