@@ -733,7 +733,7 @@ impl<P: Entity> TypeVisitor for CascadeDelete<'_, P> {
 pub(crate) struct LoadReferencing<'a> {
     pub conn: &'a Connection,
     pub maps: &'a mut Maps,
-    pub session: &'a Joining,
+    pub joining: &'a Joining,
     pub column: usize,
     pub keys: &'a [Value],
 }
@@ -747,7 +747,7 @@ impl TypeVisitor for LoadReferencing<'_> {
         for part in self.keys.chunks(per) {
             self.conn
                 .select_each::<C>(&in_list(self.column, part), |row| {
-                    out.push(erased(&merge(map, row, false, self.session)?));
+                    out.push(erased(&merge(map, row, false, self.joining)?));
                     Ok(())
                 })?;
         }
@@ -762,7 +762,7 @@ impl TypeVisitor for LoadReferencing<'_> {
 pub(crate) fn orphans(
     conn: &Connection,
     maps: &mut Maps,
-    session: &Joining,
+    joining: &Joining,
     deleted: &[Doomed],
 ) -> Result<Vec<(Arc<dyn Erased>, usize)>> {
     let mut out = Vec::new();
@@ -799,7 +799,7 @@ pub(crate) fn orphans(
             let visitor = LoadReferencing {
                 conn,
                 maps,
-                session,
+                joining,
                 column: r.remote_column,
                 keys: &keys,
             };

@@ -698,11 +698,11 @@ impl Shared {
         };
         let deleted = crate::plan::delete_order(deleted);
         // Children that the deletes leave behind get NULL in their foreign key first.
-        let weak = Joining::new(&self.tie);
+        let joining = Joining::new(&self.tie);
         let orphans = if deleted.is_empty() {
             Vec::new()
         } else {
-            crate::relations::orphans(conn, maps, &weak, &deleted)?
+            crate::relations::orphans(conn, maps, &joining, &deleted)?
         };
         for (child, column) in &orphans {
             let old = child.column_value(*column)?;
@@ -1598,12 +1598,12 @@ impl Session {
         let Some(conn) = conn.as_ref() else {
             return Ok(Vec::new());
         };
-        let weak = Joining::new(&self.shared.tie);
+        let joining = Joining::new(&self.shared.tie);
         let mut out = Vec::new();
         // Every object made here is held by `out` until it is returned.
         let mut map = maps.typed::<E>().reading();
         conn.select_each::<E>(spec, |row| {
-            out.push(merge(&mut map, row, populate_existing, &weak)?);
+            out.push(merge(&mut map, row, populate_existing, &joining)?);
             Ok(())
         })?;
         drop(map);
@@ -1654,10 +1654,10 @@ impl Session {
                 return Ok(Vec::new());
             };
             let map = maps.typed::<E>();
-            let weak = Joining::new(&self.shared.tie);
+            let joining = Joining::new(&self.shared.tie);
             let mut out = Vec::new();
             conn.query_entities_each::<E>(sql, params, |row| {
-                out.push(merge(map, row, false, &weak)?);
+                out.push(merge(map, row, false, &joining)?);
                 Ok(())
             })?;
             Ok(out)

@@ -172,11 +172,11 @@ impl<'s, E: Entity> Stream<'s, E> {
                 });
             };
             let map = maps.typed::<E>();
-            let weak = crate::handle::Joining::new(&session.shared.tie);
+            let joining = crate::handle::Joining::new(&session.shared.tie);
             // A page size is a bound, not a promise: reserve for what comes.
             let mut out = Vec::with_capacity(page.min(4096));
             conn.fetch(cursor, page, |row| {
-                out.push(merge(map, row, populate_existing, &weak)?);
+                out.push(merge(map, row, populate_existing, &joining)?);
                 Ok(())
             })?;
             Ok(out)
