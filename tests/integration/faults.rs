@@ -1594,3 +1594,103 @@ fn arm<T>(at: i64, f: impl FnOnce() -> T) -> std::thread::Result<T> {
     ARMED.set(None);
     r
 }
+
+backends! {
+    // R9, S6: objects are brought up to date with the session's commits by whichever thread
+    // locks them next (`Tie`). Three threads read 200 objects over and over while a fourth
+    // adds one to each and commits, 25 times (expiring, or not, in turn): no read fails, no
+    // read sees an object's age go back, and in the end every object and every row holds the
+    // last value.
+    fn r9_readers_on_other_threads_see_every_commit_in_order(db) -> Result<()> {
+        use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+        const N: i32 = 200;
+        const ROUNDS: i32 = 25;
+        let engine = db.engine();
+        engine
+            .connect()?
+            .insert_many((0..N).map(|i| Customer::new(&format!("c{i}"), 0)))?;
+        watchdog(120, move || -> Result<()> {
+            let s = engine.session();
+            let all = s
+                .query::<Customer>()
+                .order_by(Customer::ID, Order::Asc)
+                .all()?;
+            let done = AtomicBool::new(false);
+            std::thread::scope(|scope| -> Result<()> {
+                let readers: Vec<_> = (0..3)
+                    .map(|r| {
+                        let (all, done) = (&all, &done);
+                        scope.spawn(move || -> Result<()> {
+                            let mut last = vec![0; all.len()];
+                            while !done.load(SeqCst) {
+                                for (i, h) in all.iter().enumerate().skip(r) {
+                                    let age = match h.read() {
+                                        Ok(g) => g.age,
+                                        // The writer's guard is alive on this object.
+                                        Err(e) if e.kind() == ErrorKind::Borrowed => continue,
+                                        Err(e) => return Err(e),
+                                    };
+                                    assert!(
+                                        age >= last[i],
+                                        "object {i} went back from {} to {age}",
+                                        last[i]
+                                    );
+                                    last[i] = age;
+                                    let _ = h.is_expired();
+                                }
+                            }
+                            Ok(())
+                        })
+                    })
+                    .collect();
+                let wrote = (|| -> Result<()> {
+                    for round in 1..=ROUNDS {
+                        s.set_expire_on_commit(round % 2 == 0);
+                        for h in &all {
+                            loop {
+                                match h.write() {
+                                    Ok(mut g) => {
+                                        g.age += 1;
+                                        break;
+                                    }
+                                    Err(e) if e.kind() == ErrorKind::Borrowed => {
+                                        std::thread::yield_now();
+                                    }
+                                    Err(e) => return Err(e),
+                                }
+                            }
+                        }
+                        loop {
+                            match s.commit() {
+                                Ok(()) => break,
+                                // A reader's guard is alive: the flush refuses the object.
+                                Err(e) if e.kind() == ErrorKind::Borrowed => {
+                                    std::thread::yield_now();
+                                }
+                                Err(e) => return Err(e),
+                            }
+                        }
+                    }
+                    Ok(())
+                })();
+                done.store(true, SeqCst);
+                for r in readers {
+                    r.join().expect("reader thread")?;
+                }
+                wrote
+            })?;
+            for h in &all {
+                assert_eq!(h.read()?.age, ROUNDS);
+            }
+            let other = engine.connect()?;
+            assert_eq!(
+                other.query_i64(
+                    &format!("SELECT count(*) FROM customer WHERE age = {ROUNDS}"),
+                    &[]
+                )?,
+                i64::from(N)
+            );
+            Ok(())
+        })
+    }
+}
