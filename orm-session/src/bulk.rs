@@ -22,7 +22,8 @@ pub struct BulkOptions {
     /// Read generated keys back: into the objects (`bulk_save`) or as the result's `keys`
     /// (`bulk_insert_mappings`). Default off.
     pub return_defaults: bool,
-    /// Rows per statement (capped by the backend's parameter limit). Default 100.
+    /// Rows per statement (capped by the backend's parameter limit). Default 50, as
+    /// [`InsertOptions`]'s.
     pub batch_rows: usize,
 }
 

@@ -32,14 +32,14 @@ fn b3_return_defaults_keys_match_rows_in_input_order_across_column_sets(db) -> R
     s.commit()?;
     assert_eq!(r.inserted, 1000);
     assert_eq!(r.keys.len(), 1000);
-    // SQLite: multi-row INSERTs of 100 rows; PostgreSQL: one COPY per column set.
+    // SQLite: multi-row INSERTs of 50 rows; PostgreSQL: one COPY per column set.
     let (verb, expected) = if db.is_postgres() {
         ("COPY", (2, 1))
     } else if db.is_mysql() {
         // MySQL: one multi-row INSERT per column set (up to 2,000 rows).
         ("INSERT", (2, 1))
     } else {
-        ("INSERT", (4 + 7, 4))
+        ("INSERT", (7 + 14, 7))
     };
     let inserts = log.starting_with(verb);
     let with_descr = inserts.iter().filter(|s| s.contains("\"descr\"")).count();
