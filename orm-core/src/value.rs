@@ -372,6 +372,27 @@ pub trait Field: Sized {
     /// The value to bind for this field.
     fn to_sql(&self) -> ValueRef<'_>;
 
+    /// The value to bind for this field, taken by value: what a [`Mapping`](crate::Mapping)
+    /// or a filter operand keeps. By default a copy of [`to_sql`](Self::to_sql)'s; a field
+    /// that owns its value's memory (`String`, `Vec<u8>`) hands it over instead, so that
+    /// `Customer::NAME.to(name)` allocates nothing.
+    ///
+    /// ```
+    /// use orm_core::{Field, Value};
+    /// assert_eq!(String::from("Ada").into_sql(), Value::Text("Ada".into()));
+    /// assert_eq!(Some(7_i64).into_sql(), Value::I64(7));
+    /// assert_eq!(None::<String>.into_sql(), Value::Null);
+    /// // The text is the string's own memory, not a copy.
+    /// let name = String::from("Grace");
+    /// let at = name.as_ptr();
+    /// let Value::Text(text) = Some(name).into_sql() else { panic!() };
+    /// assert_eq!(text.as_ptr(), at);
+    /// ```
+    #[inline]
+    fn into_sql(self) -> Value {
+        self.to_sql().to_owned_value()
+    }
+
     /// Builds the field from a value read from the database.
     ///
     /// # Errors
@@ -531,6 +552,10 @@ impl Field for String {
         ValueRef::Text(Cow::Borrowed(self))
     }
     #[inline]
+    fn into_sql(self) -> Value {
+        Value::Text(self)
+    }
+    #[inline]
     fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
         match value {
             ValueRef::Text(v) => Ok(v.into_owned()),
@@ -560,6 +585,10 @@ impl Field for Vec<u8> {
         ValueRef::Blob(Cow::Borrowed(self))
     }
     #[inline]
+    fn into_sql(self) -> Value {
+        Value::Blob(self)
+    }
+    #[inline]
     fn from_sql(value: ValueRef<'_>) -> Result<Self, FromSqlError> {
         match value {
             ValueRef::Blob(v) => Ok(v.into_owned()),
@@ -577,6 +606,13 @@ impl<T: Field> Field for Option<T> {
         match self {
             Some(v) => v.to_sql(),
             None => ValueRef::Null,
+        }
+    }
+    #[inline]
+    fn into_sql(self) -> Value {
+        match self {
+            Some(v) => v.into_sql(),
+            None => Value::Null,
         }
     }
     #[inline]
@@ -621,13 +657,13 @@ pub trait Bind<T> {
 
 impl<T: Field> Bind<T> for T {
     fn into_value(self) -> Value {
-        self.to_sql().to_owned_value()
+        self.into_sql()
     }
 }
 
 impl<T: Field> Bind<Option<T>> for T {
     fn into_value(self) -> Value {
-        self.to_sql().to_owned_value()
+        self.into_sql()
     }
 }
 
