@@ -185,7 +185,9 @@ pub trait RowValues {
     }
 
     /// The text at `index`, owned, when the row holds valid UTF-8 text there, else `None`
-    /// (as [`plain_int`](Self::plain_int)).
+    /// (as [`plain_int`](Self::plain_int)). A row that owns its text may hand it over
+    /// rather than copy it (MySQL's does): the column is then read, and a later read of it
+    /// fails. A field reads its column once.
     fn plain_text(&self, index: usize) -> Option<Box<str>> {
         let _ = index;
         None

@@ -316,3 +316,93 @@ fn mysql_text_is_strict_and_compared_as_stored() -> Result<()> {
     assert_eq!(conn.query_i64("SELECT count(*) FROM short", &[])?, 0);
     Ok(())
 }
+
+#[derive(Entity, Debug, Clone, PartialEq)]
+#[orm(table = "texts")]
+struct Texts {
+    #[orm(primary_key)]
+    id: i64,
+    s: String,
+    os: Option<String>,
+    b: Vec<u8>,
+}
+
+// A load takes each text over from the driver's row instead of copying it: whatever the
+// text (empty, multi-byte, NULL), the entity reads what the row holds; bytes that are not
+// UTF-8 stay in the row for the field's own read, which names the column; raw SQL reads the
+// same rows through the other reads of a row.
+#[test]
+#[cfg_attr(not(orm_mysql), ignore = "needs MYSQL_URL at build time")]
+fn mysql_loads_take_text_over_and_still_name_bad_bytes() -> Result<()> {
+    let Some(db) = TestDb::mysql() else {
+        return Ok(());
+    };
+    let conn = db.connect();
+    // VARBINARY text columns hold any bytes, as a table the ORM did not create may.
+    conn.execute(
+        "CREATE TABLE texts (id bigint PRIMARY KEY, s varbinary(64) NOT NULL, \
+         os varbinary(64), b blob NOT NULL)",
+        &[],
+    )?;
+    conn.execute(
+        "INSERT INTO texts VALUES (1, 'plain', NULL, X'00FF'), (2, '', 'ünïcødé ✓', X''), \
+         (3, 'x', 'y', X'C3')",
+        &[],
+    )?;
+    let mut rows = conn.select_all::<Texts>()?;
+    rows.sort_by_key(|r| r.id);
+    let expected = [
+        (1, "plain", None, vec![0, 255]),
+        (2, "", Some("ünïcødé ✓"), vec![]),
+        (3, "x", Some("y"), vec![0xC3]),
+    ];
+    assert_eq!(rows.len(), 3);
+    for (row, (id, s, os, b)) in rows.iter().zip(expected) {
+        assert_eq!(
+            (row.id, row.s.as_str(), row.os.as_deref(), &row.b[..]),
+            (id, s, os, &b[..])
+        );
+    }
+    // The session's load (the identity map path) reads the same.
+    let engine = db.engine();
+    let s = engine.session();
+    let loaded = s.query::<Texts>().all()?;
+    assert_eq!(loaded.len(), 3);
+    for h in &loaded {
+        let v = h.read()?.clone();
+        assert!(rows.contains(&v), "{v:?}");
+    }
+    // Raw SQL reads the rows through the row's other reads: by name, in another order…
+    let mut by_name = Vec::new();
+    conn.query_entities_each::<Texts>(
+        "SELECT b, os, 'extra' AS note, s, id FROM texts WHERE id = 2",
+        &[],
+        |t| {
+            by_name.push(t);
+            Ok(())
+        },
+    )?;
+    assert_eq!(by_name, [rows[1].clone()]);
+    // … and as values as sent (a binary column's as bytes).
+    assert_eq!(
+        conn.query_values("SELECT id, os FROM texts WHERE id = 2", &[])?,
+        [vec![
+            Value::I64(2),
+            Value::Blob("ünïcødé ✓".as_bytes().to_vec())
+        ]]
+    );
+    // Bytes that are not UTF-8, in a text field and in an optional one.
+    for (set, column) in [("s = X'FF'", "`s`"), ("os = X'C3A9C3'", "`os`")] {
+        conn.execute("DELETE FROM texts", &[])?;
+        conn.execute("INSERT INTO texts VALUES (4, 'a', 'b', X'01')", &[])?;
+        conn.execute(&format!("UPDATE texts SET {set}"), &[])?;
+        let err = conn.select_all::<Texts>().unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Conversion, "{set}: {err}");
+        let msg = err.to_string();
+        assert!(
+            msg.contains(column) && msg.contains("UTF-8"),
+            "{set}: {msg}"
+        );
+    }
+    Ok(())
+}

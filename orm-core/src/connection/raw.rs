@@ -75,6 +75,14 @@ impl<R: RowValues + ?Sized> RowValues for Remapped<'_, R> {
     fn any_value(&self, index: usize) -> std::result::Result<Value, FromSqlError> {
         self.row.any_value(self.positions[index])
     }
+
+    fn plain_int(&self, index: usize) -> Option<i64> {
+        self.row.plain_int(self.positions[index])
+    }
+
+    fn plain_text(&self, index: usize) -> Option<Box<str>> {
+        self.row.plain_text(self.positions[index])
+    }
 }
 
 /// Where each column of `meta` is among a result's columns, matched by name; every column
