@@ -823,6 +823,36 @@ fn floor_insert(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
     )
 }
 
+/// [`floor_insert`]'s statements, each row's struct kept after it is bound, in an `Arc` of
+/// its own: the memory an identity map cannot do without and nothing else (no lock, no key
+/// written back, no map), so that what merely keeping `n` objects costs (allocating them
+/// apart, and the cache they take) shows against the floor.
+fn floor_held(
+    raw: &mut rusqlite::Connection,
+    n: usize,
+) -> BoxResult<Vec<std::sync::Arc<Customer>>> {
+    let held = std::cell::RefCell::new(Vec::with_capacity(n));
+    let group = "(?, ?)";
+    raw_batched(
+        raw,
+        n,
+        |k| {
+            format!(
+                "INSERT INTO customer (name, description) VALUES {}",
+                vec![group; k].join(", ")
+            )
+        },
+        |stmt, j, i| {
+            let c = customer(i);
+            stmt.raw_bind_parameter(2 * j + 1, &c.name)?;
+            stmt.raw_bind_parameter(2 * j + 2, &c.description)?;
+            held.borrow_mut().push(std::sync::Arc::new(c));
+            Ok(())
+        },
+    )?;
+    Ok(held.into_inner())
+}
+
 /// The graph floor on SQLite: multi-row VALUES into both tables, keys assigned by the
 /// program.
 fn floor_graph(raw: &mut rusqlite::Connection, n: usize) -> BoxResult<()> {
@@ -1106,6 +1136,27 @@ fn cases() -> Vec<Case> {
                     floor_insert(&mut f.raw, n)
                 })?;
                 verify_rows(&mut f, n, true)?;
+                Ok(t)
+            },
+        },
+        Case {
+            name: "floor_held",
+            what: "the raw SQLite floor that also keeps every row's struct, each in an Arc of its own, as an identity map keeps its objects (SQLite only)",
+            floor: "floor",
+            run: |db, n| {
+                if !matches!(db, Db::SqliteFile | Db::SqliteMemory) {
+                    return Err(fail("floor_held runs on SQLite only".into()));
+                }
+                let mut f = fresh(db)?;
+                let mut held: Vec<std::sync::Arc<Customer>> = Vec::new();
+                let t = timed(|| {
+                    held = floor_held(&mut f.raw, n)?;
+                    Ok(())
+                })?;
+                verify_rows(&mut f, n, true)?;
+                if held.len() != n || held[n - 1].name != name(n - 1) {
+                    return Err(fail("floor_held kept the wrong rows".into()));
+                }
                 Ok(t)
             },
         },
@@ -2090,6 +2141,7 @@ fn main() -> BoxResult<()> {
     }
     let mut cases = cases();
     cases.retain(|c| c.name != "floor_update_copy" || db_is_postgres(a.db));
+    cases.retain(|c| c.name != "floor_held" || matches!(a.db, Db::SqliteFile | Db::SqliteMemory));
     if let Some(only) = &a.only {
         // The cases asked for, the floors they are measured against, and the per-row floors
         // of the batched cases (for the speedup lines).
