@@ -262,30 +262,16 @@ backends! {
         works_again(&engine, &s, "after")
     }
 
-    // R7: a panic inside a user's conversion at row 1,500 of a 2,000-object flush.
+    // R7: a panic inside a user's conversion at row 1,500 of a 2,000-object flush
+    // (PostgreSQL: a COPY).
     fn r7_a_panicking_conversion_in_flush_writes_nothing(db) -> Result<()> {
-        let engine = db.engine();
-        create_fused(db, &engine)?;
-        let s = engine.session();
-        s.add(Fused { id: None, n: Fuse(-1) })?;
-        s.commit()?;
-        let added = s.add_all((0..2000).map(|i| Fused { id: None, n: Fuse(i) }))?;
-        let caught = arm(1500, || s.flush());
-        assert!(caught.is_err(), "the panic goes on to the caller");
-        assert_eq!(s.new_objects().len(), 2000, "the objects are pending again");
-        assert!(added.iter().all(|h| h.state() == ObjectState::Pending && h.key().is_none()));
-        assert!(added.iter().all(|h| h.read().unwrap().id.is_none()));
-        // Nothing of the flush is in the transaction: committing now writes what is pending,
-        // once, each object with its own row.
-        s.commit()?;
-        let conn = engine.connect()?;
-        assert_eq!(conn.query_i64("SELECT count(*) FROM fused", &[])?, 2001);
-        for h in added.iter().step_by(97) {
-            let v = h.read()?;
-            let row = conn.find::<Fused>(&v.id.expect("key").into())?.expect("row");
-            assert_eq!(row.n.0, v.n.0);
-        }
-        Ok(())
+        panicking_flush(db, 2000, 1500)
+    }
+
+    // R7: the same in a flush of 600 objects, at row 450 (PostgreSQL: one INSERT of arrays,
+    // encoded before it is sent).
+    fn r7_a_panicking_conversion_in_a_smaller_flush_writes_nothing(db) -> Result<()> {
+        panicking_flush(db, 600, 450)
     }
 
     // R7: a panic inside a user's conversion of a foreign key, while the flush writes the
@@ -1585,6 +1571,50 @@ struct FusedChild {
     id: Option<i64>,
     #[orm(references = Fused)]
     fused_id: Fuse,
+}
+
+/// R7: a panic inside a user's conversion at object `at` of an `n`-object flush goes on to
+/// the caller, writes nothing of the flush, and leaves every object pending: the next commit
+/// writes each once, with its own row.
+fn panicking_flush(db: &TestDb, n: i64, at: i64) -> Result<()> {
+    let engine = db.engine();
+    create_fused(db, &engine)?;
+    let s = engine.session();
+    s.add(Fused {
+        id: None,
+        n: Fuse(-1),
+    })?;
+    s.commit()?;
+    let added = s.add_all((0..n).map(|i| Fused {
+        id: None,
+        n: Fuse(i),
+    }))?;
+    let caught = arm(at, || s.flush());
+    assert!(caught.is_err(), "the panic goes on to the caller");
+    assert_eq!(
+        s.new_objects().len(),
+        added.len(),
+        "the objects are pending again"
+    );
+    assert!(
+        added
+            .iter()
+            .all(|h| h.state() == ObjectState::Pending && h.key().is_none())
+    );
+    assert!(added.iter().all(|h| h.read().unwrap().id.is_none()));
+    // Nothing of the flush is in the transaction: committing now writes what is pending,
+    // once, each object with its own row.
+    s.commit()?;
+    let conn = engine.connect()?;
+    assert_eq!(conn.query_i64("SELECT count(*) FROM fused", &[])?, n + 1);
+    for h in added.iter().step_by(97) {
+        let v = h.read()?;
+        let row = conn
+            .find::<Fused>(&v.id.expect("key").into())?
+            .expect("row");
+        assert_eq!(row.n.0, v.n.0);
+    }
+    Ok(())
 }
 
 /// Runs `f` with conversions of `at` panicking; returns the panic, if any.

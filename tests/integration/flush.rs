@@ -193,8 +193,9 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
     let (log, _g) = SqlLog::start();
     s.flush()?;
     if db.is_postgres() {
-        // 120 keys from the identity sequence in one round trip, then one COPY carrying them
-        // (besides the one-time check of the mapping against the live table).
+        // 120 keys from the identity sequence in one round trip, then one INSERT carrying
+        // them, each column in one array (besides the one-time check of the mapping against
+        // the live table).
         let statements: Vec<String> = log
             .statements()
             .into_iter()
@@ -204,10 +205,25 @@ fn b1_flush_inserts_in_batches_with_keys_it_knows(db) -> Result<()> {
         assert!(statements[0].starts_with("BEGIN"));
         assert!(statements[1].contains("nextval("), "{}", statements[1]);
         assert!(
-            statements[2].starts_with(r#"COPY "customer" ("id", "name", "#),
+            statements[2].starts_with(r#"INSERT INTO "customer" ("id", "name", "#)
+                && statements[2].contains("unnest($1::int8[]"),
             "{}",
             statements[2]
         );
+        // A batch of thousands goes in by COPY.
+        let more = s.add_all((120..2620).map(|i| Customer::new(&format!("c{i}"), i)))?;
+        let (log, _g) = SqlLog::start();
+        s.flush()?;
+        let copies = log.starting_with("COPY");
+        assert_eq!(copies.len(), 1, "{:#?}", log.statements());
+        assert!(copies[0].starts_with(r#"COPY "customer" ("id", "name", "#), "{}", copies[0]);
+        s.commit()?;
+        let conn = engine.connect()?;
+        assert_eq!(conn.count::<Customer>(None)?, 2620);
+        for (i, h) in more.iter().enumerate() {
+            let row = conn.find::<Customer>(&h.key().expect("a key"))?.expect("its row");
+            assert_eq!(row.name, format!("c{}", i + 120));
+        }
         return Ok(());
     }
     let inserts = log.starting_with("INSERT");
