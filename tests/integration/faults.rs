@@ -1294,6 +1294,67 @@ fn r6_postgres_connection_lost_mid_copy() -> Result<()> {
     works_again(&engine, &s, "after")
 }
 
+// R6: the backend is terminated while a flush's INSERT of arrays runs (a flush of 600 new
+// objects: more than a multi-row INSERT takes, fewer than a COPY is worth; a trigger holds
+// the statement at row 300): the flush fails, commit never says Ok, nothing of the
+// transaction is in the table, the objects have no keys, and after rollback the session
+// works on a new connection.
+#[test]
+#[cfg_attr(not(orm_postgres), ignore = "needs DATABASE_URL at build time")]
+fn r6_postgres_connection_lost_mid_insert_of_arrays() -> Result<()> {
+    let Some(db) = TestDb::postgres() else {
+        return Ok(());
+    };
+    let engine = db.engine();
+    let conn = engine.connect()?;
+    conn.execute(
+        "CREATE FUNCTION orm_slow_row() RETURNS trigger LANGUAGE plpgsql AS \
+         $$ BEGIN IF NEW.name = 'slow' THEN PERFORM pg_sleep(5); END IF; RETURN NEW; END $$",
+        &[],
+    )?;
+    conn.execute(
+        "CREATE TRIGGER orm_slow_row BEFORE INSERT ON customer \
+         FOR EACH ROW EXECUTE FUNCTION orm_slow_row()",
+        &[],
+    )?;
+    drop(conn);
+    watchdog(60, move || -> Result<()> {
+        let s = engine.session();
+        s.add(Customer::new("flushed", 1))?;
+        s.flush()?;
+        let added =
+            s.add_all((0..600).map(|i| Customer::new(if i == 300 { "slow" } else { "new" }, i)))?;
+        let pid = s.with_connection(|c| c.query_i64("SELECT pg_backend_pid()::int8", &[]))?;
+        let (log, _g) = SqlLog::start();
+        std::thread::scope(|scope| -> Result<()> {
+            let killer = scope.spawn(|| -> Result<()> {
+                std::thread::sleep(Duration::from_millis(500));
+                kill_backend(&db, &db.connect(), pid)
+            });
+            assert!(s.flush().is_err(), "the flush died with its connection");
+            killer.join().expect("the killer thread")?;
+            Ok(())
+        })?;
+        assert!(
+            log.statements()
+                .iter()
+                .any(|q| q.starts_with("INSERT INTO \"customer\"") && q.contains("unnest(")),
+            "{:#?}",
+            log.statements()
+        );
+        assert!(s.commit().is_err());
+        assert_eq!(kind(s.commit()), ErrorKind::PendingRollback);
+        assert_eq!(count(&engine)?, 0);
+        assert!(
+            added
+                .iter()
+                .all(|h| h.key().is_none() && h.state() != ObjectState::Persistent)
+        );
+        s.rollback()?;
+        works_again(&engine, &s, "after")
+    })
+}
+
 /// Makes every COMMIT of a transaction that inserted into `customer` take `seconds` longer
 /// (a deferred constraint trigger that sleeps; PostgreSQL).
 fn slow_commits(engine: &Engine, seconds: f64) -> Result<()> {
