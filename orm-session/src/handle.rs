@@ -1252,7 +1252,7 @@ impl<E: Entity> Erased for Object<E> {
                 }
                 entries.push((key, Arc::downgrade(*erased)));
             }
-            map.extend(entries.drain(..));
+            map.extend(&mut entries);
         }
         Ok(())
     }
@@ -1999,6 +1999,21 @@ fn stale<E: Entity>(value: &E, operation: &'static str) -> Error {
     }
 }
 
+/// The first of `keys` when they are consecutive integers (`k`, `k + 1`, …).
+fn consecutive_ints<'a>(mut keys: impl Iterator<Item = &'a Key>) -> Option<i64> {
+    let Some(&Key::Int(first)) = keys.next() else {
+        return None;
+    };
+    let mut next = first;
+    for key in keys {
+        next = next.checked_add(1)?;
+        if *key != Key::Int(next) {
+            return None;
+        }
+    }
+    Some(first)
+}
+
 /// The hash of a key in an identity map. Integer keys in one aligned window of 64 values
 /// keep their order in the low bits, which pick the bucket: the sequential keys of a flush
 /// or a scan then fill a run of 64 buckets (one cache line of the table's control bytes)
@@ -2401,10 +2416,72 @@ impl<E: Entity> IdentityMap<E> {
     /// Adds entries made by a flush, as [`insert`](Self::insert) does one by one. Apart so
     /// that the weak references are made (atomic operations, each of which waits for the
     /// stores before it) in a pass of their own, away from the stores into the map.
-    pub(crate) fn extend(&mut self, entries: impl Iterator<Item = (Key, MapRef)>) {
-        for (key, weak) in entries {
-            self.insert_weak(key, weak);
+    ///
+    /// The entries of a flush whose keys the database generated are usually consecutive
+    /// integers that no entry holds: they are appended as one run, without looking each key
+    /// up (see [`append_run`](Self::append_run)).
+    pub(crate) fn extend(&mut self, entries: &mut Vec<(Key, MapRef)>) {
+        match consecutive_ints(entries.iter().map(|(k, _)| k)) {
+            Some(first) if self.append_run(first, entries.len()) => {
+                self.slots.append(entries);
+                if self.slots.len() >= self.compact_at && self.live_from.is_none() {
+                    self.compact();
+                }
+            }
+            _ => {
+                for (key, weak) in entries.drain(..) {
+                    self.insert_weak(key, weak);
+                }
+            }
         }
+    }
+
+    /// Prepares the map for `len` new entries of keys `first..first + len` at the end of
+    /// `slots`, when none of those keys is in the map: the open run takes them when they
+    /// follow its last key, else they open a run of their own. Returns false, changing
+    /// nothing, when a key may be held already (the hash index is in use, or a run's range
+    /// meets theirs) or the run would not fit its counters: the entries then go in one by
+    /// one.
+    fn append_run(&mut self, first: i64, len: usize) -> bool {
+        let pos = self.slots.len();
+        let (Ok(len32), Some(last)) = (
+            u32::try_from(len),
+            i64::try_from(len)
+                .ok()
+                .and_then(|n| first.checked_add(n - 1)),
+        ) else {
+            return false;
+        };
+        if len == 0 || !self.index.is_empty() || u32::try_from(pos + len).is_err() {
+            return false;
+        }
+        let meets = |r: &Run| {
+            let r_last = r.key.saturating_add(i64::from(r.len) - 1);
+            r.key <= last && first <= r_last
+        };
+        // Runs are sorted by key and do not overlap: only the last one starting at or before
+        // `last` can reach into the range.
+        let before = self.runs.partition_point(|r| r.key <= last);
+        if before > 0 && meets(&self.runs[before - 1]) {
+            return false;
+        }
+        match &mut self.open {
+            Some(open)
+                if open.is_followed_by(first, pos) && open.len.checked_add(len32).is_some() =>
+            {
+                open.len += len32;
+            }
+            Some(open) if meets(open) => return false,
+            _ => {
+                self.close_open();
+                self.open = Some(Run {
+                    key: first,
+                    pos: At::new(pos, 0).pos,
+                    len: len32,
+                });
+            }
+        }
+        true
     }
 
     /// Drops the holes and the entries whose object is gone; rebuilds the index, unless
@@ -2987,6 +3064,64 @@ mod tests {
         check_runs(&map);
     }
 
+    /// A flush's generated keys go in as one run when no entry holds any of them; when one
+    /// may (a run meets theirs, or keys in no order fill the index), one by one, replacing
+    /// what the map held for them.
+    #[test]
+    fn a_flushs_consecutive_keys_go_in_as_one_run() {
+        use std::sync::Arc;
+        type Entries = Vec<(Key, super::MapRef)>;
+        fn entries(keys: impl Iterator<Item = i64>) -> (Vec<Arc<super::Object<M>>>, Entries) {
+            let objects: Vec<_> = keys.map(object).collect();
+            let entries = objects
+                .iter()
+                .map(|o| {
+                    let erased: Arc<dyn super::Erased> = o.clone();
+                    (Key::Int(o.value.read().id), Arc::downgrade(&erased))
+                })
+                .collect();
+            (objects, entries)
+        }
+        let found = |map: &IdentityMap<M>, o: &Arc<super::Object<M>>| {
+            let k = o.value.read().id;
+            map.get(&Key::Int(k))
+                .is_some_and(|got| Arc::ptr_eq(&got, o))
+        };
+        let mut map = IdentityMap::<M>::default();
+        let (first, mut e) = entries(1..=1000);
+        map.extend(&mut e);
+        let (second, mut e) = entries(1001..=2000);
+        map.extend(&mut e);
+        assert!(e.is_empty());
+        assert_eq!(map.open.map(|r| (r.key, r.len)), Some((1, 2000)), "one run");
+        assert!(map.index.is_empty());
+        assert!(first.iter().chain(&second).all(|o| found(&map, o)));
+        // Keys the map holds already: the new objects take their places.
+        let (again, mut e) = entries(1500..=2100);
+        map.extend(&mut e);
+        check_runs(&map);
+        assert!(again.iter().all(|o| found(&map, o)));
+        assert!(first.iter().all(|o| found(&map, o)));
+        assert!(second[..499].iter().all(|o| found(&map, o)));
+        assert!(second[499..].iter().all(|o| !found(&map, o)), "replaced");
+        assert_eq!(super::AnyMap::len(&map), 2100);
+        // Keys in no order fill the index: later runs go in one by one, and are found.
+        let (scattered, mut e) = entries([9_000, 7_000, 8_000].into_iter());
+        map.extend(&mut e);
+        assert!(map.index.len() >= 3);
+        let (third, mut e) = entries(5_000..=5_100);
+        map.extend(&mut e);
+        check_runs(&map);
+        assert!(scattered.iter().chain(&third).all(|o| found(&map, o)));
+        assert!(map.get(&Key::Int(4_999)).is_none() && map.get(&Key::Int(5_101)).is_none());
+        // Runs whose counters would overflow are not made: i64::MAX ends the keys.
+        let mut edge = IdentityMap::<M>::default();
+        let (top, mut e) = entries(i64::MAX - 4..=i64::MAX);
+        edge.extend(&mut e);
+        assert!(top.iter().all(|o| found(&edge, o)));
+        check_runs(&edge);
+    }
+
     /// Whatever the order of keys and operations, the map answers as a plain map of the
     /// objects alive would: a model-based run of random operations over keys that mix runs,
     /// keys in no order, and keys of runs given up and entered again.
@@ -3015,7 +3150,7 @@ mod tests {
             for _ in 0..3_000 {
                 match next(10) {
                     // A run of keys in order, from anywhere in the range.
-                    0 | 1 => {
+                    0 => {
                         let from = next(2_500);
                         for o in from..from + next(100) {
                             let k = key(o);
@@ -3023,6 +3158,23 @@ mod tests {
                             map.insert(Key::Int(k), obj.clone());
                             model.insert(k, obj);
                         }
+                    }
+                    // A flush's entries, at once: keys in order (appended as a run when
+                    // no entry holds one of them), now and then with one out of order.
+                    1 => {
+                        let from = next(2_500);
+                        let len = next(100);
+                        let odd = (next(4) == 0).then(|| next(len.max(1)));
+                        let mut entries = Vec::new();
+                        for o in from..from + len {
+                            let k = key(if odd == Some(o - from) { o + 700 } else { o });
+                            let obj = object(k);
+                            let erased: Arc<dyn super::Erased> = obj.clone();
+                            entries.push((Key::Int(k), Arc::downgrade(&erased)));
+                            model.insert(k, obj);
+                        }
+                        map.extend(&mut entries);
+                        assert!(entries.is_empty());
                     }
                     // A read: found, or made.
                     2 | 3 => {
