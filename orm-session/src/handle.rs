@@ -1208,9 +1208,7 @@ impl<E: Entity> Erased for Object<E> {
                 }
                 inserter.finish()?.keys
             };
-            for (((obj, erased), key), guard) in
-                objects.iter().zip(chunk).zip(keys).zip(&mut guards)
-            {
+            for ((obj, key), guard) in objects.iter().zip(&keys).zip(&mut guards) {
                 let generated = match guard.column(pk) {
                     ValueRef::Null => true,
                     ValueRef::Uuid(u) => u.is_nil() && uuid_key,
@@ -1250,8 +1248,14 @@ impl<E: Entity> Erased for Object<E> {
                         m.expire_all();
                     }
                 }
-                entries.push((key, Arc::downgrade(*erased)));
             }
+            // The identity map's entries: the keys move over from the inserter's list, and
+            // the weak references are made in a pass of their own (see `IdentityMap::extend`).
+            entries.extend(
+                keys.into_iter()
+                    .zip(chunk)
+                    .map(|(key, erased)| (key, Arc::downgrade(*erased))),
+            );
             map.extend(&mut entries);
         }
         Ok(())
