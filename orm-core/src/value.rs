@@ -1079,7 +1079,7 @@ mod tests {
             )),
             Key::Bool(true),
         ];
-        let moved: Vec<Key> = keys.iter().cloned().collect();
+        let moved: Vec<Key> = keys.to_vec();
         assert_eq!(moved, keys, "every variant survives a move");
     }
 }
