@@ -123,6 +123,9 @@ pub struct InsertState<R: RowSource> {
     last_group: Option<usize>,
     batch_rows: usize,
     groups: Vec<Group<R>>,
+    /// The key of every row so far, by row: those the rows carry, then those made or
+    /// assigned as their batches are sent. Rows whose key is not known yet may have no entry:
+    /// see [`keys_so_far`](Self::keys_so_far).
     keys: Vec<Option<Key>>,
     count: usize,
     written: u64,
@@ -135,6 +138,25 @@ pub struct InsertState<R: RowSource> {
     /// For rows that carry every column ([`RowSource::CARRIES_EVERY_COLUMN`]): the group of
     /// rows with a key, and of rows without one, once known.
     by_key: [Option<usize>; 2],
+}
+
+impl<R: RowSource> InsertState<R> {
+    /// Records the key that row `index` carries. The rows before it that have no entry yet
+    /// get one of `None`, filled in place: building each `None` apart and copying it into
+    /// the list made every row of a flush wait on the copy (a load of a value just stored
+    /// in parts cannot be forwarded from those stores).
+    fn note_key(&mut self, index: usize, key: &ValueRef<'_>) {
+        let key = Key::from_value(key);
+        self.keys.resize_with(index, || None);
+        self.keys.push(key);
+    }
+
+    /// The list of keys with an entry for every row so far.
+    fn keys_so_far(&mut self) -> &mut Vec<Option<Key>> {
+        let n = self.count;
+        self.keys.resize_with(n, || None);
+        &mut self.keys
+    }
 }
 
 /// Values of a group's rows as sent: the row's own, but for a key the inserter made.
@@ -371,10 +393,8 @@ impl<R: RowSource> Inserter<'_, R> {
             let key = row.value(pk);
             let missing = missing(&key);
             if let Some(g) = self.st.by_key[usize::from(missing)] {
-                if self.st.return_keys {
-                    self.st
-                        .keys
-                        .push(if missing { None } else { Key::from_value(&key) });
+                if self.st.return_keys && !missing {
+                    self.st.note_key(index, &key);
                 }
                 return Ok((g, index));
             }
@@ -421,12 +441,8 @@ impl<R: RowSource> Inserter<'_, R> {
             }
             _ => Fill::Row,
         };
-        if self.st.return_keys {
-            self.st.keys.push(if fill == Fill::Row {
-                Key::from_value(&key)
-            } else {
-                None
-            });
+        if self.st.return_keys && fill == Fill::Row {
+            self.st.note_key(index, &key);
         }
         drop(key);
         let g = match self
@@ -514,7 +530,7 @@ impl<R: RowSource> Inserter<'_, R> {
                     let id = [crate::uuid_v7()];
                     let keys = if fill == Fill::Uuid {
                         if self.st.return_keys {
-                            self.st.keys[index] = Some(Key::Uuid(id[0]));
+                            self.st.keys_so_far()[index] = Some(Key::Uuid(id[0]));
                         }
                         KeyValues::Uuids(&id)
                     } else {
@@ -574,8 +590,7 @@ impl<R: RowSource> Inserter<'_, R> {
         }
         let keys = if self.st.return_keys {
             let meta = self.st.meta;
-            self.st
-                .keys
+            std::mem::take(self.st.keys_so_far())
                 .into_iter()
                 .map(|k| {
                     k.ok_or_else(|| Error::InvalidState {
@@ -688,20 +703,45 @@ impl<R: RowSource> Inserter<'_, R> {
             _ => None,
         };
         if self.st.return_keys {
-            for (j, (index, _)) in group.rows.iter().enumerate() {
-                let j64 = i64::try_from(j).unwrap_or(i64::MAX);
-                self.st.keys[*index] = match (fill, &reserved) {
-                    (Fill::Uuid, _) => uuids.get(j).copied().map(Key::Uuid),
-                    (Fill::Sequential, Some(Reserved::List(list))) => {
-                        list.get(j).copied().map(Key::Int)
+            // One loop for each way of getting the keys: a key put in its entry as it is made,
+            // not chosen by a `match` into a value aside and copied from there (see
+            // `InsertState::note_key`).
+            let count = self.st.count;
+            let keys = &mut self.st.keys;
+            keys.resize_with(count, || None);
+            let rows = group.rows.iter().map(|(index, _)| *index).enumerate();
+            match (fill, &reserved, first) {
+                (Fill::Uuid, _, _) => {
+                    for (j, i) in rows {
+                        keys[i] = uuids.get(j).copied().map(Key::Uuid);
                     }
-                    (Fill::Sequential, _) => first.map(|f| Key::Int(f + j64)),
-                    (Fill::PerRow, _) => match &inserted.keys {
-                        Assigned::Each(k) => k.get(j).copied().map(Key::Int),
-                        _ => None,
-                    },
-                    (Fill::Row, _) => self.st.keys[*index].take(),
-                };
+                }
+                (Fill::Sequential, Some(Reserved::List(list)), _) => {
+                    for (j, i) in rows {
+                        keys[i] = list.get(j).copied().map(Key::Int);
+                    }
+                }
+                (Fill::Sequential, _, Some(f)) => {
+                    for (j, i) in rows {
+                        keys[i] = Some(Key::Int(f + i64::try_from(j).unwrap_or(i64::MAX)));
+                    }
+                }
+                (Fill::Sequential, _, None) => {
+                    for (index, _) in &group.rows {
+                        keys[*index] = None;
+                    }
+                }
+                (Fill::PerRow, _, _) => {
+                    let each = match &inserted.keys {
+                        Assigned::Each(k) => k.as_slice(),
+                        _ => &[],
+                    };
+                    for (j, i) in rows {
+                        keys[i] = each.get(j).copied().map(Key::Int);
+                    }
+                }
+                // The rows carried their keys, noted as they came.
+                (Fill::Row, _, _) => {}
             }
         }
         match fill {
