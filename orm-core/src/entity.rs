@@ -322,7 +322,13 @@ impl<E: Entity> AsEntity for std::sync::Arc<E> {
 ///
 /// # Errors
 /// [`Error::Conversion`] naming entity and column.
+///
+/// Inlined into `from_row`, so that the value read goes into its field without first being
+/// returned through memory: a `String` returned so was reloaded in wider parts than it was
+/// stored in, and each column of each row waited for the stores (a load of 100,000 rows of
+/// two text columns took about 1 ms less inlined).
 #[doc(hidden)]
+#[inline]
 pub fn read_column<T: Field>(
     row: &dyn RowValues,
     meta: &'static EntityMeta,

@@ -761,6 +761,7 @@ impl<E: Entity> Handle<E> {
         Self::with_meta(value, Meta::new(ObjectState::Transient, None, None))
     }
 
+    #[inline]
     pub(crate) fn with_meta(value: E, meta: Meta) -> Self {
         Handle {
             obj: Arc::new(Object {
@@ -2299,6 +2300,7 @@ impl<E: Entity> IdentityMap<E> {
     /// The live object of `key` (and `value` back, unused), or else a new one that `make`
     /// builds from `value`, entered for the key: for a row read, one lookup whether its
     /// object is there or not (and no hash for a key that follows the one before).
+    #[inline]
     pub(crate) fn get_or_insert(
         &mut self,
         key: Key,
@@ -2372,6 +2374,7 @@ impl<E: Entity> IdentityMap<E> {
     /// Adds the slot [`slot_for`](Self::slot_for) made way for: in the open run when the
     /// key follows its last one, in a new open run when the key is an integer no run's range
     /// holds, else in the index.
+    #[inline]
     fn push(&mut self, key: Key, weak: MapRef, placed: Placed) {
         let pos = self.slots.len();
         if let Placed::Nowhere { covered } = placed {
