@@ -50,6 +50,11 @@ impl<E: Entity, T: crate::Field> Column<E, T> {
 /// let typed = Mapping::<C>::new().set(C::NAME, "Ada").set(C::NOTE, "hi");
 /// let dynamic = Mapping::<C>::from_names([("name", Value::from("Ada")), ("note", Value::from("hi"))]).unwrap();
 /// assert_eq!(typed, dynamic);
+/// // From an array: in column order, or in any order, a column given twice keeping its last
+/// // value.
+/// assert_eq!(Mapping::from([C::NAME.to("Ada"), C::NOTE.to("hi")]), typed);
+/// assert_eq!(Mapping::from([C::NOTE.to("x"), C::NAME.to("Ada"), C::NOTE.to("hi")]), typed);
+/// assert_eq!(Mapping::from([C::NAME.to("Ada"), C::NOTE.to("x"), C::NOTE.to("hi")]), typed);
 ///
 /// let err = Mapping::<C>::from_names([("nmae", Value::from("Ada"))]).unwrap_err();
 /// assert_eq!(err.kind(), ErrorKind::UnknownColumn);
@@ -206,11 +211,15 @@ impl<E: Entity, const N: usize> From<[ColumnValue<E>; N]> for Mapping<E> {
     fn from(values: [ColumnValue<E>; N]) -> Self {
         let mut v: Vec<(usize, Value)> = Vec::with_capacity(N);
         v.extend(values.into_iter().map(|cv| (cv.column, cv.value)));
-        v.sort_by_key(|(c, _)| *c);
-        // A column given twice keeps its last value.
-        v.reverse();
-        v.dedup_by_key(|(c, _)| *c);
-        v.reverse();
+        // Columns given in order, each once (the usual way), are left as they are: sorting
+        // moves every value through memory even when nothing is out of place.
+        if !v.windows(2).all(|w| w[0].0 < w[1].0) {
+            v.sort_by_key(|(c, _)| *c);
+            // A column given twice keeps its last value.
+            v.reverse();
+            v.dedup_by_key(|(c, _)| *c);
+            v.reverse();
+        }
         Mapping {
             values: v,
             _entity: PhantomData,
